@@ -1,0 +1,30 @@
+"""Settings read from the environment, in one place.
+
+Every command and task resolves its lake and reference-data locations here, so a value given on
+the command line, in an Airflow task or in the environment means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+#: Default lake: a folder under the project, so a fresh clone works with no configuration.
+DEFAULT_LAKE_URL = (PROJECT_ROOT / ".passion" / "lake").as_uri()
+
+
+def lake_url(explicit: str | None = None) -> str:
+    """The lake root URL: `explicit`, else ``PASSION_LAKE``, else the project's default folder."""
+    return explicit or os.environ.get("PASSION_LAKE") or DEFAULT_LAKE_URL
+
+
+def reference_data(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Folder of the labelled reference data (NAB, ASD, SMD, KPI, NASA HTTP, CDN samples).
+
+    ``PASSION_REFERENCE_DATA`` lets users point at their own NAB checkout; the default is the
+    team's shared copy beside the project.
+    """
+    path = explicit or os.environ.get("PASSION_REFERENCE_DATA") or PROJECT_ROOT.parent / "shared" / "data"
+    return Path(path).expanduser().resolve()

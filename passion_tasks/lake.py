@@ -1,0 +1,420 @@
+"""The lake: Parquet partitions and small blobs under one root URL, local or S3.
+
+Layout: ``<dataset>/dt=YYYY-MM-DD[/<key>=<value>]/part-<token>-<n>.parquet`` plus a
+``_manifest.json`` per leaf that names the committed files. Readers go through the manifest, so a
+partition changes in one step: data files are written first, each of them atomically (rename on a
+local disk, a single completed PUT on S3), then the manifest is replaced in one atomic write, then
+the files of the superseded version are deleted. A failed write leaves the previous version
+untouched and removes its own files; a re-run replaces the day instead of adding to it. Files
+whose names start with ``_`` are skipped by pyarrow's dataset discovery, so tools that read the
+folders directly see the data files and never the manifest.
+
+Concurrent writers of the *same* leaf are not supported (the last manifest wins); the Airflow
+DAGs give each parallel task its own leaf through ``key``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import posixpath
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote, urlparse
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from passion_tasks import config
+
+MANIFEST = "_manifest.json"
+
+
+class LakeError(RuntimeError):
+    """A lake operation that cannot be done: missing partition, bad URL, unreadable object."""
+
+
+class PartitionNotFound(LakeError):
+    pass
+
+
+Day = dt.date | str
+
+
+def as_day(day: Day) -> dt.date:
+    """Accept ``date`` or ``YYYY-MM-DD``; reject anything else with a clear message."""
+    if isinstance(day, dt.datetime):
+        return day.date()
+    if isinstance(day, dt.date):
+        return day
+    try:
+        return dt.date.fromisoformat(str(day))
+    except ValueError:
+        raise LakeError(f"not a day: {day!r} (expected YYYY-MM-DD)") from None
+
+
+def day_range(start: Day, end: Day) -> list[dt.date]:
+    """Every day from ``start`` to ``end``, both included."""
+    first, last = as_day(start), as_day(end)
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+@dataclass(frozen=True)
+class S3Options:
+    """Connection settings for an S3-protocol store (AWS S3, MinIO, a local test server).
+
+    Unset values fall back to the standard AWS environment variables and credential chain;
+    nothing is read from code or written to logs.
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls) -> S3Options:
+        env = os.environ
+        return cls(
+            endpoint_url=env.get("PASSION_S3_ENDPOINT_URL")
+            or env.get("AWS_ENDPOINT_URL_S3")
+            or env.get("AWS_ENDPOINT_URL"),
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
+        )
+
+    def merged_over(self, other: S3Options) -> S3Options:
+        """These options, with unset values taken from ``other``."""
+        return S3Options(
+            **{name: getattr(self, name) or getattr(other, name) for name in self.__dataclass_fields__}
+        )
+
+    def filesystem(self) -> pafs.S3FileSystem:
+        kwargs: dict[str, Any] = {"region": self.region or "us-east-1"}
+        if self.endpoint_url:
+            endpoint = urlparse(self.endpoint_url)
+            kwargs["endpoint_override"] = endpoint.netloc or endpoint.path
+            kwargs["scheme"] = endpoint.scheme or "https"
+        if self.access_key:
+            kwargs.update(access_key=self.access_key, secret_key=self.secret_key)
+            if self.session_token:
+                kwargs["session_token"] = self.session_token
+        return pafs.S3FileSystem(**kwargs)
+
+
+def filesystem_for(url: str, s3: S3Options | None = None) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and root path of a ``file://``, plain-path or ``s3://`` URL."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file"):
+        root = unquote(parsed.path) if parsed.scheme else url
+        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(root))
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise LakeError(f"S3 lake URL needs a bucket: {url!r} (expected s3://bucket/prefix)")
+        options = (s3 or S3Options()).merged_over(S3Options.from_env())
+        return options.filesystem(), f"{parsed.netloc}{parsed.path}".rstrip("/")
+    raise LakeError(f"unsupported lake URL {url!r}: use file:///path or s3://bucket/prefix")
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One committed leaf: its files, row count and the writer's metadata."""
+
+    dataset: str
+    day: dt.date
+    key: Mapping[str, str]
+    files: tuple[str, ...]
+    rows: int
+    meta: Mapping[str, Any]
+
+
+class PartitionWriter:
+    """Streams record batches of one leaf into a Parquet file, committed on ``commit()``."""
+
+    def __init__(self, lake: Lake, leaf: str, schema: pa.Schema, meta: Mapping[str, Any] | None):
+        self._lake, self._leaf, self._schema = lake, leaf, schema
+        self.meta: dict[str, Any] = dict(meta or {})
+        self._token = uuid.uuid4().hex[:12]
+        self._file = f"part-{self._token}-0.parquet"
+        self._staging = lake._staging_path(posixpath.join(leaf, self._file))
+        self._sink = lake.fs.open_output_stream(self._staging)
+        self._writer = pq.ParquetWriter(self._sink, schema, compression="zstd")
+        self.rows = 0
+
+    def write(self, data: pa.Table | pa.RecordBatch) -> None:
+        if data.num_rows:
+            self._writer.write(data.select(self._schema.names).cast(self._schema))
+            self.rows += data.num_rows
+
+    def commit(self) -> Partition:
+        self._writer.close()
+        self._sink.close()
+        final = posixpath.join(self._leaf, self._file)
+        self._lake._publish(self._staging, final)
+        return self._lake._commit_manifest(self._leaf, [self._file], self.rows, self.meta)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        with contextlib.suppress(Exception):
+            self._sink.close()
+        for path in {self._staging, self._lake._path(posixpath.join(self._leaf, self._file))}:
+            with contextlib.suppress(Exception):
+                self._lake.fs.delete_file(path)
+
+
+class Lake:
+    """Parquet partitions by day and named blobs under one root URL."""
+
+    def __init__(self, url: str | None = None, s3: S3Options | None = None):
+        self.url = config.lake_url(url).rstrip("/")
+        self.fs, self.root = filesystem_for(self.url, s3)
+        self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
+
+    def __repr__(self) -> str:
+        return f"Lake({self.url!r})"
+
+    # -- paths ---------------------------------------------------------------------------------
+
+    def _path(self, relative: str) -> str:
+        return posixpath.join(self.root, relative) if relative else self.root
+
+    def _staging_path(self, relative: str) -> str:
+        # Local files are written beside their final name and renamed; an S3 object becomes
+        # visible only when its upload completes, so it is written in place.
+        return (
+            self._path(relative + f".{uuid.uuid4().hex[:8]}.tmp") if self.is_local else self._path(relative)
+        )
+
+    def _publish(self, staging: str, relative: str) -> None:
+        if self.is_local:
+            self.fs.move(staging, self._path(relative))
+
+    def uri(self, relative: str = "") -> str:
+        """A URL for humans and other tools: ``file:///...`` or ``s3://bucket/...``."""
+        if self.is_local:
+            return "file://" + quote(self._path(relative), safe="/=:@,+")
+        return "s3://" + self._path(relative)
+
+    @staticmethod
+    def leaf(dataset: str, day: Day, key: Mapping[str, str] | None = None) -> str:
+        parts = [dataset, f"dt={as_day(day).isoformat()}"]
+        parts += [f"{name}={_quote(value)}" for name, value in (key or {}).items()]
+        return posixpath.join(*parts)
+
+    # -- blobs ---------------------------------------------------------------------------------
+
+    def write_bytes(self, relative: str, data: bytes) -> str:
+        """Write one object atomically; returns its URI."""
+        self._ensure_parent(relative)
+        staging = self._staging_path(relative)
+        try:
+            with self.fs.open_output_stream(staging) as out:
+                out.write(data)
+            self._publish(staging, relative)
+        except BaseException:
+            if self.is_local:
+                with contextlib.suppress(Exception):
+                    self.fs.delete_file(staging)
+            raise
+        return self.uri(relative)
+
+    def write_text(self, relative: str, text: str) -> str:
+        return self.write_bytes(relative, text.encode("utf-8"))
+
+    def read_bytes(self, relative: str) -> bytes:
+        try:
+            with self.fs.open_input_stream(self._path(relative)) as stream:
+                return stream.read()
+        except FileNotFoundError:
+            raise LakeError(f"{self.uri(relative)} does not exist") from None
+
+    def exists(self, relative: str) -> bool:
+        return self.fs.get_file_info(self._path(relative)).type != pafs.FileType.NotFound
+
+    def list_files(self, prefix: str) -> list[str]:
+        """Relative paths of every file under ``prefix`` (recursive, sorted)."""
+        selector = pafs.FileSelector(self._path(prefix), recursive=True, allow_not_found=True)
+        base = len(self.root) + 1
+        return sorted(
+            info.path[base:] for info in self.fs.get_file_info(selector) if info.type == pafs.FileType.File
+        )
+
+    def delete(self, relative: str) -> None:
+        """Delete a file or a whole folder; missing paths are fine."""
+        path = self._path(relative)
+        info = self.fs.get_file_info(path)
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(path)
+        elif info.type == pafs.FileType.File:
+            self.fs.delete_file(path)
+
+    def _ensure_parent(self, relative: str) -> None:
+        if self.is_local:
+            self.fs.create_dir(posixpath.dirname(self._path(relative)), recursive=True)
+
+    # -- partitions ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def partition_writer(
+        self,
+        dataset: str,
+        day: Day,
+        schema: pa.Schema,
+        *,
+        key: Mapping[str, str] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Iterator[PartitionWriter]:
+        """Stream a leaf's rows; it replaces the previous version only if the block succeeds."""
+        leaf = self.leaf(dataset, day, key)
+        self._ensure_parent(posixpath.join(leaf, MANIFEST))
+        writer = PartitionWriter(self, leaf, schema, meta)
+        try:
+            yield writer
+        except BaseException:
+            writer.abort()
+            raise
+        try:
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+
+    def write_partition(
+        self,
+        dataset: str,
+        day: Day,
+        table: pa.Table,
+        *,
+        schema: pa.Schema | None = None,
+        key: Mapping[str, str] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Partition:
+        """Replace a day's leaf with ``table`` atomically."""
+        with self.partition_writer(dataset, day, schema or table.schema, key=key, meta=meta) as writer:
+            writer.write(table)
+        return self.partition(dataset, day, key=key)
+
+    def _commit_manifest(self, leaf: str, files: list[str], rows: int, meta: Mapping[str, Any]) -> Partition:
+        manifest_path = posixpath.join(leaf, MANIFEST)
+        previous = self._read_manifest(manifest_path)
+        manifest = {
+            "files": files,
+            "rows": rows,
+            "committed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "meta": dict(meta),
+        }
+        self.write_text(manifest_path, json.dumps(manifest, indent=1, default=str))
+        for stale in set(previous.get("files", [])) - set(files) if previous else ():
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.delete_file(self._path(posixpath.join(leaf, stale)))
+        return self._partition_from(leaf, manifest)
+
+    def _read_manifest(self, relative: str) -> dict[str, Any] | None:
+        try:
+            with self.fs.open_input_stream(self._path(relative)) as stream:
+                return json.loads(stream.read())
+        except FileNotFoundError:
+            return None
+
+    def _partition_from(self, leaf: str, manifest: Mapping[str, Any]) -> Partition:
+        parts = leaf.split("/")
+        dt_index = next(i for i, part in enumerate(parts) if part.startswith("dt="))
+        key = dict(_split_key(part) for part in parts[dt_index + 1 :])
+        return Partition(
+            dataset="/".join(parts[:dt_index]),
+            day=as_day(parts[dt_index][3:]),
+            key=key,
+            files=tuple(posixpath.join(leaf, name) for name in manifest["files"]),
+            rows=int(manifest["rows"]),
+            meta=manifest.get("meta", {}),
+        )
+
+    def leaves(self, dataset: str, day: Day, key: Mapping[str, str] | None = None) -> list[Partition]:
+        """The committed leaves of a day (all of them, or those matching ``key``)."""
+        prefix = self.leaf(dataset, day, key)
+        found = []
+        for relative in self.list_files(prefix):
+            if posixpath.basename(relative) == MANIFEST:
+                manifest = self._read_manifest(relative)
+                if manifest is not None:
+                    found.append(self._partition_from(posixpath.dirname(relative), manifest))
+        return found
+
+    def partition(self, dataset: str, day: Day, *, key: Mapping[str, str] | None = None) -> Partition:
+        """The single leaf at ``(dataset, day, key)``."""
+        leaf = self.leaf(dataset, day, key)
+        manifest = self._read_manifest(posixpath.join(leaf, MANIFEST))
+        if manifest is None:
+            raise PartitionNotFound(f"no partition {self.uri(leaf)}")
+        return self._partition_from(leaf, manifest)
+
+    def has_partition(self, dataset: str, day: Day, *, key: Mapping[str, str] | None = None) -> bool:
+        return bool(self.leaves(dataset, day, key))
+
+    def partitions(self, dataset: str) -> list[dt.date]:
+        """Days of ``dataset`` with at least one committed leaf, in order."""
+        days = set()
+        for relative in self.list_files(dataset):
+            if posixpath.basename(relative) == MANIFEST:
+                part = next((p for p in relative.split("/") if p.startswith("dt=")), None)
+                if part:
+                    days.add(as_day(part[3:]))
+        return sorted(days)
+
+    def read_partition(
+        self,
+        dataset: str,
+        day: Day,
+        *,
+        key: Mapping[str, str] | None = None,
+        columns: list[str] | None = None,
+        filter: pads.Expression | None = None,
+    ) -> pa.Table:
+        """A day's rows (every leaf, or those under ``key``); raises if the day has none."""
+        leaves = self.leaves(dataset, day, key)
+        if not leaves:
+            raise PartitionNotFound(f"no partition {self.uri(self.leaf(dataset, day, key))}")
+        return self._read_files([f for leaf in leaves for f in leaf.files], columns, filter)
+
+    def read_range(
+        self,
+        dataset: str,
+        start: Day,
+        end: Day,
+        *,
+        columns: list[str] | None = None,
+        filter: pads.Expression | None = None,
+        missing_ok: bool = True,
+    ) -> pa.Table:
+        """Rows of every day from ``start`` to ``end`` inclusive; absent days are skipped."""
+        files = []
+        for day in day_range(start, end):
+            leaves = self.leaves(dataset, day)
+            if not leaves and not missing_ok:
+                raise PartitionNotFound(f"no partition {self.uri(self.leaf(dataset, day))}")
+            files += [f for leaf in leaves for f in leaf.files]
+        if not files:
+            raise PartitionNotFound(f"no partitions of {dataset} from {as_day(start)} to {as_day(end)}")
+        return self._read_files(files, columns, filter)
+
+    def _read_files(
+        self, files: list[str], columns: list[str] | None, filter: pads.Expression | None
+    ) -> pa.Table:
+        dataset = pads.dataset([self._path(f) for f in files], filesystem=self.fs, format="parquet")
+        return dataset.to_table(columns=columns, filter=filter)
+
+
+def _quote(value: str) -> str:
+    return quote(str(value), safe="")
+
+
+def _split_key(part: str) -> tuple[str, str]:
+    name, _, value = part.partition("=")
+    return name, unquote(value)
