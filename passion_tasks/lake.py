@@ -32,16 +32,17 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from passion_tasks import config
+from passion_tasks.errors import ExitCode, PassionError
 
 MANIFEST = "_manifest.json"
 
 
-class LakeError(RuntimeError):
+class LakeError(PassionError):
     """A lake operation that cannot be done: missing partition, bad URL, unreadable object."""
 
 
 class PartitionNotFound(LakeError):
-    pass
+    exit_code = ExitCode.NO_INPUT
 
 
 Day = dt.date | str

@@ -89,6 +89,7 @@ FEATURES = pa.schema(
     ]
 )
 
+#: ``threshold`` is stored per row: a model's threshold may differ from one day's model to the next.
 SCORES = pa.schema(
     [
         pa.field("ts", TS, nullable=False),
@@ -98,6 +99,7 @@ SCORES = pa.schema(
         pa.field("value", pa.float64()),
         pa.field("expected", pa.float64()),
         pa.field("score", pa.float64(), nullable=False),
+        pa.field("threshold", pa.float64()),
         pa.field("is_anomaly", pa.bool_(), nullable=False),
     ]
 )

@@ -1,0 +1,184 @@
+"""The detector contract every model follows (scikit-learn / PyOD style).
+
+A detector is configured by the parameters of its ``__init__`` (``get_params``/``set_params`` and
+``sklearn.base.clone`` work), learns from a frame with ``fit`` and scores frames it has not seen:
+
+- A *frame* is a DataFrame indexed by a tz-aware (UTC) DatetimeIndex on a regular grid, one column
+  per feature; the first column is the target series. Missing values (gaps) are NaN rows.
+- ``score(frame)``: one score per row, higher = more anomalous, never NaN, computed causally (a
+  row's score depends only on the fitted state and on rows at or before it).
+- ``expected(frame)``: the value the model expected for the target (NaN where it has no opinion).
+- ``predict(frame)``: ``score >= threshold_``.
+- Learned state ends with ``_``: ``feature_names_in_``, ``n_features_in_``, ``step_``,
+  ``decision_scores_`` (the training rows' scores) and ``threshold_``.
+
+Subclasses implement ``_fit`` and ``_evaluate`` only; validation, thresholds and the shape of the
+results live here, so every detector behaves the same at the edges.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from passion_tasks import thresholds
+from passion_tasks.errors import ExitCode, PassionError
+
+
+class DetectorError(PassionError):
+    """A detector cannot be built, fitted or used with the data it was given."""
+
+
+class UnknownDetectorError(DetectorError):
+    exit_code = ExitCode.USAGE
+
+
+class Detector(BaseEstimator):
+    """Base class of all detectors; see the module docstring for the contract.
+
+    ``threshold`` is the name of a method in ``passion_tasks.thresholds`` fitted on the training
+    scores (with ``threshold_params`` as its options) or a fixed score.
+    """
+
+    #: The registry name, written to the scores as ``detector``.
+    name: ClassVar[str]
+
+    def __init__(self, threshold: str | float = "robust", threshold_params: dict[str, Any] | None = None):
+        self.threshold = threshold
+        self.threshold_params = threshold_params
+
+    # -- what a subclass implements -----------------------------------------------------------
+
+    def _fit(self, frame: pd.DataFrame) -> None:
+        """Learn the model's state from a validated frame (float columns, fitted order)."""
+        raise NotImplementedError
+
+    def _evaluate(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, expected)`` for each row of a validated frame.
+
+        A score may be NaN where the model has no opinion (a missing value, not enough history):
+        the public scores read 0 there and thresholds are fitted on the other rows.
+        """
+        raise NotImplementedError
+
+    # -- the contract -------------------------------------------------------------------------
+
+    def fit(self, frame: pd.DataFrame) -> Detector:
+        """Learn from ``frame``, then score it and fit ``threshold_`` on those scores."""
+        self._check_threshold_params()
+        step = _grid_step(frame)
+        if len(frame) < 2:
+            raise DetectorError(f"{self.name}: needs at least 2 training rows, got {len(frame)}")
+        values = _as_float(frame)
+        target = values.iloc[:, 0].dropna()
+        if target.nunique() < 2:
+            raise DetectorError(
+                f"{self.name}: target series {frame.columns[0]!r} is constant or empty in the training "
+                f"data ({target.nunique()} distinct values); there is nothing to learn"
+            )
+        self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+        self.n_features_in_ = len(frame.columns)
+        self.step_ = step
+        self._fit(values)
+        raw_scores, _ = self._evaluate(values)
+        self.decision_scores_ = np.nan_to_num(raw_scores, nan=0.0)
+        self.threshold_ = self._fit_threshold(raw_scores)
+        return self
+
+    def evaluate(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Columns ``expected``, ``score`` and ``is_anomaly`` for each row of ``frame``, in one pass."""
+        values = self._validated(frame)
+        raw_scores, expected = self._evaluate(values)
+        scores = np.nan_to_num(raw_scores, nan=0.0)
+        return pd.DataFrame(
+            {"expected": expected, "score": scores, "is_anomaly": scores >= self.threshold_},
+            index=frame.index,
+        )
+
+    def score(self, frame: pd.DataFrame) -> pd.Series:
+        """Anomaly score per row: higher = more anomalous, never NaN, causal."""
+        return self.evaluate(frame)["score"]
+
+    def expected(self, frame: pd.DataFrame) -> pd.Series:
+        """What the model expected the target to be at each row (NaN where it has no opinion)."""
+        return self.evaluate(frame)["expected"]
+
+    def predict(self, frame: pd.DataFrame) -> pd.Series:
+        """True where ``score >= threshold_``."""
+        return self.evaluate(frame)["is_anomaly"]
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _check_threshold_params(self) -> None:
+        if isinstance(self.threshold, str):
+            if self.threshold not in thresholds.THRESHOLD_METHODS:
+                raise DetectorError(
+                    f"{self.name}: unknown threshold method {self.threshold!r}; "
+                    f"choose one of {', '.join(thresholds.THRESHOLD_METHODS)} or give a number"
+                )
+        elif self.threshold_params:
+            raise DetectorError(f"{self.name}: threshold_params only apply to a threshold method")
+        elif not self.threshold > 0:
+            raise DetectorError(f"{self.name}: a fixed threshold must be positive, got {self.threshold!r}")
+
+    def _fit_threshold(self, raw_scores: np.ndarray) -> float:
+        if not isinstance(self.threshold, str):
+            return float(self.threshold)
+        try:
+            value = thresholds.fit_threshold(raw_scores, self.threshold, **(self.threshold_params or {}))
+        except (TypeError, ValueError) as exc:
+            raise DetectorError(f"{self.name}: threshold {self.threshold!r}: {exc}") from exc
+        # A zero threshold would flag every row the model predicted perfectly.
+        if not value > 0:
+            raise DetectorError(
+                f"{self.name}: threshold came out at {value!r}; the training scores give nothing to "
+                "separate (is the training series almost constant?)"
+            )
+        return value
+
+    def _validated(self, frame: pd.DataFrame) -> pd.DataFrame:
+        if not hasattr(self, "threshold_"):
+            raise DetectorError(f"{self.name}: not fitted yet; call fit first")
+        step = _grid_step(frame)
+        fitted = list(self.feature_names_in_)
+        if sorted(frame.columns) != sorted(fitted):
+            missing = [c for c in fitted if c not in frame.columns]
+            extra = [c for c in frame.columns if c not in fitted]
+            raise DetectorError(
+                f"{self.name}: fitted on features {fitted}, got {list(frame.columns)} "
+                f"(missing {missing}, unexpected {extra})"
+            )
+        if step is not None and step != self.step_:
+            raise DetectorError(f"{self.name}: fitted on a {self.step_} grid, got a {step} grid")
+        return _as_float(frame[fitted])
+
+
+def _grid_step(frame: pd.DataFrame) -> pd.Timedelta | None:
+    """The frame's grid step; raises unless the index is a tz-aware regular DatetimeIndex."""
+    if not isinstance(frame, pd.DataFrame):
+        raise DetectorError(f"expected a DataFrame, got {type(frame).__name__}")
+    index = frame.index
+    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
+        raise DetectorError("the frame must be indexed by a tz-aware (UTC) DatetimeIndex")
+    if frame.columns.empty:
+        raise DetectorError("the frame has no feature columns")
+    if len(index) < 2:
+        return None
+    steps = np.unique(np.diff(index.asi8))
+    if len(steps) != 1 or steps[0] <= 0:
+        raise DetectorError(
+            "the frame's timestamps must be increasing on a regular grid; reindex it and mark gaps with NaN"
+        )
+    return index[1] - index[0]
+
+
+def _as_float(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame as float64, with non-finite values treated as missing."""
+    try:
+        values = frame.astype("float64")
+    except (TypeError, ValueError) as exc:
+        raise DetectorError(f"every feature must be numeric: {exc}") from exc
+    return values.where(np.isfinite(values))

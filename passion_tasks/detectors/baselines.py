@@ -1,0 +1,115 @@
+"""Baseline detectors: simple, fast and robust, the bar every learned model has to clear."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+from passion_tasks.detectors.base import Detector, DetectorError
+from passion_tasks.thresholds import MAD_TO_SIGMA, robust_spread
+
+#: Rows of trailing windows sorted at once: bounds memory to about 8 MiB per array whatever the window.
+_CHUNK_VALUES = 1 << 20
+
+
+class RollingMadDetector(Detector):
+    """Causal rolling median / MAD z-score of the target column.
+
+    For each row t, ``expected`` is the median of the ``window`` rows before t (t excluded) and the
+    scale is ``1.4826 * MAD`` of the same rows, floored at ``scale_floor`` times the training
+    series' robust spread so that flat stretches do not divide by almost 0;
+    ``score = |x_t - expected_t| / scale_t``.
+
+    Gaps: missing values are skipped inside a window; where a window holds fewer than
+    ``min_periods`` values (default ``window // 2``), the last baseline is carried forward, so the
+    first values after an outage are judged against the level before it. A missing value, or a row
+    with no history at all, scores 0.
+
+    ``persistence`` > 1 scores each row by the median z-score of its last ``persistence`` rows, so a
+    deviation must last that long to score high: one noisy minute of a low-volume rate does not.
+    """
+
+    name = "rolling_mad"
+
+    def __init__(
+        self,
+        window: int = 60,
+        min_periods: int | None = None,
+        scale_floor: float = 0.05,
+        persistence: int = 1,
+        threshold: str | float = "robust",
+        threshold_params: dict[str, Any] | None = None,
+    ):
+        super().__init__(threshold=threshold, threshold_params=threshold_params)
+        self.window = window
+        self.min_periods = min_periods
+        self.scale_floor = scale_floor
+        self.persistence = persistence
+
+    def _fit(self, frame: pd.DataFrame) -> None:
+        self._check_params()
+        observed = frame.iloc[:, 0].dropna().to_numpy()
+        if observed.size < 2 * self.window:
+            raise DetectorError(
+                f"{self.name}: window={self.window} needs at least {2 * self.window} observed training "
+                f"values, got {observed.size}; give a longer training range or a smaller window"
+            )
+        self.scale_floor_ = self.scale_floor * robust_spread(observed)
+
+    def _evaluate(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        values = frame.iloc[:, 0].to_numpy()
+        median, mad = trailing_median_mad(values, self.window, self._min_periods())
+        baseline = pd.DataFrame({"median": median, "scale": MAD_TO_SIGMA * mad}).ffill()
+        expected = baseline["median"].to_numpy()
+        scale = np.maximum(baseline["scale"].to_numpy(), self.scale_floor_)
+        scores = np.abs(values - expected) / scale
+        if self.persistence > 1:
+            scores = pd.Series(scores).rolling(self.persistence, min_periods=1).median().to_numpy()
+        return scores, expected
+
+    def _min_periods(self) -> int:
+        return self.window // 2 if self.min_periods is None else self.min_periods
+
+    def _check_params(self) -> None:
+        if not isinstance(self.window, int | np.integer) or self.window < 3:
+            raise DetectorError(f"{self.name}: window must be an integer >= 3, got {self.window!r}")
+        if not 1 <= self._min_periods() <= self.window:
+            raise DetectorError(
+                f"{self.name}: min_periods must be between 1 and window={self.window}, "
+                f"got {self.min_periods!r}"
+            )
+        if not isinstance(self.persistence, int | np.integer) or self.persistence < 1:
+            raise DetectorError(f"{self.name}: persistence must be an integer >= 1, got {self.persistence!r}")
+        if not self.scale_floor > 0:
+            raise DetectorError(f"{self.name}: scale_floor must be positive, got {self.scale_floor!r}")
+
+
+def trailing_median_mad(values: np.ndarray, window: int, min_periods: int) -> tuple[np.ndarray, np.ndarray]:
+    """Median and MAD (unscaled) of the ``window`` values before each row, ignoring NaN.
+
+    NaN where fewer than ``min_periods`` of those values are observed.
+    """
+    n = len(values)
+    observed = np.concatenate([[0], np.cumsum(~np.isnan(values))])
+    starts = np.maximum(np.arange(n) - window, 0)
+    counts = observed[np.arange(n)] - observed[starts]
+    # Row t of the view is values[t - window : t], with NaN before the first value.
+    windows = sliding_window_view(np.concatenate([np.full(window, np.nan), values[:-1]]), window)
+    median = np.full(n, np.nan)
+    mad = np.full(n, np.nan)
+    rows = np.flatnonzero(counts >= min_periods)
+    for chunk in np.array_split(rows, max(1, len(rows) * window // _CHUNK_VALUES)):
+        block, count = windows[chunk], counts[chunk]
+        median[chunk] = _median_of_rows(block, count)
+        mad[chunk] = _median_of_rows(np.abs(block - median[chunk, None]), count)
+    return median, mad
+
+
+def _median_of_rows(block: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Median of each row's first ``counts`` values once sorted (NaN sorts last)."""
+    ordered = np.sort(block, axis=1)
+    rows = np.arange(len(block))
+    return (ordered[rows, (counts - 1) // 2] + ordered[rows, counts // 2]) / 2

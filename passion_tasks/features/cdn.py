@@ -1,0 +1,144 @@
+"""Per-minute CDN features: traffic, errors, latency percentiles and cache hits, overall and by dimension."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from passion_tasks.lake import Day
+
+from .series import long_table, minute_grid
+
+#: The cdn_logs columns the features are computed from.
+COLUMNS = [
+    "ts",
+    "edge_location",
+    "live_channel",
+    "device_family",
+    "cs_uri_stem",
+    "cs_protocol_version",
+    "cs_method",
+    "sc_status",
+    "sc_bytes",
+    "edge_result_type",
+    "time_to_first_byte",
+    "time_taken",
+]
+
+CACHE_HITS = ("Hit", "RefreshHit", "OriginShieldHit")
+TOP_DEVICES = 12
+TOP_PATHS = 10
+OTHER_DEVICES = "Other"
+QUANTILES = {0.5: "p50", 0.95: "p95", 0.99: "p99"}
+LATENCIES = {"time_to_first_byte": "cdn_ttfb", "time_taken": "cdn_time_taken"}
+PERCENTILES = pd.MultiIndex.from_product([list(LATENCIES), list(QUANTILES)])
+#: Metrics that are 0, not unknown, in a minute without requests.
+COUNTS = ["cdn_requests", "cdn_bytes"]
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """One split of the requests: ``dim`` in the series name, ``column`` of the request frame."""
+
+    dim: str
+    column: str
+    counts_only: bool = False
+
+
+BREAKDOWNS = (
+    Breakdown("", "overall"),
+    Breakdown("edge", "edge_location"),
+    Breakdown("channel", "live_channel"),
+    Breakdown("device", "device_group"),
+    Breakdown("path", "path_group"),
+    # The seed notebook's one-hot encoding of categorical fields, summed per minute.
+    Breakdown("protocol", "cs_protocol_version", counts_only=True),
+    Breakdown("method", "cs_method", counts_only=True),
+)
+
+
+def cdn_features(logs: pa.Table, day: Day) -> pa.Table:
+    """FEATURES rows of a day's cdn_logs (only that day's rows), on the day's complete minute grid."""
+    requests = request_frame(logs)
+    grid = minute_grid(day, day)
+    wide = pd.concat(
+        {breakdown.dim: breakdown_frame(requests, breakdown, grid) for breakdown in BREAKDOWNS},
+        axis=1,
+        names=["dim", "metric", "dim_value"],
+    )
+    return long_table(wide)
+
+
+def path_group(uri_stem: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The first two segments of a URI path: ``/vod/big_buck_bunny/seg_001.ts`` -> ``/vod/big_buck_bunny``."""
+    # A day repeats far fewer distinct stems than it has requests: parse each distinct stem once.
+    stems = pc.unique(uri_stem)
+    groups = pc.replace_substring_regex(stems, pattern=r"^(/?[^/]*(?:/[^/]*)?).*$", replacement=r"\1")
+    return pc.take(groups, pc.index_in(uri_stem, value_set=stems))
+
+
+def top_values(values: pa.ChunkedArray, n: int) -> pa.Array:
+    """The ``n`` most frequent non-null values; ties go to the smaller value, so the choice is stable."""
+    counts = pc.value_counts(values)
+    table = pa.table({"value": counts.field("values"), "count": counts.field("counts")}).drop_null()
+    return (
+        table.sort_by([("count", "descending"), ("value", "ascending")]).slice(0, n)["value"].combine_chunks()
+    )
+
+
+def request_frame(logs: pa.Table) -> pd.DataFrame:
+    """One row per request: its minute, dimension values (categorical) and the measures to aggregate."""
+    status = logs["sc_status"]
+    device = logs["device_family"]
+    paths = path_group(logs["cs_uri_stem"])
+    no_path = pa.scalar(None, pa.string())
+    dims = {
+        "overall": pa.DictionaryArray.from_arrays(np.zeros(logs.num_rows, dtype=np.int8), [""]),
+        "edge_location": logs["edge_location"],
+        "live_channel": logs["live_channel"],
+        "device_group": pc.if_else(pc.is_in(device, top_values(device, TOP_DEVICES)), device, OTHER_DEVICES),
+        "path_group": pc.if_else(pc.is_in(paths, top_values(paths, TOP_PATHS)), paths, no_path),
+        "cs_protocol_version": logs["cs_protocol_version"],
+        "cs_method": logs["cs_method"],
+    }
+    columns = {
+        "minute": pc.floor_temporal(logs["ts"], unit="minute"),
+        **{name: pc.dictionary_encode(values) for name, values in dims.items()},
+        "sc_bytes": logs["sc_bytes"],
+        "is_4xx": pc.and_(pc.greater_equal(status, 400), pc.less(status, 500)),
+        "is_5xx": pc.and_(pc.greater_equal(status, 500), pc.less(status, 600)),
+        "is_hit": pc.is_in(logs["edge_result_type"], value_set=pa.array(CACHE_HITS)),
+        **{name: logs[name] for name in LATENCIES},
+    }
+    return pa.table(columns).to_pandas()
+
+
+def breakdown_frame(requests: pd.DataFrame, breakdown: Breakdown, grid: pd.DatetimeIndex) -> pd.DataFrame:
+    """Wide frame of one breakdown: index = ``grid``, columns = (metric, dim_value)."""
+    grouped = requests.groupby(["minute", breakdown.column], observed=True)
+    stats = grouped.size().rename("cdn_requests").to_frame()
+    if not breakdown.counts_only:
+        sums = grouped[["sc_bytes", "is_4xx", "is_5xx", "is_hit"]].sum()
+        stats["cdn_bytes"] = sums["sc_bytes"]
+        stats["cdn_4xx_rate"] = sums["is_4xx"] / stats["cdn_requests"]
+        stats["cdn_5xx_rate"] = sums["is_5xx"] / stats["cdn_requests"]
+        quantiles = (
+            grouped[list(LATENCIES)].quantile(list(QUANTILES)).unstack(-1).reindex(columns=PERCENTILES)
+        )
+        for column, prefix in LATENCIES.items():
+            for q, suffix in QUANTILES.items():
+                stats[f"{prefix}_{suffix}"] = quantiles[(column, q)]
+        stats["cdn_cache_hit_ratio"] = sums["is_hit"] / stats["cdn_requests"]
+
+    # Every value of the dimension gets every metric, also when the day has no request to show it.
+    values = requests[breakdown.column].cat.categories.astype(str)
+    wide = stats.unstack(breakdown.column).reindex(
+        index=grid, columns=pd.MultiIndex.from_product([stats.columns, values])
+    )
+    counts = wide.columns.get_level_values(0).isin(COUNTS)
+    wide.loc[:, counts] = wide.loc[:, counts].fillna(0)
+    return wide

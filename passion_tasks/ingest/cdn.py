@@ -1,0 +1,75 @@
+"""Landing one day of CDN access logs into ``cdn_logs/dt=D/``, rejected lines into its quarantine."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from passion_tasks.ingest import cloudfront
+from passion_tasks.ingest.convert import finish, reject
+from passion_tasks.ingest.formats import EMPTY, LOG_FORMATS, UNKNOWN
+from passion_tasks.ingest.inputs import InputFile, open_source
+from passion_tasks.ingest.landing import (
+    RowGroups,
+    land_day,
+    mark_damaged,
+    note_damage,
+    plan_files,
+    quarantine_file,
+)
+from passion_tasks.ingest.quarantine import Quarantine
+from passion_tasks.ingest.report import IngestReport
+from passion_tasks.lake import Day, Lake, as_day
+from passion_tasks.schemas import CDN_LOGS
+
+DATASET = "cdn_logs"
+
+
+def ingest_cdn_day(lake: Lake, day: Day, input: str) -> IngestReport:
+    """Land ``day``'s CDN logs (CloudFront, DataStream 2 or combined format) found under ``input``.
+
+    ``input`` is a file, a folder, a ``file://`` URL or an ``s3://bucket/prefix``. Raises
+    ``NoInputError`` when it holds no log file for the day and ``UnknownFormatError`` when none of
+    its files is in a format Passion reads (nothing is written then), and ``EmptyDayError`` when
+    no line is good, after writing the quarantine.
+    """
+    day = as_day(day)
+    report = IngestReport(day, DATASET)
+    plan = plan_files(input, day, report, readable=LOG_FORMATS, described_as="CDN log")
+
+    def land(landed: RowGroups, quarantine: Quarantine) -> None:
+        for file, kind in plan:
+            _land_file(file, kind, day, landed, quarantine, report)
+
+    return land_day(lake, report, CDN_LOGS, land)
+
+
+def _land_file(
+    file: InputFile,
+    kind: str,
+    day: dt.date,
+    landed: RowGroups,
+    quarantine: Quarantine,
+    report: IngestReport,
+) -> None:
+    report.files.append(file.name)
+    report.formats[kind] += 1
+    if kind in (EMPTY, UNKNOWN):
+        # Read through even when empty: an empty file may be a gzip damaged before its first line.
+        reason = "blank_line" if kind == EMPTY else "unknown_format"
+        note_damage(quarantine_file(file, reason, quarantine), file, quarantine, report)
+        return
+    log_format = LOG_FORMATS[kind]
+    with open_source(file) as stream:
+        try:
+            for batch in log_format.read(stream, file, quarantine):
+                good = reject(batch, day, quarantine, file.name)
+                if len(good["ts"]):
+                    landed.write(finish(good, log_format.url_encoded, log_format.name, file.name))
+        except cloudfront.WrongHeader:
+            mark_damaged(file, report)
+            note_damage(quarantine_file(file, "wrong_header", quarantine), file, quarantine, report)
+            return
+        except cloudfront.UnreadableRest as error:
+            mark_damaged(file, report)
+            quarantine.add(file.name, error.line, "unreadable_rest", error.reason)
+    note_damage(stream.raw, file, quarantine, report)

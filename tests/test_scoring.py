@@ -1,0 +1,157 @@
+"""Scores rows from a fitted detector, and incidents grouped from them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from passion_tasks import schemas
+from passion_tasks.detectors import make_detector
+from passion_tasks.scoring import SCORE_COLUMNS, as_utc, group_events, score_frame
+
+T0 = pd.Timestamp("2026-11-21", tz="UTC")
+
+
+def minute(n: int) -> pd.Timestamp:
+    return T0 + pd.Timedelta(minutes=n)
+
+
+def two_days() -> pd.DataFrame:
+    n = 2 * 1440
+    values = 50 + 20 * np.sin(np.arange(n) / 200) + np.random.default_rng(3).normal(0, 1, n)
+    values[1440 + 600] += 30
+    index = pd.date_range(T0 - pd.Timedelta(days=1), periods=n, freq="min", tz="UTC")
+    return pd.DataFrame({"requests": values}, index=index)
+
+
+def test_score_frame_keeps_the_day_and_uses_earlier_rows_as_context() -> None:
+    frame = two_days()
+    detector = make_detector("rolling_mad").fit(frame.iloc[:1440])
+    scores = score_frame(detector, frame, series="edge", model_version="v7", start="2026-11-21")
+
+    assert list(scores.columns) == SCORE_COLUMNS
+    assert set(schemas.SCORES.names) <= set(SCORE_COLUMNS)
+    assert len(scores) == 1440
+    assert scores["ts"].iloc[0] == T0
+    assert scores["ts"].iloc[-1] == minute(1439)
+    assert set(scores["series"]) == {"edge"}
+    assert set(scores["detector"]) == {"rolling_mad"}
+    assert set(scores["model_version"]) == {"v7"}
+    assert (scores["threshold"] == detector.threshold_).all()
+    assert np.array_equal(scores["value"].to_numpy(), frame["requests"].to_numpy()[1440:])
+    # The day's first minute has the previous day's last hour as history, not an empty window.
+    full = detector.evaluate(frame).iloc[1440:]
+    assert np.array_equal(scores["score"].to_numpy(), full["score"].to_numpy())
+    assert scores["expected"].notna().all()
+    assert scores.loc[scores["is_anomaly"], "ts"].tolist() == [minute(600)]
+
+    table = pa.Table.from_pandas(scores, schema=schemas.SCORES, preserve_index=False)
+    assert table.num_rows == 1440
+    assert table.column("is_anomaly").to_pylist().count(True) == 1
+
+
+def test_score_frame_without_start_scores_every_row() -> None:
+    frame = two_days()
+    detector = make_detector("rolling_mad").fit(frame.iloc[:1440])
+    scores = score_frame(detector, frame.iloc[1400:1500], series="s", model_version="v")
+    assert scores["ts"].tolist() == list(frame.index[1400:1500])
+
+
+def test_as_utc() -> None:
+    assert as_utc("2026-11-21") == T0
+    assert as_utc(pd.Timestamp("2026-11-21 01:00", tz="Europe/Paris")) == T0
+    assert as_utc(T0.date()) == T0
+
+
+def scores_rows(series: str, anomalous: dict[int, float], *, detector: str = "rolling_mad") -> pd.DataFrame:
+    """30 minutes of one series, anomalous at the given minutes with the given scores."""
+    return pd.DataFrame(
+        {
+            "ts": [minute(n) for n in range(30)],
+            "series": series,
+            "detector": detector,
+            "model_version": "v1",
+            "value": 1.0,
+            "expected": 1.0,
+            "score": [anomalous.get(n, 0.5) for n in range(30)],
+            "is_anomaly": [n in anomalous for n in range(30)],
+        }
+    )
+
+
+def test_group_events_merges_small_gaps_and_splits_large_ones() -> None:
+    scores = pd.concat(
+        [
+            # Minutes 2-4 and 8 are one incident (8 - 4 = 4 min apart); 20 is 12 min later: another.
+            scores_rows("a", {2: 6.0, 3: 9.0, 4: 9.0, 8: 7.0, 20: 5.0}),
+            scores_rows("b", {5: 4.0}),
+        ]
+    ).sample(frac=1, random_state=0)
+
+    events = group_events(scores)
+
+    assert list(events.columns) == schemas.EVENTS.names
+    assert events.to_dict("records") == [
+        {
+            "start": minute(2),
+            "end": minute(8),
+            "series": "a",
+            "detector": "rolling_mad",
+            "peak_score": 9.0,
+            "peak_ts": minute(3),
+            "minutes": 7,
+        },
+        {
+            "start": minute(5),
+            "end": minute(5),
+            "series": "b",
+            "detector": "rolling_mad",
+            "peak_score": 4.0,
+            "peak_ts": minute(5),
+            "minutes": 1,
+        },
+        {
+            "start": minute(20),
+            "end": minute(20),
+            "series": "a",
+            "detector": "rolling_mad",
+            "peak_score": 5.0,
+            "peak_ts": minute(20),
+            "minutes": 1,
+        },
+    ]
+    table = pa.Table.from_pandas(events, schema=schemas.EVENTS, preserve_index=False)
+    assert table.column("minutes").to_pylist() == [7, 1, 1]
+
+
+def test_group_events_gap_and_detectors_are_respected() -> None:
+    scores = pd.concat(
+        [
+            scores_rows("a", {2: 6.0, 3: 9.0, 4: 9.0, 8: 7.0}),
+            scores_rows("a", {3: 2.0}, detector="isolation_forest"),
+        ]
+    )
+    events = group_events(scores, max_gap="3min")
+    assert events[["start", "end", "detector", "minutes"]].values.tolist() == [
+        [minute(2), minute(4), "rolling_mad", 3],
+        [minute(3), minute(3), "isolation_forest", 1],
+        [minute(8), minute(8), "rolling_mad", 1],
+    ]
+
+
+def test_group_events_counts_minutes_on_a_coarser_grid() -> None:
+    every_fifth_minute = scores_rows("a", {}).iloc[::5]
+    scores = every_fifth_minute.assign(is_anomaly=[False, True, True, False, False, False])
+    events = group_events(scores)
+    assert events[["start", "end", "minutes"]].values.tolist() == [[minute(5), minute(10), 10]]
+
+
+@pytest.mark.parametrize("scores", [scores_rows("a", {}), scores_rows("a", {}).iloc[:0]])
+def test_group_events_without_anomalies(scores: pd.DataFrame) -> None:
+    events = group_events(scores)
+    assert events.empty
+    assert list(events.columns) == schemas.EVENTS.names
+    assert str(events["start"].dtype) == "datetime64[ms, UTC]"
+    assert str(events["minutes"].dtype) == "int32"
