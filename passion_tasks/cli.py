@@ -71,11 +71,107 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    summary = pipeline.score_day(
-        args.day, lake_url=args.lake, lookback_days=args.lookback_days, series=args.series or None
-    )
+    summary = pipeline.score_day(args.day, lake_url=args.lake, series=args.series or None)
     print(summary.summary())
     return ExitCode.OK
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    summary = pipeline.train(
+        args.detector,
+        series=args.series or None,
+        train_from=args.train_from,
+        train_to=args.train_to,
+        lookback_days=args.lookback_days,
+        params=dict(args.param or []),
+        promote=args.promote,
+        effective_from=args.effective_from,
+        lake_url=args.lake,
+    )
+    print(summary.summary())
+    return ExitCode.OK if summary.trained else ExitCode.FAILED
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from passion_tasks.modeling import apply_model
+
+    result = apply_model(Lake(args.lake), args.model, args.input)
+    if args.out is None:
+        result.to_csv(sys.stdout, index=False)
+    elif args.out.suffix == ".parquet":
+        result.to_parquet(args.out, index=False)
+    else:
+        result.to_csv(args.out, index=False)
+    flagged = int(result["is_anomaly"].sum())
+    print(f"{args.model}: scored {len(result)} rows, {flagged} anomalous", file=sys.stderr)
+    return ExitCode.OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from passion_tasks import registry
+
+    lake = Lake(args.lake)
+    if args.action == "list":
+        for model in registry.list_models(lake, args.series):
+            live = registry.live(lake, model.series)
+            mark = "*" if live and live.ref == model.ref else " "
+            print(
+                f"{mark} {model.ref:<60} trained {model.train_start}..{model.train_end}  "
+                f"threshold {model.threshold:.4g}"
+            )
+    elif args.action == "history":
+        for entry in registry.history(lake, args.series):
+            print(f"{entry.effective_from}  {entry.ref:<60} {entry.reason}")
+    elif args.action == "promote":
+        entry = registry.promote(
+            lake,
+            args.series,
+            args.detector,
+            args.version,
+            effective_from=args.effective_from,
+            reason=args.reason,
+        )
+        print(f"{entry.ref} is live from {entry.effective_from}")
+    elif args.action == "rollback":
+        entry = registry.rollback(lake, args.series, effective_from=args.effective_from, reason=args.reason)
+        print(f"rolled back: {entry.ref} is live from {entry.effective_from}")
+    return ExitCode.OK
+
+
+def cmd_detectors(args: argparse.Namespace) -> int:
+    from passion_tasks.detectors import detector_names
+
+    if args.action == "list":
+        print("\n".join(detector_names()))
+        return ExitCode.OK
+    from passion_tasks.detectors import make_detector, uses_keras
+
+    detector = make_detector(args.name)
+    print(f"{args.name}: {type(detector).__name__}")
+    for key, value in detector.get_params().items():
+        print(f"  {key} = {value!r}")
+    if uses_keras(args.name):
+        from passion_tasks.detectors.architectures import ARCHITECTURES, describe
+
+        window = args.window or detector.get_params().get("window", 30)
+        print(describe(ARCHITECTURES[args.name](window, args.features or _default_features(args.name))))
+    else:
+        print("parameters: 0 (no neural network; its size is learned from the data)")
+    return ExitCode.OK
+
+
+def _default_features(name: str) -> int:
+    return 5 if name in ("lstm_ohlc", "mlstm_fcn") else 1
+
+
+def _param(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -148,14 +244,58 @@ def build_parser() -> argparse.ArgumentParser:
     _lake_option(features)
     features.set_defaults(handler=cmd_features)
 
-    score = commands.add_parser("score", help="fit the robust baseline on past days and score a day")
+    train = commands.add_parser("train", help="train a detector per series and register the models")
+    train.add_argument("--detector", required=True, help="a name from `passion detectors list`")
+    train.add_argument("--series", action="append", metavar="NAME", help="default: every watched series")
+    train.add_argument("--train-from", type=_day, metavar="YYYY-MM-DD")
+    train.add_argument(
+        "--train-to", type=_day, metavar="YYYY-MM-DD", help="default: the last day with features"
+    )
+    train.add_argument("--lookback-days", type=int, default=14, help="without --train-from (default 14)")
+    train.add_argument(
+        "--param", action="append", type=_param, metavar="KEY=VALUE", help="detector parameter"
+    )
+    train.add_argument("--promote", action="store_true", help="make the new models live")
+    train.add_argument(
+        "--effective-from",
+        type=_day,
+        metavar="YYYY-MM-DD",
+        help="live from (default: the day after training)",
+    )
+    _lake_option(train)
+    train.set_defaults(handler=cmd_train)
+
+    score = commands.add_parser("score", help="score a day with the model live on that day, per series")
     score.add_argument("--day", type=_day, required=True, metavar="YYYY-MM-DD")
-    score.add_argument("--lookback-days", type=int, default=13)
     score.add_argument(
         "--series", action="append", metavar="NAME", help="score only this series (repeatable)"
     )
     _lake_option(score)
     score.set_defaults(handler=cmd_score)
+
+    models = commands.add_parser("models", help="list, promote and roll back registered models")
+    models.add_argument("action", choices=["list", "history", "promote", "rollback"])
+    models.add_argument("--series", help="required except for list")
+    models.add_argument("--detector")
+    models.add_argument("--version", help="e.g. v3")
+    models.add_argument("--effective-from", type=_day, metavar="YYYY-MM-DD", help="default: today")
+    models.add_argument("--reason", default="")
+    _lake_option(models)
+    models.set_defaults(handler=cmd_models)
+
+    apply = commands.add_parser("apply", help="score another dataset with a saved model")
+    apply.add_argument("--model", required=True, metavar="SERIES/DETECTOR[@VERSION]")
+    apply.add_argument("--input", required=True, type=Path, metavar="FILE.csv|FILE.parquet")
+    apply.add_argument("--out", type=Path, metavar="FILE", help="CSV or .parquet (default: CSV on stdout)")
+    _lake_option(apply)
+    apply.set_defaults(handler=cmd_apply)
+
+    detectors = commands.add_parser("detectors", help="the detector zoo")
+    detectors.add_argument("action", choices=["list", "describe"])
+    detectors.add_argument("name", nargs="?")
+    detectors.add_argument("--window", type=int)
+    detectors.add_argument("--features", type=int)
+    detectors.set_defaults(handler=cmd_detectors)
 
     report = commands.add_parser("report", help="render the day's HTML report into the lake")
     report.add_argument("--day", type=_day, required=True, metavar="YYYY-MM-DD")
@@ -180,7 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "models" and args.action != "list" and not args.series:
+        parser.error(f"models {args.action} needs --series")
+    if args.command == "models" and args.action == "promote" and not (args.detector and args.version):
+        parser.error("models promote needs --detector and --version")
+    if args.command == "detectors" and args.action == "describe" and not args.name:
+        parser.error("detectors describe needs a NAME")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return int(args.handler(args))

@@ -6,7 +6,7 @@ Heavy imports stay inside the functions so that importing this module (as a DAG 
 from __future__ import annotations
 
 import datetime as dt
-import logging
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,9 +17,8 @@ import pandas as pd
 import pyarrow as pa
 
 from passion_tasks import schemas
+from passion_tasks.errors import NoInputError, PassionError, UsageError
 from passion_tasks.lake import Day, Lake, as_day
-
-log = logging.getLogger(__name__)
 
 #: Feature suffixes that are model inputs (the seed's previous-hour features), not series to watch.
 INPUT_ONLY_SUFFIXES = ("_open", "_close", "_max", "_min")
@@ -31,6 +30,7 @@ WATCHED_DIMS = ("", "edge", "channel")
 #: past incidents inside the lookback (the training maximum would be set by them). On the demo's
 #: 14 generated days this flags 7 of the last day's 13 labelled windows with about 60 events, where
 #: the plain z-score with a training-maximum threshold found 1 of 20 among 81 one-minute blips.
+BASELINE = "rolling_mad"
 DETECTOR_DEFAULTS: dict[str, dict[str, Any]] = {
     "rolling_mad": {"persistence": 3, "threshold": "anomaly_ratio", "threshold_params": {"ratio": 0.0005}},
 }
@@ -45,8 +45,6 @@ def ingest_day(source: str, day: Day, input: str, *, lake_url: str | None = None
         return ingest_cdn_day(lake, day, input)
     if source == "metrics":
         return ingest_metrics_day(lake, day, input)
-    from passion_tasks.errors import UsageError
-
     raise UsageError(f"unknown source {source!r}: use cdn or metrics")
 
 
@@ -55,6 +53,27 @@ def build_features(day: Day, *, lake_url: str | None = None) -> Any:
     from passion_tasks import features
 
     return features.build_features(Lake(lake_url), day)
+
+
+@dataclass
+class TrainSummary:
+    detector: str
+    train_start: dt.date
+    train_end: dt.date
+    trained: dict[str, str] = field(default_factory=dict)  # series -> model ref
+    failed: dict[str, str] = field(default_factory=dict)  # series -> reason
+    promoted_from: dt.date | None = None
+
+    def summary(self) -> str:
+        text = (
+            f"trained {len(self.trained)} {self.detector} models on {self.train_start}..{self.train_end}"
+            + (f", live from {self.promoted_from}" if self.promoted_from else "")
+        )
+        for series, reason in list(self.failed.items())[:5]:
+            text += f"\n  failed {series}: {reason}"
+        if len(self.failed) > 5:
+            text += f"\n  ... and {len(self.failed) - 5} more failures"
+        return text
 
 
 @dataclass
@@ -89,52 +108,112 @@ def _series_dim(name: str) -> str:
     return name.partition("{")[2].partition("=")[0]
 
 
+def train(
+    detector: str,
+    *,
+    series: list[str] | None = None,
+    train_from: Day | None = None,
+    train_to: Day | None = None,
+    lookback_days: int = 14,
+    params: dict[str, Any] | None = None,
+    promote: bool = False,
+    effective_from: Day | None = None,
+    lake_url: str | None = None,
+) -> TrainSummary:
+    """Train ``detector`` for each series (default: every watched series) and register the models.
+
+    A series that cannot be trained (too little data, constant) is reported and the others go on.
+    With ``promote`` the new versions become live from ``effective_from``, by default the day
+    after the training range: a model never scores the days it learned from.
+    """
+    from passion_tasks import modeling, registry
+    from passion_tasks.features import read_series
+
+    lake = Lake(lake_url)
+    if train_from is None:
+        start, end = modeling.default_training_range(lake, train_to, lookback_days)
+    else:
+        start, end = as_day(train_from), as_day(train_to or dt.date.today() - dt.timedelta(days=1))
+    frame = read_series(lake, start, end, series)
+    names = series or watched_series(list(frame.columns))
+    windows = modeling.label_windows(lake)
+    live_from = as_day(effective_from) if effective_from else end + dt.timedelta(days=1)
+    result = TrainSummary(detector, start, end, promoted_from=live_from if promote else None)
+    for name in names:
+        try:
+            version = modeling.train_model(
+                lake,
+                frame[[name]],
+                detector,
+                params=params,
+                labels=modeling.labels_on(frame.index, windows.get(name, [])),
+            )
+            if promote:
+                registry.promote(
+                    lake, name, detector, version.version, effective_from=live_from, reason="train"
+                )
+            result.trained[name] = version.ref
+        except PassionError as error:
+            result.failed[name] = str(error)
+    return result
+
+
 def score_day(
     day: Day,
     *,
     lake_url: str | None = None,
-    lookback_days: int = 13,
     series: list[str] | None = None,
-    detector: str = "rolling_mad",
+    history_days: int = 8,
 ) -> ScoreSummary:
-    """Fit ``detector`` per series on the ``lookback_days`` before ``day`` and score ``day``.
+    """Score ``day`` for each series with the model that was live on that day.
 
-    Writes ``scores/dt=D`` and ``events/dt=D``. A series the detector cannot fit (too little
-    history, constant) is skipped with its reason instead of failing the day.
+    Reads ``history_days`` before the day as context for windowed and seasonal models. Each
+    series' scores and events are their own leaf (``scores/dt=D/series=S``), so a series can be
+    re-scored alone, as the Airflow DAG's per-series tasks do. Series without a live model are
+    skipped and listed.
     """
-    from passion_tasks.detectors import make_detector
-    from passion_tasks.errors import PassionError
+    from passion_tasks import modeling
     from passion_tasks.features import read_series
     from passion_tasks.scoring import group_events, score_frame
 
     lake = Lake(lake_url)
     day = as_day(day)
     day_start = pd.Timestamp(day, tz="UTC")
-    frame = read_series(lake, day - dt.timedelta(days=lookback_days), day, series)
-    train_end = day - dt.timedelta(days=1)
-    version = f"fit:{day - dt.timedelta(days=lookback_days)}..{train_end}"
-
-    scored, skipped = [], {}
-    for name in watched_series(list(frame.columns)):
-        column = frame[[name]]
-        try:
-            model = make_detector(detector, **DETECTOR_DEFAULTS.get(detector, {})).fit(
-                column[column.index < day_start]
+    frame = read_series(lake, day - dt.timedelta(days=history_days), day, series)
+    names = series or watched_series(list(frame.columns))
+    summary = ScoreSummary(day=day, series_scored=0, anomalous_minutes=0, events=0)
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix="passion-score-") as tmp:
+            try:
+                loaded = modeling.live_model(lake, name, day, Path(tmp))
+            except PassionError as error:
+                summary.skipped[name] = str(error)
+                continue
+        if loaded is None:
+            summary.skipped[name] = (
+                f"no model was live on {day}; run `passion train --series '{name}' --promote`"
             )
-            scored.append(score_frame(model, column, series=name, model_version=version, start=day_start))
+            continue
+        model, version = loaded
+        try:
+            scores = score_frame(
+                model, frame[list(version.features)], series=name, model_version=version.ref, start=day_start
+            )
         except PassionError as error:
-            skipped[name] = str(error)
-    scores = pd.concat(scored, ignore_index=True) if scored else pd.DataFrame(columns=schemas.SCORES.names)
-    events = group_events(scores)
-    lake.write_partition("scores", day, _to_table(scores, schemas.SCORES), schema=schemas.SCORES)
-    lake.write_partition("events", day, _to_table(events, schemas.EVENTS), schema=schemas.EVENTS)
-    return ScoreSummary(
-        day=day,
-        series_scored=len(scored),
-        anomalous_minutes=int(scores["is_anomaly"].sum()) if len(scores) else 0,
-        events=len(events),
-        skipped=skipped,
-    )
+            summary.skipped[name] = str(error)
+            continue
+        events = group_events(scores)
+        key = {"series": name}
+        lake.write_partition("scores", day, _to_table(scores, schemas.SCORES), schema=schemas.SCORES, key=key)
+        lake.write_partition("events", day, _to_table(events, schemas.EVENTS), schema=schemas.EVENTS, key=key)
+        summary.series_scored += 1
+        summary.anomalous_minutes += int(scores["is_anomaly"].sum())
+        summary.events += len(events)
+    if not summary.series_scored:
+        raise NoInputError(
+            f"{day}: no series could be scored; first skipped: {next(iter(summary.skipped.items()), None)}"
+        )
+    return summary
 
 
 def report_day(day: Day, *, lake_url: str | None = None) -> str:
@@ -186,6 +265,21 @@ def run_demo(
         )
         step(f"  {day}: built features", lambda d=day: build_features(d, lake_url=lake_url))
         echo(f"    {cdn.summary()}")
-    scored = step(f"scored {last}", lambda: score_day(last, lake_url=lake_url, lookback_days=days - 1))
+    from passion_tasks.modeling import store_label_windows
+
+    store_label_windows(Lake(lake_url), "generated", sources / "labels" / "combined_windows.json")
+    trained = step(
+        f"trained the baseline for every watched series on {start}..{last - dt.timedelta(days=1)}",
+        lambda: train(
+            BASELINE,
+            train_from=start,
+            train_to=last - dt.timedelta(days=1),
+            params=DETECTOR_DEFAULTS[BASELINE],
+            promote=True,
+            lake_url=lake_url,
+        ),
+    )
+    echo(f"  {trained.summary()}")
+    scored = step(f"scored {last} with the live models", lambda: score_day(last, lake_url=lake_url))
     echo(f"  {scored.summary()}")
     return step("rendered the report", lambda: report_day(last, lake_url=lake_url))

@@ -10,6 +10,7 @@ import importlib
 from typing import Any
 
 from passion_tasks.detectors.base import Detector, DetectorError, UnknownDetectorError
+from passion_tasks.detectors.persistence import load_detector
 
 __all__ = [
     "Detector",
@@ -17,11 +18,32 @@ __all__ = [
     "UnknownDetectorError",
     "detector_class",
     "detector_names",
+    "load_detector",
     "make_detector",
+    "uses_keras",
 ]
 
 _REGISTRY: dict[str, str] = {
+    # Keras models of the seed notebooks
+    "lstm": "passion_tasks.detectors.keras_detectors:LstmDetector",
+    "gru": "passion_tasks.detectors.keras_detectors:GruDetector",
+    "gru_dense": "passion_tasks.detectors.keras_detectors:GruDenseDetector",
+    "cnn1d": "passion_tasks.detectors.keras_detectors:Cnn1dDetector",
+    "lstm_ohlc": "passion_tasks.detectors.keras_detectors:LstmOhlcDetector",
+    "mlstm_fcn": "passion_tasks.detectors.keras_detectors:MlstmFcnDetector",
+    "lstm_autoencoder": "passion_tasks.detectors.keras_detectors:LstmAutoencoderDetector",
+    # scikit-learn and XGBoost
+    "isolation_forest": "passion_tasks.detectors.sklearn_detectors:IsolationForestDetector",
+    "one_class_svm": "passion_tasks.detectors.sklearn_detectors:OneClassSvmDetector",
+    "elliptic_envelope": "passion_tasks.detectors.sklearn_detectors:EllipticEnvelopeDetector",
+    "kmeans": "passion_tasks.detectors.sklearn_detectors:KMeansDetector",
+    "pca": "passion_tasks.detectors.sklearn_detectors:PcaDetector",
+    "xgboost": "passion_tasks.detectors.supervised:XGBoostDetector",
+    "fusion": "passion_tasks.detectors.fusion:FusionDetector",
+    # baselines
     "rolling_mad": "passion_tasks.detectors.baselines:RollingMadDetector",
+    "windowed_gaussian": "passion_tasks.detectors.baselines:WindowedGaussianDetector",
+    "seasonal_naive": "passion_tasks.detectors.baselines:SeasonalNaiveDetector",
 }
 
 
@@ -39,6 +61,12 @@ def detector_class(name: str) -> type[Detector]:
             f"unknown detector {name!r}; choose one of {', '.join(detector_names())}"
         ) from None
     return getattr(importlib.import_module(module_name), class_name)
+
+
+def uses_keras(name: str) -> bool:
+    """Whether detector ``name`` is a Keras network (known without importing TensorFlow)."""
+    detector_class_path = _REGISTRY.get(name, "")
+    return detector_class_path.startswith("passion_tasks.detectors.keras_detectors:")
 
 
 def make_detector(name: str, **params: Any) -> Detector:

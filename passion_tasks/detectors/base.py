@@ -18,7 +18,8 @@ results live here, so every detector behaves the same at the edges.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -45,6 +46,13 @@ class Detector(BaseEstimator):
 
     #: The registry name, written to the scores as ``detector``.
     name: ClassVar[str]
+    #: Learned attributes that are not plain data (a Keras model, a scikit-learn estimator): the
+    #: detector writes and reads them itself in ``_save_model`` / ``_load_model``.
+    _model_attributes: ClassVar[tuple[str, ...]] = ()
+    #: What ``fit`` does with labels: ``"ignored"`` (unsupervised), ``"optional"`` or ``"required"``.
+    #: Detectors that use them implement ``_fit(frame, labels)``, labels as a bool array per row
+    #: (``None`` when optional and not given).
+    label_use: ClassVar[Literal["ignored", "optional", "required"]] = "ignored"
 
     def __init__(self, threshold: str | float = "robust", threshold_params: dict[str, Any] | None = None):
         self.threshold = threshold
@@ -64,10 +72,20 @@ class Detector(BaseEstimator):
         """
         raise NotImplementedError
 
+    def _save_model(self, folder: Path) -> None:
+        """Write the ``_model_attributes`` into ``folder`` (nothing to write by default)."""
+
+    def _load_model(self, folder: Path) -> None:
+        """Read back what ``_save_model`` wrote."""
+
     # -- the contract -------------------------------------------------------------------------
 
-    def fit(self, frame: pd.DataFrame) -> Detector:
-        """Learn from ``frame``, then score it and fit ``threshold_`` on those scores."""
+    def fit(self, frame: pd.DataFrame, labels: pd.Series | None = None) -> Detector:
+        """Learn from ``frame``, then score it and fit ``threshold_`` on those scores.
+
+        ``labels`` (1 = anomalous), aligned to the frame's index, reach only the detectors that use
+        them (``label_use``); the others ignore them, as scikit-learn's unsupervised estimators do.
+        """
         self._check_threshold_params()
         step = _grid_step(frame)
         if len(frame) < 2:
@@ -79,10 +97,14 @@ class Detector(BaseEstimator):
                 f"{self.name}: target series {frame.columns[0]!r} is constant or empty in the training "
                 f"data ({target.nunique()} distinct values); there is nothing to learn"
             )
+        training_labels = None if self.label_use == "ignored" else self._aligned_labels(labels, frame.index)
         self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
         self.n_features_in_ = len(frame.columns)
         self.step_ = step
-        self._fit(values)
+        if self.label_use == "ignored":
+            self._fit(values)
+        else:
+            self._fit(values, training_labels)
         raw_scores, _ = self._evaluate(values)
         self.decision_scores_ = np.nan_to_num(raw_scores, nan=0.0)
         self.threshold_ = self._fit_threshold(raw_scores)
@@ -110,7 +132,39 @@ class Detector(BaseEstimator):
         """True where ``score >= threshold_``."""
         return self.evaluate(frame)["is_anomaly"]
 
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted detector into the folder ``path``; ``load_detector(path)`` reads it back."""
+        from passion_tasks.detectors.persistence import save_detector
+
+        return save_detector(self, path)
+
     # -- helpers ------------------------------------------------------------------------------
+
+    def _aligned_labels(self, labels: pd.Series | None, index: pd.DatetimeIndex) -> np.ndarray | None:
+        """The labels as one bool per training row; a Series is aligned by its index."""
+        if labels is None:
+            if self.label_use == "required":
+                raise DetectorError(
+                    f"{self.name}: a supervised detector; fit it with labels (1 = anomalous) aligned "
+                    "to the frame's index"
+                )
+            return None
+        aligned = labels.reindex(index) if isinstance(labels, pd.Series) else labels
+        try:
+            values = np.asarray(aligned, dtype="float64")
+        except (TypeError, ValueError) as exc:
+            raise DetectorError(f"{self.name}: labels must be 0/1 or bool: {exc}") from exc
+        if values.shape != (len(index),):
+            raise DetectorError(
+                f"{self.name}: {len(index)} training rows, got labels of shape {values.shape}"
+            )
+        if np.isnan(values).any():
+            raise DetectorError(
+                f"{self.name}: labels missing for {int(np.isnan(values).sum())} training rows"
+            )
+        if not np.isin(values, (0, 1)).all():
+            raise DetectorError(f"{self.name}: labels must be 0 (normal) or 1 (anomalous)")
+        return values == 1
 
     def _check_threshold_params(self) -> None:
         if isinstance(self.threshold, str):

@@ -113,3 +113,110 @@ def _median_of_rows(block: np.ndarray, counts: np.ndarray) -> np.ndarray:
     ordered = np.sort(block, axis=1)
     rows = np.arange(len(block))
     return (ordered[rows, (counts - 1) // 2] + ordered[rows, counts // 2]) / 2
+
+
+class WindowedGaussianDetector(Detector):
+    """NAB's ``windowedGaussian`` baseline: the distance of each value from a sliding window's mean.
+
+    NAB keeps the last 6400 values, refreshes their mean and standard deviation every 100 values
+    and scores a value by ``1 - Q(|z|)``, the Gaussian two-sided tail probability of
+    ``z = (x - mean) / std``. Here the mean and the (population) standard deviation of the ``window``
+    observed values before each row are updated at every row, and ``score = |z|``: NAB's score is a
+    monotone function of it (``Φ(|z|)``), so both rank rows alike, but ``|z|`` does not round to 1
+    beyond about 8 sigma and the threshold rules work in sigma units. ``expected`` is the window mean.
+
+    The standard deviation is floored at ``scale_floor`` times the training series' robust spread.
+    Where fewer than ``min_periods`` values of history are observed (the start of a frame, after a
+    long outage), the last window's statistics are carried forward; a missing value scores 0.
+    """
+
+    name = "windowed_gaussian"
+
+    def __init__(
+        self,
+        window: int = 6400,
+        min_periods: int = 100,
+        scale_floor: float = 0.05,
+        threshold: str | float = "robust",
+        threshold_params: dict[str, Any] | None = None,
+    ):
+        super().__init__(threshold=threshold, threshold_params=threshold_params)
+        self.window = window
+        self.min_periods = min_periods
+        self.scale_floor = scale_floor
+
+    def _fit(self, frame: pd.DataFrame) -> None:
+        if not isinstance(self.window, int | np.integer) or self.window < 2:
+            raise DetectorError(f"{self.name}: window must be an integer >= 2, got {self.window!r}")
+        if not isinstance(self.min_periods, int | np.integer) or not 2 <= self.min_periods <= self.window:
+            raise DetectorError(
+                f"{self.name}: min_periods must be an integer between 2 and window={self.window}, "
+                f"got {self.min_periods!r}"
+            )
+        if not self.scale_floor > 0:
+            raise DetectorError(f"{self.name}: scale_floor must be positive, got {self.scale_floor!r}")
+        observed = frame.iloc[:, 0].dropna().to_numpy()
+        if observed.size <= self.min_periods:
+            raise DetectorError(
+                f"{self.name}: min_periods={self.min_periods} needs more than {self.min_periods} observed "
+                f"training values, got {observed.size}"
+            )
+        self.scale_floor_ = self.scale_floor * robust_spread(observed)
+
+    def _evaluate(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        values = frame.iloc[:, 0]
+        history = values.shift(1).rolling(self.window, min_periods=self.min_periods)
+        baseline = pd.DataFrame({"mean": history.mean(), "std": history.std(ddof=0)}).ffill()
+        expected = baseline["mean"].to_numpy()
+        scale = np.maximum(baseline["std"].to_numpy(), self.scale_floor_)
+        return np.abs(values.to_numpy() - expected) / scale, expected
+
+
+class SeasonalNaiveDetector(Detector):
+    """The value one season ago is the forecast; score = its error in robust training-error units.
+
+    ``expected`` at row t is the value at t - ``season`` (``"1D"`` or ``"7D"``, any whole number of
+    grid steps), read from the frame itself: to score a day, pass the season before it as context.
+    ``scale_`` is the robust spread (1.4826 * MAD) of the training range's seasonal differences, and
+    ``score = |x - expected| / scale_``. A missing value, or one whose season-ago value is missing or
+    before the frame, scores 0.
+    """
+
+    name = "seasonal_naive"
+
+    def __init__(
+        self,
+        season: str = "1D",
+        threshold: str | float = "robust",
+        threshold_params: dict[str, Any] | None = None,
+    ):
+        super().__init__(threshold=threshold, threshold_params=threshold_params)
+        self.season = season
+
+    def _fit(self, frame: pd.DataFrame) -> None:
+        try:
+            season = pd.Timedelta(self.season)
+        except (TypeError, ValueError) as exc:
+            raise DetectorError(f"{self.name}: season must be a duration such as '1D': {exc}") from exc
+        if season <= pd.Timedelta(0) or season % self.step_:
+            raise DetectorError(
+                f"{self.name}: season {self.season!r} must be a positive whole number of {self.step_} steps"
+            )
+        self.season_steps_ = int(season // self.step_)
+        residuals = self._residuals(frame.iloc[:, 0])
+        observed = residuals[~np.isnan(residuals)]
+        if observed.size < 2:
+            raise DetectorError(
+                f"{self.name}: season {self.season!r} ({self.season_steps_} rows) needs training data "
+                f"longer than a season with values a season apart, got {len(frame)} rows"
+            )
+        self.scale_ = robust_spread(observed)
+        if not self.scale_ > 0:
+            raise DetectorError(f"{self.name}: the training series repeats exactly every {self.season}")
+
+    def _evaluate(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        values = frame.iloc[:, 0]
+        return np.abs(self._residuals(values)) / self.scale_, values.shift(self.season_steps_).to_numpy()
+
+    def _residuals(self, values: pd.Series) -> np.ndarray:
+        return (values - values.shift(self.season_steps_)).to_numpy()

@@ -1,0 +1,411 @@
+"""The seed notebooks' Keras models behind the detector contract: six forecasters and an autoencoder.
+
+Forecasters (``lstm``, ``gru``, ``gru_dense``, ``cnn1d``, ``lstm_ohlc``, ``mlstm_fcn``) predict the target
+(the first column) at row t from rows ``t - window`` to ``t - 1``. The score is the absolute residual in
+training-scaled units (standard deviations of the training target); ``expected`` is the forecast in the
+target's own units. The autoencoder (``lstm_autoencoder``) reconstructs the window of rows
+``t - window + 1`` to ``t``; the score is that window's reconstruction MAE (scaled units) and ``expected``
+the reconstruction of its last step. A planted spike therefore raises the autoencoder's scores for the
+``window`` rows whose windows hold it.
+
+Where Passion departs from the seeds, on purpose:
+
+- Causal training. The seeds standardised the whole series and split windows with ``shuffle=True``,
+  so the model was fitted on the future it was then tested on. Here the mean and standard deviation come
+  from the training frame only (``scaler_mean_``, ``scaler_scale_``), and the validation windows are the
+  last ``validation_split`` of the training windows in time, never mixed into training. Training windows
+  are shuffled among themselves between epochs.
+- No window tensor. Windows are strided views of the scaled series (``windows.py``) fed to Keras through
+  a ``PyDataset`` that copies one batch at a time: a 1440-step window over 30 days of minutes costs
+  ``batch_size * 1440 * features`` floats in memory, not the seed's 500 MB.
+- The autoencoder learns to reconstruct its input window; the CDN seed passed the next value as the
+  target, which Keras broadcast against the reconstruction.
+
+Gaps: a window in which the target is missing gives no opinion (score NaN, which the contract reads as 0;
+``expected`` NaN) and is skipped in training; a forecaster also has no score for a missing target value.
+Missing values of the other features are filled with their training mean (0 once scaled). That covers
+``lstm_ohlc`` and ``mlstm_fcn``: they take the target alone and derive its previous-hour open, close, max
+and min themselves (``previous_hour_ohlc``), which are missing for the frame's first clock hour and after a
+whole hour without data; a frame of exactly five columns (value, open, close, max, min) is used as given.
+The first ``window`` rows of a frame have no history and score 0: score a day with at least ``window``
+rows (and, for the OHLC models, the clock hour) before it.
+
+TensorFlow is imported with this module; the registry imports it only when one of these is built.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import pandas as pd
+
+from passion_tasks.detectors.architectures import ARCHITECTURES, OHLC_FEATURES
+from passion_tasks.detectors.base import Detector, DetectorError
+from passion_tasks.detectors.windows import forecast_pairs, sliding_windows
+from passion_tasks.features import previous_hour_ohlc
+
+MODEL_FILE = "model.keras"
+#: Fewer gap-free training windows than this leave nothing to fit and validate on.
+MIN_TRAINING_WINDOWS = 10
+#: Windows per inference batch: a few tens of MB for a 1440-step window; scores do not depend on it.
+PREDICT_BATCH = 256
+
+
+class WindowBatches(keras.utils.PyDataset):
+    """The windows at ``positions`` (with their ``targets``) in batches, copied one batch at a time.
+
+    ``windows`` and ``targets`` are indexed alike, typically strided views; only the batch being served is
+    materialised, as float32. With a ``seed`` the positions are shuffled before each epoch.
+    """
+
+    def __init__(
+        self,
+        windows: np.ndarray,
+        positions: np.ndarray,
+        batch_size: int,
+        targets: np.ndarray | None = None,
+        seed: int | None = None,
+    ):
+        super().__init__()
+        self.windows = windows
+        self.positions = np.array(positions)
+        self.batch_size = batch_size
+        self.targets = targets
+        self._rng = None if seed is None else np.random.default_rng(seed)
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.positions) / self.batch_size)
+
+    def batch_positions(self, index: int) -> np.ndarray:
+        return self.positions[index * self.batch_size : (index + 1) * self.batch_size]
+
+    def __getitem__(self, index: int) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        rows = self.batch_positions(index)
+        inputs = self.windows[rows].astype(np.float32)
+        if self.targets is None:
+            return inputs
+        return inputs, self.targets[rows].astype(np.float32)
+
+    def on_epoch_end(self) -> None:
+        if self._rng is not None:
+            self._rng.shuffle(self.positions)
+
+
+class KerasDetector(Detector):
+    """Shared by the Keras detectors: scaling, windows, training, inference and the model file.
+
+    Subclasses set ``name`` (the key of their builder in ``ARCHITECTURES``) and implement
+    ``_training_windows`` and ``_evaluate``.
+    """
+
+    _model_attributes = ("model_",)
+
+    def __init__(
+        self,
+        window: int = 1440,
+        epochs: int = 10,
+        batch_size: int = 64,
+        validation_split: float = 0.1,
+        patience: int = 3,
+        random_state: int = 0,
+        verbose: int = 0,
+        threshold: str | float = "robust",
+        threshold_params: dict[str, Any] | None = None,
+    ):
+        super().__init__(threshold=threshold, threshold_params=threshold_params)
+        self.window = window
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.validation_split = validation_split
+        self.patience = patience
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- what a subclass implements -----------------------------------------------------------
+
+    def _training_windows(self, inputs: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(windows, targets)``, indexed alike, from the filled ``inputs`` and the scaled ``target``."""
+        raise NotImplementedError
+
+    def _trainable(self, target: np.ndarray) -> np.ndarray:
+        """Which training windows the model may learn from (no gap in them or in their target)."""
+        raise NotImplementedError
+
+    # -- fitting ------------------------------------------------------------------------------
+
+    def _fit(self, frame: pd.DataFrame) -> None:
+        self._check_params()
+        raw = self._model_inputs(frame)
+        needed = 2 * self.window
+        if len(raw) < needed:
+            raise DetectorError(
+                f"{self.name}: window={self.window} needs at least {needed} training rows, got {len(raw)}; "
+                "give a longer training range or a smaller window"
+            )
+        self.scaler_mean_, self.scaler_scale_ = fit_scaler(raw)
+        scaled = self._scaled(raw)
+        windows, targets = self._training_windows(filled(scaled), scaled[:, :1])
+        positions = np.flatnonzero(self._trainable(scaled[:, 0]))
+        if len(positions) < MIN_TRAINING_WINDOWS:
+            raise DetectorError(
+                f"{self.name}: only {len(positions)} training windows of {self.window} rows are free of "
+                f"gaps in {frame.columns[0]!r}; at least {MIN_TRAINING_WINDOWS} are needed"
+            )
+        train, validation = chronological_split(positions, self.validation_split)
+
+        keras.utils.set_random_seed(self.random_state)
+        self.model_ = self._build_model(scaled.shape[1])
+        monitor = "val_loss" if len(validation) else "loss"
+        history = self.model_.fit(
+            WindowBatches(windows, train, self.batch_size, targets, seed=self.random_state),
+            validation_data=(
+                WindowBatches(windows, validation, self.batch_size, targets) if len(validation) else None
+            ),
+            epochs=self.epochs,
+            callbacks=[
+                keras.callbacks.EarlyStopping(
+                    monitor=monitor, patience=self.patience, restore_best_weights=True
+                )
+            ],
+            verbose=self.verbose,
+        )
+        self.training_loss_ = [float(loss) for loss in history.history["loss"]]
+        self.validation_loss_ = [float(loss) for loss in history.history.get("val_loss", [])]
+
+    def _build_model(self, features: int) -> keras.Model:
+        try:
+            return ARCHITECTURES[self.name](self.window, features)
+        except ValueError as exc:
+            raise DetectorError(
+                f"{self.name}: cannot build the model with window={self.window}: {exc}"
+            ) from exc
+
+    def _check_params(self) -> None:
+        for name, minimum in (("window", 1), ("epochs", 1), ("batch_size", 1), ("patience", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or value < minimum:
+                raise DetectorError(f"{self.name}: {name} must be an integer >= {minimum}, got {value!r}")
+        if not 0 <= self.validation_split < 1:
+            raise DetectorError(
+                f"{self.name}: validation_split must be in [0, 1), got {self.validation_split!r}"
+            )
+
+    # -- inputs and outputs -------------------------------------------------------------------
+
+    def _model_inputs(self, frame: pd.DataFrame) -> np.ndarray:
+        """The model's input columns in original units, one row per frame row."""
+        return frame.to_numpy()
+
+    def _scaled(self, raw: np.ndarray) -> np.ndarray:
+        return (raw - self.scaler_mean_) / self.scaler_scale_
+
+    def _target_units(self, scaled_target: np.ndarray) -> np.ndarray:
+        return scaled_target * self.scaler_scale_[0] + self.scaler_mean_[0]
+
+    def _outputs(
+        self, windows: np.ndarray, positions: np.ndarray
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``(positions, inputs, model outputs)`` for the windows at ``positions``, batch by batch."""
+        batches = WindowBatches(windows, positions, PREDICT_BATCH)
+        for index in range(len(batches)):
+            inputs = batches[index]
+            yield batches.batch_positions(index), inputs, np.asarray(self.model_.predict_on_batch(inputs))
+
+    # -- the model file -----------------------------------------------------------------------
+
+    def _save_model(self, folder: Path) -> None:
+        self.model_.save(folder / MODEL_FILE)
+
+    def _load_model(self, folder: Path) -> None:
+        self.model_ = keras.saving.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
+
+
+class KerasForecaster(KerasDetector):
+    """Predicts the target at row t from the ``window`` rows before it; scores the absolute residual."""
+
+    def _training_windows(self, inputs: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return forecast_pairs(inputs, target, self.window)
+
+    def _trainable(self, target: np.ndarray) -> np.ndarray:
+        return gap_free(target, self.window)[:-1] & ~np.isnan(target[self.window :])
+
+    def _evaluate(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        scaled = self._scaled(self._model_inputs(frame))
+        target = scaled[:, 0]
+        forecast = np.full(len(target), np.nan)
+        if len(target) > self.window:
+            windows, _ = forecast_pairs(filled(scaled), target, self.window)
+            positions = np.flatnonzero(gap_free(target, self.window)[:-1])
+            for batch, _, outputs in self._outputs(windows, positions):
+                forecast[batch + self.window] = outputs[:, 0]
+        return np.abs(target - forecast), self._target_units(forecast)
+
+
+class LstmDetector(KerasForecaster):
+    """LSTM(50) + Dense(1) forecaster (Passion v4.1, section 3)."""
+
+    name = "lstm"
+
+
+class GruDetector(KerasForecaster):
+    """GRU(50) + Dense(1) forecaster (Passion v4.1, "GRU simple")."""
+
+    name = "gru"
+
+
+class GruDenseDetector(KerasForecaster):
+    """GRU(50), Dense(100), Dropout(0.2), Dense(1) forecaster (Passion v4.1, "GRU + 1D CNN")."""
+
+    name = "gru_dense"
+
+
+class Cnn1dDetector(KerasForecaster):
+    """Two Conv1D(64, 3), pooling and Dense layers (Passion v4.1, section 4); batches of 32 as in the seed.
+
+    The two convolutions and the pooling need ``window >= 6``.
+    """
+
+    name = "cnn1d"
+
+    def __init__(
+        self,
+        window: int = 1440,
+        epochs: int = 10,
+        batch_size: int = 32,
+        validation_split: float = 0.1,
+        patience: int = 3,
+        random_state: int = 0,
+        verbose: int = 0,
+        threshold: str | float = "robust",
+        threshold_params: dict[str, Any] | None = None,
+    ):
+        super().__init__(
+            window=window,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_split=validation_split,
+            patience=patience,
+            random_state=random_state,
+            verbose=verbose,
+            threshold=threshold,
+            threshold_params=threshold_params,
+        )
+
+
+class OhlcForecaster(KerasForecaster):
+    """A forecaster on the target and its previous clock hour's open, close, max and min."""
+
+    def _model_inputs(self, frame: pd.DataFrame) -> np.ndarray:
+        if frame.shape[1] == OHLC_FEATURES:
+            return frame.to_numpy()
+        if frame.shape[1] != 1:
+            raise DetectorError(
+                f"{self.name}: takes the target alone (its previous-hour open, close, max and min are "
+                f"derived from it) or {OHLC_FEATURES} columns (value, open, close, max, min); "
+                f"got {frame.shape[1]} columns {list(frame.columns)}"
+            )
+        target = frame.iloc[:, 0]
+        return np.column_stack([target.to_numpy(), previous_hour_ohlc(target).to_numpy()])
+
+
+class LstmOhlcDetector(OhlcForecaster):
+    """LSTM(50) + Dense(1) on the value and its previous-hour OHLC (Passion v4.1, section 4.1)."""
+
+    name = "lstm_ohlc"
+
+
+class MlstmFcnDetector(OhlcForecaster):
+    """MLSTM-FCN regressing the next value from the value and its previous-hour OHLC (section 4.2)."""
+
+    name = "mlstm_fcn"
+
+
+class LstmAutoencoderDetector(KerasDetector):
+    """LSTM(128) encoder-decoder reconstructing the last ``window`` rows (the CDN seed: 30 rows, batch 32)."""
+
+    name = "lstm_autoencoder"
+
+    def __init__(
+        self,
+        window: int = 30,
+        epochs: int = 10,
+        batch_size: int = 32,
+        validation_split: float = 0.1,
+        patience: int = 3,
+        random_state: int = 0,
+        verbose: int = 0,
+        threshold: str | float = "robust",
+        threshold_params: dict[str, Any] | None = None,
+    ):
+        super().__init__(
+            window=window,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_split=validation_split,
+            patience=patience,
+            random_state=random_state,
+            verbose=verbose,
+            threshold=threshold,
+            threshold_params=threshold_params,
+        )
+
+    def _training_windows(self, inputs: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        windows = sliding_windows(inputs, self.window)
+        return windows, windows
+
+    def _trainable(self, target: np.ndarray) -> np.ndarray:
+        return gap_free(target, self.window)
+
+    def _evaluate(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        scaled = self._scaled(self._model_inputs(frame))
+        errors = np.full(len(scaled), np.nan)
+        last_step = np.full(len(scaled), np.nan)
+        if len(scaled) >= self.window:
+            windows = sliding_windows(filled(scaled), self.window)
+            positions = np.flatnonzero(gap_free(scaled[:, 0], self.window))
+            for batch, inputs, reconstruction in self._outputs(windows, positions):
+                rows = batch + self.window - 1
+                errors[rows] = np.abs(reconstruction - inputs).mean(axis=(1, 2))
+                last_step[rows] = reconstruction[:, -1, 0]
+        return errors, self._target_units(last_step)
+
+
+def fit_scaler(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and standard deviation of the observed values (StandardScaler's, NaN ignored).
+
+    A constant column gets scale 1, as in scikit-learn; a column with no value at all gets mean 0 and
+    scale 1, so that it reads as 0 (its fill value) once scaled.
+    """
+    observed = ~np.isnan(raw).all(axis=0)
+    mean = np.zeros(raw.shape[1])
+    scale = np.ones(raw.shape[1])
+    mean[observed] = np.nanmean(raw[:, observed], axis=0)
+    spread = np.nanstd(raw[:, observed], axis=0)
+    scale[observed] = np.where(spread > 0, spread, 1.0)
+    return mean, scale
+
+
+def filled(scaled: np.ndarray) -> np.ndarray:
+    """The scaled inputs with gaps at 0, the training mean, as float32 (gap windows are skipped anyway)."""
+    return np.nan_to_num(scaled, nan=0.0).astype(np.float32)
+
+
+def gap_free(target: np.ndarray, window: int) -> np.ndarray:
+    """For each of the ``n - window + 1`` windows of ``target``: whether none of its values is missing."""
+    missing = np.concatenate([[0], np.cumsum(np.isnan(target))])
+    return missing[window:] - missing[:-window] == 0
+
+
+def chronological_split(positions: np.ndarray, validation_split: float) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation positions: the last ``validation_split`` of ``positions`` validate."""
+    held_out = math.ceil(len(positions) * validation_split)
+    return positions[: len(positions) - held_out], positions[len(positions) - held_out :]

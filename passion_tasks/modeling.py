@@ -1,0 +1,212 @@
+"""Training a series' model into the registry, and loading the model that was live on a day.
+
+Both are used by the CLI, the pipeline and the Airflow tasks; the registry keeps the artifacts,
+this module decides what goes in them: the training frame, its labels, the fit, the metrics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from passion_tasks import registry
+from passion_tasks.detectors import Detector, detector_class, load_detector, make_detector
+from passion_tasks.errors import PassionError, UsageError
+from passion_tasks.lake import Day, Lake, as_day
+
+LABELS = "labels"
+Window = tuple[pd.Timestamp, pd.Timestamp]
+
+
+def label_windows(lake: Lake) -> dict[str, list[Window]]:
+    """Every labelled window in the lake (``labels/<set>/combined_windows.json``, NAB's format), by series."""
+    windows: dict[str, list[Window]] = {}
+    for relative in lake.list_files(LABELS):
+        if relative.endswith("/combined_windows.json"):
+            for series, pairs in json.loads(lake.read_bytes(relative)).items():
+                windows.setdefault(series, []).extend(
+                    (pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC")) for start, end in pairs
+                )
+    return windows
+
+
+def store_label_windows(lake: Lake, name: str, windows_file: Path) -> str:
+    """Copy a ``combined_windows.json`` (e.g. the generator's) into the lake as label set ``name``."""
+    data = json.loads(Path(windows_file).read_text())
+    return lake.write_text(
+        f"{LABELS}/{name}/combined_windows.json", json.dumps(data, indent=1, sort_keys=True)
+    )
+
+
+def labels_on(index: pd.DatetimeIndex, windows: list[Window]) -> pd.Series:
+    """1 inside any of ``windows`` (inclusive), else 0, on ``index``."""
+    labels = np.zeros(len(index), dtype=np.int8)
+    for start, end in windows:
+        labels[(index >= start) & (index <= end)] = 1
+    return pd.Series(labels, index=index, name="label")
+
+
+def train_model(
+    lake: Lake,
+    frame: pd.DataFrame,
+    detector: str,
+    *,
+    params: dict[str, Any] | None = None,
+    labels: pd.Series | None = None,
+) -> registry.ModelVersion:
+    """Fit ``detector`` on ``frame`` (first column = the series) and register it; returns the version."""
+    series = str(frame.columns[0])
+    model = make_detector(detector, **(params or {}))
+    began = time.perf_counter()
+    if getattr(detector_class(detector), "supervised", False):
+        if labels is None or not labels.any():
+            raise UsageError(
+                f"{series}: {detector} is supervised and the training range has no labelled anomaly"
+            )
+        model.fit(frame, labels=labels)
+    else:
+        model.fit(frame)
+    fit_seconds = time.perf_counter() - began
+    train_scores = model.decision_scores_
+    metrics = {
+        "fit_seconds": round(fit_seconds, 3),
+        "training_rows": len(frame),
+        "training_missing_rows": int(frame.iloc[:, 0].isna().sum()),
+        "training_anomaly_rate": float(np.mean(train_scores >= model.threshold_)),
+    }
+    with tempfile.TemporaryDirectory(prefix="passion-model-") as tmp:
+        folder = model.save(Path(tmp) / "model")
+        return registry.register(
+            lake,
+            series,
+            detector,
+            folder,
+            params=model.get_params(deep=False),
+            features=[str(c) for c in frame.columns],
+            scaler=_scaler(model),
+            threshold=float(model.threshold_),
+            train_start=frame.index[0].date(),
+            train_end=frame.index[-1].date(),
+            fingerprint=registry.fingerprint(frame),
+            metrics=metrics,
+        )
+
+
+def load_model(lake: Lake, series: str, detector: str, version: str | int | None, workdir: Path) -> Detector:
+    """The registered model, its files verified against the manifest before anything is loaded.
+
+    Without a version: the live one if this detector is live for the series, else the newest.
+    """
+    if version is None:
+        live = registry.live(lake, series)
+        if live is not None and live.detector == detector:
+            version = live.version
+        else:
+            versions = [m for m in registry.list_models(lake, series) if m.detector == detector]
+            if not versions:
+                raise UsageError(f"no {detector} model is registered for {series!r}; train one first")
+            version = max(versions, key=lambda m: int(m.version[1:])).version
+    folder, _ = registry.fetch(lake, series, detector, version, into=Path(workdir) / "model")
+    return load_detector(folder)
+
+
+def live_model(
+    lake: Lake, series: str, day: Day, workdir: Path
+) -> tuple[Detector, registry.ModelVersion] | None:
+    """The model that was live for ``series`` on ``day``, loaded; ``None`` if none was."""
+    version = registry.live(lake, series, on=as_day(day))
+    if version is None:
+        return None
+    return load_model(lake, series, version.detector, version.version, workdir), version
+
+
+def parse_model_ref(ref: str) -> tuple[str, str, str | None]:
+    """``SERIES/DETECTOR[@VERSION]`` → (series, detector, version); the series may contain ``/``."""
+    body, _, version = ref.partition("@")
+    series, _, detector = body.rpartition("/")
+    if not series or not detector:
+        raise UsageError(
+            f"model reference {ref!r}: expected SERIES/DETECTOR[@VERSION], e.g. cif/rolling_mad@v2"
+        )
+    return series, detector, version or None
+
+
+def default_training_range(lake: Lake, train_to: Day | None, days: int) -> tuple[dt.date, dt.date]:
+    """``days`` days ending at ``train_to``, by default the last day with features."""
+    if train_to is None:
+        available = lake.partitions("features")
+        if not available:
+            raise PassionError("no features in the lake yet: ingest and build features first")
+        train_to = available[-1]
+    end = as_day(train_to)
+    return end - dt.timedelta(days=days - 1), end
+
+
+def _scaler(model: Detector) -> dict[str, Any] | None:
+    """The training-range scaling a model learned, for the manifest (it is saved in the artifact too)."""
+    learned = {
+        name: getattr(model, name) for name in ("scaler_mean_", "scaler_scale_") if hasattr(model, name)
+    }
+    return {name: np.asarray(value).tolist() for name, value in learned.items()} or None
+
+
+def read_input_frame(path: str | Path, model: Detector) -> pd.DataFrame:
+    """A CSV or Parquet file as a frame on ``model``'s grid and features, for ``passion apply``.
+
+    The time column is ``timestamp`` or ``ts`` (else the first column); the feature columns are
+    matched by name, or by position when the file has exactly as many numeric columns as the model
+    was trained on. Missing grid points become gaps (NaN), duplicates keep the last value.
+    """
+    path = Path(path)
+    if path.suffix == ".parquet":
+        table = pd.read_parquet(path)
+    elif path.suffix in (".csv", ".gz"):
+        table = pd.read_csv(path)
+    else:
+        raise UsageError(f"{path}: expected a .csv or .parquet file")
+    time_column = next((c for c in ("timestamp", "ts") if c in table.columns), table.columns[0])
+    stamps = pd.to_datetime(table.pop(time_column), utc=True, errors="coerce")
+    if stamps.isna().any():
+        row = int(stamps.isna().to_numpy().argmax())
+        raise UsageError(f"{path}: row {row + 2} has no readable timestamp in column {time_column!r}")
+    features = [str(name) for name in model.feature_names_in_]
+    numeric = table.select_dtypes("number")
+    if set(features) <= set(numeric.columns):
+        numeric = numeric[features]
+    elif numeric.shape[1] == len(features):
+        numeric = numeric.set_axis(features, axis=1)
+    else:
+        raise UsageError(
+            f"{path}: the model was trained on {len(features)} feature(s) {features}; the file has "
+            f"{numeric.shape[1]} numeric column(s) {list(numeric.columns)}"
+        )
+    frame = numeric.set_index(pd.DatetimeIndex(stamps, name="ts")).sort_index()
+    frame = frame[~frame.index.duplicated(keep="last")]
+    grid = pd.date_range(frame.index[0], frame.index[-1], freq=model.step_)
+    return frame.reindex(grid)
+
+
+def apply_model(lake: Lake, ref: str, input_path: str | Path) -> pd.DataFrame:
+    """Score another dataset with a saved model (the notebook's "apply to other data")."""
+    series, detector, version = parse_model_ref(ref)
+    with tempfile.TemporaryDirectory(prefix="passion-apply-") as tmp:
+        model = load_model(lake, series, detector, version, Path(tmp))
+    frame = read_input_frame(input_path, model)
+    result = model.evaluate(frame)
+    return pd.DataFrame(
+        {
+            "ts": frame.index,
+            "value": frame.iloc[:, 0].to_numpy(),
+            "expected": result["expected"].to_numpy(),
+            "score": result["score"].to_numpy(),
+            "threshold": model.threshold_,
+            "is_anomaly": result["is_anomaly"].to_numpy(),
+        }
+    )

@@ -1,0 +1,197 @@
+"""Training into the registry, scoring a day with the model live on it, and applying a model elsewhere."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from passion_tasks import cli, pipeline, registry, schemas
+from passion_tasks.errors import UsageError
+from passion_tasks.lake import Lake
+from passion_tasks.modeling import apply_model, parse_model_ref
+
+START = dt.date(2026, 11, 1)
+DAYS = 6
+SPIKE = pd.Timestamp("2026-11-06 12:00", tz="UTC")
+
+
+def write_features(lake: Lake) -> None:
+    """Six days of a noisy daily cycle for ``cif``, with a 10-minute surge on the last day."""
+    index = pd.date_range(pd.Timestamp(START, tz="UTC"), periods=DAYS * 1440, freq="min")
+    minutes = np.arange(len(index))
+    values = (
+        1000 + 300 * np.sin(2 * np.pi * minutes / 1440) + np.random.default_rng(3).normal(0, 10, len(index))
+    )
+    values[(index >= SPIKE) & (index < SPIKE + pd.Timedelta(minutes=10))] += 400
+    frame = pd.DataFrame(
+        {"ts": index, "series": "cif", "metric": "cif", "dim": "", "dim_value": "", "value": values}
+    )
+    for day, rows in frame.groupby(frame["ts"].dt.date):
+        table = pa.Table.from_pandas(rows, schema=schemas.FEATURES, preserve_index=False)
+        lake.write_partition("features", day, table, schema=schemas.FEATURES, key={"source": "metrics"})
+
+
+@pytest.fixture
+def featured(lake: Lake) -> Lake:
+    write_features(lake)
+    return lake
+
+
+def test_backfill_scores_each_day_with_the_model_live_that_day(featured: Lake) -> None:
+    lake = featured
+    first = pipeline.train(
+        "rolling_mad",
+        series=["cif"],
+        train_from=START,
+        train_to="2026-11-03",
+        promote=True,
+        lake_url=lake.url,
+    )
+    assert first.trained == {"cif": "cif/rolling_mad@v1"}
+    assert first.promoted_from == dt.date(2026, 11, 4)
+    second = pipeline.train(
+        "rolling_mad",
+        series=["cif"],
+        train_from=START,
+        train_to="2026-11-04",
+        params={"window": 30},
+        promote=True,
+        lake_url=lake.url,
+    )
+    assert second.trained == {"cif": "cif/rolling_mad@v2"}
+
+    for day in ("2026-11-04", "2026-11-05", "2026-11-06"):
+        pipeline.score_day(day, series=["cif"], lake_url=lake.url)
+    versions = {
+        day: set(lake.read_partition("scores", day).column("model_version").to_pylist())
+        for day in ("2026-11-04", "2026-11-05", "2026-11-06")
+    }
+    assert versions == {
+        "2026-11-04": {"cif/rolling_mad@v1"},
+        "2026-11-05": {"cif/rolling_mad@v2"},
+        "2026-11-06": {"cif/rolling_mad@v2"},
+    }
+    # Nothing was live before the first model's training ended.
+    with pytest.raises(Exception, match="no series could be scored"):
+        pipeline.score_day("2026-11-03", series=["cif"], lake_url=lake.url)
+
+    events = lake.read_partition("events", "2026-11-06").to_pandas()
+    assert ((events["start"] <= SPIKE + pd.Timedelta(minutes=9)) & (events["end"] >= SPIKE)).any()
+    scores = lake.read_partition("scores", "2026-11-06").to_pandas()
+    assert len(scores) == 1440 and scores["ts"].is_monotonic_increasing
+
+    # Rolling back makes v1 live again from its effective day on; a re-run of the day replaces its rows.
+    registry.rollback(lake, "cif", effective_from="2026-11-06", reason="v2 too noisy")
+    pipeline.score_day("2026-11-06", series=["cif"], lake_url=lake.url)
+    again = lake.read_partition("scores", "2026-11-06").to_pandas()
+    assert len(again) == 1440
+    assert set(again["model_version"]) == {"cif/rolling_mad@v1"}
+
+
+def test_a_tampered_artifact_is_refused_at_scoring(featured: Lake) -> None:
+    lake = featured
+    pipeline.train(
+        "rolling_mad",
+        series=["cif"],
+        train_from=START,
+        train_to="2026-11-05",
+        promote=True,
+        lake_url=lake.url,
+    )
+    artifact = next(f for f in lake.list_files("models") if f.endswith("arrays.npz"))
+    data = bytearray(lake.read_bytes(artifact))
+    data[len(data) // 2] ^= 0xFF
+    lake.write_bytes(artifact, bytes(data))
+    with pytest.raises(Exception, match="no series could be scored") as refused:
+        pipeline.score_day("2026-11-06", series=["cif"], lake_url=lake.url)
+    assert "arrays.npz" in str(refused.value)
+
+
+def test_apply_a_saved_model_to_another_dataset(featured: Lake, tmp_path: Path) -> None:
+    lake = featured
+    pipeline.train("rolling_mad", series=["cif"], train_from=START, train_to="2026-11-05", lake_url=lake.url)
+    other = pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2027-01-01", periods=300, freq="min").strftime("%Y-%m-%d %H:%M:%S"),
+            "requests": np.r_[np.full(150, 900.0), np.full(150, 2500.0)] + np.tile([0.0, 5.0, -5.0], 100),
+        }
+    ).drop(index=[10, 11])  # a gap the model must see as missing minutes
+    source = tmp_path / "other.csv"
+    other.to_csv(source, index=False)
+
+    result = apply_model(lake, "cif/rolling_mad", source)
+    assert len(result) == 300  # the two missing minutes are back on the grid
+    assert result["is_anomaly"].iloc[150]
+    assert not result["is_anomaly"].iloc[100:149].any()
+
+    out = tmp_path / "scored.parquet"
+    assert (
+        cli.main(
+            [
+                "apply",
+                "--model",
+                "cif/rolling_mad@v1",
+                "--input",
+                str(source),
+                "--out",
+                str(out),
+                "--lake",
+                lake.url,
+            ]
+        )
+        == 0
+    )
+    pd.testing.assert_frame_equal(pd.read_parquet(out), result, check_dtype=False)
+
+    two_columns = tmp_path / "two.csv"
+    other.assign(extra=1.0).to_csv(two_columns, index=False)
+    with pytest.raises(UsageError, match="trained on 1 feature"):
+        apply_model(lake, "cif/rolling_mad", two_columns)
+
+
+def test_model_references_and_cli(featured: Lake, capsys) -> None:
+    assert parse_model_ref("cdn_requests{edge=FRA56-P1}/gru@v3") == (
+        "cdn_requests{edge=FRA56-P1}",
+        "gru",
+        "v3",
+    )
+    assert parse_model_ref("nab/realKnownCause/nyc_taxi/pca") == ("nab/realKnownCause/nyc_taxi", "pca", None)
+    with pytest.raises(UsageError):
+        parse_model_ref("just-a-name")
+    lake = featured
+    assert (
+        cli.main(
+            [
+                "train",
+                "--detector",
+                "rolling_mad",
+                "--series",
+                "cif",
+                "--train-from",
+                "2026-11-01",
+                "--train-to",
+                "2026-11-04",
+                "--param",
+                "window=30",
+                "--promote",
+                "--lake",
+                lake.url,
+            ]
+        )
+        == 0
+    )
+    assert (
+        "trained 1 rolling_mad models on 2026-11-01..2026-11-04, live from 2026-11-05"
+        in capsys.readouterr().out
+    )
+    assert cli.main(["models", "list", "--lake", lake.url]) == 0
+    listing = capsys.readouterr().out
+    assert "* cif/rolling_mad@v1" in listing
+    assert cli.main(["score", "--day", "2026-11-05", "--lake", lake.url]) == 0
+    assert "scored 1 series" in capsys.readouterr().out
+    assert cli.main(["train", "--detector", "no_such_model", "--series", "cif", "--lake", lake.url]) == 1
