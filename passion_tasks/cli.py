@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from passion_tasks import config, pipeline
-from passion_tasks.errors import ExitCode, PassionError
+from passion_tasks.errors import ExitCode, PassionError, UsageError
 from passion_tasks.lake import Lake, as_day
 
 
@@ -179,6 +179,52 @@ def cmd_report(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_nab_score(args: argparse.Namespace) -> int:
+    from passion_tasks.evaluation.nab import score_results_dir
+
+    scores = score_results_dir(
+        args.results, nab_root=args.nab_root, thresholds_path=args.thresholds, detector=args.detector
+    )
+    print(json.dumps({profile: round(value, 2) for profile, value in scores.items()}))
+    return ExitCode.OK
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from passion_tasks.evaluation.benchmark import DEFAULT_OUT, profile_detectors, run_benchmark
+
+    params: dict[str, dict[str, object]] = {}
+    for key, value in args.param or []:
+        detector, _, name = key.partition(".")
+        if not name:
+            raise UsageError(f"--param {key}=...: expected DETECTOR.PARAMETER=VALUE")
+        params.setdefault(detector, {})[name] = value
+    board = run_benchmark(
+        args.corpus,
+        args.detectors.split(",") if args.detectors else profile_detectors(args.profile),
+        profile=args.profile,
+        out=args.out or DEFAULT_OUT / args.corpus,
+        reference_root=config.reference_data(args.reference_data),
+        params=params or None,
+    )
+    print(board.summary())
+    return ExitCode.OK
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from passion_tasks.evaluation.selection import select_detector
+
+    selection = select_detector(
+        Lake(args.lake),
+        args.series,
+        args.detectors.split(","),
+        train_from=args.train_from,
+        train_to=args.train_to,
+        promote=args.promote,
+    )
+    print(selection.summary())
+    return ExitCode.OK
+
+
 def cmd_partitions(args: argparse.Namespace) -> int:
     lake = Lake(args.lake)
     days = lake.partitions(args.dataset)
@@ -301,6 +347,50 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--day", type=_day, required=True, metavar="YYYY-MM-DD")
     _lake_option(report)
     report.set_defaults(handler=cmd_report)
+
+    benchmark = commands.add_parser(
+        "benchmark", help="run detectors on a real labelled corpus, write a leaderboard"
+    )
+    benchmark.add_argument("--corpus", choices=["nab", "asd", "smd", "kpi", "nasa-http"], required=True)
+    benchmark.add_argument("--detectors", help="comma-separated names (default: the profile's)")
+    benchmark.add_argument(
+        "--profile", choices=["fast", "full"], default="fast", help="full adds the Keras models"
+    )
+    benchmark.add_argument("--out", type=Path, metavar="DIR", help="default: .passion/benchmark/<corpus>")
+    benchmark.add_argument("--param", action="append", type=_param, metavar="DETECTOR.KEY=VALUE")
+    benchmark.add_argument("--reference-data", metavar="PATH", default=None)
+    benchmark.set_defaults(handler=cmd_benchmark)
+
+    select = commands.add_parser(
+        "select", help="pick the best detector for a series, register and promote it"
+    )
+    select.add_argument("--series", required=True)
+    select.add_argument("--detectors", required=True, help="comma-separated candidates")
+    select.add_argument("--train-from", type=_day, metavar="YYYY-MM-DD")
+    select.add_argument("--train-to", type=_day, metavar="YYYY-MM-DD")
+    select.add_argument("--promote", action="store_true")
+    _lake_option(select)
+    select.set_defaults(handler=cmd_select)
+
+    nab = commands.add_parser("nab", help="the Numenta Anomaly Benchmark scorer")
+    nab_commands = nab.add_subparsers(dest="nab_command", required=True, metavar="NAB_COMMAND")
+    nab_score = nab_commands.add_parser(
+        "score", help="score per-row results laid out as NAB's results/<detector>/"
+    )
+    nab_score.add_argument("--results", type=Path, required=True, metavar="DIR")
+    nab_score.add_argument(
+        "--nab-root", type=Path, default=None, metavar="PATH", help="default: ../shared/data/nab"
+    )
+    nab_score.add_argument(
+        "--thresholds",
+        type=Path,
+        metavar="PATH",
+        help="NAB's config/thresholds.json format instead of optimising",
+    )
+    nab_score.add_argument(
+        "--detector", help="result-file prefix and thresholds key (default: the folder's name)"
+    )
+    nab_score.set_defaults(handler=cmd_nab_score)
 
     partitions = commands.add_parser("partitions", help="list a dataset's days and row counts")
     partitions.add_argument("dataset", help="e.g. cdn_logs, metrics, features, scores")

@@ -60,26 +60,26 @@ def train_model(
     *,
     params: dict[str, Any] | None = None,
     labels: pd.Series | None = None,
+    metrics: dict[str, Any] | None = None,
 ) -> registry.ModelVersion:
-    """Fit ``detector`` on ``frame`` (first column = the series) and register it; returns the version."""
+    """Fit ``detector`` on ``frame`` (first column = the series) and register it; returns the version.
+
+    ``labels`` reach the detectors that use them (``label_use``); ``metrics`` join the manifest's.
+    """
     series = str(frame.columns[0])
     model = make_detector(detector, **(params or {}))
+    fit_labels = None if labels is None else training_labels(detector, labels)
+    if detector_class(detector).label_use == "required" and (fit_labels is None or fit_labels.nunique() < 2):
+        raise UsageError(f"{series}: {detector} is supervised and the training range has no labelled anomaly")
     began = time.perf_counter()
-    if getattr(detector_class(detector), "supervised", False):
-        if labels is None or not labels.any():
-            raise UsageError(
-                f"{series}: {detector} is supervised and the training range has no labelled anomaly"
-            )
-        model.fit(frame, labels=labels)
-    else:
-        model.fit(frame)
+    model.fit(frame, labels=fit_labels)
     fit_seconds = time.perf_counter() - began
-    train_scores = model.decision_scores_
     metrics = {
         "fit_seconds": round(fit_seconds, 3),
         "training_rows": len(frame),
         "training_missing_rows": int(frame.iloc[:, 0].isna().sum()),
-        "training_anomaly_rate": float(np.mean(train_scores >= model.threshold_)),
+        "training_anomaly_rate": float(np.mean(model.decision_scores_ >= model.threshold_)),
+        **(metrics or {}),
     }
     with tempfile.TemporaryDirectory(prefix="passion-model-") as tmp:
         folder = model.save(Path(tmp) / "model")
@@ -97,6 +97,15 @@ def train_model(
             fingerprint=registry.fingerprint(frame),
             metrics=metrics,
         )
+
+
+def training_labels(detector: str, labels: pd.Series) -> pd.Series | None:
+    """The labels a detector is fitted with: all for those that need them, none for those that ignore
+    them, and for those that can use them only when both classes are present."""
+    use = detector_class(detector).label_use
+    if use == "required" or (use == "optional" and labels.nunique() == 2):
+        return labels
+    return None
 
 
 def load_model(lake: Lake, series: str, detector: str, version: str | int | None, workdir: Path) -> Detector:

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from passion_tasks import schemas
 from passion_tasks.errors import NoInputError, PassionError, UsageError
-from passion_tasks.lake import Day, Lake, as_day
+from passion_tasks.lake import Day, Lake, S3Options, as_day
 
 #: Feature suffixes that are model inputs (the seed's previous-hour features), not series to watch.
 INPUT_ONLY_SUFFIXES = ("_open", "_close", "_max", "_min")
@@ -34,13 +34,20 @@ BASELINE = "rolling_mad"
 DETECTOR_DEFAULTS: dict[str, dict[str, Any]] = {
     "rolling_mad": {"persistence": 3, "threshold": "anomaly_ratio", "threshold_params": {"ratio": 0.0005}},
 }
+#: The leaves ``features.build_features`` writes for a day: ``features/dt=D/source=S``.
+FEATURE_SOURCES = ("cdn", "metrics")
 
 
-def ingest_day(source: str, day: Day, input: str, *, lake_url: str | None = None) -> Any:
-    """Land one day of ``cdn`` logs or server ``metrics`` from ``input`` into the lake."""
+def ingest_day(
+    source: str, day: Day, input: str, *, lake_url: str | None = None, s3: S3Options | None = None
+) -> Any:
+    """Land one day of ``cdn`` logs or server ``metrics`` from ``input`` into the lake.
+
+    ``s3`` configures the lake's S3 store only; an ``s3://`` input is read with the environment's settings.
+    """
     from passion_tasks.ingest import ingest_cdn_day, ingest_metrics_day
 
-    lake = Lake(lake_url)
+    lake = Lake(lake_url, s3=s3)
     if source == "cdn":
         return ingest_cdn_day(lake, day, input)
     if source == "metrics":
@@ -48,11 +55,40 @@ def ingest_day(source: str, day: Day, input: str, *, lake_url: str | None = None
     raise UsageError(f"unknown source {source!r}: use cdn or metrics")
 
 
-def build_features(day: Day, *, lake_url: str | None = None) -> Any:
+def build_features(day: Day, *, lake_url: str | None = None, s3: S3Options | None = None) -> Any:
     """Per-minute feature series of one day from its CDN logs and metrics."""
     from passion_tasks import features
 
-    return features.build_features(Lake(lake_url), day)
+    return features.build_features(Lake(lake_url, s3=s3), day)
+
+
+def missing_features(day: Day, *, lake_url: str | None = None, s3: S3Options | None = None) -> list[str]:
+    """URIs of the day's feature leaves not committed yet: empty once ``build_features`` has finished.
+
+    Both leaves are checked because ``build_features`` commits them one after the other.
+    """
+    lake = Lake(lake_url, s3=s3)
+    return [
+        lake.uri(lake.leaf("features", day, key))
+        for key in ({"source": source} for source in FEATURE_SOURCES)
+        if not lake.has_partition("features", day, key=key)
+    ]
+
+
+def series_on(day: Day, *, lake_url: str | None = None, s3: S3Options | None = None) -> list[str]:
+    """The watched series with features on ``day``, sorted."""
+    import pyarrow.compute as pc
+
+    table = Lake(lake_url, s3=s3).read_partition("features", day, columns=["series"])
+    return sorted(watched_series(pc.unique(table["series"]).to_pylist()))
+
+
+def series_to_score(day: Day, *, lake_url: str | None = None, s3: S3Options | None = None) -> list[str]:
+    """The watched series with features on ``day`` and a model live that day: what ``score_day`` scores."""
+    from passion_tasks import registry
+
+    lake = Lake(lake_url, s3=s3)
+    return [name for name in series_on(day, lake_url=lake_url, s3=s3) if registry.live(lake, name, day)]
 
 
 @dataclass
@@ -119,6 +155,7 @@ def train(
     promote: bool = False,
     effective_from: Day | None = None,
     lake_url: str | None = None,
+    s3: S3Options | None = None,
 ) -> TrainSummary:
     """Train ``detector`` for each series (default: every watched series) and register the models.
 
@@ -129,7 +166,7 @@ def train(
     from passion_tasks import modeling, registry
     from passion_tasks.features import read_series
 
-    lake = Lake(lake_url)
+    lake = Lake(lake_url, s3=s3)
     if train_from is None:
         start, end = modeling.default_training_range(lake, train_to, lookback_days)
     else:
@@ -164,6 +201,7 @@ def score_day(
     lake_url: str | None = None,
     series: list[str] | None = None,
     history_days: int = 8,
+    s3: S3Options | None = None,
 ) -> ScoreSummary:
     """Score ``day`` for each series with the model that was live on that day.
 
@@ -176,7 +214,7 @@ def score_day(
     from passion_tasks.features import read_series
     from passion_tasks.scoring import group_events, score_frame
 
-    lake = Lake(lake_url)
+    lake = Lake(lake_url, s3=s3)
     day = as_day(day)
     day_start = pd.Timestamp(day, tz="UTC")
     frame = read_series(lake, day - dt.timedelta(days=history_days), day, series)
@@ -216,11 +254,11 @@ def score_day(
     return summary
 
 
-def report_day(day: Day, *, lake_url: str | None = None) -> str:
+def report_day(day: Day, *, lake_url: str | None = None, s3: S3Options | None = None) -> str:
     """Render the day's HTML report into the lake; returns its URI."""
     from passion_tasks.reporting.report import render_day_report
 
-    return render_day_report(Lake(lake_url), day)
+    return render_day_report(Lake(lake_url, s3=s3), day)
 
 
 def _to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:

@@ -12,6 +12,7 @@ from passion_tasks import thresholds
 from passion_tasks.detectors import (
     DetectorError,
     UnknownDetectorError,
+    detector_class,
     detector_names,
     load_detector,
     make_detector,
@@ -248,7 +249,16 @@ def test_frames_that_break_the_contract() -> None:
 
 
 def test_registry_and_scikit_learn_parameters() -> None:
-    assert detector_names() == ["rolling_mad"]
+    classical = {
+        "elliptic_envelope", "fusion", "isolation_forest", "kmeans", "one_class_svm", "pca", "rolling_mad",
+        "seasonal_naive", "windowed_gaussian", "xgboost",
+    }  # fmt: skip
+    names = detector_names()
+    assert names == sorted(names)
+    zoo = {"cnn1d", "gru", "gru_dense", "lstm", "lstm_autoencoder", "lstm_ohlc", "mlstm_fcn"} | classical
+    assert zoo <= set(names)
+    # Each classical name resolves to the class registered under it.
+    assert {name: detector_class(name).name for name in classical} == {name: name for name in classical}
     detector = make_detector("rolling_mad", window=30, threshold="max")
     assert isinstance(detector, RollingMadDetector)
     assert detector.get_params() == {

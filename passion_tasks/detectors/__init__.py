@@ -40,6 +40,7 @@ _REGISTRY: dict[str, str] = {
     "pca": "passion_tasks.detectors.sklearn_detectors:PcaDetector",
     "xgboost": "passion_tasks.detectors.supervised:XGBoostDetector",
     "fusion": "passion_tasks.detectors.fusion:FusionDetector",
+    "likelihood": "passion_tasks.detectors.likelihood:AnomalyLikelihoodDetector",
     # baselines
     "rolling_mad": "passion_tasks.detectors.baselines:RollingMadDetector",
     "windowed_gaussian": "passion_tasks.detectors.baselines:WindowedGaussianDetector",

@@ -126,8 +126,9 @@ class WindowedGaussianDetector(Detector):
     beyond about 8 sigma and the threshold rules work in sigma units. ``expected`` is the window mean.
 
     The standard deviation is floored at ``scale_floor`` times the training series' robust spread.
-    Where fewer than ``min_periods`` values of history are observed (the start of a frame, after a
-    long outage), the last window's statistics are carried forward; a missing value scores 0.
+    Where fewer than ``min_periods`` (default ``min(window, 100)``) values of history are observed
+    (the start of a frame, after a long outage), the last window's statistics are carried forward,
+    and rows with no statistics yet score 0, as does a missing value.
     """
 
     name = "windowed_gaussian"
@@ -135,7 +136,7 @@ class WindowedGaussianDetector(Detector):
     def __init__(
         self,
         window: int = 6400,
-        min_periods: int = 100,
+        min_periods: int | None = None,
         scale_floor: float = 0.05,
         threshold: str | float = "robust",
         threshold_params: dict[str, Any] | None = None,
@@ -148,7 +149,8 @@ class WindowedGaussianDetector(Detector):
     def _fit(self, frame: pd.DataFrame) -> None:
         if not isinstance(self.window, int | np.integer) or self.window < 2:
             raise DetectorError(f"{self.name}: window must be an integer >= 2, got {self.window!r}")
-        if not isinstance(self.min_periods, int | np.integer) or not 2 <= self.min_periods <= self.window:
+        min_periods = self._min_periods()
+        if not isinstance(min_periods, int | np.integer) or not 2 <= min_periods <= self.window:
             raise DetectorError(
                 f"{self.name}: min_periods must be an integer between 2 and window={self.window}, "
                 f"got {self.min_periods!r}"
@@ -156,20 +158,23 @@ class WindowedGaussianDetector(Detector):
         if not self.scale_floor > 0:
             raise DetectorError(f"{self.name}: scale_floor must be positive, got {self.scale_floor!r}")
         observed = frame.iloc[:, 0].dropna().to_numpy()
-        if observed.size <= self.min_periods:
+        if observed.size <= min_periods:
             raise DetectorError(
-                f"{self.name}: min_periods={self.min_periods} needs more than {self.min_periods} observed "
+                f"{self.name}: min_periods={min_periods} needs more than {min_periods} observed "
                 f"training values, got {observed.size}"
             )
         self.scale_floor_ = self.scale_floor * robust_spread(observed)
 
     def _evaluate(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         values = frame.iloc[:, 0]
-        history = values.shift(1).rolling(self.window, min_periods=self.min_periods)
+        history = values.shift(1).rolling(self.window, min_periods=self._min_periods())
         baseline = pd.DataFrame({"mean": history.mean(), "std": history.std(ddof=0)}).ffill()
         expected = baseline["mean"].to_numpy()
         scale = np.maximum(baseline["std"].to_numpy(), self.scale_floor_)
         return np.abs(values.to_numpy() - expected) / scale, expected
+
+    def _min_periods(self) -> int:
+        return min(self.window, 100) if self.min_periods is None else self.min_periods
 
 
 class SeasonalNaiveDetector(Detector):

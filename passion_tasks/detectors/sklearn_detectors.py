@@ -1,10 +1,10 @@
 """scikit-learn outlier detectors on causal lag features of the frame.
 
 The seed notebook imported IsolationForest, OneClassSVM, EllipticEnvelope, KMeans and PCA. Each
-detector here turns the frame into one feature vector per row: the ``window`` rows ending at that
-row of every column, scaled with the training range's median and robust spread, optionally followed
-by their first differences (scaled by the training differences' robust spread). Rows without a full
-window of history, or whose target value is missing, score NaN (no opinion: 0 once public).
+detector here turns the frame into one feature vector per row, built from the ``window`` rows
+ending at that row of every column (``lag_features``) and scaled with the training range's
+statistics. Rows without a full window of history, or whose target value is missing, score NaN (no
+opinion: 0 once public).
 
 The fitted estimator is saved with skops (``model.skops``) and loaded back with an explicit list
 of trusted types, never with pickle.
@@ -34,40 +34,57 @@ MODEL_FILE = "model.skops"
 # -- lag features -------------------------------------------------------------------------------
 
 
-def lag_feature_names(columns: list[str], window: int, differences: bool) -> list[str]:
-    """Names of ``lag_features``' columns: ``<column>_lag<k>`` then ``<column>_diff_lag<k>``, k = 0 now."""
-    lags = range(window - 1, -1, -1)
-    names = [f"{column}_lag{lag}" for column in columns for lag in lags]
+def lag_feature_names(columns: list[str], window: int, relative: bool, differences: bool) -> list[str]:
+    """Names of ``lag_features``' columns, in order (k = rows back from the current one).
+
+    ``<column>_lag<k>`` is the value k rows back; relative, ``<column>`` is the current value and
+    ``<column>_change<k>`` the current value minus the value k rows back; ``<column>_diff<k>`` is the
+    first difference k rows back (``diff0``: the latest step).
+    """
+    if relative:
+        names = list(columns) + [f"{column}_change{k}" for k in range(1, window) for column in columns]
+    else:
+        names = [f"{column}_lag{k}" for k in range(window) for column in columns]
     if differences:
-        names += [f"{column}_diff_lag{lag}" for column in columns for lag in lags if lag < window - 1]
+        names += [f"{column}_diff{k}" for k in range(window - 1) for column in columns]
     return names
 
 
-def lag_features(levels: np.ndarray, steps: np.ndarray | None, window: int) -> np.ndarray:
-    """One row per input row: the ``window`` scaled levels ending there, then the ``window - 1`` steps.
+def lag_features(values: np.ndarray, window: int, relative: bool, differences: bool) -> np.ndarray:
+    """The ``window`` rows ending at each row, newest first, as one flat vector (unscaled).
 
-    ``levels`` and ``steps`` are ``(rows, columns)`` arrays, already scaled (``steps`` None: levels
-    only). Row t holds rows t-window+1..t of each column, oldest first; it is NaN where that window
-    is incomplete or holds a missing value.
+    Row t holds the values of every column at t, t-1, ..., t-window+1; ``relative`` puts the
+    value at t and its changes since each earlier row (``x[t] - x[t-k]``) instead, and
+    ``differences`` appends the window's first differences. Columns follow ``lag_feature_names``;
+    rows are NaN where the window is incomplete.
+
+    Seen from its newest row (``relative``), a window makes a deviation *now* move every change
+    feature at once, while a past spike still inside the window moves one: scores rise at an
+    anomaly and fall back soon after instead of staying high while the spike is in the window.
     """
-    n, columns = levels.shape
-    parts = [(levels, window)] if steps is None else [(levels, window), (steps, window - 1)]
-    width = sum(columns * size for _, size in parts)
-    features = np.full((n, width), np.nan)
-    if n < window:
+    rows, columns = values.shape
+    width = columns * (2 * window - 1 if differences else window)
+    features = np.full((rows, width), np.nan)
+    if rows < window:
         return features
-    blocks = []
-    for values, size in parts:
-        # (rows, size, columns) -> (rows, columns * size): all lags of a column side by side.
-        view = sliding_windows(values[window - size :], size)
-        blocks.append(view.transpose(0, 2, 1).reshape(len(view), columns * size))
-    features[window - 1 :] = np.concatenate(blocks, axis=1)
+    newest_first = sliding_windows(values, window)[:, ::-1]
+    count = len(newest_first)
+    if relative:
+        current = newest_first[:, 0]
+        parts = [current, (current[:, None] - newest_first[:, 1:]).reshape(count, -1)]
+    else:
+        parts = [newest_first.reshape(count, -1)]
+    if differences:
+        parts.append((newest_first[:, :-1] - newest_first[:, 1:]).reshape(count, -1))
+    features[window - 1 :] = np.concatenate(parts, axis=1)
     return features
 
 
 class LagFeatureDetector(Detector):
-    """Base of the detectors that see each row as its scaled lag-feature vector.
+    """Base of the detectors that see each row as its lag-feature vector (``lag_features``).
 
+    Every feature is centred on its training median and divided by its training robust spread
+    (``center_``, ``scale_``), so scoring never looks at the scored frame's own statistics.
     Gaps: the last observation is carried forward for at most ``window`` rows, so a short gap does
     not blank a whole window of scores; rows whose own target value is missing still score NaN.
     """
@@ -75,53 +92,48 @@ class LagFeatureDetector(Detector):
     def __init__(
         self,
         window: int = 30,
-        differences: bool = True,
+        relative: bool = True,
+        differences: bool = False,
         threshold: str | float = "robust",
         threshold_params: dict[str, Any] | None = None,
     ):
         super().__init__(threshold=threshold, threshold_params=threshold_params)
         self.window = window
+        self.relative = relative
         self.differences = differences
 
     def feature_names(self) -> list[str]:
-        """The names of the lag features, in the order of ``_features``' columns."""
-        return lag_feature_names(list(self.feature_names_in_), self.window, self.differences)
+        """The names of the lag features, in the order the model sees them."""
+        return lag_feature_names(list(self.feature_names_in_), self.window, self.relative, self.differences)
 
     def _fit_scaling(self, frame: pd.DataFrame) -> np.ndarray:
-        """Learn the training range's scaling; returns the training rows' features."""
-        self._check_window()
-        levels = frame.ffill(limit=self.window).to_numpy()
-        self.scale_ = _spreads(levels, frame.columns, self.name)
-        self.center_ = np.nanmedian(levels, axis=0)
-        if self.differences:
-            self.difference_scale_ = _spreads(np.diff(levels, axis=0), frame.columns, self.name)
-        features = self._features(frame)
-        complete = int(self._scorable(features, frame).sum())
-        if complete < 2 * self.window:
+        """Learn each feature's centre and scale on the training rows; returns their scaled features."""
+        if not isinstance(self.window, int | np.integer) or self.window < 2:
+            raise DetectorError(f"{self.name}: window must be an integer >= 2, got {self.window!r}")
+        raw = self._raw_features(frame)
+        complete = raw[self._scorable(raw, frame)]
+        if len(complete) < 2 * self.window:
             raise DetectorError(
-                f"{self.name}: window={self.window} leaves {complete} complete training windows, "
+                f"{self.name}: window={self.window} leaves {len(complete)} complete training windows, "
                 f"needs at least {2 * self.window}; give a longer training range or a smaller window"
             )
-        return features
+        self.center_ = np.median(complete, axis=0)
+        # A constant feature (a column that never moved) keeps scale 1: it stays at 0.
+        self.scale_ = np.array([robust_spread(feature) or 1.0 for feature in complete.T])
+        return (raw - self.center_) / self.scale_
 
     def _features(self, frame: pd.DataFrame) -> np.ndarray:
         """The scaled lag features of every row (NaN rows where there is no full window)."""
-        levels = frame.ffill(limit=self.window).to_numpy()
-        steps = None
-        if self.differences:
-            steps = np.vstack([np.full((1, levels.shape[1]), np.nan), np.diff(levels, axis=0)])
-            steps = steps / self.difference_scale_
-        return lag_features((levels - self.center_) / self.scale_, steps, self.window)
+        return (self._raw_features(frame) - self.center_) / self.scale_
+
+    def _raw_features(self, frame: pd.DataFrame) -> np.ndarray:
+        values = frame.ffill(limit=self.window).to_numpy()
+        return lag_features(values, self.window, self.relative, self.differences)
 
     @staticmethod
     def _scorable(features: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
         """Rows with a complete window and an observed target value."""
         return ~np.isnan(features).any(axis=1) & frame.iloc[:, 0].notna().to_numpy()
-
-    def _check_window(self) -> None:
-        smallest = 2 if self.differences else 1
-        if not isinstance(self.window, int | np.integer) or self.window < smallest:
-            raise DetectorError(f"{self.name}: window must be an integer >= {smallest}, got {self.window!r}")
 
 
 class SklearnDetector(LagFeatureDetector):
@@ -140,12 +152,13 @@ class SklearnDetector(LagFeatureDetector):
     def __init__(
         self,
         window: int = 30,
-        differences: bool = True,
+        relative: bool = True,
+        differences: bool = False,
         max_train_rows: int | None = None,
         threshold: str | float = "robust",
         threshold_params: dict[str, Any] | None = None,
     ):
-        super().__init__(window, differences, threshold, threshold_params)
+        super().__init__(window, relative, differences, threshold, threshold_params)
         self.max_train_rows = max_train_rows
 
     def _new_estimator(self) -> Any:
@@ -155,6 +168,7 @@ class SklearnDetector(LagFeatureDetector):
         raise NotImplementedError
 
     def _fit(self, frame: pd.DataFrame) -> None:
+        features = self._fit_scaling(frame)
         if self.max_train_rows is not None and not (
             isinstance(self.max_train_rows, int | np.integer) and self.max_train_rows >= 2 * self.window
         ):
@@ -162,7 +176,6 @@ class SklearnDetector(LagFeatureDetector):
                 f"{self.name}: max_train_rows must be None or an integer >= 2 * window, "
                 f"got {self.max_train_rows!r}"
             )
-        features = self._fit_scaling(frame)
         complete = features[self._scorable(features, frame)]
         self.estimator_ = self._new_estimator().fit(_evenly_spaced(complete, self.max_train_rows))
 
@@ -185,18 +198,6 @@ class SklearnDetector(LagFeatureDetector):
             raise DetectorError(f"{folder}: {MODEL_FILE} is missing") from None
         except skops.io.exceptions.UntrustedTypesFoundException as exc:
             raise DetectorError(f"{folder / MODEL_FILE}: refusing to load untrusted types: {exc}") from exc
-
-
-def _spreads(values: np.ndarray, columns: pd.Index, name: str) -> np.ndarray:
-    """Robust spread of each column's observed values; 1 for a constant column (its features are 0)."""
-    spreads = []
-    for column, series in zip(columns, values.T, strict=True):
-        observed = series[~np.isnan(series)]
-        if observed.size == 0:
-            raise DetectorError(f"{name}: column {column!r} has no observed training values")
-        spread = robust_spread(observed)
-        spreads.append(spread if spread > 0 else 1.0)
-    return np.array(spreads)
 
 
 def _evenly_spaced(rows: np.ndarray, limit: int | None) -> np.ndarray:
@@ -223,7 +224,8 @@ class IsolationForestDetector(SklearnDetector):
     def __init__(
         self,
         window: int = 30,
-        differences: bool = True,
+        relative: bool = True,
+        differences: bool = False,
         n_estimators: int = 100,
         max_samples: int | float | str = "auto",
         max_train_rows: int | None = None,
@@ -231,7 +233,7 @@ class IsolationForestDetector(SklearnDetector):
         threshold: str | float = "robust",
         threshold_params: dict[str, Any] | None = None,
     ):
-        super().__init__(window, differences, max_train_rows, threshold, threshold_params)
+        super().__init__(window, relative, differences, max_train_rows, threshold, threshold_params)
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.random_state = random_state
@@ -258,14 +260,15 @@ class OneClassSvmDetector(SklearnDetector):
     def __init__(
         self,
         window: int = 30,
-        differences: bool = True,
+        relative: bool = True,
+        differences: bool = False,
         nu: float = 0.05,
         gamma: float | str = "scale",
         max_train_rows: int | None = 5000,
         threshold: str | float = "robust",
         threshold_params: dict[str, Any] | None = None,
     ):
-        super().__init__(window, differences, max_train_rows, threshold, threshold_params)
+        super().__init__(window, relative, differences, max_train_rows, threshold, threshold_params)
         self.nu = nu
         self.gamma = gamma
 
@@ -279,24 +282,27 @@ class OneClassSvmDetector(SklearnDetector):
 class EllipticEnvelopeDetector(SklearnDetector):
     """Robust Gaussian (minimum covariance determinant); score = the Mahalanobis distance.
 
-    First differences are off by default: they are linear combinations of the levels, which makes
-    the covariance of levels and differences singular. The MCD is fitted on at most
-    ``max_train_rows`` evenly spaced windows to bound its time.
+    The MCD's time grows fast with the dimension (``window`` x columns): hence a shorter default
+    window and at most ``max_train_rows`` evenly spaced training windows. Leave ``differences`` off:
+    they are linear combinations of the window's values and make the covariance singular (the
+    Mahalanobis distance is the same whichever invertible view of the window, so ``relative``
+    changes nothing here).
     """
 
     name = "elliptic_envelope"
 
     def __init__(
         self,
-        window: int = 30,
+        window: int = 10,
+        relative: bool = True,
         differences: bool = False,
         support_fraction: float | None = None,
-        max_train_rows: int | None = 10000,
+        max_train_rows: int | None = 2000,
         random_state: int | None = 0,
         threshold: str | float = "robust",
         threshold_params: dict[str, Any] | None = None,
     ):
-        super().__init__(window, differences, max_train_rows, threshold, threshold_params)
+        super().__init__(window, relative, differences, max_train_rows, threshold, threshold_params)
         self.support_fraction = support_fraction
         self.random_state = random_state
 
@@ -315,14 +321,15 @@ class KMeansDetector(SklearnDetector):
     def __init__(
         self,
         window: int = 30,
-        differences: bool = True,
+        relative: bool = True,
+        differences: bool = False,
         n_clusters: int = 8,
         max_train_rows: int | None = None,
         random_state: int | None = 0,
         threshold: str | float = "robust",
         threshold_params: dict[str, Any] | None = None,
     ):
-        super().__init__(window, differences, max_train_rows, threshold, threshold_params)
+        super().__init__(window, relative, differences, max_train_rows, threshold, threshold_params)
         self.n_clusters = n_clusters
         self.random_state = random_state
 
@@ -337,7 +344,10 @@ class PcaDetector(SklearnDetector):
     """PCA of the training windows; score = the reconstruction error (distance to the subspace).
 
     ``expected`` is the reconstruction of the target's current value: what the principal
-    components make of the window.
+    components make of the window. Plain lag windows by default (``relative=False``): seen from the
+    newest row, "the current value moved away from all the others" is itself a principal direction
+    (every change feature shares the current value's noise), so a spike would be reconstructed
+    rather than left in the error.
     """
 
     name = "pca"
@@ -345,13 +355,14 @@ class PcaDetector(SklearnDetector):
     def __init__(
         self,
         window: int = 30,
-        differences: bool = True,
+        relative: bool = False,
+        differences: bool = False,
         n_components: int | float = 0.9,
         max_train_rows: int | None = None,
         threshold: str | float = "robust",
         threshold_params: dict[str, Any] | None = None,
     ):
-        super().__init__(window, differences, max_train_rows, threshold, threshold_params)
+        super().__init__(window, relative, differences, max_train_rows, threshold, threshold_params)
         self.n_components = n_components
 
     def _new_estimator(self) -> PCA:
@@ -359,6 +370,6 @@ class PcaDetector(SklearnDetector):
 
     def _score_windows(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         reconstruction = self.estimator_.inverse_transform(self.estimator_.transform(features))
-        # The target's current value is its last lag: feature window - 1.
-        expected = reconstruction[:, self.window - 1] * self.scale_[0] + self.center_[0]
+        # Feature 0 is the target's current value.
+        expected = reconstruction[:, 0] * self.scale_[0] + self.center_[0]
         return np.linalg.norm(features - reconstruction, axis=1), expected

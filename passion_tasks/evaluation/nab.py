@@ -115,7 +115,9 @@ def score_file(anomaly_scores: np.ndarray, file: DataFile, profile: Profile, thr
     return float(window_values[scorable_windows(file)].sum() + weighted[false_positives].sum())
 
 
-def score_corpus(scores: Mapping[str, ArrayLike], corpus: Corpus, profile: Profile, threshold: float) -> float:
+def score_corpus(
+    scores: Mapping[str, ArrayLike], corpus: Corpus, profile: Profile, threshold: float
+) -> float:
     """The corpus raw score at ``threshold``: the sum of the files' raw scores."""
     checked = _checked_scores(scores, corpus)
     return sum(score_file(checked[name], file, profile, threshold) for name, file in corpus.files.items())
@@ -163,7 +165,9 @@ def threshold_sweep(
     return thresholds, totals
 
 
-def optimise_threshold(scores: Mapping[str, ArrayLike], corpus: Corpus, profile: Profile) -> tuple[float, float]:
+def optimise_threshold(
+    scores: Mapping[str, ArrayLike], corpus: Corpus, profile: Profile
+) -> tuple[float, float]:
     """The threshold with the highest corpus raw score, and that score (``optimizer.optimizeThreshold``).
 
     Every distinct anomaly score of the corpus is tried, so the optimum is global; among thresholds

@@ -173,7 +173,7 @@ def _read_result_file(path: Path, file: DataFile) -> np.ndarray:
     row = first_invalid_score(scores)
     if row is not None:
         raw = frame["anomaly_score"].iloc[row]
-        raise NabError(f"{path}, row {row} (line {row + 2}): anomaly_score {raw!r} is not a number in [0, 1]")
+        raise NabError(f"{path}, row {row} (line {row + 2}): anomaly_score {raw} is not a number in [0, 1]")
     return scores
 
 

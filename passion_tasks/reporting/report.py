@@ -6,9 +6,7 @@ a ticket or served straight from the lake.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import io
 import posixpath
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,10 +15,10 @@ from typing import Any
 import matplotlib.dates as mdates
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from passion_tasks.lake import Day, Lake, as_day
+from passion_tasks.reporting.figures import png_data_uri
 from passion_tasks.scoring import grid_step
 
 #: Incidents drawn in the report, longest first (a sustained deviation matters more than a one-minute
@@ -145,7 +143,7 @@ def _event_section(event: dict[str, Any], scores: pd.DataFrame) -> dict[str, Any
         "duration": _duration(int(event["minutes"])),
         "peak_score": f"{event['peak_score']:.2f}",
         "peak_ts": event["peak_ts"].strftime("%H:%M"),
-        "plot": _png_data_uri(_event_figure(rows, event)),
+        "plot": png_data_uri(_event_figure(rows, event)),
     }
 
 
@@ -184,9 +182,3 @@ def _event_figure(rows: pd.DataFrame, event: dict[str, Any]) -> Figure:
 
 def _naive_utc(stamp: pd.Timestamp) -> dt.datetime:
     return stamp.tz_convert("UTC").tz_localize(None).to_pydatetime()
-
-
-def _png_data_uri(figure: Figure) -> str:
-    buffer = io.BytesIO()
-    FigureCanvasAgg(figure).print_png(buffer)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

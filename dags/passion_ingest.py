@@ -1,0 +1,52 @@
+"""Land a day's CDN logs and server metrics in the lake, then build its features.
+
+Runs at 01:00 UTC for the day before (a one-day data interval, so it can be backfilled). The sources
+come from the Variable ``passion_sources`` or ``PASSION_SOURCES``; a day with no input fails at once
+with the path that was searched, other errors are retried with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from airflow.sdk import dag, task
+from passion_airflow.defaults import DEFAULT_ARGS, START_DATE, TAGS, daily_timetable, day_param
+from passion_airflow.settings import lake_kwargs, run_day, source_inputs
+
+log = logging.getLogger(__name__)
+
+
+@dag(
+    dag_id="passion_ingest",
+    schedule=daily_timetable(),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=4,
+    default_args=DEFAULT_ARGS,
+    params={"day": day_param()},
+    tags=TAGS,
+    doc_md=__doc__,
+)
+def passion_ingest() -> None:
+    @task
+    def land(source: str, params=None, dag_run=None) -> str:
+        from passion_tasks import pipeline
+
+        day = run_day(params, dag_run)
+        report = pipeline.ingest_day(source, day, source_inputs()[source], **lake_kwargs())
+        # The day landed; a non-zero exit code says some lines or files went to quarantine.
+        log.log(logging.WARNING if report.exit_code else logging.INFO, "%s", report.summary())
+        return report.summary()
+
+    @task
+    def features(params=None, dag_run=None) -> str:
+        from passion_tasks import pipeline
+
+        report = pipeline.build_features(run_day(params, dag_run), **lake_kwargs())
+        log.info("%s", report.summary())
+        return report.summary()
+
+    [land.override(task_id="land_cdn")("cdn"), land.override(task_id="land_metrics")("metrics")] >> features()
+
+
+passion_ingest()

@@ -1,0 +1,55 @@
+"""What every Passion DAG shares: start date, timetable, the ``day`` Param, retries and failure alerts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk import CronDataIntervalTimetable, ExceptionRetryPolicy, Param, RetryAction, RetryRule
+
+from passion_airflow.notifiers import PassionWebhookNotifier
+
+#: Early enough to backfill any history a lake holds; with catchup off, a new DAG runs only its latest day.
+START_DATE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+TAGS = ["passion"]
+
+#: Errors with a message for the operator (no input for the day, bad settings, a missing partition)
+#: fail at once: retrying cannot fix them. Anything else (a network error, a lost worker) is retried.
+RETRY_POLICY = ExceptionRetryPolicy(
+    rules=[
+        RetryRule(
+            exception="passion_tasks.errors.PassionError",
+            action=RetryAction.FAIL,
+            reason="Passion reported a problem that a retry cannot fix; see the error above",
+        )
+    ]
+)
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "passion",
+    "retries": 3,
+    "retry_delay": dt.timedelta(minutes=2),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": dt.timedelta(minutes=30),
+    "retry_policy": RETRY_POLICY,
+    # Per task, in the worker, so the alert carries the error; a retried task alerts once, when it fails.
+    "on_failure_callback": [PassionWebhookNotifier()],
+}
+
+
+def daily_timetable() -> CronDataIntervalTimetable:
+    """Runs at 01:00 UTC for the day before: the data interval is one whole day, so runs can be backfilled."""
+    return CronDataIntervalTimetable("0 1 * * *", timezone="UTC")
+
+
+def day_param() -> Param:
+    return Param(
+        "",
+        type=["null", "string"],
+        pattern=r"^(\d{4}-\d{2}-\d{2})?$",
+        title="Day",
+        description=(
+            "YYYY-MM-DD. Empty: the day of the run's data interval (the day before a scheduled run), "
+            "or yesterday (UTC) for a run without one."
+        ),
+    )

@@ -1,0 +1,550 @@
+"""The DAGs run by Airflow itself: parsing, ``airflow dags test`` end to end on a local and an S3 lake,
+Params, failures, and a backfill run by the real scheduler.
+
+Airflow runs in subprocesses with a temporary AIRFLOW_HOME (SQLite, migrated once per session), so this
+test process never imports it. Lakes are prepared through ``passion_tasks.pipeline`` on generated sources.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.compute as pc
+import pytest
+
+from passion_tasks import pipeline, registry
+from passion_tasks.detectors import detector_names
+from passion_tasks.lake import Lake, S3Options
+from passion_tasks.sources import generate
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+START = dt.date(2026, 11, 16)
+DAYS = [START + dt.timedelta(days=offset) for offset in range(4)]
+SERIES = ["cdn_requests", "cif", "paycore"]
+BASELINE_PARAMS = pipeline.DETECTOR_DEFAULTS[pipeline.BASELINE]
+WEBHOOK_SECRET = "webhook-signing-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of every Airflow command: its own home and SQLite database, the project's DAGs."""
+    home = tmp_path_factory.mktemp("airflow_home")
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("AIRFLOW", "AWS_", "PASSION_"))
+    }
+    env |= {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        # DAGs are created unpaused so that backfills run, and the scheduler creates no runs of its own.
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    migrated = airflow(env, "db", "migrate")
+    assert migrated.returncode == 0, migrated.stdout[-3000:]
+    return env
+
+
+def airflow(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "airflow"), *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def dags_test(env: dict[str, str], dag_id: str, conf: dict) -> subprocess.CompletedProcess[str]:
+    """``airflow dags test``: one run of the DAG in this process, with stdout and stderr together."""
+    result = airflow(env, "dags", "test", dag_id, "--conf", json.dumps(conf))
+    result.stdout += result.stderr
+    return result
+
+
+def sources_setting(sources: Path) -> str:
+    return json.dumps({"cdn": str(sources / "cdn"), "metrics": str(sources / "metrics")})
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sources")
+    generate(out, START, len(DAYS), seed=3, rate=5)
+    return out
+
+
+@pytest.fixture(scope="module")
+def landed(sources: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A local lake folder with days 0 and 1 landed; tests work on copies of it."""
+    folder = tmp_path_factory.mktemp("landed") / "lake"
+    land(sources, Lake(folder.as_uri()), DAYS[:2])
+    return folder
+
+
+def copy_lake(landed: Path, into: Path) -> Lake:
+    shutil.copytree(landed, into / "lake")
+    return Lake((into / "lake").as_uri())
+
+
+def land(sources: Path, lake: Lake, days: list[dt.date], s3: S3Options | None = None) -> None:
+    for day in days:
+        for source in ("cdn", "metrics"):
+            pipeline.ingest_day(source, day, str(sources / source), lake_url=lake.url, s3=s3)
+        pipeline.build_features(day, lake_url=lake.url, s3=s3)
+
+
+def train_baseline(lake: Lake, until: dt.date, live_from: dt.date, s3: S3Options | None = None) -> None:
+    trained = pipeline.train(
+        pipeline.BASELINE,
+        series=SERIES,
+        train_from=DAYS[0],
+        train_to=until,
+        params=BASELINE_PARAMS,
+        promote=True,
+        effective_from=live_from,
+        lake_url=lake.url,
+        s3=s3,
+    )
+    assert sorted(trained.trained) == SERIES, trained.summary()
+
+
+def scores_of(lake: Lake, day: dt.date) -> pd.DataFrame:
+    frame = lake.read_partition("scores", day).to_pandas()
+    return frame.sort_values(["series", "ts"], ignore_index=True)
+
+
+def model_versions(lake: Lake, day: dt.date) -> dict[str, list[str]]:
+    table = lake.read_partition("scores", day, columns=["series", "model_version"])
+    return {
+        series: sorted(
+            pc.unique(table.filter(pc.equal(table["series"], series))["model_version"]).to_pylist()
+        )
+        for series in sorted(pc.unique(table["series"]).to_pylist())
+    }
+
+
+class Webhook:
+    """A local HTTP endpoint that records what is posted to it."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        received = self.received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                received.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def connection(self) -> str:
+        """An ``AIRFLOW_CONN_...`` value for the ``passion_alerts`` http connection."""
+        url = f"http://127.0.0.1:{self.server.server_port}/hooks/passion"
+        return json.dumps({"conn_type": "http", "host": url, "password": WEBHOOK_SECRET})
+
+    def payloads(self) -> list[dict]:
+        """The posted bodies, each checked against its signature."""
+        for headers, body in self.received:
+            expected = hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+            assert headers["X-Passion-Signature"] == f"sha256={expected}"
+        return [json.loads(body) for _, body in self.received]
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    hook = Webhook()
+    yield hook
+    hook.server.shutdown()
+
+
+def test_dagbag_parses_every_dag_quickly_without_heavy_imports(airflow_env: dict[str, str]) -> None:
+    script = """
+import json, sys, time
+from airflow.dag_processing.dagbag import DagBag
+for name in ("passion_ingest.py", "passion_score.py"):
+    DagBag(dag_folder=f"{sys.argv[1]}/{name}")
+loaded_by_light = {name: name in sys.modules for name in ("pandas", "pyarrow", "tensorflow")}
+began = time.perf_counter()
+bag = DagBag(dag_folder=sys.argv[1])
+seconds = time.perf_counter() - began
+score, train = bag.dags["passion_score"], bag.dags["passion_train"]
+from passion_tasks.detectors import detector_names
+from airflow.sdk.exceptions import ParamValidationError
+from airflow.serialization.serialized_objects import DagSerialization
+# What a trigger form's submission goes through: the stored DAG's Params merged with the conf, validated.
+stored = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(train))
+rejected = {}
+for name, value in [("lookback_days", 0), ("lookback_days", 400), ("detectors", ["no_such_detector"])]:
+    try:
+        stored.params.deep_merge({name: value}).validate()
+    except ParamValidationError as error:
+        rejected[name + "=" + json.dumps(value)] = str(error).splitlines()[0]
+print(json.dumps({
+    "dags": sorted(bag.dag_ids),
+    "errors": bag.import_errors,
+    "seconds": seconds,
+    "files": {stat.file: stat.duration.total_seconds() for stat in bag.dagbag_stats},
+    "loaded_by_light": loaded_by_light,
+    "tensorflow": "tensorflow" in sys.modules,
+    "timetables": {dag.dag_id: type(dag.timetable).__name__ for dag in bag.dags.values()},
+    "sensor_mode": score.get_task("wait_for_features").mode,
+    "mapped": sorted(f"{dag.dag_id}.{task.task_id}" for dag in bag.dags.values() for task in dag.tasks
+                     if getattr(task, "is_mapped", False)),
+    "retries": score.get_task("report").retries,
+    "detector_enum": train.params.get_param("detectors").schema["items"]["enum"] == detector_names(),
+    "train_params": sorted(train.params.keys()),
+    "rejected": rejected,
+}))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(ROOT / "dags")],
+        env=airflow_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert parsed["dags"] == ["passion_ingest", "passion_score", "passion_train"]
+    assert parsed["errors"] == {}
+    assert parsed["loaded_by_light"] == {"pandas": False, "pyarrow": False, "tensorflow": False}
+    assert parsed["tensorflow"] is False
+    assert parsed["timetables"] == {
+        "passion_ingest": "CronDataIntervalTimetable",
+        "passion_score": "CronDataIntervalTimetable",
+        "passion_train": "CronTriggerTimetable",
+    }
+    assert parsed["sensor_mode"] == "reschedule"
+    assert parsed["mapped"] == ["passion_score.score", "passion_train.train"]
+    assert parsed["retries"] == 3
+    assert parsed["detector_enum"] is True
+    assert parsed["train_params"] == [
+        "detectors",
+        "lookback_days",
+        "promote",
+        "select_best",
+        "series",
+        "train_to",
+    ]
+    assert parsed["rejected"] == {
+        "lookback_days=0": "Invalid input for param lookback_days: 0 is less than the minimum of 1",
+        "lookback_days=400": "Invalid input for param lookback_days: 400 is greater than the maximum of 365",
+        'detectors=["no_such_detector"]': "Invalid input for param detectors: 'no_such_detector' is not one "
+        f"of {detector_names()!r}",
+    }
+    # The train DAG imports the detector zoo for its Params; the others parse in well under a second.
+    assert parsed["seconds"] < 10, parsed["files"]
+    assert parsed["files"]["passion_ingest.py"] < 2 and parsed["files"]["passion_score.py"] < 2, parsed[
+        "files"
+    ]
+
+
+@pytest.fixture(scope="module")
+def scored_local_lake(
+    airflow_env: dict[str, str], sources: Path, landed: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Lake, subprocess.CompletedProcess[str], list[dict]]:
+    """Days 0 and 1 landed and a baseline live from day 2; then Airflow ingests and scores day 2."""
+    lake = copy_lake(landed, tmp_path_factory.mktemp("local"))
+    train_baseline(lake, until=DAYS[1], live_from=DAYS[2])
+    webhook = Webhook()
+    env = airflow_env | {
+        "PASSION_LAKE": lake.url,
+        "PASSION_SOURCES": sources_setting(sources),
+        "AIRFLOW_CONN_PASSION_ALERTS": webhook.connection,
+    }
+    day = {"day": DAYS[2].isoformat()}
+    ingested = dags_test(env, "passion_ingest", day)
+    assert ingested.returncode == 0, ingested.stdout[-5000:]
+    scored = dags_test(env, "passion_score", day)
+    webhook.server.shutdown()
+    return lake, scored, webhook.payloads()
+
+
+@pytest.mark.slow
+def test_airflow_ingests_then_scores_a_day_of_a_local_lake(scored_local_lake, sources: Path) -> None:
+    lake, scored, alerts = scored_local_lake
+    assert scored.returncode == 0, scored.stdout[-5000:]
+    day = DAYS[2]
+    assert lake.partitions("features") == DAYS[:3]
+    assert lake.read_partition("cdn_logs", day).num_rows == lake.partition("cdn_logs", day).rows > 0
+    assert model_versions(lake, day) == {name: [f"{name}/rolling_mad@v1"] for name in SERIES}
+    assert len(scores_of(lake, day)) == 1440 * len(SERIES)
+    assert [leaf.key["series"] for leaf in lake.leaves("scores", day)] == sorted(SERIES)
+    assert lake.exists(f"reports/dt={day}/index.html")
+    events = lake.read_partition("events", day).num_rows
+    assert events > 0
+    assert alerts == [
+        {
+            "event": "anomalies",
+            "day": day.isoformat(),
+            "events": events,
+            "series": alerts[0]["series"],
+            "report": lake.uri(f"reports/dt={day}/index.html"),
+        }
+    ]
+    assert sum(alerts[0]["series"].values()) == events
+
+
+@pytest.mark.slow
+def test_rescoring_a_day_replaces_it_with_the_same_rows(scored_local_lake, airflow_env) -> None:
+    lake, _, _ = scored_local_lake
+    day = DAYS[2]
+    before, files_before = (
+        scores_of(lake, day),
+        {f for leaf in lake.leaves("scores", day) for f in leaf.files},
+    )
+    again = dags_test(airflow_env | {"PASSION_LAKE": lake.url}, "passion_score", {"day": day.isoformat()})
+    assert again.returncode == 0, again.stdout[-5000:]
+    files_after = {f for leaf in lake.leaves("scores", day) for f in leaf.files}
+    pd.testing.assert_frame_equal(scores_of(lake, day), before)
+    assert len(files_after) == len(files_before) == len(SERIES)
+    assert files_after.isdisjoint(files_before)
+
+
+@pytest.mark.slow
+def test_airflow_ingests_and_scores_a_lake_on_s3_through_an_aws_connection(
+    airflow_env: dict[str, str], sources: Path, s3_endpoint: str
+) -> None:
+    import boto3
+
+    access_key, secret_key = "passion-access-key", "passion-secret-key-never-logged"
+    bucket = f"passion-{uuid.uuid4().hex[:10]}"
+    s3 = S3Options(endpoint_url=s3_endpoint, region="us-east-1", access_key=access_key, secret_key=secret_key)
+    boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+    ).create_bucket(Bucket=bucket)
+    lake = Lake(f"s3://{bucket}/lake", s3=s3)
+    land(sources, lake, DAYS[:2], s3)
+    train_baseline(lake, until=DAYS[1], live_from=DAYS[2], s3=s3)
+    connection = {
+        "conn_type": "aws",
+        "login": access_key,
+        "password": secret_key,
+        "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
+    }
+    # No AWS_* credentials in the environment: the connection is the only way in.
+    env = airflow_env | {
+        "PASSION_LAKE": lake.url,
+        "PASSION_SOURCES": sources_setting(sources),
+        "AIRFLOW_CONN_PASSION_LAKE": json.dumps(connection),
+    }
+    day = {"day": DAYS[2].isoformat()}
+    ingested = dags_test(env, "passion_ingest", day)
+    assert ingested.returncode == 0, ingested.stdout[-5000:]
+    scored = dags_test(env, "passion_score", day)
+    assert scored.returncode == 0, scored.stdout[-5000:]
+    assert lake.partitions("features") == DAYS[:3]
+    assert model_versions(lake, DAYS[2]) == {name: [f"{name}/rolling_mad@v1"] for name in SERIES}
+    assert lake.exists(f"reports/dt={DAYS[2]}/index.html")
+    assert secret_key not in ingested.stdout + scored.stdout
+
+
+@pytest.mark.slow
+def test_a_day_without_input_fails_ingest_at_once_and_alerts(
+    airflow_env: dict[str, str], sources: Path, tmp_path: Path, webhook: Webhook
+) -> None:
+    env = airflow_env | {
+        "PASSION_LAKE": (tmp_path / "lake").as_uri(),
+        "PASSION_SOURCES": sources_setting(sources),
+        "AIRFLOW_CONN_PASSION_ALERTS": webhook.connection,
+    }
+    result = dags_test(env, "passion_ingest", {"day": "2026-10-01"})
+    assert result.returncode == 1
+    assert f"NoInputError: no input files for 2026-10-01 under {sources / 'cdn'}" in result.stdout
+    assert f"NoInputError: no input files for 2026-10-01 under {sources / 'metrics'}" in result.stdout
+    assert result.stdout.count("Retry policy decision") == 2
+    assert "up_for_retry" not in result.stdout
+    alerts = sorted(webhook.payloads(), key=lambda alert: alert["task_id"])
+    assert [(alert["event"], alert["task_id"], alert["exception"]) for alert in alerts] == [
+        ("failure", "land_cdn", f"no input files for 2026-10-01 under {sources / 'cdn'}"),
+        ("failure", "land_metrics", f"no input files for 2026-10-01 under {sources / 'metrics'}"),
+    ]
+    assert {alert["dag_id"] for alert in alerts} == {"passion_ingest"}
+    assert not Lake((tmp_path / "lake").as_uri()).partitions("features")
+
+
+@pytest.mark.slow
+def test_score_sensor_times_out_naming_the_missing_partition(
+    airflow_env: dict[str, str], tmp_path: Path
+) -> None:
+    lake = Lake((tmp_path / "lake").as_uri())
+    env = airflow_env | {
+        "PASSION_LAKE": lake.url,
+        "PASSION_FEATURES_TIMEOUT_S": "1",
+        "PASSION_FEATURES_POKE_S": "0.5",
+    }
+    result = dags_test(env, "passion_score", {"day": "2026-10-01"})
+    assert result.returncode == 1
+    missing = [lake.uri(f"features/dt=2026-10-01/source={source}") for source in ("cdn", "metrics")]
+    assert (
+        "AirflowSensorTimeout: features partition of 2026-10-01 still missing after 1 s: "
+        f"{', '.join(missing)}. Run passion_ingest for 2026-10-01"
+    ) in result.stdout
+    assert not lake.partitions("scores")
+
+
+@pytest.mark.slow
+def test_train_fans_out_per_series_and_keeps_the_models_of_the_others(
+    airflow_env: dict[str, str], landed: Path, tmp_path: Path
+) -> None:
+    lake = copy_lake(landed, tmp_path)
+    conf = {
+        "series": ["cif", "no_such_series", "paycore"],
+        "detectors": ["rolling_mad"],
+        "train_to": DAYS[1].isoformat(),
+        "lookback_days": 2,
+        "promote": True,
+    }
+    result = dags_test(airflow_env | {"PASSION_LAKE": lake.url}, "passion_train", conf)
+    assert result.returncode == 1
+    assert "PassionError: no_such_series: rolling_mad: target series 'no_such_series'" in result.stdout
+    for name in ("cif", "paycore"):
+        live = registry.live(lake, name, DAYS[2])
+        assert (live.ref, live.train_start, live.train_end) == (f"{name}/rolling_mad@v1", DAYS[0], DAYS[1])
+        assert registry.live(lake, name, DAYS[1]) is None
+    assert registry.list_models(lake) == [registry.live(lake, name, DAYS[2]) for name in ("cif", "paycore")]
+
+
+@contextlib.contextmanager
+def airflow_services(env: dict[str, str], logs: Path) -> Iterator[None]:
+    """api-server (for the workers' execution API), scheduler and dag-processor; stopped at the end."""
+    processes = []
+    try:
+        for name, args in [
+            ("api-server", ["api-server", "--workers", "1"]),
+            ("scheduler", ["scheduler"]),
+            ("dag-processor", ["dag-processor"]),
+        ]:
+            with (logs / f"{name}.log").open("w") as log:
+                processes.append(
+                    subprocess.Popen(
+                        [str(BIN / "airflow"), *args],
+                        env=env,
+                        cwd=ROOT,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+        yield
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def backfill_runs(env: dict[str, str], dag_id: str) -> list[dict]:
+    listed = airflow(env, "dags", "list-runs", dag_id, "--output", "json").stdout
+    runs = json.loads(next((line for line in listed.splitlines() if line.startswith("[")), "[]"))
+    return [run for run in runs if run["run_id"].startswith("backfill")]
+
+
+def wait_for_backfill(env: dict[str, str], lake: Lake, days: list[dt.date], timeout: float) -> list[dict]:
+    """The backfill's runs once all have finished, or at the timeout.
+
+    The lake is watched (cheap) and the runs listed (an Airflow command) when every report is written,
+    or every 30 s to notice failed runs.
+    """
+    deadline, listed_at = time.monotonic() + timeout, time.monotonic()
+    while time.monotonic() < deadline:
+        if set(days) <= set(lake.partitions("reports")) or time.monotonic() - listed_at > 30:
+            runs, listed_at = backfill_runs(env, "passion_score"), time.monotonic()
+            if len(runs) == len(days) and all(run["state"] in ("success", "failed") for run in runs):
+                return runs
+        time.sleep(2)
+    return backfill_runs(env, "passion_score")
+
+
+@pytest.mark.slow
+def test_backfill_scores_each_day_with_the_model_live_that_day(
+    airflow_env: dict[str, str], sources: Path, landed: Path, tmp_path: Path
+) -> None:
+    lake = copy_lake(landed, tmp_path)
+    land(sources, lake, DAYS[2:])
+    train_baseline(lake, until=DAYS[0], live_from=DAYS[1])  # v1: days 1 and 2
+    train_baseline(lake, until=DAYS[1], live_from=DAYS[3])  # v2: day 3
+    api_port = free_port()
+    env = airflow_env | {
+        "PASSION_LAKE": lake.url,
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        # The DAG files are parsed once; reparsing the train DAG every 30 s would only cost CPU here.
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+    }
+    reserialized = airflow(env, "dags", "reserialize")
+    assert reserialized.returncode == 0, reserialized.stderr[-3000:]
+    # A backfill only queues runs (before the services start: SQLite takes one writer at a time).
+    # Each run's logical date is 01:00 UTC of its day: this range holds days 1 to 3.
+    created = airflow(
+        env,
+        "backfill",
+        "create",
+        "--dag-id",
+        "passion_score",
+        "--from-date",
+        DAYS[1].isoformat(),
+        "--to-date",
+        f"{DAYS[3]}T01:00:00+00:00",
+    )
+    assert created.returncode == 0, created.stderr[-3000:]
+    with airflow_services(env, tmp_path):
+        runs = wait_for_backfill(env, lake, DAYS[1:], timeout=300)
+    logs = "".join(path.read_text()[-2000:] for path in tmp_path.glob("*.log"))
+    assert sorted((run["logical_date"][:10], run["state"]) for run in runs) == [
+        (day.isoformat(), "success") for day in DAYS[1:]
+    ], logs
+    assert lake.partitions("scores") == DAYS[1:]
+    expected = {DAYS[1]: "v1", DAYS[2]: "v1", DAYS[3]: "v2"}
+    for day, version in expected.items():
+        assert model_versions(lake, day) == {name: [f"{name}/rolling_mad@{version}"] for name in SERIES}
+        assert len(scores_of(lake, day)) == 1440 * len(SERIES)
