@@ -33,10 +33,11 @@ bench: install
 AIRFLOW_HOME_DIR := $(CURDIR)/.passion/airflow
 AIRFLOW_PORT ?= 8080
 AIRFLOW_PASSWORDS := $(AIRFLOW_HOME_DIR)/simple_auth_manager_passwords.json.generated
-DEMO_SOURCES := $(CURDIR)/.passion/demo/sources
+DEMO_DIR := $(CURDIR)/.passion/demo
+DEMO_LAKE := $(CURDIR)/.passion/lake
 
 airflow: install
-	@test -d .passion/lake/features || $(BIN)/passion demo
+	@test -d $(DEMO_LAKE)/features || $(BIN)/passion demo --lake $(DEMO_LAKE) --workdir $(DEMO_DIR)
 	@mkdir -p $(AIRFLOW_HOME_DIR)
 	@echo "Airflow UI: http://localhost:$(AIRFLOW_PORT)  login: admin, password in $(AIRFLOW_PASSWORDS)"
 	@( for _ in $$(seq 300); do [ -s $(AIRFLOW_PASSWORDS) ] && break; sleep 1; done; \
@@ -50,7 +51,8 @@ airflow: install
 	AIRFLOW__CORE__PARALLELISM=4 \
 	AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
 	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://localhost:$(AIRFLOW_PORT)/execution/ \
-	PASSION_SOURCES='{"cdn": "$(DEMO_SOURCES)/cdn", "metrics": "$(DEMO_SOURCES)/metrics"}' \
+	PASSION_LAKE=$(DEMO_LAKE) \
+	PASSION_SOURCES='{"cdn": "$(DEMO_DIR)/sources/cdn", "metrics": "$(DEMO_DIR)/sources/metrics"}' \
 	PATH="$(CURDIR)/$(BIN):$$PATH" \
 	$(BIN)/airflow standalone
 

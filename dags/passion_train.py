@@ -4,9 +4,9 @@ Weekly (Monday 03:00 UTC, on the 14 days up to Sunday) and by hand from the trig
 fans out per series: a series that cannot be trained fails its own task, and the others keep their
 new models.
 
-``select_best`` (per-series selection of the best detector) is the Param for the selection step that
-another milestone is building; it is not in ``passion_tasks`` yet, so a run asking for it fails at
-once saying so, and promoting needs a single detector until then.
+With ``select_best`` the detectors are candidates: per series, the best of them on a holdout of the
+range's last days is retrained on the whole range and registered (``evaluation.selection``). Without
+it every detector is trained; promoting then needs a single detector.
 """
 
 from __future__ import annotations
@@ -59,13 +59,14 @@ PARAMS = {
         False,
         type="boolean",
         title="Select the best detector per series",
-        description="Not available yet: the selection step is not in passion_tasks.",
+        description="Per series, pick the best of the detectors on a holdout (the range's last 2 days) "
+        "and register only it.",
     ),
     "promote": Param(
         True,
         type="boolean",
         title="Promote",
-        description="Make the new models live from the day after the training range (one detector only).",
+        description="Make the new models live from the day after the training range.",
     ),
 }
 
@@ -94,14 +95,10 @@ def passion_train() -> None:
         from passion_tasks import pipeline
         from passion_tasks.errors import UsageError
 
-        if params["select_best"]:
+        if params["promote"] and len(params["detectors"]) > 1 and not params["select_best"]:
             raise UsageError(
-                "select_best: per-series selection is not in passion_tasks yet; run without select_best"
-            )
-        if params["promote"] and len(params["detectors"]) > 1:
-            raise UsageError(
-                "promote needs a single detector until per-series selection (select_best) is available: "
-                "train several without promote, or promote one"
+                "promote with several detectors needs select_best to choose one per series; "
+                "or train them without promote"
             )
         train_to = last_training_day(params, dag_run)
         series = params["series"] or pipeline.series_on(train_to, **lake_kwargs())
@@ -110,19 +107,24 @@ def passion_train() -> None:
 
     @task(multiple_outputs=False, map_index_template="{{ task.op_kwargs['series'] }}")
     def train(series: str, params=None, dag_run=None) -> dict[str, str]:
+        """The series' new models as detector -> model reference (with ``select_best``, the winner's)."""
         from passion_tasks import pipeline
         from passion_tasks.errors import PassionError
 
+        options = {
+            "train_to": last_training_day(params, dag_run),
+            "lookback_days": params["lookback_days"],
+            "promote": params["promote"],
+            **lake_kwargs(),
+        }
+        if params["select_best"]:
+            selection = pipeline.select_best(series, params["detectors"], **options)
+            log.info("%s", selection.summary())
+            return {selection.winner: selection.model.ref}
         trained, failed = {}, {}
         for detector in params["detectors"]:
             summary = pipeline.train(
-                detector,
-                series=[series],
-                train_to=last_training_day(params, dag_run),
-                lookback_days=params["lookback_days"],
-                params=pipeline.DETECTOR_DEFAULTS.get(detector),
-                promote=params["promote"],
-                **lake_kwargs(),
+                detector, series=[series], params=pipeline.DETECTOR_DEFAULTS.get(detector), **options
             )
             log.info("%s", summary.summary())
             if series in summary.trained:

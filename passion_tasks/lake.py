@@ -175,6 +175,8 @@ class Lake:
 
     def __init__(self, url: str | None = None, s3: S3Options | None = None):
         self.url = config.lake_url(url).rstrip("/")
+        #: The S3 settings this lake was opened with; ingestion reads ``s3://`` sources with them too.
+        self.s3 = s3
         self.fs, self.root = filesystem_for(self.url, s3)
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
 

@@ -1,17 +1,19 @@
 """The day's steps, each one plain function: the CLI, the tests and the Airflow tasks all call these.
 
-Heavy imports stay inside the functions so that importing this module (as a DAG file does) is cheap.
+Model and framework imports (detectors, TensorFlow, scikit-learn) stay inside the functions; the
+DAG files import this module only inside their tasks.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import posixpath
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -19,6 +21,9 @@ import pyarrow as pa
 from passion_tasks import schemas
 from passion_tasks.errors import NoInputError, PassionError, UsageError
 from passion_tasks.lake import Day, Lake, S3Options, as_day
+
+if TYPE_CHECKING:
+    from passion_tasks.evaluation.selection import Selection
 
 #: Feature suffixes that are model inputs (the seed's previous-hour features), not series to watch.
 INPUT_ONLY_SUFFIXES = ("_open", "_close", "_max", "_min")
@@ -36,6 +41,8 @@ DETECTOR_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 #: The leaves ``features.build_features`` writes for a day: ``features/dt=D/source=S``.
 FEATURE_SOURCES = ("cdn", "metrics")
+#: Where ``benchmark`` keeps each corpus' latest leaderboard: ``leaderboards/<corpus>/``.
+LEADERBOARDS = "leaderboards"
 
 
 def ingest_day(
@@ -43,7 +50,7 @@ def ingest_day(
 ) -> Any:
     """Land one day of ``cdn`` logs or server ``metrics`` from ``input`` into the lake.
 
-    ``s3`` configures the lake's S3 store only; an ``s3://`` input is read with the environment's settings.
+    ``s3`` configures the S3 store of the lake and of an ``s3://`` input alike.
     """
     from passion_tasks.ingest import ingest_cdn_day, ingest_metrics_day
 
@@ -259,6 +266,67 @@ def report_day(day: Day, *, lake_url: str | None = None, s3: S3Options | None = 
     from passion_tasks.reporting.report import render_day_report
 
     return render_day_report(Lake(lake_url, s3=s3), day)
+
+
+def select_best(
+    series: str,
+    detectors: list[str],
+    *,
+    train_to: Day | None = None,
+    lookback_days: int = 14,
+    promote: bool = False,
+    lake_url: str | None = None,
+    s3: S3Options | None = None,
+) -> Selection:
+    """Pick the best of ``detectors`` for ``series`` on a holdout, retrain it and register it.
+
+    The range is ``lookback_days`` days up to ``train_to`` (default: the last day with features), as
+    for :func:`train`, and the detectors run with :data:`DETECTOR_DEFAULTS`. With ``promote`` the
+    winner is live from the day after the range. See ``evaluation.selection`` for the criterion.
+    """
+    from passion_tasks import modeling
+    from passion_tasks.evaluation.selection import select_detector
+
+    lake = Lake(lake_url, s3=s3)
+    start, end = modeling.default_training_range(lake, train_to, lookback_days)
+    defaults = {name: DETECTOR_DEFAULTS[name] for name in detectors if name in DETECTOR_DEFAULTS}
+    return select_detector(
+        lake, series, detectors, train_from=start, train_to=end, params=defaults or None, promote=promote
+    )
+
+
+def benchmark(
+    corpus: str,
+    detectors: list[str] | None = None,
+    *,
+    profile: str = "fast",
+    files: list[str] | None = None,
+    lake_url: str | None = None,
+    s3: S3Options | None = None,
+) -> str:
+    """Benchmark ``detectors`` (default: the profile's) on a labelled corpus of the reference data.
+
+    The leaderboard's files replace the corpus' previous ones in ``leaderboards/<corpus>/`` of the
+    lake; returns the URI of its HTML page.
+    """
+    from passion_tasks import config
+    from passion_tasks.evaluation.benchmark import profile_detectors, run_benchmark
+    from passion_tasks.evaluation.leaderboard import FILES
+
+    lake = Lake(lake_url, s3=s3)
+    with tempfile.TemporaryDirectory(prefix="passion-benchmark-") as tmp:
+        run_benchmark(
+            corpus,
+            detectors or profile_detectors(profile),
+            profile=profile,
+            out=Path(tmp),
+            reference_root=config.reference_data(),
+            files=files,
+            progress=False,
+        )
+        for name in FILES.values():
+            lake.write_bytes(posixpath.join(LEADERBOARDS, corpus, name), (Path(tmp) / name).read_bytes())
+    return lake.uri(posixpath.join(LEADERBOARDS, corpus, FILES["html"]))
 
 
 def _to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:

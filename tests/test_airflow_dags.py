@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,7 +33,7 @@ import pytest
 from passion_tasks import pipeline, registry
 from passion_tasks.detectors import detector_names
 from passion_tasks.lake import Lake, S3Options
-from passion_tasks.sources import generate
+from passion_tasks.sources import GenerationSummary, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -56,7 +57,7 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     env = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith(("AIRFLOW", "AWS_", "PASSION_"))
+        if not name.startswith(("AIRFLOW", "AWS_", "PASSION_")) or name == "PASSION_REFERENCE_DATA"
     }
     env |= {
         "AIRFLOW_HOME": str(home),
@@ -88,7 +89,8 @@ def airflow(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess
 
 
 def dags_test(env: dict[str, str], dag_id: str, conf: dict) -> subprocess.CompletedProcess[str]:
-    """``airflow dags test``: one run of the DAG in this process, with stdout and stderr together."""
+    """``airflow dags test``: one run of the DAG, its tasks run one by one in the command's own process
+    (no scheduler); stdout and stderr together."""
     result = airflow(env, "dags", "test", dag_id, "--conf", json.dumps(conf))
     result.stdout += result.stderr
     return result
@@ -99,10 +101,13 @@ def sources_setting(sources: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("sources")
-    generate(out, START, len(DAYS), seed=3, rate=5)
-    return out
+def generated(tmp_path_factory: pytest.TempPathFactory) -> GenerationSummary:
+    return generate(tmp_path_factory.mktemp("sources"), START, len(DAYS), seed=3, rate=5)
+
+
+@pytest.fixture(scope="module")
+def sources(generated: GenerationSummary) -> Path:
+    return generated.out
 
 
 @pytest.fixture(scope="module")
@@ -217,6 +222,11 @@ for name, value in [("lookback_days", 0), ("lookback_days", 400), ("detectors", 
         stored.params.deep_merge({name: value}).validate()
     except ParamValidationError as error:
         rejected[name + "=" + json.dumps(value)] = str(error).splitlines()[0]
+benchmark = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(bag.dags["passion_benchmark"]))
+try:
+    benchmark.params.deep_merge({"corpus": "yahoo"}).validate()
+except ParamValidationError as error:
+    rejected["corpus=yahoo"] = str(error).splitlines()[0]
 print(json.dumps({
     "dags": sorted(bag.dag_ids),
     "errors": bag.import_errors,
@@ -243,7 +253,7 @@ print(json.dumps({
     )
     assert result.returncode == 0, result.stderr[-3000:]
     parsed = json.loads(result.stdout.strip().splitlines()[-1])
-    assert parsed["dags"] == ["passion_ingest", "passion_score", "passion_train"]
+    assert parsed["dags"] == ["passion_benchmark", "passion_ingest", "passion_score", "passion_train"]
     assert parsed["errors"] == {}
     assert parsed["loaded_by_light"] == {"pandas": False, "pyarrow": False, "tensorflow": False}
     assert parsed["tensorflow"] is False
@@ -251,6 +261,7 @@ print(json.dumps({
         "passion_ingest": "CronDataIntervalTimetable",
         "passion_score": "CronDataIntervalTimetable",
         "passion_train": "CronTriggerTimetable",
+        "passion_benchmark": "NullTimetable",
     }
     assert parsed["sensor_mode"] == "reschedule"
     assert parsed["mapped"] == ["passion_score.score", "passion_train.train"]
@@ -269,8 +280,11 @@ print(json.dumps({
         "lookback_days=400": "Invalid input for param lookback_days: 400 is greater than the maximum of 365",
         'detectors=["no_such_detector"]': "Invalid input for param detectors: 'no_such_detector' is not one "
         f"of {detector_names()!r}",
+        "corpus=yahoo": "Invalid input for param corpus: 'yahoo' is not one of "
+        "['nab', 'asd', 'smd', 'kpi', 'nasa-http']",
     }
-    # The train DAG imports the detector zoo for its Params; the others parse in well under a second.
+    # The train and benchmark DAGs import the detector zoo for their Params; the others need no more
+    # than Airflow.
     assert parsed["seconds"] < 10, parsed["files"]
     assert parsed["files"]["passion_ingest.py"] < 2 and parsed["files"]["passion_score.py"] < 2, parsed[
         "files"
@@ -299,41 +313,43 @@ def scored_local_lake(
 
 
 @pytest.mark.slow
-def test_airflow_ingests_then_scores_a_day_of_a_local_lake(scored_local_lake, sources: Path) -> None:
+def test_airflow_ingests_then_scores_a_day_of_a_local_lake(
+    scored_local_lake, generated: GenerationSummary
+) -> None:
     lake, scored, alerts = scored_local_lake
     assert scored.returncode == 0, scored.stdout[-5000:]
     day = DAYS[2]
     assert lake.partitions("features") == DAYS[:3]
-    assert lake.read_partition("cdn_logs", day).num_rows == lake.partition("cdn_logs", day).rows > 0
+    assert lake.read_partition("cdn_logs", day).num_rows == generated.cdn_lines_per_day[day.isoformat()]
+    assert lake.read_partition("metrics", day).num_rows == 5 * 1440
     assert model_versions(lake, day) == {name: [f"{name}/rolling_mad@v1"] for name in SERIES}
     assert len(scores_of(lake, day)) == 1440 * len(SERIES)
     assert [leaf.key["series"] for leaf in lake.leaves("scores", day)] == sorted(SERIES)
     assert lake.exists(f"reports/dt={day}/index.html")
-    events = lake.read_partition("events", day).num_rows
-    assert events > 0
+    events = Counter(lake.read_partition("events", day, columns=["series"])["series"].to_pylist())
+    assert sum(events.values()) > 0
     assert alerts == [
         {
             "event": "anomalies",
             "day": day.isoformat(),
-            "events": events,
-            "series": alerts[0]["series"],
+            "events": sum(events.values()),
+            "series": dict(events),
             "report": lake.uri(f"reports/dt={day}/index.html"),
         }
     ]
-    assert sum(alerts[0]["series"].values()) == events
 
 
 @pytest.mark.slow
-def test_rescoring_a_day_replaces_it_with_the_same_rows(scored_local_lake, airflow_env) -> None:
+def test_rescoring_a_day_replaces_it_with_the_same_rows(
+    scored_local_lake, airflow_env: dict[str, str]
+) -> None:
     lake, _, _ = scored_local_lake
     day = DAYS[2]
-    before, files_before = (
-        scores_of(lake, day),
-        {f for leaf in lake.leaves("scores", day) for f in leaf.files},
-    )
+    before = scores_of(lake, day)
+    files_before = {file for leaf in lake.leaves("scores", day) for file in leaf.files}
     again = dags_test(airflow_env | {"PASSION_LAKE": lake.url}, "passion_score", {"day": day.isoformat()})
     assert again.returncode == 0, again.stdout[-5000:]
-    files_after = {f for leaf in lake.leaves("scores", day) for f in leaf.files}
+    files_after = {file for leaf in lake.leaves("scores", day) for file in leaf.files}
     pd.testing.assert_frame_equal(scores_of(lake, day), before)
     assert len(files_after) == len(files_before) == len(SERIES)
     assert files_after.isdisjoint(files_before)
@@ -447,27 +463,83 @@ def test_train_fans_out_per_series_and_keeps_the_models_of_the_others(
     assert registry.list_models(lake) == [registry.live(lake, name, DAYS[2]) for name in ("cif", "paycore")]
 
 
+@pytest.mark.slow
+def test_train_with_select_best_registers_the_winner_of_each_series(
+    airflow_env: dict[str, str], sources: Path, landed: Path, tmp_path: Path
+) -> None:
+    lake = copy_lake(landed, tmp_path)
+    land(sources, lake, DAYS[2:3])
+    candidates = ["rolling_mad", "windowed_gaussian"]
+    conf = {
+        "series": ["cif", "paycore"],
+        "detectors": candidates,
+        "train_to": DAYS[2].isoformat(),
+        "lookback_days": 3,
+        "select_best": True,
+        "promote": True,
+    }
+    result = dags_test(airflow_env | {"PASSION_LAKE": lake.url}, "passion_train", conf)
+    assert result.returncode == 0, result.stdout[-5000:]
+    for name in ("cif", "paycore"):
+        [model] = registry.list_models(lake, name)
+        assert registry.live(lake, name, DAYS[3]) == model
+        assert model.detector in candidates
+        assert (model.train_start, model.train_end) == (DAYS[0], DAYS[2])
+        assert sorted(model.metrics["selection"]["candidates"]) == candidates
+        assert f"{name}: {model.detector} selected by the injected criterion" in result.stdout
+
+
+@pytest.mark.slow
+def test_benchmark_dag_writes_the_leaderboard_into_the_lake(
+    airflow_env: dict[str, str], tmp_path: Path
+) -> None:
+    lake = Lake((tmp_path / "lake").as_uri())
+    conf = {"corpus": "kpi", "detectors": ["rolling_mad"]}
+    result = dags_test(airflow_env | {"PASSION_LAKE": lake.url}, "passion_benchmark", conf)
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert lake.list_files("leaderboards") == [
+        f"leaderboards/kpi/{name}"
+        for name in ("leaderboard.html", "leaderboard.json", "leaderboard.parquet", "series.parquet")
+    ]
+    board = json.loads(lake.read_bytes("leaderboards/kpi/leaderboard.json"))
+    assert (board["corpus"], [row["detector"] for row in board["detectors"]]) == ("kpi", ["rolling_mad"])
+    assert f"leaderboard: {lake.uri('leaderboards/kpi/leaderboard.html')}" in result.stdout
+
+
+def wait_for_port(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
+        time.sleep(0.5)
+
+
 @contextlib.contextmanager
-def airflow_services(env: dict[str, str], logs: Path) -> Iterator[None]:
-    """api-server (for the workers' execution API), scheduler and dag-processor; stopped at the end."""
+def airflow_services(env: dict[str, str], api_port: int, logs: Path) -> Iterator[None]:
+    """api-server (the workers' execution API), then scheduler and dag-processor; stopped at the end."""
     processes = []
-    try:
-        for name, args in [
-            ("api-server", ["api-server", "--workers", "1"]),
-            ("scheduler", ["scheduler"]),
-            ("dag-processor", ["dag-processor"]),
-        ]:
-            with (logs / f"{name}.log").open("w") as log:
-                processes.append(
-                    subprocess.Popen(
-                        [str(BIN / "airflow"), *args],
-                        env=env,
-                        cwd=ROOT,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
+
+    def start(name: str, *args: str) -> None:
+        with (logs / f"{name}.log").open("w") as log:
+            processes.append(
+                subprocess.Popen(
+                    [str(BIN / "airflow"), name, *args],
+                    env=env,
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
+            )
+
+    try:
+        start("api-server", "--workers", "1")
+        # A task whose worker cannot reach the API fails and waits out a retry delay.
+        wait_for_port(api_port, timeout=90)
+        start("scheduler")
+        start("dag-processor")
         yield
     finally:
         for process in processes:
@@ -537,7 +609,7 @@ def test_backfill_scores_each_day_with_the_model_live_that_day(
         f"{DAYS[3]}T01:00:00+00:00",
     )
     assert created.returncode == 0, created.stderr[-3000:]
-    with airflow_services(env, tmp_path):
+    with airflow_services(env, api_port, tmp_path):
         runs = wait_for_backfill(env, lake, DAYS[1:], timeout=300)
     logs = "".join(path.read_text()[-2000:] for path in tmp_path.glob("*.log"))
     assert sorted((run["logical_date"][:10], run["state"]) for run in runs) == [

@@ -38,7 +38,7 @@ SHIFT_LABELLED_ROWS = 2
 
 FORECASTERS = ["lstm", "gru", "gru_dense", "cnn1d", "lstm_ohlc", "mlstm_fcn"]
 #: ROC AUC each model clears on the anomalous day after 2 epochs on 6 days. Over data and seed variations
-#: the worst seen were 0.998 (lstm, gru, gru_dense, cnn1d, lstm_ohlc), 0.94 (mlstm_fcn, whose tiny
+#: the worst seen were 0.998 (lstm, gru, gru_dense, cnn1d, lstm_ohlc), 0.936 (mlstm_fcn, whose tiny
 #: LSTM branch under 0.8 dropout learns slowest) and 0.956 (lstm_autoencoder); the bounds keep a margin.
 MIN_AUC = {
     "lstm": 0.98,
@@ -101,6 +101,9 @@ def test_planted_anomalies_rank_above_normal_rows(fitted, anomalous) -> None:
     truth = windows_holding(labels, WINDOW) if fitted.name == "lstm_autoencoder" else labels
 
     assert roc_auc_score(truth[test], scores) >= MIN_AUC[fitted.name]
+    if isinstance(fitted, KerasForecaster):
+        # A +100 spike is about 2.8 training standard deviations off its forecast: above the threshold.
+        assert fitted.predict(frame).to_numpy()[SPIKES].all()
     assert len(fitted.training_loss_) == 2
     assert len(fitted.validation_loss_) == 2
     assert np.isfinite(fitted.training_loss_ + fitted.validation_loss_).all()

@@ -195,3 +195,45 @@ def test_model_references_and_cli(featured: Lake, capsys) -> None:
     assert cli.main(["score", "--day", "2026-11-05", "--lake", lake.url]) == 0
     assert "scored 1 series" in capsys.readouterr().out
     assert cli.main(["train", "--detector", "no_such_model", "--series", "cif", "--lake", lake.url]) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "window", "features", "parameters"),
+    [
+        ("lstm_autoencoder", 30, 1, 198_273),
+        ("cnn1d", 1440, 1, 4_608_009),
+        ("gru_dense", 1440, 1, 13_151),
+        ("mlstm_fcn", 1440, 5, 1_750_089),
+    ],
+)
+def test_detectors_describe_prints_the_seed_parameter_counts(
+    name, window, features, parameters, capsys
+) -> None:
+    args = ["detectors", "describe", name, "--window", str(window), "--features", str(features)]
+    assert cli.main(args) == 0
+    assert capsys.readouterr().out.rstrip().splitlines()[-1] == f"parameters: {parameters}"
+
+
+def test_detectors_list_names_the_whole_zoo(capsys) -> None:
+    assert cli.main(["detectors", "list"]) == 0
+    names = capsys.readouterr().out.split()
+    assert {
+        "lstm",
+        "gru",
+        "gru_dense",
+        "cnn1d",
+        "lstm_ohlc",
+        "mlstm_fcn",
+        "lstm_autoencoder",
+        "isolation_forest",
+        "one_class_svm",
+        "elliptic_envelope",
+        "kmeans",
+        "pca",
+        "xgboost",
+        "fusion",
+        "windowed_gaussian",
+        "rolling_mad",
+        "seasonal_naive",
+        "likelihood",
+    } == set(names)

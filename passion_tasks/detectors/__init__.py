@@ -1,16 +1,31 @@
 """Detectors behind one contract (``base.Detector``), built by name from a registry.
 
 The registry maps names to ``module:Class`` paths and imports a detector's module only when it is
-built, so listing detectors never loads heavy frameworks (TensorFlow, XGBoost).
+built, so listing detectors never loads heavy frameworks (TensorFlow, XGBoost), and the contract
+itself (scikit-learn, pandas) is imported on first use: a DAG file listing the names stays fast.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from passion_tasks.detectors.base import Detector, DetectorError, UnknownDetectorError
-from passion_tasks.detectors.persistence import load_detector
+if TYPE_CHECKING:
+    from passion_tasks.detectors.base import Detector
+
+_LAZY = {
+    "Detector": "passion_tasks.detectors.base",
+    "DetectorError": "passion_tasks.detectors.base",
+    "UnknownDetectorError": "passion_tasks.detectors.base",
+    "load_detector": "passion_tasks.detectors.persistence",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Detector",
@@ -55,6 +70,8 @@ def detector_names() -> list[str]:
 
 def detector_class(name: str) -> type[Detector]:
     """The class registered under ``name``."""
+    from passion_tasks.detectors.base import UnknownDetectorError
+
     try:
         module_name, class_name = _REGISTRY[name].split(":")
     except KeyError:
@@ -72,6 +89,8 @@ def uses_keras(name: str) -> bool:
 
 def make_detector(name: str, **params: Any) -> Detector:
     """A new, unfitted detector ``name`` with ``params`` (the others keep their defaults)."""
+    from passion_tasks.detectors.base import DetectorError
+
     cls = detector_class(name)
     accepted = cls._get_param_names()
     unknown = sorted(set(params) - set(accepted))

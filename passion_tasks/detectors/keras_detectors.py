@@ -190,7 +190,13 @@ class KerasDetector(Detector):
             ) from exc
 
     def _check_params(self) -> None:
-        for name, minimum in (("window", 1), ("epochs", 1), ("batch_size", 1), ("patience", 0)):
+        for name, minimum in (
+            ("window", 1),
+            ("epochs", 1),
+            ("batch_size", 1),
+            ("patience", 0),
+            ("random_state", 0),
+        ):
             value = getattr(self, name)
             if not isinstance(value, int | np.integer) or value < minimum:
                 raise DetectorError(f"{self.name}: {name} must be an integer >= {minimum}, got {value!r}")

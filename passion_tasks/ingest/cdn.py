@@ -34,7 +34,7 @@ def ingest_cdn_day(lake: Lake, day: Day, input: str) -> IngestReport:
     """
     day = as_day(day)
     report = IngestReport(day, DATASET)
-    plan = plan_files(input, day, report, readable=LOG_FORMATS, described_as="CDN log")
+    plan = plan_files(input, day, report, readable=LOG_FORMATS, described_as="CDN log", s3=lake.s3)
 
     def land(landed: RowGroups, quarantine: Quarantine) -> None:
         for file, kind in plan:

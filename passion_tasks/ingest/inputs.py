@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from passion_tasks.errors import NoInputError
-from passion_tasks.lake import filesystem_for
+from passion_tasks.lake import S3Options, filesystem_for
 
 GZIP_MAGIC = b"\x1f\x8b"
 #: Compressed bytes fed to zlib at a time; on corrupt data at most this much input is replayed.
@@ -58,7 +58,9 @@ def days_in_path(path: str) -> frozenset[dt.date]:
     return frozenset(found)
 
 
-def day_files(input: str, day: dt.date, *, undated: bool = False) -> list[InputFile]:
+def day_files(
+    input: str, day: dt.date, *, undated: bool = False, s3: S3Options | None = None
+) -> list[InputFile]:
     """The files of ``day`` under ``input``.
 
     A file input is the day's only file. Below a folder (searched recursively, hidden files and
@@ -66,7 +68,7 @@ def day_files(input: str, day: dt.date, *, undated: bool = False) -> list[InputF
     the day; with ``undated``, when no path names it, the files whose path names no day at all
     (files that cover many days).
     """
-    fs, root = filesystem_for(input)
+    fs, root = filesystem_for(input, s3)
     info = fs.get_file_info(root)
     if info.type == pafs.FileType.NotFound:
         raise NoInputError(f"no input for {day}: {input} does not exist")

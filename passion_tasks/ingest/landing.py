@@ -17,7 +17,7 @@ from passion_tasks.ingest.formats import EMPTY, UNKNOWN, sniff
 from passion_tasks.ingest.inputs import InputFile, SourceStream, day_files, open_source, read_head
 from passion_tasks.ingest.quarantine import Quarantine
 from passion_tasks.ingest.report import IngestReport
-from passion_tasks.lake import Lake, PartitionWriter
+from passion_tasks.lake import Lake, PartitionWriter, S3Options
 from passion_tasks.schemas import QUARANTINE
 
 ROW_GROUP_ROWS = 128 * 1024
@@ -31,6 +31,7 @@ def plan_files(
     readable: Collection[str],
     described_as: str,
     undated: bool = False,
+    s3: S3Options | None = None,
 ) -> list[tuple[InputFile, str]]:
     """The day's files with their formats; those in another source's format are noted as skipped.
 
@@ -38,7 +39,7 @@ def plan_files(
     readable format; nothing is written then.
     """
     plan = []
-    for file in day_files(input, day, undated=undated):
+    for file in day_files(input, day, undated=undated, s3=s3):
         kind = sniff(read_head(file))
         if kind in readable or kind in (EMPTY, UNKNOWN):
             plan.append((file, kind))

@@ -47,7 +47,7 @@ def ingest_metrics_day(lake: Lake, day: Day, input: str, source: str = "server")
     day = as_day(day)
     report = IngestReport(day, DATASET)
     plan = plan_files(
-        input, day, report, readable={METRICS_JSON}, described_as="server metrics", undated=True
+        input, day, report, readable={METRICS_JSON}, described_as="server metrics", undated=True, s3=lake.s3
     )
 
     def land(landed: RowGroups, quarantine: Quarantine) -> None:
