@@ -1,4 +1,8 @@
-"""Score a day with the models live that day, write its report and alert on its events.
+"""Score a day with the models live that day, write its report and send its alerts.
+
+Alerts go through ``passion_tasks.alerting`` (rules, incidents across series, dedup in the lake's
+``alerts/dt=D/sent.jsonl``) to the channels of the ``passion_alerts`` (webhook), ``passion_slack`` and
+``passion_smtp`` connections, and the ``PASSION_ALERT_*`` settings.
 
 Same timetable as ``passion_ingest`` (01:00 UTC, for the day before); a sensor in reschedule mode waits
 for the day's features. Scoring fans out per series over the series that have a live model on the day,
@@ -17,14 +21,12 @@ import os
 
 from airflow.sdk import TriggerRule, dag, task
 from passion_airflow.defaults import DEFAULT_ARGS, START_DATE, TAGS, daily_timetable, day_param
-from passion_airflow.notifiers import post_json
+from passion_airflow.notifiers import alert_config
 from passion_airflow.sensors import FeaturesSensor
 from passion_airflow.settings import lake_kwargs, run_day
 
 FEATURES_TIMEOUT_S = float(os.environ.get("PASSION_FEATURES_TIMEOUT_S", 6 * 3600))
 FEATURES_POKE_S = float(os.environ.get("PASSION_FEATURES_POKE_S", 300))
-#: Series named in an alert; the report has them all.
-ALERT_SERIES_SHOWN = 10
 
 log = logging.getLogger(__name__)
 
@@ -75,42 +77,22 @@ def passion_score() -> None:
 
         return pipeline.report_day(run_day(params, dag_run), **lake_kwargs())
 
-    @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
-    def alert(scored: list[dict], report_uri: str, params=None, dag_run=None) -> int:
-        day = run_day(params, dag_run)
-        # A slice reads every mapped result in one request; iterating would probe past the last one.
-        scored = scored[:]
-        events = {row["series"]: row["events"] for row in scored if row["events"]}
-        if not events:
-            log.info("%s: no events in %d series", day, len(scored))
-            return 0
-        worst = sorted(events.items(), key=lambda item: -item[1])[:ALERT_SERIES_SHOWN]
-        total = sum(events.values())
-        log.warning(
-            "%s: %d events in %d series (most: %s); report %s",
-            day,
-            total,
-            len(events),
-            ", ".join(f"{name} {count}" for name, count in worst),
-            report_uri,
-        )
-        post_json(
-            {
-                "event": "anomalies",
-                "day": day.isoformat(),
-                "events": total,
-                "series": events,
-                "report": report_uri,
-            }
-        )
-        return total
+    # ALL_DONE: a day whose features never came or whose scoring failed is itself an alert (no data).
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def alert(params=None, dag_run=None) -> int:
+        from passion_tasks import pipeline
+
+        run = pipeline.alert_day(run_day(params, dag_run), config=alert_config(), **lake_kwargs())
+        log.info("%s", run.summary())
+        # A retry re-sends only the failed deliveries: the lake's sent.jsonl dedups the others.
+        run.raise_for_failures()
+        return len(run.sent)
 
     series = series_to_score()
     wait_for_features >> series
     scored = score.expand(series=series)
     report_uri = report()
-    scored >> report_uri
-    alert(scored, report_uri)
+    scored >> report_uri >> alert()
 
 
 passion_score()

@@ -174,6 +174,12 @@ def _param(text: str) -> tuple[str, object]:
         return key, value
 
 
+def cmd_alert(args: argparse.Namespace) -> int:
+    run = pipeline.alert_day(args.day, lake_url=args.lake)
+    print(run.summary())
+    return run.exit_code
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     print(pipeline.report_day(args.day, lake_url=args.lake))
     return ExitCode.OK
@@ -391,6 +397,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--detector", help="result-file prefix and thresholds key (default: the folder's name)"
     )
     nab_score.set_defaults(handler=cmd_nab_score)
+
+    alert = commands.add_parser(
+        "alert",
+        help="send the day's alerts once each (channels from PASSION_ALERT_*/PASSION_SMTP_* settings)",
+    )
+    alert.add_argument("--day", type=_day, required=True, metavar="YYYY-MM-DD")
+    _lake_option(alert)
+    alert.set_defaults(handler=cmd_alert)
 
     partitions = commands.add_parser("partitions", help="list a dataset's days and row counts")
     partitions.add_argument("dataset", help="e.g. cdn_logs, metrics, features, scores")

@@ -262,6 +262,15 @@ def score_day(
     return summary
 
 
+def alert_day(
+    day: Day, *, lake_url: str | None = None, s3: S3Options | None = None, config: Any = None
+) -> Any:
+    """Send the day's alerts (incidents, or no data) through the configured channels, once each."""
+    from passion_tasks.alerting import alert_day as run_alerts
+
+    return run_alerts(Lake(lake_url, s3=s3), day, config)
+
+
 def report_day(day: Day, *, lake_url: str | None = None, s3: S3Options | None = None) -> str:
     """Render the day's HTML report into the lake; returns its URI."""
     from passion_tasks.reporting.report import render_day_report

@@ -8,6 +8,7 @@ and the log says so. Neither the URL nor the secret is ever logged.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -21,7 +22,11 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 if TYPE_CHECKING:
     from airflow.sdk import Connection, Context
 
+    from passion_tasks.alerting import AlertConfig
+
 ALERTS_CONN_ID = "passion_alerts"
+SLACK_CONN_ID = "passion_slack"
+SMTP_CONN_ID = "passion_smtp"
 SIGNATURE_HEADER = "X-Passion-Signature"
 TIMEOUT_S = 10
 
@@ -39,7 +44,44 @@ def webhook_url(connection: Connection) -> str:
 
 
 def signature(secret: str, body: bytes) -> str:
+    # The same signature as passion_tasks.alerting.channels.signature, kept here because importing the
+    # alerting package (pandas) would cost every DAG file parse a second.
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def alert_config() -> AlertConfig:
+    """Alert settings from the environment, with channels from the Airflow connections that exist.
+
+    ``passion_alerts`` (http) is the signed JSON webhook, ``passion_slack`` (http, host = the incoming
+    webhook URL) Slack, ``passion_smtp`` (smtp; extra ``from``, ``to``, ``starttls``) email.
+    """
+    from passion_tasks.alerting import AlertConfig, EmailChannel, SlackChannel, WebhookChannel
+
+    config = AlertConfig.from_env()
+    channels: dict[str, Any] = {}
+    if (connection := _connection(ALERTS_CONN_ID)) is not None:
+        channels["webhook"] = WebhookChannel(url=webhook_url(connection), secret=connection.password or None)
+    if (connection := _connection(SLACK_CONN_ID)) is not None:
+        channels["slack"] = SlackChannel(webhook_url=webhook_url(connection))
+    if (connection := _connection(SMTP_CONN_ID)) is not None:
+        extra = connection.extra_dejson
+        channels["email"] = EmailChannel(
+            host=connection.host,
+            port=connection.port or 587,
+            user=connection.login or None,
+            password=connection.password or None,
+            sender=extra["from"],
+            recipients=tuple(address.strip() for address in str(extra["to"]).split(",")),
+            starttls=bool(extra.get("starttls", True)),
+        )
+    return dataclasses.replace(config, **channels)
+
+
+def _connection(conn_id: str) -> Connection | None:
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return None
 
 
 def post_json(payload: dict[str, Any], conn_id: str = ALERTS_CONN_ID) -> bool:

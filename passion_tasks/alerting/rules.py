@@ -1,0 +1,380 @@
+"""Alert rules: which of a day's events become alerts, grouped how, at which severity, sent where.
+
+Pure functions of the day's events and scores (``schemas.EVENTS``, ``schemas.SCORES``) and a
+:class:`Rules` object; nothing here reads the lake or sends anything.
+
+1. Each event gets its ``ratio``: its peak score over its model's threshold at the peak.
+2. Events below ``min_ratio`` or shorter than ``min_minutes`` are dropped; so are those of snoozed series.
+3. The rest are grouped into incidents across series: an event joins the incident before it when it
+   starts at most ``incident_gap`` after that incident's last anomalous minute, so a CDN edge whose
+   ttfb p95, p99 and 5xx rate spike together makes one incident.
+4. An incident's severity is the highest level whose ratio and duration minimums it meets.
+5. An incident is held back when each of its series already alerted less than ``cooldown`` before it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from passion_tasks.errors import UsageError
+
+ANOMALY = "anomaly"
+NO_DATA = "no_data"
+TIME_FORMAT = "%Y-%m-%d %H:%M UTC"
+
+
+@dataclass(frozen=True)
+class SeverityLevel:
+    """A severity an incident reaches when its peak ratio and its duration both reach these minimums."""
+
+    name: str
+    min_ratio: float = 0.0
+    min_minutes: int = 0
+
+
+DEFAULT_LEVELS = (
+    SeverityLevel("info"),
+    SeverityLevel("warning", min_ratio=1.5, min_minutes=5),
+    SeverityLevel("critical", min_ratio=3.0, min_minutes=15),
+)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What makes an alert.
+
+    ``levels`` go from the mildest to the most severe; the first one is the floor every incident has.
+    ``expected_datasets`` must have rows on the day, or the day itself is a ``no_data`` alert.
+    """
+
+    min_ratio: float = 1.0
+    min_minutes: int = 3
+    incident_gap: dt.timedelta = dt.timedelta(minutes=5)
+    cooldown: dt.timedelta = dt.timedelta(hours=1)
+    levels: tuple[SeverityLevel, ...] = DEFAULT_LEVELS
+    no_data_severity: str = "critical"
+    expected_datasets: tuple[str, ...] = ("cdn_logs", "scores")
+
+    def __post_init__(self) -> None:
+        if not self.levels:
+            raise UsageError("alert rules need at least one severity level")
+        names = [level.name for level in self.levels]
+        if len(set(names)) != len(names):
+            raise UsageError(f"severity levels must have distinct names, got {names}")
+        for milder, harsher in zip(self.levels, self.levels[1:], strict=False):
+            if harsher.min_ratio < milder.min_ratio or harsher.min_minutes < milder.min_minutes:
+                raise UsageError(
+                    f"severity level {harsher.name!r} must not need less than {milder.name!r} before it"
+                )
+        self.rank(self.no_data_severity)
+
+    def rank(self, severity: str) -> int:
+        """Position of ``severity`` among the levels: higher is more severe."""
+        for position, level in enumerate(self.levels):
+            if level.name == severity:
+                return position
+        raise UsageError(f"unknown severity {severity!r}: use one of {[level.name for level in self.levels]}")
+
+
+@dataclass(frozen=True)
+class Snooze:
+    """Silence the series matching the glob ``series`` for anomalies starting before ``until``."""
+
+    series: str
+    until: pd.Timestamp
+    reason: str = ""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Snooze:
+        """From ``{"series": glob, "until": ISO timestamp, "reason": ...}``; naive timestamps are UTC."""
+        try:
+            until = pd.Timestamp(data["until"])
+            return cls(
+                series=str(data["series"]),
+                until=until.tz_localize("UTC") if until.tz is None else until.tz_convert("UTC"),
+                reason=str(data.get("reason", "")),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise UsageError(
+                f"a snooze needs 'series' and an ISO 'until', got {dict(data)!r}: {error}"
+            ) from None
+
+    def covers(self, series: str, at: pd.Timestamp) -> bool:
+        return at < self.until and fnmatch.fnmatchcase(series, self.series)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Alerts of at least ``min_severity`` about a series matching one of the globs in ``series``
+    (any series when empty) go to ``channels``. A ``no_data`` alert has no series: only routes
+    without series patterns take it."""
+
+    channels: tuple[str, ...]
+    min_severity: str = "warning"
+    series: tuple[str, ...] = ()
+    name: str = "default"
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """One event of ``schemas.EVENTS`` with the threshold at its peak and ``ratio`` = peak / threshold.
+
+    A missing or non-positive threshold gives no scale: the ratio is then 1, just anomalous.
+    """
+
+    series: str
+    detector: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+    minutes: int
+    peak_score: float
+    peak_ts: pd.Timestamp
+    threshold: float | None
+    ratio: float
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "series": self.series,
+            "detector": self.detector,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "minutes": self.minutes,
+            "peak_score": self.peak_score,
+            "peak_ts": self.peak_ts.isoformat(),
+            "threshold": self.threshold,
+            "ratio": round(self.ratio, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Incident:
+    """Anomalies of one or more series that overlap in time, or follow each other within the gap."""
+
+    anomalies: tuple[Anomaly, ...]
+
+    @property
+    def start(self) -> pd.Timestamp:
+        return min(anomaly.start for anomaly in self.anomalies)
+
+    @property
+    def end(self) -> pd.Timestamp:
+        """The last anomalous minute."""
+        return max(anomaly.end for anomaly in self.anomalies)
+
+    @property
+    def minutes(self) -> int:
+        """The span from the first anomalous minute to the end of the last one."""
+        until = max(anomaly.start + pd.Timedelta(minutes=anomaly.minutes) for anomaly in self.anomalies)
+        return round((until - self.start) / pd.Timedelta(minutes=1))
+
+    @property
+    def series(self) -> tuple[str, ...]:
+        return tuple(sorted({anomaly.series for anomaly in self.anomalies}))
+
+    @property
+    def peak(self) -> Anomaly:
+        return max(self.anomalies, key=lambda anomaly: (anomaly.ratio, anomaly.peak_score))
+
+
+@dataclass(frozen=True)
+class Alert:
+    """What is sent: an incident at a severity, or a day without data (``missing``: dataset -> problem)."""
+
+    kind: str
+    day: dt.date
+    severity: str
+    incident: Incident | None = None
+    missing: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def series(self) -> tuple[str, ...]:
+        return self.incident.series if self.incident else ()
+
+    @property
+    def dedup_key(self) -> str:
+        """The same alert for the same day has the same key, whenever and however often it is decided."""
+        start = self.incident.start.isoformat() if self.incident else ""
+        text = "|".join([self.kind, self.day.isoformat(), ",".join(self.series), start])
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
+    def title(self) -> str:
+        if self.incident is None:
+            return f"No data for {self.day}: " + "; ".join(
+                f"{name} {why}" for name, why in self.missing.items()
+            )
+        incident, peak = self.incident, self.incident.peak
+        others = len(incident.series) - 1
+        subject = peak.series + (f" and {others} more series" if others else "")
+        return (
+            f"{subject} anomalous {incident.start:%Y-%m-%d %H:%M}-{incident.end:%H:%M} UTC "
+            f"({incident.minutes} min, peak {peak.ratio:.1f}x threshold)"
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """The alert as plain JSON values, as logged in ``sent.jsonl`` and posted to webhooks."""
+        summary: dict[str, Any] = {
+            "kind": self.kind,
+            "day": self.day.isoformat(),
+            "severity": self.severity,
+            "title": self.title,
+            "series": list(self.series),
+        }
+        if self.incident is None:
+            return summary | {"missing": dict(self.missing)}
+        return summary | {
+            "start": self.incident.start.isoformat(),
+            "end": self.incident.end.isoformat(),
+            "minutes": self.incident.minutes,
+            "peak": self.incident.peak.summary(),
+        }
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """A day's alerts, and what the rules kept from alerting and why."""
+
+    alerts: list[Alert]
+    below_minimums: list[Anomaly]
+    snoozed: list[Anomaly]
+    in_cooldown: list[Incident]
+
+
+def anomalies(events: pd.DataFrame, scores: pd.DataFrame) -> list[Anomaly]:
+    """The events with the threshold of the score row at their peak, and their ratio to it."""
+    # Scores written before thresholds were stored per row have no threshold column.
+    peaks = scores.reindex(columns=["series", "detector", "ts", "threshold"]).rename(
+        columns={"ts": "peak_ts"}
+    )
+    rows = events.merge(peaks, on=["series", "detector", "peak_ts"], how="left")
+    return [_anomaly(row) for row in rows.to_dict("records")]
+
+
+def _anomaly(row: Mapping[str, Any]) -> Anomaly:
+    threshold = None if pd.isna(row["threshold"]) else float(row["threshold"])
+    peak = float(row["peak_score"])
+    return Anomaly(
+        series=row["series"],
+        detector=row["detector"],
+        start=row["start"],
+        end=row["end"],
+        minutes=int(row["minutes"]),
+        peak_score=peak,
+        peak_ts=row["peak_ts"],
+        threshold=threshold,
+        ratio=peak / threshold if threshold is not None and threshold > 0 else 1.0,
+    )
+
+
+def meets_minimums(anomaly: Anomaly, rules: Rules) -> bool:
+    return anomaly.ratio >= rules.min_ratio and anomaly.minutes >= rules.min_minutes
+
+
+def snoozed(anomaly: Anomaly, snoozes: Iterable[Snooze]) -> bool:
+    return any(snooze.covers(anomaly.series, anomaly.start) for snooze in snoozes)
+
+
+def group_incidents(anomalies: Iterable[Anomaly], gap: dt.timedelta) -> list[Incident]:
+    """Incidents in order of start: each anomaly joins the open incident if it starts within ``gap`` of
+    that incident's last anomalous minute, whatever its series."""
+    groups: list[list[Anomaly]] = []
+    reach = None  # the last anomalous minute of the open incident
+    for anomaly in sorted(anomalies, key=lambda a: (a.start, a.series, a.detector)):
+        if groups and anomaly.start - reach <= gap:
+            groups[-1].append(anomaly)
+            reach = max(reach, anomaly.end)
+        else:
+            groups.append([anomaly])
+            reach = anomaly.end
+    return [Incident(tuple(group)) for group in groups]
+
+
+def severity(incident: Incident, levels: Sequence[SeverityLevel]) -> str:
+    """The most severe level whose minimums the incident's peak ratio and span meet; at least the first."""
+    ratio, minutes = incident.peak.ratio, incident.minutes
+    reached = [level.name for level in levels if ratio >= level.min_ratio and minutes >= level.min_minutes]
+    return reached[-1] if reached else levels[0].name
+
+
+def apply_cooldown(
+    incidents: Iterable[Incident],
+    cooldown: dt.timedelta,
+    earlier: Iterable[tuple[Iterable[str], pd.Timestamp]] = (),
+) -> tuple[list[Incident], list[Incident]]:
+    """Split incidents into those that alert and those held back: an incident is held back when every one
+    of its series alerted (an alerting incident, or an ``earlier`` (series, end) pair) less than
+    ``cooldown`` before its start. A held-back incident does not extend the cooldown."""
+    last_alert: dict[str, pd.Timestamp] = {}
+
+    def note(series: Iterable[str], end: pd.Timestamp) -> None:
+        for name in series:
+            last_alert[name] = max(end, last_alert.get(name, end))
+
+    for series, end in earlier:
+        note(series, end)
+    alerting, held = [], []
+    for incident in sorted(incidents, key=lambda incident: incident.start):
+        if cooldown and all(
+            name in last_alert and incident.start - last_alert[name] < cooldown for name in incident.series
+        ):
+            held.append(incident)
+        else:
+            alerting.append(incident)
+            note(incident.series, incident.end)
+    return alerting, held
+
+
+def decide(
+    day: dt.date,
+    events: pd.DataFrame,
+    scores: pd.DataFrame,
+    rules: Rules,
+    snoozes: Iterable[Snooze] = (),
+    earlier: Iterable[tuple[Iterable[str], pd.Timestamp]] = (),
+) -> Decisions:
+    """The day's anomaly alerts from its events and scores; ``earlier`` are (series, end) of incidents
+    alerted before the day, for the cooldown."""
+    snoozes = tuple(snoozes)
+    below, quiet, kept = [], [], []
+    for anomaly in anomalies(events, scores):
+        if not meets_minimums(anomaly, rules):
+            below.append(anomaly)
+        elif snoozed(anomaly, snoozes):
+            quiet.append(anomaly)
+        else:
+            kept.append(anomaly)
+    alerting, held = apply_cooldown(group_incidents(kept, rules.incident_gap), rules.cooldown, earlier)
+    alerts = [Alert(ANOMALY, day, severity(incident, rules.levels), incident) for incident in alerting]
+    return Decisions(alerts=alerts, below_minimums=below, snoozed=quiet, in_cooldown=held)
+
+
+def no_data_alert(day: dt.date, rows: Mapping[str, int | None], rules: Rules) -> Alert | None:
+    """A ``no_data`` alert when an expected dataset has no partition (``None``) or no rows on the day."""
+    missing = {
+        name: "has no partition" if count is None else "has 0 rows"
+        for name, count in rows.items()
+        if not count
+    }
+    return Alert(NO_DATA, day, rules.no_data_severity, missing=missing) if missing else None
+
+
+def route_targets(alert: Alert, routes: Iterable[Route], rules: Rules) -> list[tuple[str, str]]:
+    """``(route name, channel)`` pairs the alert goes to, each channel once (through its first route)."""
+    targets: dict[str, str] = {}
+    for route in routes:
+        if rules.rank(alert.severity) < rules.rank(route.min_severity):
+            continue
+        if route.series and not any(
+            fnmatch.fnmatchcase(name, pattern) for name in alert.series for pattern in route.series
+        ):
+            continue
+        for channel in route.channels:
+            targets.setdefault(channel, route.name)
+    return [(route, channel) for channel, route in targets.items()]

@@ -1,0 +1,193 @@
+"""One day's alerting: decide from the lake, skip what the ledger says was sent, deliver, record."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pyarrow as pa
+
+from passion_tasks import schemas
+from passion_tasks.alerting import ledger as ledgers
+from passion_tasks.alerting.channels import AlertMessage, DeliveryError
+from passion_tasks.alerting.config import AlertConfig
+from passion_tasks.alerting.rules import (
+    Alert,
+    Anomaly,
+    Incident,
+    Snooze,
+    decide,
+    no_data_alert,
+    route_targets,
+)
+from passion_tasks.errors import ExitCode, UsageError
+from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day
+
+SNOOZES_PATH = "alerts/snoozes.json"
+#: Where ``reporting.report.render_day_report`` writes the day's page, under ``reports/dt=D/``.
+REPORT_PAGE = "index.html"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One alert to one channel, through the route that sent it there."""
+
+    alert: Alert
+    route: str
+    channel: str
+    error: str | None = None
+
+
+@dataclass
+class AlertRun:
+    """What ``alert_day`` decided and did."""
+
+    day: dt.date
+    alerts: list[Alert] = field(default_factory=list)
+    sent: list[Delivery] = field(default_factory=list)
+    duplicates: list[Delivery] = field(default_factory=list)
+    failed: list[Delivery] = field(default_factory=list)
+    unrouted: list[Alert] = field(default_factory=list)
+    snoozed: list[Anomaly] = field(default_factory=list)
+    in_cooldown: list[Incident] = field(default_factory=list)
+    below_minimums: list[Anomaly] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.FAILED if self.failed else ExitCode.OK
+
+    def summary(self) -> str:
+        text = (
+            f"{self.day}: {len(self.alerts)} alerts; sent {len(self.sent)}, "
+            f"already sent {len(self.duplicates)}, failed {len(self.failed)}, "
+            f"no route for {len(self.unrouted)}; held back {len(self.snoozed)} snoozed events, "
+            f"{len(self.in_cooldown)} incidents in cooldown, "
+            f"{len(self.below_minimums)} events below the minimums"
+        )
+        for delivery in self.failed:
+            text += f"\n  failed {delivery.channel}: {delivery.alert.title}: {delivery.error}"
+        return text
+
+    def raise_for_failures(self) -> None:
+        """Raise when a delivery failed, so a scheduler retries the run (which retries only those)."""
+        if self.failed:
+            raise DeliveryError(self.summary())
+
+
+def alert_day(
+    lake: Lake, day: Day, config: AlertConfig | None = None, *, now: dt.datetime | None = None
+) -> AlertRun:
+    """Decide the day's alerts and deliver each one to its routes' channels once.
+
+    ``config`` defaults to :meth:`AlertConfig.from_env`; ``now`` (UTC) is the ``sent_at`` written down.
+    Every delivery is recorded in ``alerts/dt=D/sent.jsonl``; one already sent is skipped, one that
+    failed is tried again.
+    """
+    config = config or AlertConfig.from_env()
+    day = as_day(day)
+    sent_at = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
+    scores = read_day(lake, "scores", day, schemas.SCORES)
+    decisions = decide(
+        day,
+        read_day(lake, "events", day, schemas.EVENTS),
+        scores,
+        config.rules,
+        config.snoozes + lake_snoozes(lake),
+        earlier=ledgers.alerted_incidents(ledgers.read_entries(lake, day - dt.timedelta(days=1))),
+    )
+    rows = {dataset: dataset_rows(lake, dataset, day) for dataset in config.rules.expected_datasets}
+    no_data = no_data_alert(day, rows, config.rules)
+    run = AlertRun(
+        day=day,
+        alerts=[no_data, *decisions.alerts] if no_data else decisions.alerts,
+        snoozed=decisions.snoozed,
+        in_cooldown=decisions.in_cooldown,
+        below_minimums=decisions.below_minimums,
+    )
+    ledger = ledgers.Ledger(lake, day)
+    channels, routes, report = config.channels, config.routes_in_effect(), report_url(lake, day, config)
+    for alert in run.alerts:
+        targets = route_targets(alert, routes, config.rules)
+        if not targets:
+            run.unrouted.append(alert)
+            continue
+        message = AlertMessage(alert, report, sent_at, _plot(scores, alert.incident))
+        for route, channel in targets:
+            if ledger.delivered(alert.dedup_key, channel):
+                run.duplicates.append(Delivery(alert, route, channel))
+                continue
+            try:
+                channels[channel].send(message)
+            except DeliveryError as error:
+                delivery = Delivery(alert, route, channel, error=config.scrub(str(error)))
+                run.failed.append(delivery)
+                log.warning("alert %s to %s failed: %s", alert.dedup_key[:12], channel, delivery.error)
+            else:
+                delivery = Delivery(alert, route, channel)
+                run.sent.append(delivery)
+                log.info("alert %s sent to %s: %s", alert.dedup_key[:12], channel, alert.title)
+            ledger.record(
+                {
+                    "dedup_key": alert.dedup_key,
+                    "channel": channel,
+                    "route": route,
+                    "sent_at": sent_at,
+                    "status": ledgers.FAILED if delivery.error else ledgers.SENT,
+                    "error": delivery.error,
+                    "incident": alert.summary(),
+                }
+            )
+    return run
+
+
+def read_day(lake: Lake, dataset: str, day: dt.date, schema: pa.Schema) -> pd.DataFrame:
+    """The day's rows of ``dataset`` in ``schema``'s columns; none when the day has no partition."""
+    try:
+        table = lake.read_partition(dataset, day, columns=schema.names)
+    except PartitionNotFound:
+        table = schema.empty_table()
+    return table.to_pandas()
+
+
+def dataset_rows(lake: Lake, dataset: str, day: dt.date) -> int | None:
+    """Rows of the day's leaves of ``dataset``; None when it has no partition that day."""
+    leaves = lake.leaves(dataset, day)
+    return sum(leaf.rows for leaf in leaves) if leaves else None
+
+
+def lake_snoozes(lake: Lake) -> tuple[Snooze, ...]:
+    """The snoozes in the lake's ``alerts/snoozes.json``, a JSON list like ``PASSION_ALERT_SNOOZES``."""
+    if not lake.exists(SNOOZES_PATH):
+        return ()
+    try:
+        items = json.loads(lake.read_bytes(SNOOZES_PATH))
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{lake.uri(SNOOZES_PATH)} is not valid JSON: {error}") from None
+    if not isinstance(items, list):
+        raise UsageError(f"{lake.uri(SNOOZES_PATH)} must hold a JSON list of snoozes")
+    return tuple(Snooze.from_dict(item) for item in items)
+
+
+def report_url(lake: Lake, day: dt.date, config: AlertConfig) -> str:
+    if config.report_url:
+        return config.report_url.replace("{day}", day.isoformat())
+    return lake.uri(posixpath.join(Lake.leaf("reports", day), REPORT_PAGE))
+
+
+def _plot(scores: pd.DataFrame, incident: Incident | None) -> Callable[[], bytes | None]:
+    def render() -> bytes | None:
+        if incident is None:
+            return None
+        # Imported here: matplotlib takes a while to load and only email needs the plot.
+        from passion_tasks.alerting.plots import incident_png
+
+        return incident_png(scores, incident)
+
+    return render
