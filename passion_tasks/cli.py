@@ -180,6 +180,11 @@ def cmd_alert(args: argparse.Namespace) -> int:
     return run.exit_code
 
 
+def cmd_explore(args: argparse.Namespace) -> int:
+    print(pipeline.explore(args.start, args.end, series=args.series, target=args.target, lake_url=args.lake))
+    return ExitCode.OK
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     print(pipeline.report_day(args.day, lake_url=args.lake))
     return ExitCode.OK
@@ -397,6 +402,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--detector", help="result-file prefix and thresholds key (default: the folder's name)"
     )
     nab_score.set_defaults(handler=cmd_nab_score)
+
+    explore = commands.add_parser(
+        "explore", help="an HTML page to find the critical features: plots, correlations, importance"
+    )
+    explore.add_argument("--from", dest="start", type=_day, required=True, metavar="YYYY-MM-DD")
+    explore.add_argument("--to", dest="end", type=_day, required=True, metavar="YYYY-MM-DD")
+    explore.add_argument("--series", action="append", metavar="NAME", help="default: the watched series")
+    explore.add_argument("--target", metavar="NAME", help="the series whose drivers are ranked")
+    _lake_option(explore)
+    explore.set_defaults(handler=cmd_explore)
 
     alert = commands.add_parser(
         "alert",

@@ -271,6 +271,21 @@ def alert_day(
     return run_alerts(Lake(lake_url, s3=s3), day, config)
 
 
+def explore(
+    start: Day,
+    end: Day,
+    *,
+    series: list[str] | None = None,
+    target: str | None = None,
+    lake_url: str | None = None,
+    s3: S3Options | None = None,
+) -> str:
+    """The exploration page of the days ``start``..``end``; returns its URI."""
+    from passion_tasks.reporting.explore import explore as explore_page
+
+    return explore_page(Lake(lake_url, s3=s3), start, end, series, target=target)
+
+
 def report_day(day: Day, *, lake_url: str | None = None, s3: S3Options | None = None) -> str:
     """Render the day's HTML report into the lake; returns its URI."""
     from passion_tasks.reporting.report import render_day_report

@@ -1,23 +1,254 @@
-"""The day's HTML report, rendered from scores and events in the lake."""
+"""The day's HTML report, and what it says drove each incident."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
 import re
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 
 from passion_tasks import schemas
 from passion_tasks.lake import Lake
-from passion_tasks.reporting.report import day_report_html, render_day_report
+from passion_tasks.reporting.drivers import (
+    baseline_window,
+    co_movement_sentence,
+    co_movements,
+    comparison_window,
+    explain_incident,
+)
+from passion_tasks.reporting.incidents import group_incidents, with_severity
+from passion_tasks.reporting.report import (
+    Drivers,
+    SourceQuality,
+    data_quality,
+    day_report_html,
+    render_day_report,
+)
 from passion_tasks.scoring import group_events
 
 DAY = dt.date(2026, 11, 21)
 SERIES = "cdn_ttfb_p95{edge=FRA2}"
 IMAGE = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+EDGES = ("AMS1", "FRA2", "LHR3", "PAR4")
+STEMS = ("/live/ch7/seg_001.ts", "/live/ch8/seg_001.ts")
+DEVICES = ("iPhone", "Roku")
+Rule = Callable[[str, str, str], bool]
+
+
+def at(clock: str, day: dt.date = DAY) -> pd.Timestamp:
+    return pd.Timestamp(f"{day} {clock}", tz="UTC")
+
+
+def requests(
+    start: pd.Timestamp,
+    minutes: int,
+    *,
+    fails: Rule = lambda edge, stem, device: False,
+    slow: Rule = lambda edge, stem, device: False,
+    served: Rule = lambda edge, stem, device: True,
+) -> pd.DataFrame:
+    """One request a minute for each edge, path and device (16 a minute), 10 s into the minute.
+
+    Every tenth minute AMS1 serves Roku on ch8 a 503 (a 0.62% background error rate); ``fails``
+    gives 503s, ``slow`` a 2 s time to first byte (else 0.1 s), ``served`` drops the others.
+    """
+    rows = []
+    for minute in range(minutes):
+        ts = start + pd.Timedelta(minutes=minute, seconds=10)
+        for edge in EDGES:
+            for stem in STEMS:
+                for device in DEVICES:
+                    if not served(edge, stem, device):
+                        continue
+                    background = minute % 10 == 0 and (edge, stem, device) == ("AMS1", STEMS[1], "Roku")
+                    rows.append(
+                        {
+                            "ts": ts,
+                            "edge_location": edge,
+                            "cs_uri_stem": stem,
+                            "sc_status": 503 if background or fails(edge, stem, device) else 200,
+                            "device_family": device,
+                            "edge_result_type": "Hit",
+                            "sc_bytes": 1000,
+                            "time_to_first_byte": 2.0 if slow(edge, stem, device) else 0.1,
+                            "time_taken": 0.5,
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+def fra2_ch7(edge: str, stem: str, device: str) -> bool:
+    return edge == "FRA2" and stem == STEMS[0]
+
+
+def ch7_iphone(edge: str, stem: str, device: str) -> bool:
+    return stem == STEMS[0] and device == "iPhone"
+
+
+def incident_logs(**rules: Rule) -> pd.DataFrame:
+    """10:00-11:00 normal, then 11:00-11:30 with ``rules``."""
+    return pd.concat([requests(at("10:00"), 60), requests(at("11:00"), 30, **rules)], ignore_index=True)
+
+
+BASELINE = (at("10:00"), at("11:00"))
+
+
+# -- explain_incident --------------------------------------------------------------------------
+
+
+def test_a_5xx_burst_on_one_edge_and_path_is_named_by_both() -> None:
+    explanation = explain_incident(
+        incident_logs(fails=fra2_ch7), at("11:00"), at("11:30"), BASELINE, "cdn_5xx_rate"
+    )
+
+    assert explanation.sentence == (
+        "5xx rate 0% → 100% at edge FRA2, path /live/ch7, all devices (overall 0.62% → 13%)"
+    )
+    assert [(part.dimension, part.values) for part in explanation.slices] == [
+        ("edge_location", ("FRA2",)),
+        ("path_group", ("/live/ch7",)),
+    ]
+    assert explanation.slices[0].traffic_share == 0.25
+    assert explanation.slices[0].change_share == pytest.approx(1.0)
+    assert explanation.spread == ("device_family",)
+    assert explanation.explained_share == pytest.approx(1.0)
+
+
+def test_a_cause_on_every_edge_says_all_edges() -> None:
+    explanation = explain_incident(
+        incident_logs(fails=ch7_iphone), at("11:00"), at("11:30"), BASELINE, "cdn_5xx_rate"
+    )
+
+    assert explanation.sentence == (
+        "5xx rate 0% → 100% at path /live/ch7, device iPhone, all edges (overall 0.62% → 26%)"
+    )
+    assert explanation.spread == ("edge_location",)
+
+
+def test_a_latency_spike_on_one_edge() -> None:
+    def fra2(edge: str, stem: str, device: str) -> bool:
+        return edge == "FRA2"
+
+    explanation = explain_incident(
+        incident_logs(slow=fra2), at("11:00"), at("11:30"), BASELINE, "cdn_ttfb_p95"
+    )
+
+    assert explanation.sentence == (
+        "ttfb p95 100 ms → 2.0 s at edge FRA2, all paths, all devices (overall 100 ms → 2.0 s)"
+    )
+
+
+def test_slow_requests_that_are_failures_are_named_as_such() -> None:
+    explanation = explain_incident(
+        incident_logs(fails=fra2_ch7, slow=fra2_ch7), at("11:00"), at("11:30"), BASELINE, "cdn_ttfb_p99"
+    )
+
+    assert explanation.mechanism is not None
+    assert explanation.mechanism.values == ("5xx",)
+    assert explanation.sentence.endswith("mostly 5xx responses (overall 100 ms → 2.0 s)")
+
+
+def test_a_traffic_drop_is_compared_with_the_same_minutes_the_day_before() -> None:
+    yesterday = DAY - dt.timedelta(days=1)
+    logs = pd.concat(
+        [
+            requests(at("11:00", yesterday), 30),
+            requests(at("11:00"), 30, served=lambda edge, stem, device: edge != "PAR4"),
+        ],
+        ignore_index=True,
+    )
+    window = comparison_window(
+        "cdn_requests", at("11:00"), at("11:30"), (at("00:00"), at("23:59")), previous_day=True
+    )
+
+    explanation = explain_incident(logs, at("11:00"), at("11:30"), window, "cdn_requests")
+
+    assert window == (at("11:00", yesterday), at("11:30", yesterday))
+    assert (
+        explanation.sentence
+        == "requests 4.0/min → 0/min at edge PAR4, all paths, all devices (overall 16/min → 12/min)"
+    )
+
+
+def test_noise_is_not_explained() -> None:
+    explanation = explain_incident(incident_logs(), at("11:00"), at("11:30"), BASELINE, "cdn_5xx_rate")
+
+    assert not explanation.changed
+    assert explanation.slices == ()
+    assert explanation.sentence == "5xx rate 0.62% → 0.62% over 480 requests: within noise, not attributed"
+
+
+def test_baseline_windows() -> None:
+    day = (at("00:00"), at("00:00") + pd.Timedelta(days=1))
+    # Before the incident, as long as it and at least an hour, ending 5 minutes before it.
+    assert baseline_window(at("11:00"), at("11:30"), day) == (at("09:55"), at("10:55"))
+    assert baseline_window(at("11:00"), at("13:00"), day) == (at("08:55"), at("10:55"))
+    # Too early in the day: after it.
+    assert baseline_window(at("00:10"), at("00:40"), day) == (at("00:45"), at("01:45"))
+    # Rates are compared within the day even when the day before has logs.
+    assert comparison_window("cdn_5xx_rate", at("11:00"), at("11:30"), day, previous_day=True) == (
+        at("09:55"),
+        at("10:55"),
+    )
+
+
+def test_services_that_moved_together() -> None:
+    index = pd.date_range(at("10:00"), periods=120, freq="min")
+    noise = np.tile([0.0, 1.0, -1.0, 0.5], 30)
+    frame = pd.DataFrame({name: 1000 + noise for name in ("cif", "paycore", "paydecision")}, index=index)
+    frame.loc[at("11:30") :, ["paycore", "paydecision"]] *= 0.8
+
+    movements = co_movements(frame, at("11:30"), at("12:00"), (at("10:25"), at("11:25")))
+
+    assert [(movement.series, movement.moved) for movement in movements] == [
+        ("paycore", True),
+        ("paydecision", True),
+        ("cif", False),
+    ]
+    assert movements[0].change == pytest.approx(-0.2, abs=0.001)
+    assert co_movement_sentence(movements) == (
+        "paycore −20% (−269.9σ) and paydecision −20% (−269.9σ) moved together; cif held"
+    )
+
+
+def test_services_are_compared_with_the_day_before_when_there_is_one() -> None:
+    # Two days of a daily ramp every service follows; on the second, paycore halves for 30 minutes.
+    index = pd.date_range(at("00:00", DAY - dt.timedelta(days=1)), periods=2 * 1440, freq="min")
+    rng = np.random.default_rng(0)
+    ramp = 1000 + 2 * np.tile(np.arange(1440.0), 2)
+    frame = pd.DataFrame(
+        {name: ramp + rng.normal(0, 2, len(index)) for name in ("cif", "paycore", "paydecision")}, index=index
+    )
+    frame.loc[at("10:00") : at("10:29"), "paycore"] *= 0.5
+    baseline = (at("08:55"), at("09:55"))
+
+    movements = co_movements(frame, at("10:00"), at("10:30"), baseline)
+    without_the_day_before = co_movements(
+        frame[frame.index >= at("00:00")], at("10:00"), at("10:30"), baseline
+    )
+
+    assert [(m.series, m.moved, m.seasonal) for m in movements] == [
+        ("paycore", True, True),
+        ("cif", False, True),
+        ("paydecision", False, True),
+    ]
+    assert movements[0].change == pytest.approx(-0.5, abs=0.005)
+    assert re.fullmatch(
+        r"only paycore −50% \(−\d+\.\dσ\) moved; cif and paydecision held", co_movement_sentence(movements)
+    )
+    assert movements[1].change == pytest.approx(0.0, abs=0.005)
+    # Against the hour before only, cif "changed" by the ramp: medians 1000 + 2 * 614.5 over 1000 + 2 * 564.5.
+    cif = next(m for m in without_the_day_before if m.series == "cif")
+    assert not cif.seasonal
+    assert cif.change == pytest.approx(2229 / 2129 - 1, abs=0.005)
+
+
+# -- incidents ---------------------------------------------------------------------------------
 
 
 def day_scores(series: str, anomalous_minutes: list[int], *, threshold: float = 4.0) -> pd.DataFrame:
@@ -31,7 +262,7 @@ def day_scores(series: str, anomalous_minutes: list[int], *, threshold: float = 
             "ts": pd.date_range(pd.Timestamp(DAY, tz="UTC"), periods=1440, freq="min"),
             "series": series,
             "detector": "rolling_mad",
-            "model_version": "fit:2026-11-08..2026-11-20",
+            "model_version": f"{series}/rolling_mad@v2",
             "value": expected + 0.01 * score,
             "expected": expected,
             "score": score,
@@ -41,66 +272,187 @@ def day_scores(series: str, anomalous_minutes: list[int], *, threshold: float = 
     )
 
 
-def write_day(lake: Lake, scores: pd.DataFrame) -> pd.DataFrame:
+def test_overlapping_events_of_several_series_are_one_incident() -> None:
+    scores = pd.concat(
+        [
+            day_scores("cdn_5xx_rate", list(range(660, 690))),  # 11:00-11:29
+            day_scores("cdn_5xx_rate{edge=FRA2}", list(range(665, 680)), threshold=2.0),  # 11:05-11:19
+            day_scores("paycore", list(range(670, 675))),  # a server metric: its own incident
+            day_scores("cdn_4xx_rate", [900]),  # 15:00, alone
+        ],
+        ignore_index=True,
+    )
+
+    incidents = group_incidents(with_severity(group_events(scores), scores))
+
+    assert [(i.start, i.end, i.minutes, list(i.events["series"])) for i in incidents] == [
+        (at("11:00"), at("11:29"), 30, ["cdn_5xx_rate{edge=FRA2}", "cdn_5xx_rate"]),
+        (at("11:10"), at("11:14"), 5, ["paycore"]),
+        (at("15:00"), at("15:00"), 1, ["cdn_4xx_rate"]),
+    ]
+    # Peak 24 over a threshold of 2 for the FRA2 series; 39 over 4 for the overall one.
+    assert incidents[0].severity == 12.0
+
+
+# -- the report --------------------------------------------------------------------------------
+
+
+def write_day(lake: Lake, scores: pd.DataFrame) -> None:
     events = group_events(scores)
-    lake.write_partition("scores", DAY, pa.Table.from_pandas(scores, preserve_index=False))
+    lake.write_partition(
+        "scores", DAY, pa.Table.from_pandas(scores, schema=schemas.SCORES, preserve_index=False)
+    )
     lake.write_partition(
         "events", DAY, pa.Table.from_pandas(events, schema=schemas.EVENTS, preserve_index=False)
     )
-    return events
 
 
-def test_report_of_a_day_with_an_incident(lake: Lake) -> None:
-    # Minutes 845-849 (14:05-14:09) are one incident, 1200 (20:00) another one.
-    write_day(lake, day_scores(SERIES, [845, 846, 847, 848, 849, 1200]))
-    ingest_meta = {"rows": 12345, "quarantined": {"bad_status": 3, "truncated_line": 1}}
-    lake.write_partition("cdn_logs", DAY, schemas.CDN_LOGS.empty_table(), meta=ingest_meta)
+def write_logs(lake: Lake, logs: pd.DataFrame, meta: dict) -> None:
+    columns = {
+        name: pa.array(logs[name], schemas.CDN_LOGS.field(name).type)
+        if name in logs
+        else pa.nulls(len(logs), schemas.CDN_LOGS.field(name).type)
+        for name in schemas.CDN_LOGS.names
+    }
+    columns["source_format"] = pa.array(["cloudfront"] * len(logs))
+    columns["source_file"] = pa.array(["E1.2026-11-21-11.gz"] * len(logs))
+    lake.write_partition("cdn_logs", DAY, pa.table(columns, schema=schemas.CDN_LOGS), meta=meta)
 
+
+def report_of(lake: Lake) -> str:
     uri = render_day_report(lake, DAY)
-
     assert uri == lake.uri("reports/dt=2026-11-21/index.html")
-    html = lake.read_bytes("reports/dt=2026-11-21/index.html").decode("utf-8")
-    assert SERIES in html
-    assert "2026-11-21 14:05 UTC" in html
-    assert "2026-11-21 14:09 UTC" in html
-    assert "5 min" in html
-    # The 5-minute incident comes before the 1-minute one, although the latter peaks higher.
-    assert html.index("2026-11-21 14:05 UTC") < html.index("2026-11-21 20:00 UTC")
-    assert "12,345" in html
-    assert "truncated_line" in html
+    return lake.read_bytes("reports/dt=2026-11-21/index.html").decode("utf-8")
+
+
+def test_report_names_the_edge_and_path_that_drove_a_5xx_burst(lake: Lake) -> None:
+    write_logs(
+        lake,
+        incident_logs(fails=fra2_ch7),
+        {"rows": 1440, "quarantined": {"bad_status": 3, "truncated_line": 1}},
+    )
+    write_day(
+        lake,
+        pd.concat(
+            [
+                day_scores("cdn_5xx_rate", list(range(660, 690))),
+                day_scores("cdn_5xx_rate{edge=FRA2}", list(range(662, 690))),
+                day_scores("cdn_ttfb_p95", []),
+            ],
+            ignore_index=True,
+        ),
+    )
+
+    html = report_of(lake)
+
+    sentence = "5xx rate 0% → 100% at edge FRA2, path /live/ch7, all devices (overall 0.68% → 13%)"
+    # In the incidents table and in the incident's own section.
+    assert html.count(sentence) == 2
+    assert "#1 · 11:00–11:29 · 30 min · CDN: cdn_5xx_rate" in html
+    assert "cdn_5xx_rate{edge=FRA2}" in html
+    assert "Compared with 09:55–10:55 (5xx rate; grey in the plot)" in html
+    assert "rolling_mad@v2" in html
+    cards = re.findall(r'<div class="value">(\d+)</div><div class="label">([\w ]+)<', html)
+    assert cards == [
+        ("1", "Incidents"),
+        ("58", "Anomalous minutes"),
+        ("3", "Series scored"),
+        ("2", "Anomalous events"),
+    ]
+    assert '<td>cdn_logs</td><td class="num">1,440</td><td class="num">4</td>' in html
+    assert "bad_status 3, truncated_line 1" in html
     images = IMAGE.findall(html)
-    assert len(images) == 2
+    assert len(images) == 1
     assert base64.b64decode(images[0]).startswith(b"\x89PNG\r\n\x1a\n")
-    summary = html[html.index("<h2>Summary") : html.index("<h2>Series")]
-    assert re.findall(r'class="num">([\d,]+)<', summary) == ["1", "6", "2", "12,345", "4", "3", "1"]
 
 
-def test_report_of_a_quiet_day(lake: Lake) -> None:
+def test_report_of_a_quiet_day_without_logs(lake: Lake) -> None:
     write_day(lake, day_scores(SERIES, []))
 
-    render_day_report(lake, DAY)
+    html = report_of(lake)
 
-    html = lake.read_bytes("reports/dt=2026-11-21/index.html").decode("utf-8")
     assert "No incidents on 2026-11-21." in html
-    assert "no CDN log ingest recorded" in html
+    assert '<td>cdn_logs</td><td class="num">not ingested</td>' in html
+    assert '<td class="num">no features</td>' in html
     assert IMAGE.findall(html) == []
 
 
-def test_report_escapes_names_and_caps_the_incidents_shown() -> None:
+def test_report_of_an_incident_without_logs(lake: Lake) -> None:
+    write_day(lake, day_scores(SERIES, [845, 846, 847]))
+
+    html = report_of(lake)
+
+    assert "no cdn_logs for 2026-11-21: the logs cannot say what drove it" in html
+    assert "#1 · 14:05–14:07 · 3 min · CDN: cdn_ttfb_p95{edge=FRA2}" in html
+    assert len(IMAGE.findall(html)) == 1
+
+
+def test_report_says_which_services_moved_with_a_metric_incident(lake: Lake) -> None:
+    grid = pd.date_range(pd.Timestamp(DAY, tz="UTC"), periods=1440, freq="min", unit="ms")
+    wiggle = np.tile([0.0, 1.0, -1.0, 0.5], 360)
+    values = {name: 1000 + wiggle for name in ("cif", "paycore", "paydecision")}
+    for name in ("paycore", "paydecision"):
+        values[name][600:630] *= 0.5  # 10:00-10:29
+    rows = [
+        {"ts": ts, "series": name, "metric": name, "dim": "", "dim_value": "", "value": value}
+        for name, series in values.items()
+        for ts, value in zip(grid, series, strict=True)
+    ]
+    features = pa.Table.from_pylist(rows, schema=schemas.FEATURES)
+    lake.write_partition("features", DAY, features, key={"source": "metrics"})
+    write_day(lake, day_scores("paycore", list(range(600, 630))))
+
+    html = report_of(lake)
+
+    assert "paycore −50% (−674.7σ) and paydecision −50% (−674.7σ) moved together; cif held" in html
+    assert '<td>metrics</td><td class="num">not ingested</td>' in html
+
+
+def test_data_quality_counts_minutes_without_data(lake: Lake) -> None:
+    grid = pd.date_range(pd.Timestamp(DAY, tz="UTC"), periods=1440, freq="min", unit="ms")
+    requests_per_minute = np.full(1440, 5.0)
+    requests_per_minute[100:110] = 0  # ten minutes without a request
+    cif = np.full(1440, 1.0)
+    cif[5:8] = np.nan
+    cdn = pd.DataFrame(
+        {"ts": grid, "series": "cdn_requests", "metric": "cdn_requests", "value": requests_per_minute}
+    )
+    metrics = pd.DataFrame({"ts": grid, "series": "cif", "metric": "cif", "value": cif})
+    for source, frame in (("cdn", cdn), ("metrics", metrics)):
+        table = pa.Table.from_pandas(
+            frame.assign(dim="", dim_value=""), schema=schemas.FEATURES, preserve_index=False
+        )
+        lake.write_partition("features", DAY, table, key={"source": source})
+    lake.write_partition(
+        "metrics", DAY, schemas.METRICS.empty_table(), key={"source": "server"}, meta={"rows": 4317}
+    )
+
+    assert data_quality(lake, DAY) == [
+        SourceQuality("cdn_logs", None, {}, 10, {}),
+        SourceQuality("metrics", 4317, {}, 3, {}),
+    ]
+
+
+def test_report_escapes_names_and_caps_the_incidents_explained() -> None:
     scores = pd.concat(
         [day_scores("<script>alert(1)</script>", [100, 300, 500]), day_scores(SERIES, [700])],
         ignore_index=True,
     )
-    html = day_report_html(DAY, scores, group_events(scores), max_events=2)
+    incidents = group_incidents(with_severity(group_events(scores), scores))
+
+    html = day_report_html(DAY, scores, incidents, [Drivers(note="a note")] * 2, [])
 
     assert "<script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert len(IMAGE.findall(html)) == 2
-    assert "2 more are in the events table" in html
+    assert "2 more incidents, not explained here" in html
 
 
 def test_report_without_recorded_thresholds() -> None:
     scores = day_scores(SERIES, [845]).drop(columns="threshold")
-    html = day_report_html(DAY, scores, group_events(scores))
+    incidents = group_incidents(with_severity(group_events(scores), scores))
+
+    html = day_report_html(DAY, scores, incidents, [Drivers(note="a note")], [])
+
     assert "not recorded" in html
     assert len(IMAGE.findall(html)) == 1

@@ -1,4 +1,5 @@
-"""The day's HTML report: a summary, then one section per incident with its plots.
+"""The day's HTML report: a summary with the data quality, then one section per incident saying what
+drove it, with its plots.
 
 The page is self-contained (plots are PNGs embedded as data URIs), so it can be mailed, attached to
 a ticket or served straight from the lake.
@@ -12,19 +13,36 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import matplotlib.dates as mdates
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from matplotlib.figure import Figure
 
-from passion_tasks.lake import Day, Lake, as_day
-from passion_tasks.reporting.figures import png_data_uri
+from passion_tasks.features import read_series, ts_within
+from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day
+from passion_tasks.pipeline import INPUT_ONLY_SUFFIXES
+from passion_tasks.reporting import drivers as drv
+from passion_tasks.reporting.figures import day_span, incident_figure, png_data_uri
+from passion_tasks.reporting.incidents import Incident, group_incidents, with_severity
 from passion_tasks.scoring import grid_step
 
-#: Incidents drawn in the report, longest first (a sustained deviation matters more than a one-minute
-#: blip), then by peak score; the rest are only counted.
-MAX_EVENTS = 20
+#: Incidents drawn and explained in the report, most important first (``Incident.rank``); the
+#: others are listed in one table.
+MAX_INCIDENTS = 20
+#: Metrics of one CDN incident explained from the logs: the most severe ones, causes first.
+MAX_EXPLAINED = 3
+#: Series plotted per incident, and listed in its table.
+MAX_PLOTTED = 4
+MAX_LISTED = 12
+#: Context shown around an incident: at least this much, or its own duration, on each side.
+MIN_CONTEXT = pd.Timedelta(minutes=90)
 TIME_FORMAT = "%Y-%m-%d %H:%M UTC"
+#: The metrics of an incident are explained causes first: failing requests are slow and small, a
+#: traffic drop moves the cache, not the reverse; latencies come last.
+CAUSES_FIRST = ("cdn_5xx_rate", "cdn_4xx_rate", "cdn_requests", "cdn_bytes", "cdn_cache_hit_ratio")
+#: The ingested datasets, and the feature source whose grid tells their missing minutes.
+SOURCES = {"cdn_logs": "cdn", "metrics": "metrics"}
 
 _TEMPLATES = Environment(
     loader=PackageLoader("passion_tasks.reporting"), autoescape=True, undefined=StrictUndefined
@@ -32,88 +50,226 @@ _TEMPLATES = Environment(
 
 
 @dataclass(frozen=True)
-class IngestCounts:
-    """What the CDN log ingest of the day recorded: rows landed and lines quarantined, by reason."""
+class SourceQuality:
+    """One ingested dataset on the day: rows landed, lines quarantined by reason, minutes without data.
 
-    rows: int
+    ``rows`` is None when nothing was ingested; ``missing_minutes`` None when the day has no
+    features to count them on. ``missing_by_series`` details the metrics' gaps.
+    """
+
+    dataset: str
+    rows: int | None
     quarantined: dict[str, int] = field(default_factory=dict)
+    missing_minutes: int | None = None
+    missing_by_series: dict[str, int] = field(default_factory=dict)
 
     @property
     def quarantined_total(self) -> int:
         return sum(self.quarantined.values())
 
 
-def ingest_counts(lake: Lake, day: Day) -> IngestCounts | None:
-    """The day's ``cdn_logs`` ingest counts summed over its leaves; None when nothing was ingested."""
-    leaves = lake.leaves("cdn_logs", day)
-    if not leaves:
-        return None
-    quarantined: Counter[str] = Counter()
-    for leaf in leaves:
-        quarantined.update(leaf.meta.get("quarantined") or {})
-    return IngestCounts(
-        rows=sum(int(leaf.meta.get("rows", leaf.rows)) for leaf in leaves),
-        quarantined=dict(sorted(quarantined.items())),
-    )
+@dataclass(frozen=True)
+class Drivers:
+    """What drove one incident: explanations from the CDN logs, or how the services moved.
+
+    ``note`` says why there is neither (no logs, no features).
+    """
+
+    explanations: tuple[drv.Explanation, ...] = ()
+    #: The window each explanation compared the incident with.
+    baselines: tuple[drv.Window, ...] = ()
+    movements: tuple[drv.Movement, ...] = ()
+    note: str = ""
+
+    def shaded(self, day: dt.date) -> drv.Window | None:
+        """The first comparison window within ``day``: the one the plot can show."""
+        return next((window for window in self.baselines if window[0] >= day_span(day)[0]), None)
+
+    @property
+    def sentences(self) -> list[str]:
+        found = [explanation.sentence for explanation in self.explanations]
+        if self.movements:
+            found.append(drv.co_movement_sentence(self.movements))
+        return found or [self.note]
 
 
 def render_day_report(lake: Lake, day: Day) -> str:
-    """Render the report of ``day`` from its scores and events; writes ``reports/dt=D/index.html``.
-
-    Returns the URI of the page.
-    """
+    """Render the report of ``day`` from its scores, events, logs and features; writes
+    ``reports/dt=D/index.html``. Returns the URI of the page."""
     day = as_day(day)
-    html = day_report_html(
-        day,
-        lake.read_partition("scores", day).to_pandas(),
-        lake.read_partition("events", day).to_pandas(),
-        ingest_counts(lake, day),
-    )
+    scores = lake.read_partition("scores", day).to_pandas()
+    events = lake.read_partition("events", day).to_pandas()
+    incidents = group_incidents(with_severity(events, scores))
+    services = _services(lake, day)
+    found = [incident_drivers(lake, day, incident, services) for incident in incidents[:MAX_INCIDENTS]]
+    html = day_report_html(day, scores, incidents, found, data_quality(lake, day))
     return lake.write_text(posixpath.join(Lake.leaf("reports", day), "index.html"), html)
 
 
 def day_report_html(
     day: dt.date,
     scores: pd.DataFrame,
-    events: pd.DataFrame,
-    ingest: IngestCounts | None = None,
-    *,
-    max_events: int = MAX_EVENTS,
+    incidents: list[Incident],
+    found: list[Drivers],
+    quality: list[SourceQuality],
 ) -> str:
-    """The report page for one day's scores (``scoring.SCORE_COLUMNS``) and events (``schemas.EVENTS``).
+    """The report page of one day's scores (``scoring.SCORE_COLUMNS``) and incidents (most important
+    first); ``found`` are the drivers of the first ``len(found)`` incidents, which get a section.
 
-    Without a ``threshold`` column in the scores the score plots have no threshold line.
+    Without a ``threshold`` column in the scores there are no threshold lines nor severities.
     """
-    shown = events.sort_values(
-        ["minutes", "peak_score", "start", "series", "detector"],
-        ascending=[False, False, True, True, True],
-        kind="stable",
-    ).head(max_events)
-    series_rows = [
-        _series_row(keys, rows) for keys, rows in scores.groupby(["series", "detector"], sort=True)
+    by_series = {
+        keys: rows.sort_values("ts", kind="stable") for keys, rows in scores.groupby(["series", "detector"])
+    }
+    series_rows = [_series_row(keys, rows) for keys, rows in sorted(by_series.items())]
+    anomalous = sorted(
+        (row for row in series_rows if row["anomalous_minutes"]), key=lambda row: -row["anomalous_minutes"]
+    )
+    sections = [
+        _incident_section(number, incident, drivers, by_series, day)
+        for number, (incident, drivers) in enumerate(zip(incidents, found, strict=False), start=1)
     ]
     return _TEMPLATES.get_template("day_report.html").render(
         day=day.isoformat(),
         summary={
             "series_scored": scores["series"].nunique(),
             "anomalous_minutes": sum(row["anomalous_minutes"] for row in series_rows),
-            "incidents": len(events),
+            "incidents": len(incidents),
+            "events": sum(len(incident.events) for incident in incidents),
         },
-        ingest=_ingest_view(ingest),
-        series=series_rows,
-        events=[_event_section(event, scores) for event in shown.to_dict("records")],
-        hidden_events=len(events) - len(shown),
+        quality=[_quality_view(source) for source in quality],
+        sections=sections,
+        others=[_overview_row(n, incident) for n, incident in enumerate(incidents, start=1)][len(found) :],
+        anomalous_series=anomalous,
+        quiet_series=len(series_rows) - len(anomalous),
     )
 
 
-def _ingest_view(ingest: IngestCounts | None) -> dict[str, Any] | None:
-    if ingest is None:
-        return None
-    return {
-        "rows": f"{ingest.rows:,}",
-        "quarantined_total": f"{ingest.quarantined_total:,}",
-        "quarantined": [(reason, f"{count:,}") for reason, count in ingest.quarantined.items()],
+# -- what drove an incident -------------------------------------------------------------------
+
+
+def incident_drivers(lake: Lake, day: dt.date, incident: Incident, services: pd.DataFrame | None) -> Drivers:
+    """Explain a CDN incident from the logs, a metrics incident from how the services moved."""
+    bounds = day_span(day)
+    if incident.family == "metrics":
+        if services is None or services.empty:
+            return Drivers(note=f"no metric features for {day}: cannot compare the services")
+        baseline = drv.baseline_window(incident.start, incident.stop, bounds)
+        movements = drv.co_movements(services, incident.start, incident.stop, baseline)
+        return Drivers(movements=tuple(movements), baselines=(baseline,))
+
+    metrics = list(dict.fromkeys(drv.metric_of(series) for series in incident.events["series"]))
+    metrics = sorted(
+        [metric for metric in metrics if metric in drv.MEASURES][:MAX_EXPLAINED], key=_cause_first
+    )
+    if not lake.has_partition("cdn_logs", day):
+        return Drivers(note=f"no cdn_logs for {day}: the logs cannot say what drove it")
+    if not metrics:
+        return Drivers(note="none of its series is computed from the CDN logs")
+    previous_day = lake.has_partition("cdn_logs", day - dt.timedelta(days=1))
+    windows = {
+        metric: drv.comparison_window(
+            metric, incident.start, incident.stop, bounds, previous_day=previous_day
+        )
+        for metric in metrics
     }
+    spans = [(incident.start, incident.stop), *windows.values()]
+    rows = drv.log_slices(read_logs(lake, min(start for start, _ in spans), max(stop for _, stop in spans)))
+    explanations = tuple(
+        drv.explain_rows(rows, incident.start, incident.stop, windows[metric], metric) for metric in metrics
+    )
+    return Drivers(explanations=explanations, baselines=tuple(windows[metric] for metric in metrics))
+
+
+def _cause_first(metric: str) -> int:
+    return CAUSES_FIRST.index(metric) if metric in CAUSES_FIRST else len(CAUSES_FIRST)
+
+
+def read_logs(lake: Lake, start: pd.Timestamp, stop: pd.Timestamp) -> pd.DataFrame:
+    """The ``drivers.LOG_COLUMNS`` of the cdn_logs rows in ``[start, stop)``, from every day it touches."""
+    within = ts_within(start.to_pydatetime(), stop.to_pydatetime())
+    tables = []
+    for day in pd.date_range(start.floor("D"), (stop - pd.Timedelta(milliseconds=1)).floor("D"), freq="D"):
+        try:
+            tables.append(lake.read_partition("cdn_logs", day.date(), columns=drv.LOG_COLUMNS, filter=within))
+        except PartitionNotFound:
+            continue
+    return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=drv.LOG_COLUMNS)
+
+
+def _services(lake: Lake, day: dt.date) -> pd.DataFrame | None:
+    """The server metrics of the day and the day before, one column per service (minutes x series);
+    None without features on the day."""
+    try:
+        names = lake.read_partition(
+            "features", day, key={"source": "metrics"}, columns=["series"], filter=pads.field("dim") == ""
+        )["series"].unique()
+    except PartitionNotFound:
+        return None
+    services = sorted(name for name in names.to_pylist() if not name.endswith(INPUT_ONLY_SUFFIXES))
+    # With the day before, when the lake has it: the services are compared with it (``co_movements``).
+    return read_series(lake, day - dt.timedelta(days=1), day, services) if services else None
+
+
+# -- data quality ------------------------------------------------------------------------------
+
+
+def data_quality(lake: Lake, day: Day) -> list[SourceQuality]:
+    """Rows ingested, lines quarantined and minutes missing for each of ``SOURCES`` on ``day``."""
+    day = as_day(day)
+    return [
+        _source_quality(lake, dataset, feature_source, day) for dataset, feature_source in SOURCES.items()
+    ]
+
+
+def _source_quality(lake: Lake, dataset: str, feature_source: str, day: dt.date) -> SourceQuality:
+    leaves = lake.leaves(dataset, day)
+    quarantined: Counter[str] = Counter()
+    for leaf in leaves:
+        quarantined.update(leaf.meta.get("quarantined") or {})
+    rows = sum(int(leaf.meta.get("rows", leaf.rows)) for leaf in leaves) if leaves else None
+    gaps = _gaps(lake, feature_source, day)
+    return SourceQuality(
+        dataset=dataset,
+        rows=rows,
+        quarantined=dict(sorted(quarantined.items())),
+        missing_minutes=None if gaps is None else int(gaps.any(axis=1).sum()),
+        missing_by_series={} if gaps is None or gaps.shape[1] < 2 else _nonzero(gaps.sum()),
+    )
+
+
+def _gaps(lake: Lake, feature_source: str, day: dt.date) -> pd.DataFrame | None:
+    """Minutes x series, True where the source had no data: no request at all for the CDN, a missing
+    value for a metric."""
+    wanted = pads.field("series") == "cdn_requests" if feature_source == "cdn" else pads.field("dim") == ""
+    try:
+        table = lake.read_partition(
+            "features", day, key={"source": feature_source}, columns=["ts", "series", "value"], filter=wanted
+        )
+    except PartitionNotFound:
+        return None
+    frame = table.to_pandas()
+    frame = frame[~frame["series"].str.endswith(INPUT_ONLY_SUFFIXES)]
+    values = frame.pivot(index="ts", columns="series", values="value")
+    return values.isna() | (values == 0) if feature_source == "cdn" else values.isna()
+
+
+def _nonzero(counts: pd.Series) -> dict[str, int]:
+    return {str(name): int(count) for name, count in counts.items() if count}
+
+
+def _quality_view(source: SourceQuality) -> dict[str, Any]:
+    return {
+        "dataset": source.dataset,
+        "rows": "not ingested" if source.rows is None else f"{source.rows:,}",
+        "quarantined_total": f"{source.quarantined_total:,}",
+        "quarantined": [(reason, f"{count:,}") for reason, count in source.quarantined.items()],
+        "missing_minutes": "no features" if source.missing_minutes is None else f"{source.missing_minutes:,}",
+        "missing_by_series": ", ".join(f"{name} {count}" for name, count in source.missing_by_series.items()),
+    }
+
+
+# -- views -------------------------------------------------------------------------------------
 
 
 def _series_row(keys: tuple[str, str], rows: pd.DataFrame) -> dict[str, Any]:
@@ -130,55 +286,148 @@ def _series_row(keys: tuple[str, str], rows: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _event_section(event: dict[str, Any], scores: pd.DataFrame) -> dict[str, Any]:
-    rows = scores[(scores["series"] == event["series"]) & (scores["detector"] == event["detector"])]
-    rows = rows.sort_values("ts", kind="stable")
+def _overview_row(number: int, incident: Incident) -> dict[str, Any]:
+    return {
+        "number": number,
+        "start": incident.start.strftime("%H:%M"),
+        "end": incident.end.strftime("%H:%M"),
+        "duration": _duration(incident.minutes),
+        "severity": _severity(incident.severity),
+        "lead": incident.lead["series"],
+        "series": incident.events["series"].nunique(),
+    }
+
+
+def _incident_section(
+    number: int,
+    incident: Incident,
+    drivers: Drivers,
+    by_series: dict[tuple[str, str], pd.DataFrame],
+    day: dt.date,
+) -> dict[str, Any]:
+    events = incident.events
+    listed = events.drop_duplicates(["series", "detector"]).head(MAX_LISTED)
+    plotted = _plotted(events)
+    span = _context(incident, day)
+    rows = [_within(by_series[pair], *span) for pair in plotted]
+    return {
+        **_overview_row(number, incident),
+        "family": "CDN" if incident.family == "cdn" else "server metrics",
+        "start_full": incident.start.strftime(TIME_FORMAT),
+        "end_full": incident.end.strftime(TIME_FORMAT),
+        "sentences": drivers.sentences,
+        "breakdown": [
+            _contribution_view(explanation, row)
+            for explanation in drivers.explanations[:1]
+            for row in explanation.breakdown
+        ],
+        "breakdown_measure": drivers.explanations[0].measure.label if drivers.explanations else "",
+        "comparisons": _comparisons(drivers, day),
+        "movements": [_movement_view(movement) for movement in drivers.movements],
+        "events": [_event_view(event, by_series) for event in listed.to_dict("records")],
+        "unlisted": events[["series", "detector"]].drop_duplicates().shape[0] - len(listed),
+        "plot": png_data_uri(incident_figure(rows, (incident.start, incident.stop), drivers.shaded(day))),
+    }
+
+
+def _plotted(events: pd.DataFrame) -> list[tuple[str, str]]:
+    """Up to ``MAX_PLOTTED`` series: the most severe, the overall ones (the big picture), then the
+    most severe of each other metric, then the rest; ``events`` come most severe first."""
+    pairs = list(dict.fromkeys(zip(events["series"], events["detector"], strict=True)))
+    overall = [pair for pair in pairs if drv.metric_of(pair[0]) == pair[0]]
+    per_metric = list(
+        {drv.metric_of(series): (series, detector) for series, detector in reversed(pairs)}.values()
+    )
+    ordered = [pairs[0], *overall, *sorted(per_metric, key=pairs.index), *pairs]
+    return list(dict.fromkeys(ordered))[:MAX_PLOTTED]
+
+
+def _context(incident: Incident, day: dt.date) -> tuple[pd.Timestamp, pd.Timestamp]:
+    pad = max(MIN_CONTEXT, incident.stop - incident.start)
+    first, end = day_span(day)
+    return max(first, incident.start - pad), min(end, incident.stop + pad)
+
+
+def _within(rows: pd.DataFrame, start: pd.Timestamp, stop: pd.Timestamp) -> pd.DataFrame:
+    return rows[(rows["ts"] >= start) & (rows["ts"] < stop)]
+
+
+def _event_view(event: dict[str, Any], by_series: dict[tuple[str, str], pd.DataFrame]) -> dict[str, Any]:
+    rows = by_series[event["series"], event["detector"]]
     during = rows[(rows["ts"] >= event["start"]) & (rows["ts"] <= event["end"])]
     return {
         "series": event["series"],
         "detector": event["detector"],
-        "model_version": ", ".join(sorted(during["model_version"].unique())),
-        "start": event["start"].strftime(TIME_FORMAT),
-        "end": event["end"].strftime(TIME_FORMAT),
+        "model": _model_text(event["series"], event["detector"], during["model_version"].unique()),
+        "start": event["start"].strftime("%H:%M"),
+        "end": event["end"].strftime("%H:%M"),
         "duration": _duration(int(event["minutes"])),
         "peak_score": f"{event['peak_score']:.2f}",
         "peak_ts": event["peak_ts"].strftime("%H:%M"),
-        "plot": png_data_uri(_event_figure(rows, event)),
+        "threshold": "not recorded" if pd.isna(event["threshold"]) else f"{event['threshold']:.2f}",
+        "severity": _severity(event["severity"]),
     }
+
+
+def _model_text(series: str, detector: str, versions: list[str]) -> str:
+    """``rolling_mad@v3`` for the registry's ``<series>/rolling_mad@v3``; the detector and the
+    version as they are otherwise."""
+    shown = sorted(str(version).removeprefix(f"{series}/") for version in versions)
+    return (
+        ", ".join(text if text.startswith(detector) else f"{detector} {text}" for text in shown) or detector
+    )
+
+
+def _contribution_view(explanation: drv.Explanation, row: drv.Contribution) -> dict[str, str]:
+    fmt = explanation.measure.format
+    return {
+        "dimension": drv.DIMENSION_NAMES[row.dimension],
+        "value": row.value,
+        "before": fmt(row.before),
+        "during": fmt(row.during),
+        "change_share": _share(row.change_share),
+        "traffic_share": _share(row.traffic_share),
+    }
+
+
+def _movement_view(movement: drv.Movement) -> dict[str, str]:
+    return {
+        "series": movement.series,
+        "before": f"{movement.before:,.4g}",
+        "during": f"{movement.during:,.4g}",
+        "change": drv.signed_percent(movement.change),
+        "z": drv.signed_number(movement.z),
+        "compared": "the day before" if movement.seasonal else "the baseline",
+        "moved": "moved" if movement.moved else "",
+    }
+
+
+def _comparisons(drivers: Drivers, day: dt.date) -> str:
+    """``13:47–14:47 (5xx rate, ttfb p99; grey in the plot) and 2026-11-20 14:52–15:21 (requests)``."""
+    labels = [explanation.measure.label for explanation in drivers.explanations] or ["the services"]
+    windows: dict[drv.Window, list[str]] = {}
+    for label, window in zip(labels, drivers.baselines, strict=False):
+        windows.setdefault(window, []).append(label)
+    shaded = drivers.shaded(day)
+    return " and ".join(
+        f"{_window_text(window, day)} ({', '.join(names)}{'; grey in the plot' if window == shaded else ''})"
+        for window, names in windows.items()
+    )
+
+
+def _window_text(window: drv.Window, day: dt.date) -> str:
+    start = window[0].strftime("%H:%M" if window[0].date() == day else "%Y-%m-%d %H:%M")
+    return f"{start}–{window[1].strftime('%H:%M')}"
+
+
+def _share(share: float) -> str:
+    return "n/a" if not np.isfinite(share) else f"{min(max(share, -9.99), 9.99):.0%}"
+
+
+def _severity(severity: float) -> str:
+    return "n/a" if not np.isfinite(severity) else f"{severity:.1f}×"
 
 
 def _duration(minutes: int) -> str:
     hours, rest = divmod(minutes, 60)
     return f"{hours} h {rest:02d} min" if hours else f"{minutes} min"
-
-
-def _event_figure(rows: pd.DataFrame, event: dict[str, Any]) -> Figure:
-    """Actual vs expected with the anomalous points in red, over the score and its threshold."""
-    figure = Figure(figsize=(10, 5.5), dpi=80, layout="constrained")
-    values_axes, score_axes = figure.subplots(2, 1, sharex=True, height_ratios=[3, 2])
-    ts = rows["ts"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
-    anomalous = rows["is_anomaly"].to_numpy(dtype=bool)
-
-    values_axes.plot(ts, rows["value"], color="tab:blue", linewidth=1, label="actual")
-    values_axes.plot(ts, rows["expected"], color="tab:gray", linewidth=1, linestyle="--", label="expected")
-    values_axes.scatter(
-        ts[anomalous], rows["value"].to_numpy()[anomalous], color="red", s=12, zorder=3, label="anomalous"
-    )
-    values_axes.set_title(event["series"], loc="left")
-    score_axes.plot(ts, rows["score"], color="black", linewidth=1, label="score")
-    if "threshold" in rows:
-        score_axes.plot(
-            ts, rows["threshold"], color="red", linestyle="--", drawstyle="steps-post", label="threshold"
-        )
-    span_end = event["end"] + grid_step(rows["ts"])
-    for axes in (values_axes, score_axes):
-        axes.axvspan(_naive_utc(event["start"]), _naive_utc(span_end), color="red", alpha=0.12)
-        axes.legend(loc="upper left", fontsize="small")
-        axes.grid(alpha=0.3)
-    score_axes.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
-    score_axes.set_xlabel("UTC")
-    return figure
-
-
-def _naive_utc(stamp: pd.Timestamp) -> dt.datetime:
-    return stamp.tz_convert("UTC").tz_localize(None).to_pydatetime()

@@ -1,0 +1,644 @@
+"""What drove an incident: the CDN log slices that hold a metric's change, and the services that moved.
+
+``explain_incident`` compares the log rows of an incident window with those of a baseline window
+and drills down, one dimension at a time (edge, path group, device family), into the values that
+hold most of the change while carrying a much smaller share of the traffic, the way an operator
+narrows a dashboard; the status class then says which responses carry the change. A dimension
+where the change is spread like the traffic is reported as "all edges", "all devices".
+``co_movements`` does the same job for server metrics, which have no rows to slice: it says which
+services left their baseline together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from passion_tasks.features.cdn import CACHE_HITS, LATENCIES, QUANTILES, path_group
+from passion_tasks.thresholds import robust_spread
+
+#: A change, or its concentration in a slice, must exceed this many standard deviations of its noise.
+SIGNIFICANCE_Z = 3.0
+#: A change is explained by the fewest values of a dimension that together hold this share of it,
+#: each significantly more than its share of the traffic ...
+EXPLAINED_SHARE = 0.8
+#: ... provided they hold at least this share, ...
+MIN_EXPLAINED_SHARE = 0.5
+#: ... are at most this many values, ...
+MAX_VALUES = 3
+#: ... and hold this many times more of the change than of the traffic (else it is everywhere).
+MIN_LIFT = 1.5
+#: Fewer extra flagged requests than this (an error, a slow request) is no change to explain.
+MIN_EXCESS_REQUESTS = 3
+#: A volume (requests, bytes per minute) must move by this share of its baseline to be explained.
+MIN_VOLUME_CHANGE = 0.05
+#: A service moved when its median left the baseline median by this many robust deviations.
+MOVED_Z = 3.0
+#: The baseline of an incident is at least this long, and ends this long before the incident.
+BASELINE_MINIMUM = pd.Timedelta(minutes=60)
+BASELINE_GUARD = pd.Timedelta(minutes=5)
+#: Server metrics are compared with themselves this long before, to take their daily cycle out.
+SEASON = pd.Timedelta(days=1)
+MISSING = "(none)"
+STATUS_CLASSES = np.array([f"{digit}xx" for digit in range(10)])
+
+Window = tuple[pd.Timestamp, pd.Timestamp]
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """A breakdown of the log rows: its column and how a sentence names it."""
+
+    column: str
+    singular: str
+    plural: str
+
+
+#: Where requests go (edge, path, device) narrows an incident down; the status class says what
+#: kind of responses carry the change there.
+DIMENSIONS = (
+    Dimension("edge_location", "edge", "edges"),
+    Dimension("path_group", "path", "paths"),
+    Dimension("device_family", "device", "devices"),
+    Dimension("status_class", "status", "statuses"),
+)
+STATUS = "status_class"
+_BY_COLUMN = {dimension.column: dimension for dimension in DIMENSIONS}
+#: How a report names each dimension column.
+DIMENSION_NAMES = {dimension.column: dimension.singular for dimension in DIMENSIONS}
+#: The log columns ``explain_incident`` reads.
+LOG_COLUMNS = [
+    "ts",
+    "edge_location",
+    "cs_uri_stem",
+    "sc_status",
+    "device_family",
+    "edge_result_type",
+    "sc_bytes",
+    *LATENCIES,
+]
+
+
+@dataclass(frozen=True)
+class Measure:
+    """How a CDN feature metric is computed from log rows.
+
+    ``share``: the share of requests with the boolean ``column`` set (an error rate); ``volume``:
+    the sum of ``column`` per minute (requests, bytes); ``quantile``: the ``q`` quantile of
+    ``column`` (a latency percentile), whose change is attributed through the requests slower
+    than the baseline's quantile.
+    """
+
+    label: str
+    kind: Literal["share", "volume", "quantile"]
+    column: str
+    q: float = 0.0
+    #: Whether the status class can say which responses carry the change: not for the error rates,
+    #: which are status classes.
+    by_status: bool = True
+
+    def format(self, value: float) -> str:
+        if not np.isfinite(value):
+            return "n/a"
+        if self.kind == "share":
+            return _percent(value)
+        if self.kind == "quantile":
+            return f"{_digits(value)} s" if value >= 1 else f"{_digits(value * 1000)} ms"
+        if self.column == "sc_bytes":
+            return f"{_digits(value / 1e6)} MB/min"
+        return f"{_digits(value)}/min"
+
+
+def _measures() -> dict[str, Measure]:
+    measures = {
+        "cdn_requests": Measure("requests", "volume", "requests"),
+        "cdn_bytes": Measure("bytes sent", "volume", "sc_bytes"),
+        "cdn_4xx_rate": Measure("4xx rate", "share", "is_4xx", by_status=False),
+        "cdn_5xx_rate": Measure("5xx rate", "share", "is_5xx", by_status=False),
+        "cdn_cache_hit_ratio": Measure("cache hit ratio", "share", "is_hit"),
+    }
+    for column, prefix in LATENCIES.items():
+        label = prefix.removeprefix("cdn_").replace("_", " ")
+        for q, suffix in QUANTILES.items():
+            measures[f"{prefix}_{suffix}"] = Measure(f"{label} {suffix}", "quantile", column, q)
+    return measures
+
+
+#: The explainable metrics of ``features.cdn``, by metric name.
+MEASURES = _measures()
+
+
+def metric_of(series: str) -> str:
+    """``cdn_5xx_rate{edge=FRA2}`` -> ``cdn_5xx_rate``."""
+    return series.partition("{")[0]
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Values of one dimension holding ``change_share`` of the change and ``traffic_share`` of the traffic."""
+
+    dimension: str
+    values: tuple[str, ...]
+    change_share: float
+    traffic_share: float
+
+    def describe(self) -> str:
+        names = _BY_COLUMN[self.dimension]
+        if len(self.values) == 1:
+            return f"{names.singular} {self.values[0]}"
+        return f"{names.plural} {', '.join(self.values[:-1])} and {self.values[-1]}"
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """One value of a dimension: the measure before and during, and its share of change and traffic."""
+
+    dimension: str
+    value: str
+    before: float
+    during: float
+    change_share: float
+    traffic_share: float
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Where in the logs a metric changed between a baseline and an incident window.
+
+    ``before``/``during`` are the measure inside the explaining slices (all rows when there is
+    none), ``overall_*`` over all rows. ``spread`` names the dimensions the change covers evenly;
+    ``mechanism`` the status classes that carry it inside the slices, when they concentrate it.
+    ``explained_share`` is the share of the whole change inside the slices. ``changed`` is False
+    when the logs show too small a change to attribute. ``requests`` counts the incident window's
+    requests; ``breakdown`` holds the top values of every dimension over all rows.
+    """
+
+    metric: str
+    measure: Measure
+    before: float
+    during: float
+    overall_before: float
+    overall_during: float
+    slices: tuple[Slice, ...]
+    spread: tuple[str, ...]
+    mechanism: Slice | None
+    explained_share: float
+    changed: bool
+    requests: int
+    breakdown: tuple[Contribution, ...] = ()
+
+    @property
+    def sentence(self) -> str:
+        """E.g. ``5xx rate 0.2% → 9.1% at edge FRA2, path /live/ch7, all devices (overall 0.2% → 1.3%)``.
+
+        ``ttfb p95 350 ms → 2.1 s at edge SIN2, all paths, all devices, mostly 5xx responses``
+        when the slow requests are the failing ones.
+        """
+        fmt = self.measure.format
+        if not self.changed:
+            return (
+                f"{self.measure.label} {fmt(self.overall_before)} → {fmt(self.overall_during)} over "
+                f"{self.requests:,} requests: within noise, not attributed"
+            )
+        places = [part.describe() for part in self.slices]
+        places += [f"all {_BY_COLUMN[column].plural}" for column in self.spread]
+        if self.mechanism is not None:
+            places.append(f"mostly {_and(self.mechanism.values)} responses")
+        text = f"{self.measure.label} {fmt(self.before)} → {fmt(self.during)}"
+        if places:
+            text += " at " + ", ".join(places)
+        if self.slices:
+            text += f" (overall {fmt(self.overall_before)} → {fmt(self.overall_during)})"
+        return text
+
+
+def log_slices(logs: pd.DataFrame) -> pd.DataFrame:
+    """CDN log rows with the dimensions (categorical) and flags ``explain_rows`` works on.
+
+    ``logs`` has the ``LOG_COLUMNS`` of ``schemas.CDN_LOGS``; missing dimension values become
+    ``(none)`` so that they are a slice like any other.
+    """
+    status = logs["sc_status"].to_numpy(dtype="int64")
+    stems = pa.chunked_array([pa.array(logs["cs_uri_stem"], pa.string())])
+    dimensions = {
+        "edge_location": logs["edge_location"],
+        "path_group": path_group(stems).to_pandas().set_axis(logs.index),
+        # HTTP statuses have three digits; CloudFront logs 000 when the client went away.
+        "status_class": pd.Series(STATUS_CLASSES[np.clip(status // 100, 0, 9)], index=logs.index),
+        "device_family": logs["device_family"],
+    }
+    return pd.DataFrame(
+        {
+            "ts": logs["ts"],
+            **{name: values.fillna(MISSING).astype("category") for name, values in dimensions.items()},
+            "is_4xx": (status >= 400) & (status < 500),
+            "is_5xx": (status >= 500) & (status < 600),
+            "is_hit": logs["edge_result_type"].isin(CACHE_HITS),
+            "requests": 1,
+            "sc_bytes": logs["sc_bytes"].fillna(0),
+            **{column: logs[column] for column in LATENCIES},
+        },
+        index=logs.index,
+    )
+
+
+def baseline_window(
+    start: pd.Timestamp,
+    stop: pd.Timestamp,
+    day: Window,
+    *,
+    minimum: pd.Timedelta = BASELINE_MINIMUM,
+    guard: pd.Timedelta = BASELINE_GUARD,
+) -> Window:
+    """The window to compare the incident ``[start, stop)`` with, inside ``day`` (``[first, end)``).
+
+    As long as the incident and at least ``minimum``, ending ``guard`` before it (detectors flag
+    an incident a few minutes after it began); after the incident when it starts too early in the
+    day; else whatever the day has left on the longer side.
+    """
+    length = max(stop - start, minimum)
+    first, end = day
+    if start - guard - length >= first:
+        return start - guard - length, start - guard
+    if stop + guard + length <= end:
+        return stop + guard, stop + guard + length
+    if start - first >= end - stop:
+        return first, max(first, start - guard)
+    return min(end, stop + guard), end
+
+
+def comparison_window(
+    metric: str, start: pd.Timestamp, stop: pd.Timestamp, day: Window, *, previous_day: bool
+) -> Window:
+    """The baseline ``explain_incident`` compares ``metric`` with for the incident ``[start, stop)``.
+
+    Volumes (requests, bytes) follow the time of day, differently on each edge as its viewers'
+    evening comes: they are compared with the same minutes of the day before when that day's logs
+    exist (``previous_day``). Rates and latencies change little within an hour: they are compared
+    with the ``baseline_window`` of the same day.
+    """
+    if MEASURES[metric].kind == "volume" and previous_day:
+        return start - pd.Timedelta(days=1), stop - pd.Timedelta(days=1)
+    return baseline_window(start, stop, day)
+
+
+def explain_incident(
+    logs: pd.DataFrame, start: pd.Timestamp, stop: pd.Timestamp, baseline: Window, metric: str
+) -> Explanation:
+    """Which slices of the CDN logs explain the change of ``metric`` in ``[start, stop)`` over ``baseline``.
+
+    ``logs`` are rows of ``schemas.CDN_LOGS`` (at least ``LOG_COLUMNS``) covering both windows;
+    ``metric`` is a key of ``MEASURES`` (``cdn_5xx_rate``, ``cdn_ttfb_p95``, ...). At each step the
+    place dimension (edge, path, device) whose explaining values are the most concentrated (change
+    share over traffic share) narrows the rows; it stops when none concentrates the change. The
+    status class then says what kind of responses carry the change inside that place.
+    """
+    return explain_rows(log_slices(logs), start, stop, baseline, metric)
+
+
+def explain_rows(
+    rows: pd.DataFrame, start: pd.Timestamp, stop: pd.Timestamp, baseline: Window, metric: str
+) -> Explanation:
+    """``explain_incident`` of rows already through ``log_slices``, to explain several metrics of
+    the same rows without preparing them again."""
+    measure = MEASURES[metric]
+    during = rows[(rows["ts"] >= start) & (rows["ts"] < stop)]
+    before = rows[(rows["ts"] >= baseline[0]) & (rows["ts"] < baseline[1])]
+    minutes = (_minutes(stop - start), _minutes(baseline[1] - baseline[0]))
+    if measure.kind == "quantile":
+        slow = before[measure.column].quantile(measure.q) if len(before) else np.inf
+        during = during.assign(flag=during[measure.column] > slow)
+        before = before.assign(flag=before[measure.column] > slow)
+    overall = (_value(measure, before, minutes[1]), _value(measure, during, minutes[0]))
+    requests = len(during)
+    places = [d.column for d in DIMENSIONS if d.column != STATUS]
+
+    tables = {
+        column: _contributions(measure, during, before, column, minutes)
+        for column in places + [STATUS] * measure.by_status
+    }
+    breakdown = tuple(row for column, table in tables.items() for row in _top_rows(column, table))
+    slices: list[Slice] = []
+    explained = 1.0
+    while candidates := [
+        part for column in places if (part := _concentration(measure, column, tables[column]))
+    ]:
+        best = max(candidates, key=lambda part: part.change_share / max(part.traffic_share, 1e-12))
+        slices.append(best)
+        explained *= min(best.change_share, 1.0)
+        places.remove(best.dimension)
+        during = during[during[best.dimension].isin(best.values)]
+        before = before[before[best.dimension].isin(best.values)]
+        tables = {column: _contributions(measure, during, before, column, minutes) for column in places}
+    changed = bool(slices) or _overall_change(measure, during, before, minutes)
+    mechanism = None
+    if changed and measure.by_status:
+        mechanism = _mechanism(_contributions(measure, during, before, STATUS, minutes))
+    return Explanation(
+        metric=metric,
+        measure=measure,
+        before=_value(measure, before, minutes[1]),
+        during=_value(measure, during, minutes[0]),
+        overall_before=overall[0],
+        overall_during=overall[1],
+        slices=tuple(slices),
+        spread=tuple(column for column in places if changed and _varies(during, before, column)),
+        mechanism=mechanism,
+        explained_share=explained if changed else 0.0,
+        changed=changed,
+        requests=requests,
+        breakdown=breakdown,
+    )
+
+
+def _varies(during: pd.DataFrame, before: pd.DataFrame, column: str) -> bool:
+    return pd.concat([during[column], before[column]]).nunique() > 1
+
+
+def _minutes(span: pd.Timedelta) -> float:
+    return max(span / pd.Timedelta(minutes=1), 1.0)
+
+
+def _weight(measure: Measure) -> str:
+    """The per-row numerator of the measure: a flag for shares and quantiles, the summed column else."""
+    return "flag" if measure.kind == "quantile" else measure.column
+
+
+def _value(measure: Measure, rows: pd.DataFrame, minutes: float) -> float:
+    if measure.kind == "volume":
+        return float(rows[measure.column].sum()) / minutes
+    if rows.empty:
+        return float("nan")
+    if measure.kind == "quantile":
+        return float(rows[measure.column].quantile(measure.q))
+    return float(rows[measure.column].mean())
+
+
+def _overall_change(
+    measure: Measure, during: pd.DataFrame, before: pd.DataFrame, minutes: tuple[float, float]
+) -> bool:
+    """Whether the measure changed over all of ``during`` by more than its noise (``SIGNIFICANCE_Z``)."""
+    if during.empty or before.empty:
+        return False
+    weight = during[_weight(measure)].astype(float), before[_weight(measure)].astype(float)
+    if measure.kind == "volume":
+        change = weight[0].sum() / minutes[0] - weight[1].sum() / minutes[1]
+        noise = (weight[0] ** 2).sum() / minutes[0] ** 2 + (weight[1] ** 2).sum() / minutes[1] ** 2
+        least = MIN_VOLUME_CHANGE * weight[1].sum() / minutes[1]
+    else:
+        rate = weight[1].mean()
+        change = weight[0].sum() - len(weight[0]) * rate
+        noise = len(weight[0]) * rate * (1 - rate) * (1 + len(weight[0]) / len(weight[1]))
+        least = MIN_EXCESS_REQUESTS
+    return bool(abs(change) >= max(least, SIGNIFICANCE_Z * np.sqrt(noise)) and change != 0)
+
+
+def _contributions(
+    measure: Measure, during: pd.DataFrame, before: pd.DataFrame, column: str, minutes: tuple[float, float]
+) -> pd.DataFrame:
+    """Per value of ``column``: the measure before and during, its part of the change and of the traffic.
+
+    ``delta`` adds up to the whole change: for shares and quantiles, the flagged requests beyond what
+    the value's own baseline rate would give (the overall rate where the value had no baseline
+    traffic); for volumes, the change per minute beyond the day's own rhythm. ``noise`` is the
+    variance ``delta`` would have without any change (binomial, or compound Poisson for volumes).
+    ``least`` (on every row) is the smallest whole change worth explaining.
+    """
+    weight = _weight(measure)
+    aggregations = {"sum": (weight, "sum"), "size": (weight, "size"), "squares": ("squares", "sum")}
+    now = during.assign(squares=during[weight].astype(float) ** 2).groupby(column, observed=True)
+    then = before.assign(squares=before[weight].astype(float) ** 2).groupby(column, observed=True)
+    table = (
+        now.agg(**aggregations)
+        .join(then.agg(**aggregations), how="outer", suffixes=("_during", "_before"))
+        .fillna(0.0)
+    )
+    if measure.kind == "volume":
+        rate_before = table["sum_before"] / minutes[1]
+        rate_during = table["sum_during"] / minutes[0]
+        # Traffic rises and falls through the day for every value alike: scale the baseline by the
+        # typical ratio, so only departures from it count (else an evening decline hides a surge).
+        trend = _weighted_median(rate_during / rate_before, rate_before)
+        table["delta"] = rate_during - trend * rate_before
+        table["noise"] = (
+            table["squares_during"] / minutes[0] ** 2 + trend**2 * table["squares_before"] / minutes[1] ** 2
+        )
+        table["least"] = MIN_VOLUME_CHANGE * rate_before.sum()
+        traffic = table["size_before"] if table["size_before"].sum() else table["size_during"]
+    else:
+        overall_rate = before[weight].mean() if len(before) else 0.0
+        rate = (table["sum_before"] / table["size_before"].where(table["size_before"] > 0)).fillna(
+            overall_rate
+        )
+        table["delta"] = table["sum_during"] - table["size_during"] * rate
+        # Binomial noise of the incident's counts at the rate a change spread like the traffic would
+        # give every value, plus that of the baseline rate, an estimate too.
+        spread_rate = table["sum_during"].sum() / max(table["size_during"].sum(), 1)
+        table["noise"] = table["size_during"] * spread_rate * (1 - spread_rate) + table[
+            "size_during"
+        ] ** 2 * rate * (1 - rate) / table["size_before"].clip(1)
+        table["least"] = float(MIN_EXCESS_REQUESTS)
+        traffic = table["size_during"]
+    table["traffic_share"] = traffic / traffic.sum()
+    table["before"] = _values_by(measure, before, column, minutes[1]).reindex(table.index)
+    table["during"] = _values_by(measure, during, column, minutes[0]).reindex(table.index)
+    if measure.kind == "volume":
+        table[["before", "during"]] = table[["before", "during"]].fillna(0.0)
+    table["change_share"] = table["delta"] / table["delta"].sum()
+    table.index = table.index.astype(str)
+    return table.sort_index().sort_values("change_share", ascending=False, kind="stable")
+
+
+def _weighted_median(values: pd.Series, weights: pd.Series) -> float:
+    """The median of the finite ``values`` weighted by ``weights``; 1 without any."""
+    usable = np.isfinite(values) & (weights > 0)
+    if not usable.any():
+        return 1.0
+    order = values[usable].sort_values(kind="stable")
+    cumulative = weights[order.index].cumsum()
+    return float(order[cumulative >= cumulative.iloc[-1] / 2].iloc[0])
+
+
+def _values_by(measure: Measure, rows: pd.DataFrame, column: str, minutes: float) -> pd.Series:
+    grouped = rows.groupby(column, observed=True)[measure.column]
+    if measure.kind == "volume":
+        return grouped.sum() / minutes
+    if measure.kind == "quantile":
+        return grouped.quantile(measure.q)
+    return grouped.mean()
+
+
+def _concentration(measure: Measure, column: str, table: pd.DataFrame) -> Slice | None:
+    """The values of ``column`` that concentrate the change, if a few do.
+
+    Values join, largest part of the change first, while they hold less than ``EXPLAINED_SHARE``
+    and each holds more than a change spread like the traffic would give it, by
+    ``SIGNIFICANCE_Z`` times its noise. The slice must hold ``MIN_EXPLAINED_SHARE`` of the change
+    and ``MIN_LIFT`` times more of it than of the traffic, in at most ``MAX_VALUES`` values and
+    not all there are. The whole change must be at least ``least``.
+    """
+    total = table["delta"].sum()
+    if table.empty or abs(total) < table["least"].iloc[0]:
+        return None
+    beyond_spread = (table["delta"] - table["traffic_share"] * total) * np.sign(total)
+    significant = beyond_spread >= SIGNIFICANCE_Z * np.sqrt(table["noise"])
+    count = 0
+    while (
+        count < len(table)
+        and significant.iloc[count]
+        and (count == 0 or table["change_share"].iloc[:count].sum() < EXPLAINED_SHARE)
+    ):
+        count += 1
+    present = int((table["traffic_share"] > 0).sum())
+    # One more significant value than allowed: the change is spread over many, not concentrated.
+    if count == 0 or count > MAX_VALUES or count >= present:
+        return None
+    chosen = table.iloc[:count]
+    change_share = float(chosen["change_share"].sum())
+    traffic_share = float(chosen["traffic_share"].sum())
+    if change_share < MIN_EXPLAINED_SHARE or change_share < MIN_LIFT * traffic_share:
+        return None
+    return Slice(column, tuple(chosen.index), change_share, traffic_share)
+
+
+def _mechanism(statuses: pd.DataFrame) -> Slice | None:
+    """The status class other than 2xx holding ``EXPLAINED_SHARE`` of the change, if one does.
+
+    Unlike a place, it need not be rarer than the traffic: inside a failing slice every response
+    may be a 5xx, and that is the point. Successful responses are what one expects: not named.
+    """
+    if statuses.empty or abs(statuses["delta"].sum()) < statuses["least"].iloc[0]:
+        return None
+    top = statuses.iloc[0]
+    if statuses.index[0] == "2xx" or not top["change_share"] >= EXPLAINED_SHARE:
+        return None
+    return Slice(STATUS, (statuses.index[0],), float(top["change_share"]), float(top["traffic_share"]))
+
+
+def _top_rows(column: str, table: pd.DataFrame, count: int = 3) -> list[Contribution]:
+    return [
+        Contribution(column, str(value), row.before, row.during, row.change_share, row.traffic_share)
+        for value, row in table.head(count).iterrows()
+    ]
+
+
+# -- metrics: which services moved together ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Movement:
+    """How one series moved in an incident window against its baseline window.
+
+    ``before``/``during`` are its medians there; ``change`` and ``z`` (the move in robust
+    deviations of the baseline) are measured on the series divided by its value a day earlier
+    when ``seasonal``, on the series itself otherwise.
+    """
+
+    series: str
+    before: float
+    during: float
+    change: float
+    z: float
+    seasonal: bool
+
+    @property
+    def moved(self) -> bool:
+        return abs(self.z) >= MOVED_Z
+
+    def describe(self) -> str:
+        return f"{self.series} {signed_percent(self.change)} ({signed_number(self.z)}σ)"
+
+
+def co_movements(
+    frame: pd.DataFrame,
+    start: pd.Timestamp,
+    stop: pd.Timestamp,
+    baseline: Window,
+    *,
+    season: pd.Timedelta = SEASON,
+) -> list[Movement]:
+    """How each column of ``frame`` (minutes x series) moved in ``[start, stop)`` against ``baseline``,
+    strongest first.
+
+    Server metrics follow the clock: an evening rise is no news when the evening before rose
+    alike. Where ``frame`` also holds the minutes one ``season`` earlier, each series is divided by
+    its value then, and the move is that ratio's: the change of the median ratio, and the
+    difference of median ratios over the baseline's robust spread. Else the series' own values.
+    """
+    ratios = frame / frame.shift(freq=season).reindex(frame.index)
+    movements = []
+    for series in frame.columns:
+        values = _between(frame[series], start, stop), _between(frame[series], *baseline)
+        seasonal = all(
+            _between(ratios[series], *window).notna().any() for window in ((start, stop), baseline)
+        )
+        measured = ratios[series] if seasonal else frame[series]
+        new, old = _between(measured, start, stop).dropna(), _between(measured, *baseline).dropna()
+        if old.empty or new.empty:
+            continue
+        # A series without any noise moved if it changed at all: floor its spread far below its level.
+        spread = robust_spread(old.to_numpy()) or abs(old.median()) * 1e-6 or 1.0
+        movements.append(
+            Movement(
+                series=str(series),
+                before=float(values[1].median()),
+                during=float(values[0].median()),
+                change=new.median() / old.median() - 1 if old.median() else float("nan"),
+                z=float((new.median() - old.median()) / spread),
+                seasonal=seasonal,
+            )
+        )
+    return sorted(movements, key=lambda movement: (-abs(movement.z), movement.series))
+
+
+def _between(values: pd.Series, start: pd.Timestamp, stop: pd.Timestamp) -> pd.Series:
+    return values[(values.index >= start) & (values.index < stop)]
+
+
+def co_movement_sentence(movements: Sequence[Movement]) -> str:
+    """E.g. ``paycore −12% (−6.3σ) and paydecision −10% (−5.1σ) moved together; cif held``."""
+    moved = [movement for movement in movements if movement.moved]
+    held = sorted(movement.series for movement in movements if not movement.moved)
+    if not moved:
+        return f"no service left its baseline by {MOVED_Z:g}σ or more"
+    if len(moved) == 1:
+        text = f"only {moved[0].describe()} moved"
+    else:
+        text = f"{_and([movement.describe() for movement in moved])} moved together"
+    return text + (f"; {_and(held)} held" if held else "")
+
+
+# -- formatting --------------------------------------------------------------------------------
+
+
+def _and(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _digits(value: float, digits: int = 2) -> str:
+    """``value`` to ``digits`` significant digits, in plain notation with thousands separators."""
+    if value == 0:
+        return "0"
+    decimals = max(digits - 1 - int(np.floor(np.log10(abs(value)))), 0)
+    return f"{round(value, decimals):,.{decimals}f}"
+
+
+def _percent(share: float) -> str:
+    """Two significant digits under 10%, whole percents above: 0.21%, 9.1%, 43%."""
+    return f"{_digits(share * 100) if share < 0.1 else f'{share * 100:.0f}'}%"
+
+
+def signed_number(value: float) -> str:
+    """``+5.9`` or ``−5.9``, with a true minus sign."""
+    return f"{value:+.1f}".replace("-", "−")
+
+
+def signed_percent(change: float) -> str:
+    if not np.isfinite(change):
+        return "n/a"
+    return ("+" if change >= 0 else "−") + _percent(abs(change))
