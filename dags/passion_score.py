@@ -81,11 +81,16 @@ def passion_score() -> None:
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def alert(params=None, dag_run=None) -> int:
         from passion_tasks import pipeline
+        from passion_tasks.errors import NoInputError
 
-        run = pipeline.alert_day(run_day(params, dag_run), config=alert_config(), **lake_kwargs())
+        day = run_day(params, dag_run)
+        run = pipeline.alert_day(day, config=alert_config(), **lake_kwargs())
         log.info("%s", run.summary())
         # A retry re-sends only the failed deliveries: the lake's sent.jsonl dedups the others.
         run.raise_for_failures()
+        # This task is the DAG's last: it must fail when nothing was scored, or the run would pass.
+        if not pipeline.scored_series(day, **lake_kwargs()):
+            raise NoInputError(f"{day}: nothing was scored (a no_data alert went to the configured channels)")
         return len(run.sent)
 
     series = series_to_score()

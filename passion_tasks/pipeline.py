@@ -262,6 +262,12 @@ def score_day(
     return summary
 
 
+def scored_series(day: Day, *, lake_url: str | None = None, s3: S3Options | None = None) -> list[str]:
+    """The series with scores on ``day``."""
+    lake = Lake(lake_url, s3=s3)
+    return sorted(leaf.key["series"] for leaf in lake.leaves("scores", day) if "series" in leaf.key)
+
+
 def alert_day(
     day: Day, *, lake_url: str | None = None, s3: S3Options | None = None, config: Any = None
 ) -> Any:
