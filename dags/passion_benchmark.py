@@ -14,8 +14,8 @@ from airflow.sdk import Param, dag, task
 from passion_airflow.defaults import DEFAULT_ARGS, START_DATE, TAGS
 from passion_airflow.settings import lake_kwargs
 
+from passion_tasks.corpora import CORPORA
 from passion_tasks.detectors import detector_names
-from passion_tasks.ingest.reference import CORPORA
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from passion_tasks import config, pipeline
+from passion_tasks.corpora import CORPORA
 from passion_tasks.errors import ExitCode, PassionError, UsageError
 from passion_tasks.lake import Lake, as_day
 
@@ -286,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(handler=cmd_ingest)
 
     reference = commands.add_parser("import", help="import a real labelled corpus as metric series")
-    reference.add_argument("--corpus", choices=["nab", "asd", "smd", "kpi", "nasa-http"], required=True)
+    reference.add_argument("--corpus", choices=CORPORA, required=True)
     reference.add_argument(
         "--reference-data",
         metavar="PATH",
@@ -362,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark = commands.add_parser(
         "benchmark", help="run detectors on a real labelled corpus, write a leaderboard"
     )
-    benchmark.add_argument("--corpus", choices=["nab", "asd", "smd", "kpi", "nasa-http"], required=True)
+    benchmark.add_argument("--corpus", choices=CORPORA, required=True)
     benchmark.add_argument("--detectors", help="comma-separated names (default: the profile's)")
     benchmark.add_argument(
         "--profile", choices=["fast", "full"], default="fast", help="full adds the Keras models"

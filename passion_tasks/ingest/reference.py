@@ -34,10 +34,9 @@ import pandas as pd
 import pyarrow as pa
 
 from passion_tasks import config, schemas
+from passion_tasks.corpora import CORPORA
 from passion_tasks.errors import UnknownFormatError, UsageError
 from passion_tasks.lake import Lake
-
-CORPORA = ("nab", "asd", "smd", "kpi", "nasa-http")
 
 #: Folder of each corpus under the reference-data root.
 FOLDERS = {"nab": "nab", "asd": "asd", "smd": "smd", "kpi": "kpi", "nasa-http": "nasa_http"}
