@@ -10,23 +10,13 @@ from __future__ import annotations
 import logging
 
 from airflow.sdk import dag, task
-from passion_airflow.defaults import DEFAULT_ARGS, START_DATE, TAGS, daily_timetable, day_param
+from passion_airflow.defaults import daily_dag_args, daily_timetable
 from passion_airflow.settings import lake_kwargs, run_day, source_inputs
 
 log = logging.getLogger(__name__)
 
 
-@dag(
-    dag_id="passion_ingest",
-    schedule=daily_timetable(),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=4,
-    default_args=DEFAULT_ARGS,
-    params={"day": day_param()},
-    tags=TAGS,
-    doc_md=__doc__,
-)
+@dag(dag_id="passion_ingest", schedule=daily_timetable(), doc_md=__doc__, **daily_dag_args())
 def passion_ingest() -> None:
     @task
     def land(source: str, params=None, dag_run=None) -> str:

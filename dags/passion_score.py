@@ -20,7 +20,7 @@ import logging
 import os
 
 from airflow.sdk import TriggerRule, dag, task
-from passion_airflow.defaults import DEFAULT_ARGS, START_DATE, TAGS, daily_timetable, day_param
+from passion_airflow.defaults import daily_dag_args, daily_timetable
 from passion_airflow.notifiers import alert_config
 from passion_airflow.sensors import FeaturesSensor
 from passion_airflow.settings import lake_kwargs, run_day
@@ -31,17 +31,7 @@ FEATURES_POKE_S = float(os.environ.get("PASSION_FEATURES_POKE_S", 300))
 log = logging.getLogger(__name__)
 
 
-@dag(
-    dag_id="passion_score",
-    schedule=daily_timetable(),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=4,
-    default_args=DEFAULT_ARGS,
-    params={"day": day_param()},
-    tags=TAGS,
-    doc_md=__doc__,
-)
+@dag(dag_id="passion_score", schedule=daily_timetable(), doc_md=__doc__, **daily_dag_args())
 def passion_score() -> None:
     wait_for_features = FeaturesSensor(
         task_id="wait_for_features",

@@ -6,7 +6,7 @@ import datetime as dt
 
 from passion_tasks.ingest import cloudfront
 from passion_tasks.ingest.convert import finish, reject
-from passion_tasks.ingest.formats import EMPTY, LOG_FORMATS, UNKNOWN
+from passion_tasks.ingest.formats import LOG_FORMATS
 from passion_tasks.ingest.inputs import InputFile, open_source
 from passion_tasks.ingest.landing import (
     RowGroups,
@@ -15,6 +15,7 @@ from passion_tasks.ingest.landing import (
     note_damage,
     plan_files,
     quarantine_file,
+    start_file,
 )
 from passion_tasks.ingest.quarantine import Quarantine
 from passion_tasks.ingest.report import IngestReport
@@ -51,12 +52,7 @@ def _land_file(
     quarantine: Quarantine,
     report: IngestReport,
 ) -> None:
-    report.files.append(file.name)
-    report.formats[kind] += 1
-    if kind in (EMPTY, UNKNOWN):
-        # Read through even when empty: an empty file may be a gzip damaged before its first line.
-        reason = "blank_line" if kind == EMPTY else "unknown_format"
-        note_damage(quarantine_file(file, reason, quarantine), file, quarantine, report)
+    if not start_file(file, kind, quarantine, report):
         return
     log_format = LOG_FORMATS[kind]
     with open_source(file) as stream:

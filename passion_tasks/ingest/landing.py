@@ -117,6 +117,21 @@ def land_day(
     return report
 
 
+def start_file(file: InputFile, kind: str, quarantine: Quarantine, report: IngestReport) -> bool:
+    """Count ``file`` in the report; an empty or unrecognised one goes to quarantine whole.
+
+    Returns whether the file is left to parse. An empty file is still read through: it may be a gzip
+    damaged before its first line.
+    """
+    report.files.append(file.name)
+    report.formats[kind] += 1
+    if kind not in (EMPTY, UNKNOWN):
+        return True
+    reason = "blank_line" if kind == EMPTY else "unknown_format"
+    note_damage(quarantine_file(file, reason, quarantine), file, quarantine, report)
+    return False
+
+
 def quarantine_file(file: InputFile, reason: str, quarantine: Quarantine) -> SourceStream:
     """Put every line of ``file`` in quarantine; returns the stream read, to check it for damage."""
     with open_source(file) as stream:

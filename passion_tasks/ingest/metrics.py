@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from passion_tasks.ingest.formats import EMPTY, METRICS_JSON, UNKNOWN
+from passion_tasks.ingest.formats import METRICS_JSON
 from passion_tasks.ingest.inputs import InputFile, open_source
 from passion_tasks.ingest.landing import (
     RowGroups,
@@ -27,7 +27,7 @@ from passion_tasks.ingest.landing import (
     mark_damaged,
     note_damage,
     plan_files,
-    quarantine_file,
+    start_file,
 )
 from passion_tasks.ingest.quarantine import Quarantine
 from passion_tasks.ingest.report import IngestReport
@@ -66,11 +66,7 @@ def _land_file(
     quarantine: Quarantine,
     report: IngestReport,
 ) -> None:
-    report.files.append(file.name)
-    report.formats[kind] += 1
-    if kind in (EMPTY, UNKNOWN):
-        reason = "blank_line" if kind == EMPTY else "unknown_format"
-        note_damage(quarantine_file(file, reason, quarantine), file, quarantine, report)
+    if not start_file(file, kind, quarantine, report):
         return
     with open_source(file) as stream:
         text = stream.read().decode("utf-8", "replace")

@@ -53,3 +53,16 @@ def day_param() -> Param:
             "or yesterday (UTC) for a run without one."
         ),
     )
+
+
+def daily_dag_args() -> dict[str, Any]:
+    """The ``@dag`` arguments the daily DAGs (ingest, score) share besides their ``daily_timetable()``:
+    the same start, ``day`` Param and retries, so a backfill of one lines up day for day with the other."""
+    return {
+        "start_date": START_DATE,
+        "catchup": False,
+        "max_active_runs": 4,
+        "default_args": DEFAULT_ARGS,
+        "params": {"day": day_param()},
+        "tags": TAGS,
+    }
