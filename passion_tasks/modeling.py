@@ -19,10 +19,10 @@ import pandas as pd
 from passion_tasks import registry
 from passion_tasks.detectors import Detector, detector_class, load_detector, make_detector
 from passion_tasks.errors import PassionError, UsageError
+from passion_tasks.ingest.reference import Window, parse_windows
 from passion_tasks.lake import Day, Lake, as_day
 
 LABELS = "labels"
-Window = tuple[pd.Timestamp, pd.Timestamp]
 
 
 def label_windows(lake: Lake) -> dict[str, list[Window]]:
@@ -30,10 +30,8 @@ def label_windows(lake: Lake) -> dict[str, list[Window]]:
     windows: dict[str, list[Window]] = {}
     for relative in lake.list_files(LABELS):
         if relative.endswith("/combined_windows.json"):
-            for series, pairs in json.loads(lake.read_bytes(relative)).items():
-                windows.setdefault(series, []).extend(
-                    (pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC")) for start, end in pairs
-                )
+            for series, pairs in parse_windows(json.loads(lake.read_bytes(relative))).items():
+                windows.setdefault(series, []).extend(pairs)
     return windows
 
 

@@ -511,8 +511,9 @@ def test_email_goes_over_starttls_with_login_and_the_incident_plot(lake: Lake, t
     assert attachment.get_filename() == f"passion-2026-11-21-{run.alerts[0].dedup_key[:12]}.png"
     png = attachment.get_content()
     assert png.startswith(PNG_MAGIC)
-    width, height = struct.unpack(">II", png[16:24])  # IHDR: 9 x (0.8 + 1.9 per series) inches at 80 dpi
-    assert (width, height) == (720, 368)
+    # IHDR: the report's incident figure for 2 series (values, score, values): 10 x 5.125 in at 100 dpi.
+    width, height = struct.unpack(">II", png[16:24])
+    assert (width, height) == (1000, 512)
 
 
 # -- secrets -----------------------------------------------------------------------------------

@@ -1,15 +1,11 @@
-"""The incident's plot, attached to alert emails: each series' actual and expected values around it."""
+"""The incident's plot, attached to alert emails: the report's incident figure, as PNG bytes."""
 
 from __future__ import annotations
 
-import io
-
-import matplotlib.dates as mdates
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from passion_tasks.alerting.rules import Incident
+from passion_tasks.reporting.figures import incident_figure, png_bytes
 
 #: Series drawn, most anomalous first; the email lists them all and the report has every plot.
 MAX_SERIES_PLOTTED = 6
@@ -17,46 +13,21 @@ MAX_SERIES_PLOTTED = 6
 CONTEXT = pd.Timedelta(hours=2)
 
 
-def png_bytes(figure: Figure) -> bytes:
-    """The figure as PNG bytes, drawn by Agg without pyplot (no global state, safe in threads)."""
-    buffer = io.BytesIO()
-    FigureCanvasAgg(figure).print_png(buffer)
-    return buffer.getvalue()
-
-
 def incident_png(scores: pd.DataFrame, incident: Incident) -> bytes:
-    """One panel per series of the incident: actual vs expected, anomalous minutes in red, the incident
-    shaded. ``scores`` are the day's rows in ``schemas.SCORES`` columns."""
-    peak_ratio: dict[tuple[str, str], float] = {}
+    """Actual vs expected with anomalous minutes in red for the incident's most anomalous series, the
+    first with its score and threshold. ``scores`` are the day's rows in ``schemas.SCORES`` columns."""
+    shown: list[tuple[str, str]] = []
     for anomaly in sorted(incident.anomalies, key=lambda anomaly: -anomaly.ratio):
-        peak_ratio.setdefault((anomaly.series, anomaly.detector), anomaly.ratio)
-    shown = list(peak_ratio)[:MAX_SERIES_PLOTTED]
+        if (anomaly.series, anomaly.detector) not in shown:
+            shown.append((anomaly.series, anomaly.detector))
     window = scores[(scores["ts"] >= incident.start - CONTEXT) & (scores["ts"] <= incident.end + CONTEXT)]
-    figure = Figure(figsize=(9, 0.8 + 1.9 * len(shown)), dpi=80, layout="constrained")
-    panels = figure.subplots(len(shown), 1, sharex=True, squeeze=False)[:, 0]
-    for axes, (series, detector) in zip(panels, shown, strict=True):
-        rows = window[(window["series"] == series) & (window["detector"] == detector)].sort_values("ts")
-        ts = rows["ts"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
-        anomalous = rows["is_anomaly"].to_numpy(dtype=bool)
-        axes.plot(ts, rows["value"], color="tab:blue", linewidth=1, label="actual")
-        axes.plot(ts, rows["expected"], color="tab:gray", linewidth=1, linestyle="--", label="expected")
-        axes.scatter(ts[anomalous], rows["value"].to_numpy()[anomalous], color="red", s=10, zorder=3)
-        axes.axvspan(_naive(incident.start), _naive(incident.end), color="red", alpha=0.12)
-        axes.set_title(
-            f"{series} ({detector}), peak {peak_ratio[series, detector]:.1f}x threshold",
-            loc="left",
-            fontsize="medium",
-        )
-        axes.grid(alpha=0.3)
-    panels[0].legend(loc="upper left", fontsize="small")
-    panels[-1].xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
-    panels[-1].set_xlabel("UTC")
+    rows = [
+        window[(window["series"] == series) & (window["detector"] == detector)].sort_values("ts")
+        for series, detector in shown[:MAX_SERIES_PLOTTED]
+    ]
+    figure = incident_figure(rows, (incident.start, incident.end + pd.Timedelta(minutes=1)))
     title = f"Incident {incident.start:%Y-%m-%d %H:%M}-{incident.end:%H:%M} UTC"
-    if len(peak_ratio) > len(shown):
-        title += f", the {len(shown)} most anomalous of {len(peak_ratio)} series"
+    if len(shown) > MAX_SERIES_PLOTTED:
+        title += f", the {MAX_SERIES_PLOTTED} most anomalous of {len(shown)} series"
     figure.suptitle(title, fontsize="medium")
     return png_bytes(figure)
-
-
-def _naive(stamp: pd.Timestamp) -> pd.Timestamp:
-    return stamp.tz_convert("UTC").tz_localize(None)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,10 +26,9 @@ from passion_tasks.alerting.rules import (
 )
 from passion_tasks.errors import ExitCode, UsageError
 from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day
+from passion_tasks.reporting import report_path
 
 SNOOZES_PATH = "alerts/snoozes.json"
-#: Where ``reporting.report.render_day_report`` writes the day's page, under ``reports/dt=D/``.
-REPORT_PAGE = "index.html"
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +176,7 @@ def lake_snoozes(lake: Lake) -> tuple[Snooze, ...]:
 def report_url(lake: Lake, day: dt.date, config: AlertConfig) -> str:
     if config.report_url:
         return config.report_url.replace("{day}", day.isoformat())
-    return lake.uri(posixpath.join(Lake.leaf("reports", day), REPORT_PAGE))
+    return lake.uri(report_path(day))
 
 
 def _plot(scores: pd.DataFrame, incident: Incident | None) -> Callable[[], bytes | None]:

@@ -135,7 +135,11 @@ def import_corpus(
 
 def load_labels(lake: Lake, corpus: str) -> dict[str, list[Window]]:
     """The label windows of an imported corpus: ``{series: [(start, end), ...]}``, inclusive, UTC."""
-    raw = _read_label_file(lake, corpus, "combined_windows.json")
+    return parse_windows(_read_label_file(lake, corpus, "combined_windows.json"))
+
+
+def parse_windows(raw: dict[str, list[list[str]]]) -> dict[str, list[Window]]:
+    """NAB's ``combined_windows.json`` content as UTC timestamp pairs, inclusive."""
     return {
         series: [(_parse_label_time(start), _parse_label_time(end)) for start, end in windows]
         for series, windows in raw.items()

@@ -16,11 +16,16 @@ ANOMALY = "#d62728"
 BASELINE = "#7f7f7f"
 
 
-def png_data_uri(figure: Figure) -> str:
-    """The figure as a ``data:image/png;base64,...`` URI, for an ``<img>`` in a single-file page."""
+def png_bytes(figure: Figure) -> bytes:
+    """The figure as PNG bytes, drawn by Agg without pyplot (no global state, safe in threads)."""
     buffer = io.BytesIO()
     FigureCanvasAgg(figure).print_png(buffer)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return buffer.getvalue()
+
+
+def png_data_uri(figure: Figure) -> str:
+    """The figure as a ``data:image/png;base64,...`` URI, for an ``<img>`` in a single-file page."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(figure)).decode("ascii")
 
 
 def naive_utc(stamps: pd.Series | pd.DatetimeIndex | pd.Timestamp) -> object:

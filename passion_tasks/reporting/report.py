@@ -8,7 +8,6 @@ a ticket or served straight from the lake.
 from __future__ import annotations
 
 import datetime as dt
-import posixpath
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ from passion_tasks.features import read_series, ts_within
 from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day
 from passion_tasks.pipeline import INPUT_ONLY_SUFFIXES
 from passion_tasks.reporting import drivers as drv
+from passion_tasks.reporting import report_path
 from passion_tasks.reporting.figures import day_span, incident_figure, png_data_uri
 from passion_tasks.reporting.incidents import Incident, group_incidents, with_severity
 from passion_tasks.scoring import grid_step
@@ -103,7 +103,7 @@ def render_day_report(lake: Lake, day: Day) -> str:
     services = _services(lake, day)
     found = [incident_drivers(lake, day, incident, services) for incident in incidents[:MAX_INCIDENTS]]
     html = day_report_html(day, scores, incidents, found, data_quality(lake, day))
-    return lake.write_text(posixpath.join(Lake.leaf("reports", day), "index.html"), html)
+    return lake.write_text(report_path(day), html)
 
 
 def day_report_html(
