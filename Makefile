@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean airflow
+.PHONY: install demo test lint bench clean airflow services test-scale bench-scale
 
 $(INSTALLED): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,22 @@ test: install lint
 
 bench: install
 	$(BIN)/python bench/ingest.py
+
+# Debian's PostgreSQL and Redis servers for the CeleryExecutor cluster of `make test-scale`; the tests
+# start their own instances on 127.0.0.1 and stop them, so the packages' own services are not needed.
+services:
+	@if ! command -v redis-server >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends postgresql redis-server; \
+	fi
+
+# The distributed path: passion_score on CeleryExecutor, two workers, PostgreSQL, Redis, an S3 lake.
+test-scale: install services
+	timeout 1200 $(BIN)/python -m pytest -m scale tests/test_scale.py
+
+bench-scale: install services
+	$(BIN)/python bench/scale.py
 
 # `make airflow`: Airflow standalone (scheduler, dag-processor, triggerer, api-server) on the project's
 # DAGs, with its home in .passion/airflow and the demo lake of `passion demo` when there is none yet.

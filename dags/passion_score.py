@@ -5,8 +5,9 @@ Alerts go through ``passion_tasks.alerting`` (rules, incidents across series, de
 ``passion_smtp`` connections, and the ``PASSION_ALERT_*`` settings.
 
 Same timetable as ``passion_ingest`` (01:00 UTC, for the day before); a sensor in reschedule mode waits
-for the day's features. Scoring fans out per series over the series that have a live model on the day,
-each writing its own ``scores/dt=D/series=S/`` and ``events/dt=D/series=S/`` leaves, so a backfill
+for the day's features. Scoring fans out, by dynamic task mapping, over batches of the series that have a
+live model on the day (the ``series_per_task`` Param, default ``PASSION_SCORE_SERIES_PER_TASK`` or 25):
+each series writes its own ``scores/dt=D/series=S/`` and ``events/dt=D/series=S/`` leaves, so a backfill
 (``airflow backfill create --dag-id passion_score --from-date ... --to-date ...``) scores history with
 each day's own model, and re-running a day replaces its rows.
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 
-from airflow.sdk import TriggerRule, dag, task
+from airflow.sdk import Param, TriggerRule, dag, task
 from passion_airflow.defaults import daily_dag_args, daily_timetable
 from passion_airflow.notifiers import alert_config
 from passion_airflow.sensors import FeaturesSensor
@@ -27,11 +28,22 @@ from passion_airflow.settings import lake_kwargs, run_day
 
 FEATURES_TIMEOUT_S = float(os.environ.get("PASSION_FEATURES_TIMEOUT_S", 6 * 3600))
 FEATURES_POKE_S = float(os.environ.get("PASSION_FEATURES_POKE_S", 300))
+SERIES_PER_TASK = int(os.environ.get("PASSION_SCORE_SERIES_PER_TASK", 25))
 
 log = logging.getLogger(__name__)
 
 
-@dag(dag_id="passion_score", schedule=daily_timetable(), doc_md=__doc__, **daily_dag_args())
+DAG_ARGS = daily_dag_args()
+DAG_ARGS["params"]["series_per_task"] = Param(
+    SERIES_PER_TASK,
+    type="integer",
+    minimum=1,
+    title="Series per task",
+    description="How many series one mapped scoring task scores: 1 for a task per series.",
+)
+
+
+@dag(dag_id="passion_score", schedule=daily_timetable(), doc_md=__doc__, **DAG_ARGS)
 def passion_score() -> None:
     wait_for_features = FeaturesSensor(
         task_id="wait_for_features",
@@ -41,23 +53,33 @@ def passion_score() -> None:
     )
 
     @task
-    def series_to_score(params=None, dag_run=None) -> list[str]:
+    def series_to_score(params=None, dag_run=None) -> list[list[str]]:
         from passion_tasks import pipeline
         from passion_tasks.errors import NoInputError
 
         day = run_day(params, dag_run)
-        series = pipeline.series_to_score(day, **lake_kwargs())
-        if not series:
+        batches = pipeline.score_batches(day, params["series_per_task"], **lake_kwargs())
+        if not batches:
             raise NoInputError(f"no series with features on {day} has a live model: run passion_train first")
-        log.info("%s: %d series to score", day, len(series))
-        return series
+        log.info("%s: %d series to score in %d tasks", day, sum(map(len, batches)), len(batches))
+        return batches
 
-    @task(multiple_outputs=False, map_index_template="{{ task.op_kwargs['series'] }}")
-    def score(series: str, params=None, dag_run=None) -> dict[str, int | str]:
+    # The map index names the batch in the UI: its first series, and how many follow.
+    @task(
+        multiple_outputs=False,
+        map_index_template="{{ task.op_kwargs['series'][0] }} +{{ task.op_kwargs['series'] | length - 1 }}",
+    )
+    def score(series: list[str], params=None, dag_run=None) -> dict[str, int | list[str]]:
         from passion_tasks import pipeline
+        from passion_tasks.errors import PassionError
 
-        summary = pipeline.score_day(run_day(params, dag_run), series=[series], **lake_kwargs())
+        summary = pipeline.score_day(run_day(params, dag_run), series=series, **lake_kwargs())
         log.info("%s", summary.summary())
+        # The batch's other series are written; the task fails so that the skipped ones are seen.
+        if summary.skipped:
+            raise PassionError(
+                f"{len(summary.skipped)} of {len(series)} series not scored: {summary.skipped!r}"
+            )
         return {"series": series, "anomalous_minutes": summary.anomalous_minutes, "events": summary.events}
 
     # The report and the alert cover the series that were scored even if others failed.

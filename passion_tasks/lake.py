@@ -21,7 +21,8 @@ import json
 import os
 import posixpath
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, urlparse
@@ -35,6 +36,9 @@ from passion_tasks import config
 from passion_tasks.errors import ExitCode, PassionError
 
 MANIFEST = "_manifest.json"
+#: Requests in flight at once when a remote lake reads or writes many small objects (manifests,
+#: promotions, per-series leaves): each waits on a round trip, not on the CPU.
+REMOTE_IO_THREADS = 16
 
 
 class LakeError(PassionError):
@@ -341,14 +345,24 @@ class Lake:
 
     def leaves(self, dataset: str, day: Day, key: Mapping[str, str] | None = None) -> list[Partition]:
         """The committed leaves of a day (all of them, or those matching ``key``)."""
-        prefix = self.leaf(dataset, day, key)
-        found = []
-        for relative in self.list_files(prefix):
-            if posixpath.basename(relative) == MANIFEST:
-                manifest = self._read_manifest(relative)
-                if manifest is not None:
-                    found.append(self._partition_from(posixpath.dirname(relative), manifest))
-        return found
+        paths = [
+            path
+            for path in self.list_files(self.leaf(dataset, day, key))
+            if posixpath.basename(path) == MANIFEST
+        ]
+        return [
+            self._partition_from(posixpath.dirname(path), manifest)
+            for path, manifest in zip(paths, self.map_io(self._read_manifest, paths), strict=True)
+            if manifest is not None
+        ]
+
+    def map_io(self, function: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+        """``[function(item) for item in items]``, with requests to a remote lake made concurrently."""
+        items = list(items)
+        if self.is_local or len(items) < 2:
+            return [function(item) for item in items]
+        with ThreadPoolExecutor(max_workers=min(REMOTE_IO_THREADS, len(items))) as pool:
+            return list(pool.map(function, items))
 
     def partition(self, dataset: str, day: Day, *, key: Mapping[str, str] | None = None) -> Partition:
         """The single leaf at ``(dataset, day, key)``."""

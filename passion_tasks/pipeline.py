@@ -96,7 +96,23 @@ def series_to_score(day: Day, *, lake_url: str | None = None, s3: S3Options | No
     from passion_tasks import registry
 
     lake = Lake(lake_url, s3=s3)
-    return [name for name in series_on(day, lake_url=lake_url, s3=s3) if registry.live(lake, name, day)]
+    names = series_on(day, lake_url=lake_url, s3=s3)
+    live = lake.map_io(lambda name: registry.live(lake, name, day), names)
+    return [name for name, model in zip(names, live, strict=True) if model]
+
+
+def score_batches(
+    day: Day, series_per_batch: int, *, lake_url: str | None = None, s3: S3Options | None = None
+) -> list[list[str]]:
+    """``series_to_score`` cut into batches of at most ``series_per_batch``, in order.
+
+    Each batch is one scoring task: a task costs seconds to start and reads the day's features once,
+    so a thousand series in batches of tens keeps the fan-out wide and the overhead small.
+    """
+    if series_per_batch < 1:
+        raise UsageError(f"series per batch must be at least 1, not {series_per_batch}")
+    series = series_to_score(day, lake_url=lake_url, s3=s3)
+    return [series[start : start + series_per_batch] for start in range(0, len(series), series_per_batch)]
 
 
 @dataclass
@@ -218,48 +234,57 @@ def score_day(
     re-scored alone, as the Airflow DAG's per-series tasks do. Series without a live model are
     skipped and listed.
     """
-    from passion_tasks import modeling
     from passion_tasks.features import read_series
-    from passion_tasks.scoring import group_events, score_frame
 
     lake = Lake(lake_url, s3=s3)
     day = as_day(day)
-    day_start = pd.Timestamp(day, tz="UTC")
     frame = read_series(lake, day - dt.timedelta(days=history_days), day, series)
     names = series or watched_series(list(frame.columns))
     summary = ScoreSummary(day=day, series_scored=0, anomalous_minutes=0, events=0)
-    for name in names:
-        with tempfile.TemporaryDirectory(prefix="passion-score-") as tmp:
-            try:
-                loaded = modeling.live_model(lake, name, day, Path(tmp))
-            except PassionError as error:
-                summary.skipped[name] = str(error)
-                continue
-        if loaded is None:
-            summary.skipped[name] = (
-                f"no model was live on {day}; run `passion train --series '{name}' --promote`"
-            )
+    # On S3 most of a series' time is round trips (model files, two leaves): series go concurrently.
+    outcomes = lake.map_io(lambda name: _score_series(lake, name, day, frame), names)
+    for name, outcome in zip(names, outcomes, strict=True):
+        if isinstance(outcome, str):
+            summary.skipped[name] = outcome
             continue
-        model, version = loaded
-        try:
-            scores = score_frame(
-                model, frame[list(version.features)], series=name, model_version=version.ref, start=day_start
-            )
-        except PassionError as error:
-            summary.skipped[name] = str(error)
-            continue
-        events = group_events(scores)
-        key = {"series": name}
-        lake.write_partition("scores", day, _to_table(scores, schemas.SCORES), schema=schemas.SCORES, key=key)
-        lake.write_partition("events", day, _to_table(events, schemas.EVENTS), schema=schemas.EVENTS, key=key)
         summary.series_scored += 1
-        summary.anomalous_minutes += int(scores["is_anomaly"].sum())
-        summary.events += len(events)
+        summary.anomalous_minutes += outcome[0]
+        summary.events += outcome[1]
     if not summary.series_scored:
         raise NoInputError(
             f"{day}: no series could be scored; first skipped: {next(iter(summary.skipped.items()), None)}"
         )
     return summary
+
+
+def _score_series(lake: Lake, name: str, day: dt.date, frame: pd.DataFrame) -> tuple[int, int] | str:
+    """Score one series' day and write its two leaves: (anomalous minutes, events), or why it was not."""
+    from passion_tasks import modeling
+    from passion_tasks.scoring import group_events, score_frame
+
+    with tempfile.TemporaryDirectory(prefix="passion-score-") as tmp:
+        try:
+            loaded = modeling.live_model(lake, name, day, Path(tmp))
+        except PassionError as error:
+            return str(error)
+    if loaded is None:
+        return f"no model was live on {day}; run `passion train --series '{name}' --promote`"
+    model, version = loaded
+    try:
+        scores = score_frame(
+            model,
+            frame[list(version.features)],
+            series=name,
+            model_version=version.ref,
+            start=pd.Timestamp(day, tz="UTC"),
+        )
+    except PassionError as error:
+        return str(error)
+    events = group_events(scores)
+    key = {"series": name}
+    lake.write_partition("scores", day, _to_table(scores, schemas.SCORES), schema=schemas.SCORES, key=key)
+    lake.write_partition("events", day, _to_table(events, schemas.EVENTS), schema=schemas.EVENTS, key=key)
+    return int(scores["is_anomaly"].sum()), len(events)
 
 
 def scored_series(day: Day, *, lake_url: str | None = None, s3: S3Options | None = None) -> list[str]:

@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,9 +25,11 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import cluster
 import pandas as pd
 import pyarrow.compute as pc
 import pytest
+from cluster import free_port, wait_for_port
 
 from passion_tasks import pipeline, registry
 from passion_tasks.detectors import detector_names
@@ -44,34 +45,10 @@ BASELINE_PARAMS = pipeline.DETECTOR_DEFAULTS[pipeline.BASELINE]
 WEBHOOK_SECRET = "webhook-signing-secret"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The environment of every Airflow command: its own home and SQLite database, the project's DAGs."""
-    home = tmp_path_factory.mktemp("airflow_home")
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("AIRFLOW", "AWS_", "PASSION_")) or name == "PASSION_REFERENCE_DATA"
-    }
-    env |= {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        # DAGs are created unpaused so that backfills run, and the scheduler creates no runs of its own.
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-        "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+    env = cluster.airflow_env(tmp_path_factory.mktemp("airflow_home")) | {"AIRFLOW__CORE__PARALLELISM": "4"}
     migrated = airflow(env, "db", "migrate")
     assert migrated.returncode == 0, migrated.stdout[-3000:]
     return env
@@ -227,6 +204,11 @@ try:
     benchmark.params.deep_merge({"corpus": "yahoo"}).validate()
 except ParamValidationError as error:
     rejected["corpus=yahoo"] = str(error).splitlines()[0]
+stored_score = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(score))
+try:
+    stored_score.params.deep_merge({"series_per_task": 0}).validate()
+except ParamValidationError as error:
+    rejected["series_per_task=0"] = str(error).splitlines()[0]
 print(json.dumps({
     "dags": sorted(bag.dag_ids),
     "errors": bag.import_errors,
@@ -282,6 +264,7 @@ print(json.dumps({
         f"of {detector_names()!r}",
         "corpus=yahoo": "Invalid input for param corpus: 'yahoo' is not one of "
         "['nab', 'asd', 'smd', 'kpi', 'nasa-http']",
+        "series_per_task=0": "Invalid input for param series_per_task: 0 is less than the minimum of 1",
     }
     # The train and benchmark DAGs import the detector zoo for their Params; the others need no more
     # than Airflow.
@@ -346,12 +329,38 @@ def test_rescoring_a_day_replaces_it_with_the_same_rows(
     day = DAYS[2]
     before = scores_of(lake, day)
     files_before = {file for leaf in lake.leaves("scores", day) for file in leaf.files}
-    again = dags_test(airflow_env | {"PASSION_LAKE": lake.url}, "passion_score", {"day": day.isoformat()})
+    # In batches of 2 this time (2 mapped tasks, not 1): the batching does not change what is written.
+    conf = {"day": day.isoformat(), "series_per_task": 2}
+    again = dags_test(airflow_env | {"PASSION_LAKE": lake.url}, "passion_score", conf)
     assert again.returncode == 0, again.stdout[-5000:]
+    assert again.stdout.count("scored 2 series") == 1 and again.stdout.count("scored 1 series") == 1
     files_after = {file for leaf in lake.leaves("scores", day) for file in leaf.files}
     pd.testing.assert_frame_equal(scores_of(lake, day), before)
     assert len(files_after) == len(files_before) == len(SERIES)
     assert files_after.isdisjoint(files_before)
+
+
+@pytest.mark.slow
+def test_a_series_that_cannot_be_scored_fails_its_batch_and_the_others_are_kept(
+    airflow_env: dict[str, str], sources: Path, landed: Path, tmp_path: Path
+) -> None:
+    lake = copy_lake(landed, tmp_path)
+    land(sources, lake, [DAYS[2]])
+    train_baseline(lake, until=DAYS[1], live_from=DAYS[2])
+    # cif's model no longer matches its manifest's checksum: it must not be loaded.
+    [stored, *_] = lake.list_files("models/cif/rolling_mad/v1/artifact")
+    tampered = bytearray(lake.read_bytes(stored))
+    tampered[-1] ^= 0x01
+    lake.write_bytes(stored, bytes(tampered))
+
+    # Batches of 2: [cdn_requests, cif] and [paycore].
+    conf = {"day": DAYS[2].isoformat(), "series_per_task": 2}
+    result = dags_test(airflow_env | {"PASSION_LAKE": lake.url}, "passion_score", conf)
+    assert "1 of 2 series not scored: {'cif': " in result.stdout, result.stdout[-5000:]
+    scored = sorted(leaf.key["series"] for leaf in lake.leaves("scores", DAYS[2]))
+    assert scored == ["cdn_requests", "paycore"]
+    # The report and the alert still cover the series that were scored.
+    assert lake.exists(f"reports/dt={DAYS[2]}/index.html")
 
 
 @pytest.mark.slow
@@ -503,16 +512,6 @@ def test_benchmark_dag_writes_the_leaderboard_into_the_lake(
     board = json.loads(lake.read_bytes("leaderboards/kpi/leaderboard.json"))
     assert (board["corpus"], [row["detector"] for row in board["detectors"]]) == ("kpi", ["rolling_mad"])
     assert f"leaderboard: {lake.uri('leaderboards/kpi/leaderboard.html')}" in result.stdout
-
-
-def wait_for_port(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
-        time.sleep(0.5)
 
 
 @contextlib.contextmanager

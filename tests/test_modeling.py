@@ -237,3 +237,19 @@ def test_detectors_list_names_the_whole_zoo(capsys) -> None:
         "seasonal_naive",
         "likelihood",
     } == set(names)
+
+
+def test_score_batches_cut_the_series_with_a_live_model_in_order(lake: Lake) -> None:
+    from cluster import fleet_names, train_fleet, write_fleet
+
+    days = [START, START + dt.timedelta(days=1), START + dt.timedelta(days=2)]
+    names = fleet_names(6)
+    write_fleet(lake, names, days)
+    # The last series has features but no model: it is not scored, so it is in no batch.
+    train_fleet(lake, names[:5], days[:2], live_from=days[2])
+    assert pipeline.score_batches(days[2], 2, lake_url=lake.url) == [names[0:2], names[2:4], names[4:5]]
+    assert pipeline.score_batches(days[2], 25, lake_url=lake.url) == [names[:5]]
+    # Before the models are live, nothing is to be scored.
+    assert pipeline.score_batches(days[1], 2, lake_url=lake.url) == []
+    with pytest.raises(UsageError, match="at least 1, not 0"):
+        pipeline.score_batches(days[2], 0, lake_url=lake.url)

@@ -571,33 +571,44 @@ def co_movements(
     difference of median ratios over the baseline's robust spread. Else the series' own values.
     """
     ratios = frame / frame.shift(freq=season).reindex(frame.index)
+    # Rows sliced once for all series: a fleet has hundreds of them.
+    during, before = _rows(frame.index, (start, stop)), _rows(frame.index, baseline)
+    values, ratio_values = frame.to_numpy(dtype=float), ratios.to_numpy(dtype=float)
     movements = []
-    for series in frame.columns:
-        values = _between(frame[series], start, stop), _between(frame[series], *baseline)
-        seasonal = all(
-            _between(ratios[series], *window).notna().any() for window in ((start, stop), baseline)
-        )
-        measured = ratios[series] if seasonal else frame[series]
-        new, old = _between(measured, start, stop).dropna(), _between(measured, *baseline).dropna()
-        if old.empty or new.empty:
+    for column, series in enumerate(frame.columns):
+        seasonal = all(np.isfinite(ratio_values[rows, column]).any() for rows in (during, before))
+        measured = ratio_values[:, column] if seasonal else values[:, column]
+        new, old = _finite(measured[during]), _finite(measured[before])
+        if not old.size or not new.size:
             continue
+        new_median, old_median = float(np.median(new)), float(np.median(old))
         # A series without any noise moved if it changed at all: floor its spread far below its level.
-        spread = robust_spread(old.to_numpy()) or abs(old.median()) * 1e-6 or 1.0
+        spread = robust_spread(old) or abs(old_median) * 1e-6 or 1.0
         movements.append(
             Movement(
                 series=str(series),
-                before=float(values[1].median()),
-                during=float(values[0].median()),
-                change=new.median() / old.median() - 1 if old.median() else float("nan"),
-                z=float((new.median() - old.median()) / spread),
+                before=_median(values[before, column]),
+                during=_median(values[during, column]),
+                change=new_median / old_median - 1 if old_median else float("nan"),
+                z=(new_median - old_median) / spread,
                 seasonal=seasonal,
             )
         )
     return sorted(movements, key=lambda movement: (-abs(movement.z), movement.series))
 
 
-def _between(values: pd.Series, start: pd.Timestamp, stop: pd.Timestamp) -> pd.Series:
-    return values[(values.index >= start) & (values.index < stop)]
+def _rows(index: pd.DatetimeIndex, window: Window) -> np.ndarray:
+    return (index >= window[0]) & (index < window[1])
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    return values[np.isfinite(values)]
+
+
+def _median(values: np.ndarray) -> float:
+    """The median of the known values, NaN if none (as pandas' ``median``)."""
+    known = _finite(values)
+    return float(np.median(known)) if known.size else float("nan")
 
 
 def co_movement_sentence(movements: Sequence[Movement]) -> str:
