@@ -231,8 +231,8 @@ def score_day(
 
     Reads ``history_days`` before the day as context for windowed and seasonal models. Each
     series' scores and events are their own leaf (``scores/dt=D/series=S``), so a series can be
-    re-scored alone, as the Airflow DAG's per-series tasks do. Series without a live model are
-    skipped and listed.
+    re-scored alone, as the Airflow DAG's batches of series do. Series without a live model are
+    skipped and listed. On a remote lake the series are scored on threads: their time is round trips.
     """
     from passion_tasks.features import read_series
 
@@ -241,7 +241,6 @@ def score_day(
     frame = read_series(lake, day - dt.timedelta(days=history_days), day, series)
     names = series or watched_series(list(frame.columns))
     summary = ScoreSummary(day=day, series_scored=0, anomalous_minutes=0, events=0)
-    # On S3 most of a series' time is round trips (model files, two leaves): series go concurrently.
     outcomes = lake.map_io(lambda name: _score_series(lake, name, day, frame), names)
     for name, outcome in zip(names, outcomes, strict=True):
         if isinstance(outcome, str):

@@ -395,13 +395,22 @@ class Cluster:
             time.sleep(1)
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        keys = (
+            "task_id",
+            "map_index",
+            "rendered_map_index",
+            "state",
+            "hostname",
+            "try_number",
+            "start_date",
+            "end_date",
+        )
         rows = self.query(
-            "select task_id, map_index, state, hostname, try_number, start_date, end_date from task_instance "
-            "where dag_id = %s and run_id = %s order by task_id, map_index",
+            f"select {', '.join(keys)} from task_instance where dag_id = %s and run_id = %s "
+            "order by task_id, map_index",
             dag_id,
             run_id,
         )
-        keys = ("task_id", "map_index", "state", "hostname", "try_number", "start_date", "end_date")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def returned(self, dag_id: str, run_id: str, task_id: str) -> dict[int, Any]:
@@ -413,7 +422,7 @@ class Cluster:
             run_id,
             task_id,
         )
-        return {index: value if not isinstance(value, str) else json.loads(value) for index, value in rows}
+        return dict(rows)
 
 
 # -- a fleet of series ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Tiny settings keep the file fast: a 2-hour window on a 5-minute grid, 6 training
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +126,11 @@ def test_saved_detector_loads_back_with_identical_scores(fitted, anomalous, tmp_
     assert np.array_equal(loaded.scaler_scale_, fitted.scaler_scale_)
     assert loaded.threshold_ == fitted.threshold_
     pd.testing.assert_frame_equal(loaded.evaluate(frame), fitted.evaluate(frame), check_exact=True)
+    # A remote lake's series are scored on threads (``Lake.map_io``): models loaded and run at once agree.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        on_threads = list(pool.map(lambda _: load_detector(folder).evaluate(frame), range(3)))
+    for scores in on_threads:
+        pd.testing.assert_frame_equal(scores, fitted.evaluate(frame), check_exact=True)
 
 
 def test_scores_are_causal(fitted, anomalous) -> None:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,7 +57,6 @@ MODEL_FILE = "model.keras"
 MIN_TRAINING_WINDOWS = 10
 #: Windows per inference batch: a few tens of MB for a 1440-step window; scores do not depend on it.
 PREDICT_BATCH = 256
-_LOADING = threading.Lock()
 
 
 class WindowBatches(keras.utils.PyDataset):
@@ -234,10 +232,7 @@ class KerasDetector(Detector):
         self.model_.save(folder / MODEL_FILE)
 
     def _load_model(self, folder: Path) -> None:
-        # Keras' loading goes through process-wide scopes (safe mode, custom objects): one at a time,
-        # as a day's series are scored on threads when the lake is remote.
-        with _LOADING:
-            self.model_ = keras.saving.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
+        self.model_ = keras.saving.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
 
 
 class KerasForecaster(KerasDetector):
