@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from airflow.sdk import Param, dag, task
-from passion_airflow.defaults import DEFAULT_ARGS, START_DATE, TAGS
+from passion_airflow.defaults import BENCHMARK_TIMEOUT, DEFAULT_ARGS, START_DATE, TAGS
 from passion_airflow.settings import lake_kwargs
 
 from passion_tasks.corpora import CORPORA
@@ -61,7 +61,7 @@ PARAMS = {
     doc_md=__doc__,
 )
 def passion_benchmark() -> None:
-    @task
+    @task(execution_timeout=BENCHMARK_TIMEOUT)
     def benchmark(params=None) -> str:
         from passion_tasks import pipeline
 

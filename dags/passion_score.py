@@ -21,7 +21,7 @@ import logging
 import os
 
 from airflow.sdk import Param, TriggerRule, dag, task
-from passion_airflow.defaults import daily_dag_args, daily_timetable
+from passion_airflow.defaults import ALERT_TIMEOUT, POKE_TIMEOUT, daily_dag_args, daily_timetable
 from passion_airflow.notifiers import alert_config
 from passion_airflow.sensors import FeaturesSensor
 from passion_airflow.settings import lake_kwargs, run_day
@@ -50,6 +50,8 @@ def passion_score() -> None:
         mode="reschedule",
         timeout=FEATURES_TIMEOUT_S,
         poke_interval=FEATURES_POKE_S,
+        # Per poke in reschedule mode; ``timeout`` above bounds the whole wait.
+        execution_timeout=POKE_TIMEOUT,
     )
 
     @task
@@ -71,15 +73,11 @@ def passion_score() -> None:
     )
     def score(series: list[str], params=None, dag_run=None) -> dict[str, int | list[str]]:
         from passion_tasks import pipeline
-        from passion_tasks.errors import PassionError
 
         summary = pipeline.score_day(run_day(params, dag_run), series=series, **lake_kwargs())
         log.info("%s", summary.summary())
         # The batch's other series are written; the task fails so that the skipped ones are seen.
-        if summary.skipped:
-            raise PassionError(
-                f"{len(summary.skipped)} of {len(series)} series not scored: {summary.skipped!r}"
-            )
+        summary.raise_for_failures()
         return {"series": series, "anomalous_minutes": summary.anomalous_minutes, "events": summary.events}
 
     # The report and the alert cover the series that were scored even if others failed.
@@ -90,7 +88,7 @@ def passion_score() -> None:
         return pipeline.report_day(run_day(params, dag_run), **lake_kwargs())
 
     # ALL_DONE: a day whose features never came or whose scoring failed is itself an alert (no data).
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    @task(trigger_rule=TriggerRule.ALL_DONE, execution_timeout=ALERT_TIMEOUT)
     def alert(params=None, dag_run=None) -> int:
         from passion_tasks import pipeline
         from passion_tasks.errors import NoInputError

@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from airflow.sdk import CronTriggerTimetable, Param, dag, task
-from passion_airflow.defaults import DEFAULT_ARGS, START_DATE, TAGS
+from passion_airflow.defaults import DEFAULT_ARGS, START_DATE, TAGS, TRAIN_TIMEOUT
 from passion_airflow.settings import day_before_run, lake_kwargs
 
 from passion_tasks.detectors import detector_names
@@ -105,7 +105,11 @@ def passion_train() -> None:
         log.info("training %s for %d series up to %s", ", ".join(params["detectors"]), len(series), train_to)
         return series
 
-    @task(multiple_outputs=False, map_index_template="{{ task.op_kwargs['series'] }}")
+    @task(
+        multiple_outputs=False,
+        map_index_template="{{ task.op_kwargs['series'] }}",
+        execution_timeout=TRAIN_TIMEOUT,
+    )
     def train(series: str, params=None, dag_run=None) -> dict[str, str]:
         """The series' new models as detector -> model reference (with ``select_best``, the winner's)."""
         from passion_tasks import pipeline

@@ -16,7 +16,7 @@ from pathlib import Path
 from passion_tasks import config, pipeline
 from passion_tasks.corpora import CORPORA
 from passion_tasks.errors import ExitCode, PassionError, UsageError
-from passion_tasks.lake import Lake, as_day
+from passion_tasks.lake import VACUUM_GRACE, Lake, as_day
 
 
 def _day(text: str) -> dt.date:
@@ -74,7 +74,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     summary = pipeline.score_day(args.day, lake_url=args.lake, series=args.series or None)
     print(summary.summary())
-    return ExitCode.OK
+    return summary.exit_code
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -136,6 +136,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     elif args.action == "rollback":
         entry = registry.rollback(lake, args.series, effective_from=args.effective_from, reason=args.reason)
         print(f"rolled back: {entry.ref} is live from {entry.effective_from}")
+    elif args.action == "sign":
+        report = registry.sign_models(lake, args.series, adopt_unsigned=args.adopt_unsigned)
+        print(report.summary())
+        return report.exit_code
     return ExitCode.OK
 
 
@@ -249,6 +253,24 @@ def cmd_partitions(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_lake(args: argparse.Namespace) -> int:
+    lake = Lake(args.lake)
+    if args.action == "vacuum":
+        if not args.grace_hours >= 0:
+            raise UsageError(f"--grace-hours must be 0 or more, not {args.grace_hours}")
+        report = lake.vacuum(grace=dt.timedelta(hours=args.grace_hours), dry_run=args.dry_run)
+        print(report.summary())
+        for path in report.removed if args.verbose else ():
+            print(f"  {lake.uri(path)}")
+    elif args.action == "files":
+        if not (args.dataset and args.day):
+            raise UsageError("lake files needs a DATASET and --day")
+        for leaf in lake.leaves(args.dataset, args.day):
+            for path in leaf.files:
+                print(lake.uri(path))
+    return ExitCode.OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     uri = pipeline.run_demo(
         Path(args.workdir),
@@ -331,9 +353,16 @@ def build_parser() -> argparse.ArgumentParser:
     _lake_option(score)
     score.set_defaults(handler=cmd_score)
 
-    models = commands.add_parser("models", help="list, promote and roll back registered models")
-    models.add_argument("action", choices=["list", "history", "promote", "rollback"])
-    models.add_argument("--series", help="required except for list")
+    models = commands.add_parser(
+        "models", help="list, promote, roll back and sign (after a key rotation) registered models"
+    )
+    models.add_argument("action", choices=["list", "history", "promote", "rollback", "sign"])
+    models.add_argument("--series", help="required except for list and sign")
+    models.add_argument(
+        "--adopt-unsigned",
+        action="store_true",
+        help="sign: also sign models registered before a key was set (you vouch for them)",
+    )
     models.add_argument("--detector")
     models.add_argument("--version", help="e.g. v3")
     models.add_argument("--effective-from", type=_day, metavar="YYYY-MM-DD", help="default: today")
@@ -428,6 +457,23 @@ def build_parser() -> argparse.ArgumentParser:
     _lake_option(partitions)
     partitions.set_defaults(handler=cmd_partitions)
 
+    lake = commands.add_parser(
+        "lake",
+        help="housekeeping: vacuum what failed or replaced writes left; list a day's committed files",
+    )
+    lake.add_argument("action", choices=["vacuum", "files"])
+    lake.add_argument("dataset", nargs="?", help="files: e.g. cdn_logs, features, scores")
+    lake.add_argument("--day", type=_day, metavar="YYYY-MM-DD", help="files: the day")
+    lake.add_argument(
+        "--grace-hours",
+        type=float,
+        default=VACUUM_GRACE.total_seconds() / 3600,
+        help="vacuum: keep files younger than this (default %(default)g)",
+    )
+    lake.add_argument("--dry-run", action="store_true", help="vacuum: list, remove nothing")
+    _lake_option(lake)
+    lake.set_defaults(handler=cmd_lake)
+
     demo = commands.add_parser("demo", help="generate, ingest, featurise, score and report, end to end")
     demo.add_argument("--days", type=int, default=14)
     demo.add_argument("--start", type=_day, default=None, metavar="YYYY-MM-DD", help="default: DAYS days ago")
@@ -442,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "models" and args.action != "list" and not args.series:
+    if args.command == "models" and args.action not in ("list", "sign") and not args.series:
         parser.error(f"models {args.action} needs --series")
     if args.command == "models" and args.action == "promote" and not (args.detector and args.version):
         parser.error("models promote needs --detector and --version")

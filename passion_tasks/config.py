@@ -28,3 +28,28 @@ def reference_data(explicit: str | os.PathLike[str] | None = None) -> Path:
     """
     path = explicit or os.environ.get("PASSION_REFERENCE_DATA") or PROJECT_ROOT.parent / "shared" / "data"
     return Path(path).expanduser().resolve()
+
+
+#: The key that signs model manifests (see ``registry``). Under Airflow the ``passion_model_key``
+#: connection's password takes its place.
+MODEL_KEY_ENV = "PASSION_MODEL_KEY"
+#: The key models were signed with before a rotation; ``passion models sign`` re-signs them.
+PREVIOUS_MODEL_KEY_ENV = "PASSION_MODEL_PREVIOUS_KEY"
+#: An HMAC key shorter than this can be guessed; 32 random bytes (64 hex digits) is what to use.
+MIN_MODEL_KEY_BYTES = 16
+
+
+def model_key(variable: str = MODEL_KEY_ENV) -> bytes | None:
+    """The model-signing key in the environment variable ``variable``; None when it is unset or empty."""
+    from passion_tasks.errors import UsageError
+
+    value = os.environ.get(variable, "")
+    if not value:
+        return None
+    key = value.encode("utf-8")
+    if len(key) < MIN_MODEL_KEY_BYTES:
+        raise UsageError(
+            f"{variable} is {len(key)} bytes long; use at least {MIN_MODEL_KEY_BYTES} random bytes, e.g. "
+            "python3 -c 'import secrets; print(secrets.token_hex(32))'"
+        )
+    return key

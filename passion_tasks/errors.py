@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     UNKNOWN_FORMAT = 5  # no input file was in a format Passion reads: nothing was written
     LINES_QUARANTINED = 6  # the day landed; some lines were malformed and are in quarantine/
     FILES_DAMAGED = 7  # the day landed; some files were truncated or unreadable (see quarantine/)
+    MODEL_REFUSED = 8  # a stored model failed its integrity check and was not loaded
 
 
 class PassionError(Exception):

@@ -36,13 +36,31 @@ from passion_tasks import config
 from passion_tasks.errors import ExitCode, PassionError
 
 MANIFEST = "_manifest.json"
+#: The longest path segment the lake writes, in UTF-8 bytes: filesystems stop at 255, and a local
+#: write adds a hidden temporary name around the final one.
+MAX_SEGMENT_BYTES = 200
+#: S3 keys stop at 1,024 bytes; local paths are kept to the same bound so a lake can move between them.
+MAX_PATH_BYTES = 1024
 #: Requests in flight at once when a remote lake reads or writes many small objects (manifests,
 #: promotions, per-series leaves): each waits on a round trip, not on the CPU.
 REMOTE_IO_THREADS = 16
+#: Suffix of a local file being written; one left behind by a killed process is removed by ``vacuum``.
+TEMPORARY_SUFFIX = ".tmp"
+#: How long a file no manifest names is kept before ``vacuum`` removes it. A reader that read a
+#: manifest just before a commit replaced it may still be reading that version's files, and a writer
+#: has written its files but not yet committed them: both live no longer than one Airflow task, and
+#: every task's execution_timeout is far below a day.
+VACUUM_GRACE = dt.timedelta(hours=24)
+#: The model registry's folder: it keeps its own files, which ``vacuum`` leaves alone.
+REGISTRY_PREFIX = "models/"
 
 
 class LakeError(PassionError):
     """A lake operation that cannot be done: missing partition, bad URL, unreadable object."""
+
+
+class ObjectNotFound(LakeError):
+    """A blob the lake does not hold."""
 
 
 class PartitionNotFound(LakeError):
@@ -190,14 +208,32 @@ class Lake:
     # -- paths ---------------------------------------------------------------------------------
 
     def _path(self, relative: str) -> str:
-        return posixpath.join(self.root, relative) if relative else self.root
+        if not relative:
+            return self.root
+        path = posixpath.join(self.root, relative)
+        # Names come from data (series, dimension values): one that no store can hold is refused here,
+        # as a LakeError naming it, instead of an OSError from deep inside a write or a listing.
+        longest = max(len(segment.encode()) for segment in relative.split("/"))
+        if longest > MAX_SEGMENT_BYTES:
+            raise LakeError(
+                f"cannot store {relative[:120]!r}...: a lake path segment may have {MAX_SEGMENT_BYTES} "
+                f"bytes, this one has {longest}"
+            )
+        if len(path.encode()) > MAX_PATH_BYTES:
+            raise LakeError(
+                f"cannot store {relative[:120]!r}...: a lake path may have {MAX_PATH_BYTES} bytes, this one "
+                f"has {len(path.encode())}"
+            )
+        return path
 
     def _staging_path(self, relative: str) -> str:
-        # Local files are written beside their final name and renamed; an S3 object becomes
-        # visible only when its upload completes, so it is written in place.
-        return (
-            self._path(relative + f".{uuid.uuid4().hex[:8]}.tmp") if self.is_local else self._path(relative)
-        )
+        # Local files are written beside their final name, hidden (a leading dot, which pyarrow's and
+        # DuckDB's folder readers skip) until renamed; an S3 object becomes visible only when its
+        # upload completes, so it is written in place.
+        if not self.is_local:
+            return self._path(relative)
+        folder, name = posixpath.split(relative)
+        return self._path(posixpath.join(folder, f".{name}.{uuid.uuid4().hex[:8]}{TEMPORARY_SUFFIX}"))
 
     def _publish(self, staging: str, relative: str) -> None:
         if self.is_local:
@@ -205,9 +241,10 @@ class Lake:
 
     def uri(self, relative: str = "") -> str:
         """A URL for humans and other tools: ``file:///...`` or ``s3://bucket/...``."""
+        path = posixpath.join(self.root, relative) if relative else self.root
         if self.is_local:
-            return "file://" + quote(self._path(relative), safe="/=:@,+")
-        return "s3://" + self._path(relative)
+            return "file://" + quote(path, safe="/=:@,+")
+        return "s3://" + path
 
     @staticmethod
     def leaf(dataset: str, day: Day, key: Mapping[str, str] | None = None) -> str:
@@ -240,17 +277,19 @@ class Lake:
             with self.fs.open_input_stream(self._path(relative)) as stream:
                 return stream.read()
         except FileNotFoundError:
-            raise LakeError(f"{self.uri(relative)} does not exist") from None
+            raise ObjectNotFound(f"{self.uri(relative)} does not exist") from None
 
     def exists(self, relative: str) -> bool:
         return self.fs.get_file_info(self._path(relative)).type != pafs.FileType.NotFound
 
     def list_files(self, prefix: str) -> list[str]:
-        """Relative paths of every file under ``prefix`` (recursive, sorted)."""
+        """Relative paths of every file under ``prefix`` (recursive, sorted), but files being written."""
         selector = pafs.FileSelector(self._path(prefix), recursive=True, allow_not_found=True)
         base = len(self.root) + 1
         return sorted(
-            info.path[base:] for info in self.fs.get_file_info(selector) if info.type == pafs.FileType.File
+            info.path[base:]
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File and not _is_temporary(info.base_name)
         )
 
     def delete(self, relative: str) -> None:
@@ -265,6 +304,58 @@ class Lake:
     def _ensure_parent(self, relative: str) -> None:
         if self.is_local:
             self.fs.create_dir(posixpath.dirname(self._path(relative)), recursive=True)
+
+    # -- housekeeping --------------------------------------------------------------------------
+
+    def vacuum(
+        self,
+        prefix: str = "",
+        *,
+        grace: dt.timedelta = VACUUM_GRACE,
+        now: dt.datetime | None = None,
+        dry_run: bool = False,
+    ) -> VacuumReport:
+        """Remove what failed or superseded writes left under ``prefix``, once it is ``grace`` old.
+
+        That is a local temporary file (a write that was killed), and a partition's data file that its
+        leaf's manifest does not name (a write killed before its commit, or a version a later commit
+        replaced) when both the file and the leaf's last commit are older than ``grace``: a reader that
+        read the manifest before that commit, and a writer that has not committed yet, still need it.
+        The model registry (``models/``) keeps its own files and is left alone.
+        """
+        cutoff = (now or dt.datetime.now(dt.UTC)) - grace
+        selector = pafs.FileSelector(self._path(prefix), recursive=True, allow_not_found=True)
+        base = len(self.root) + 1
+        candidates: dict[str, list[pafs.FileInfo]] = {}
+        for info in self.fs.get_file_info(selector):
+            relative = info.path[base:]
+            if info.type != pafs.FileType.File:
+                continue
+            if relative.startswith(REGISTRY_PREFIX) and not _is_temporary(info.base_name):
+                continue
+            candidates.setdefault(posixpath.dirname(relative), []).append(info)
+        removed, freed, kept = [], 0, 0
+        for folder, infos in sorted(candidates.items()):
+            manifest = None
+            if any(_is_data_file(info.base_name) for info in infos):
+                manifest = self._read_manifest(posixpath.join(folder, MANIFEST))
+            named = set(manifest.get("files", [])) if manifest else set()
+            settled = manifest is None or _committed_at(manifest) < cutoff
+            for info in infos:
+                leftover = _is_temporary(info.base_name) or (
+                    _is_data_file(info.base_name) and info.base_name not in named
+                )
+                if not leftover:
+                    continue
+                if info.mtime >= cutoff or (_is_data_file(info.base_name) and not settled):
+                    kept += 1
+                    continue
+                if not dry_run:
+                    with contextlib.suppress(FileNotFoundError):
+                        self.fs.delete_file(info.path)
+                removed.append(info.path[base:])
+                freed += info.size
+        return VacuumReport(tuple(removed), freed, kept, dry_run)
 
     # -- partitions ----------------------------------------------------------------------------
 
@@ -426,6 +517,39 @@ class Lake:
     ) -> pa.Table:
         dataset = pads.dataset([self._path(f) for f in files], filesystem=self.fs, format="parquet")
         return dataset.to_table(columns=columns, filter=filter)
+
+
+@dataclass(frozen=True)
+class VacuumReport:
+    """What ``Lake.vacuum`` removed (or would remove, in a dry run) and what it kept for now."""
+
+    removed: tuple[str, ...]
+    freed_bytes: int
+    kept_recent: int
+    dry_run: bool
+
+    def summary(self) -> str:
+        verb = "would remove" if self.dry_run else "removed"
+        return (
+            f"{verb} {len(self.removed)} files ({self.freed_bytes:,} bytes) that no manifest names; "
+            f"kept {self.kept_recent} younger than the grace period"
+        )
+
+
+def _is_data_file(name: str) -> bool:
+    return name.startswith("part-") and name.endswith(".parquet")
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and name.endswith(TEMPORARY_SUFFIX)
+
+
+def _committed_at(manifest: Mapping[str, Any]) -> dt.datetime:
+    """When the manifest was committed; a manifest that does not say counts as committed just now."""
+    try:
+        return dt.datetime.fromisoformat(manifest["committed_at"])
+    except (KeyError, TypeError, ValueError):
+        return dt.datetime.now(dt.UTC)
 
 
 def _quote(value: str) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from passion_tasks import registry
-from passion_tasks.detectors import Detector, detector_class, load_detector, make_detector
+from passion_tasks.detectors import Detector, DetectorError, detector_class, load_detector, make_detector
 from passion_tasks.errors import PassionError, UsageError
 from passion_tasks.ingest.reference import Window, parse_windows
 from passion_tasks.lake import Day, Lake, as_day
@@ -120,8 +120,15 @@ def load_model(lake: Lake, series: str, detector: str, version: str | int | None
             if not versions:
                 raise UsageError(f"no {detector} model is registered for {series!r}; train one first")
             version = max(versions, key=lambda m: int(m.version[1:])).version
-    folder, _ = registry.fetch(lake, series, detector, version, into=Path(workdir) / "model")
-    return load_detector(folder)
+    folder, model = registry.fetch(lake, series, detector, version, into=Path(workdir) / "model")
+    try:
+        return load_detector(folder, expected=model.detector)
+    except DetectorError as error:
+        # The files passed their checksums, so the lake handed back what the manifest names; a saved
+        # detector that still cannot be restored is refused like any other model that fails its checks.
+        raise registry.ArtifactIntegrityError(
+            f"model {model.ref} cannot be loaded: {error}. {registry.WHAT_TO_DO}"
+        ) from None
 
 
 def live_model(

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from passion_tasks import schemas
-from passion_tasks.errors import NoInputError, PassionError, UsageError
+from passion_tasks.errors import ExitCode, NoInputError, PassionError, UsageError
 from passion_tasks.lake import Day, Lake, S3Options, as_day
 
 if TYPE_CHECKING:
@@ -97,8 +97,16 @@ def series_to_score(day: Day, *, lake_url: str | None = None, s3: S3Options | No
 
     lake = Lake(lake_url, s3=s3)
     names = series_on(day, lake_url=lake_url, s3=s3)
-    live = lake.map_io(lambda name: registry.live(lake, name, day), names)
-    return [name for name, model in zip(names, live, strict=True) if model]
+
+    def has_live_model(name: str) -> bool:
+        try:
+            return registry.live(lake, name, day) is not None
+        except (PassionError, OSError):
+            # Planned all the same: scoring it fails that series alone, with its name and error.
+            return True
+
+    live = lake.map_io(has_live_model, names)
+    return [name for name, has_model in zip(names, live, strict=True) if has_model]
 
 
 def score_batches(
@@ -136,13 +144,36 @@ class TrainSummary:
         return text
 
 
+class SeriesNotScored(PassionError):
+    """Series of a day that could not be scored, with the exit code their errors call for."""
+
+    def __init__(self, message: str, exit_code: ExitCode):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 @dataclass
 class ScoreSummary:
+    """What ``score_day`` did: figures of the scored series, and each series it did not score and why.
+
+    ``skipped`` series had no model live on the day; ``failed`` ones had one that could not be used
+    (refused by its integrity checks, unreadable, unwritable), each with its error.
+    """
+
     day: dt.date
     series_scored: int
     anomalous_minutes: int
     events: int
     skipped: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, PassionError | OSError] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """MODEL_REFUSED when a model failed its integrity checks, FAILED for other failures, else OK."""
+        codes = [getattr(error, "exit_code", ExitCode.FAILED) for error in self.failed.values()]
+        if ExitCode.MODEL_REFUSED in codes:
+            return ExitCode.MODEL_REFUSED
+        return ExitCode.FAILED if codes else ExitCode.OK
 
     def summary(self) -> str:
         text = (
@@ -151,7 +182,26 @@ class ScoreSummary:
         )
         if self.skipped:
             text += f"; skipped {len(self.skipped)} series (first: {next(iter(self.skipped.items()))})"
+        for name, error in self.failed.items():
+            text += f"\n  failed {name}: {error}"
         return text
+
+    def raise_for_failures(self) -> None:
+        """Raise when a series was skipped or failed, after the others were written.
+
+        An I/O error may pass on a retry, so it is raised as one (``OSError``); anything else is a
+        ``PassionError`` with the summary's exit code, which a retry cannot fix.
+        """
+        problems = {**self.skipped, **{name: str(error) for name, error in self.failed.items()}}
+        if not problems:
+            return
+        total = self.series_scored + len(problems)
+        message = f"{self.day}: {len(problems)} of {total} series not scored: {problems!r}"
+        if any(isinstance(error, OSError) for error in self.failed.values()):
+            raise OSError(message)
+        if not self.failed:
+            raise NoInputError(message)
+        raise SeriesNotScored(message, self.exit_code)
 
 
 def watched_series(columns: list[str]) -> list[str]:
@@ -214,7 +264,7 @@ def train(
                     lake, name, detector, version.version, effective_from=live_from, reason="train"
                 )
             result.trained[name] = version.ref
-        except PassionError as error:
+        except (PassionError, OSError) as error:
             result.failed[name] = str(error)
     return result
 
@@ -241,44 +291,49 @@ def score_day(
     frame = read_series(lake, day - dt.timedelta(days=history_days), day, series)
     names = series or watched_series(list(frame.columns))
     summary = ScoreSummary(day=day, series_scored=0, anomalous_minutes=0, events=0)
-    outcomes = lake.map_io(lambda name: _score_series(lake, name, day, frame), names)
+    outcomes = lake.map_io(lambda name: _score_series_outcome(lake, name, day, frame), names)
     for name, outcome in zip(names, outcomes, strict=True):
         if isinstance(outcome, str):
             summary.skipped[name] = outcome
-            continue
-        summary.series_scored += 1
-        summary.anomalous_minutes += outcome[0]
-        summary.events += outcome[1]
+        elif isinstance(outcome, PassionError | OSError):
+            summary.failed[name] = outcome
+        else:
+            summary.series_scored += 1
+            summary.anomalous_minutes += outcome[0]
+            summary.events += outcome[1]
     if not summary.series_scored:
-        raise NoInputError(
-            f"{day}: no series could be scored; first skipped: {next(iter(summary.skipped.items()), None)}"
-        )
+        summary.raise_for_failures()
     return summary
 
 
+def _score_series_outcome(
+    lake: Lake, name: str, day: dt.date, frame: pd.DataFrame
+) -> tuple[int, int] | str | PassionError | OSError:
+    """``_score_series``' figures, the reason no model was live, or the error that stopped this series
+    alone: one series' bad model or unwritable name must not stop the day's other series."""
+    try:
+        return _score_series(lake, name, day, frame)
+    except (PassionError, OSError) as error:
+        return error
+
+
 def _score_series(lake: Lake, name: str, day: dt.date, frame: pd.DataFrame) -> tuple[int, int] | str:
-    """Score one series' day and write its two leaves: (anomalous minutes, events), or why it was not."""
+    """Score one series' day and write its two leaves: (anomalous minutes, events), or why it had no model."""
     from passion_tasks import modeling
     from passion_tasks.scoring import group_events, score_frame
 
     with tempfile.TemporaryDirectory(prefix="passion-score-") as tmp:
-        try:
-            loaded = modeling.live_model(lake, name, day, Path(tmp))
-        except PassionError as error:
-            return str(error)
+        loaded = modeling.live_model(lake, name, day, Path(tmp))
     if loaded is None:
         return f"no model was live on {day}; run `passion train --series '{name}' --promote`"
     model, version = loaded
-    try:
-        scores = score_frame(
-            model,
-            frame[list(version.features)],
-            series=name,
-            model_version=version.ref,
-            start=pd.Timestamp(day, tz="UTC"),
-        )
-    except PassionError as error:
-        return str(error)
+    scores = score_frame(
+        model,
+        frame[list(version.features)],
+        series=name,
+        model_version=version.ref,
+        start=pd.Timestamp(day, tz="UTC"),
+    )
     events = group_events(scores)
     key = {"series": name}
     lake.write_partition("scores", day, _to_table(scores, schemas.SCORES), schema=schemas.SCORES, key=key)

@@ -13,6 +13,13 @@ own. They are uploaded first and the manifest last, so a version is listed only 
 before returning: storage is never trusted to hand back what Passion wrote, so nothing from it is
 unpickled or loaded unless its checksum matches.
 
+Checksums beside the files they check catch corruption, not tampering: whoever can write the files
+can rewrite the manifest. So a manifest carries an HMAC-SHA256 ``signature`` made with a key that
+only Passion's own processes hold (``PASSION_MODEL_KEY``, or the Airflow connection
+``passion_model_key``), and :func:`fetch` refuses a manifest that does not verify with it. Without a
+key, manifests are neither signed nor verified, and the log says so once. After a key rotation,
+:func:`sign_models` re-signs the models that verify with the previous key.
+
 A backfill must score with the model that was live on its day, so a promotion carries the day it takes
 effect from and :func:`live` answers for any day. One process at a time writes a series: two concurrent
 ``register`` calls for the same (series, detector) may allocate the same version, and of two
@@ -23,13 +30,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
+import hmac
 import json
+import logging
 import platform
 import posixpath
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -38,14 +49,18 @@ from urllib.parse import quote, unquote
 
 import pandas as pd
 
-from passion_tasks.errors import ExitCode, PassionError
-from passion_tasks.lake import Day, Lake, LakeError, as_day
+from passion_tasks import config
+from passion_tasks.errors import ExitCode, PassionError, UsageError
+from passion_tasks.lake import Day, Lake, ObjectNotFound, as_day
 
 MODELS = "models"
 ARTIFACT = "artifact"
 MANIFEST = "manifest.json"
 PROMOTIONS = "promotions.json"
 MANIFEST_FORMAT = 1
+#: The manifest entry holding its HMAC, and the scheme named in it.
+SIGNATURE = "signature"
+SIGNATURE_SCHEME = "hmac-sha256"
 VERSION = re.compile(r"v([1-9][0-9]*)")
 #: Names that cannot be a path segment of their own, or that would collide with promotions.json.
 RESERVED_NAMES = frozenset({"", ".", "..", PROMOTIONS})
@@ -69,6 +84,8 @@ WHAT_TO_DO = (
 
 ModelRef = tuple[str, str, str]
 
+log = logging.getLogger(__name__)
+
 
 class RegistryError(PassionError):
     """A registry operation that cannot be done."""
@@ -80,6 +97,8 @@ class UnknownModelError(RegistryError):
 
 class ArtifactIntegrityError(RegistryError):
     """A stored model differs from what Passion registered; it is refused, never loaded."""
+
+    exit_code = ExitCode.MODEL_REFUSED
 
 
 class NoLiveModelError(RegistryError):
@@ -255,6 +274,10 @@ def register(
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "files": [asdict(file) for file in stored],
         }
+        if (key := config.model_key()) is not None:
+            manifest[SIGNATURE] = manifest_signature(manifest, key)
+        else:
+            _warn_unsigned()
         lake.write_text(posixpath.join(folder, MANIFEST), json.dumps(manifest, indent=1))
     except BaseException:
         with contextlib.suppress(Exception):
@@ -268,17 +291,15 @@ def fetch(
 ) -> tuple[Path, ModelVersion]:
     """Download a model's artifact files into the new or empty folder ``into``, verified.
 
-    ``version=None`` fetches the version live today, which must be a ``detector`` model. Every
-    file's sha256 and size are checked against the manifest, and the stored files must be exactly
-    those it lists; otherwise ``ArtifactIntegrityError`` is raised and ``into`` is left as it was.
+    ``version=None`` fetches the version live today, which must be a ``detector`` model. The
+    manifest's signature must verify with the model key (when one is configured), every file's
+    sha256 and size must match the manifest, and the stored files must be exactly those it lists;
+    otherwise ``ArtifactIntegrityError`` is raised and ``into`` is left as it was.
     """
-    model = (
-        _live_detector(lake, series, detector)
-        if version is None
-        else _read_model(lake, series, detector, version)
-    )
-    folder = _version_folder(series, detector, model.version)
-    _check_file_list(lake, model, folder)
+    if version is None:
+        version = _live_detector(lake, series, detector).version
+    manifest, model = _read_manifest(lake, series, detector, version)
+    _check_signature(model, manifest)
     into = Path(into)
     if into.exists() and any(into.iterdir()):
         raise RegistryError(f"cannot fetch {model.ref} into {into}: the folder is not empty")
@@ -286,9 +307,7 @@ def fetch(
     # Files land in a sibling folder that becomes ``into`` only once all of them are verified.
     staging = Path(tempfile.mkdtemp(prefix=f".{into.name}-", dir=into.parent))
     try:
-        for file in model.files:
-            data = lake.read_bytes(posixpath.join(folder, ARTIFACT, file.name))
-            _verify(model, file, data)
+        for file, data in _verified_files(lake, model):
             target = staging / file.name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
@@ -307,6 +326,117 @@ def list_models(lake: Lake, series: str | None = None) -> list[ModelVersion]:
     if series is not None and not refs:
         raise _unknown(lake, series)
     return [_read_model(lake, *ref) for ref in refs]
+
+
+# -- signatures ------------------------------------------------------------------------------------
+
+
+def manifest_signature(manifest: dict[str, Any], key: bytes) -> str:
+    """``hmac-sha256:<hex>`` of the manifest's canonical JSON (sorted keys, no spaces) but its signature."""
+    body = {name: value for name, value in manifest.items() if name != SIGNATURE}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    return f"{SIGNATURE_SCHEME}:" + hmac.new(key, canonical, hashlib.sha256).hexdigest()
+
+
+def signed_with(manifest: dict[str, Any], key: bytes) -> bool:
+    """Whether the manifest's signature is the one ``key`` gives it (compared in constant time)."""
+    stored = manifest.get(SIGNATURE)
+    return isinstance(stored, str) and hmac.compare_digest(stored, manifest_signature(manifest, key))
+
+
+@dataclass
+class SigningReport:
+    """What :func:`sign_models` did with each model: already valid, (re-)signed, or refused and why."""
+
+    valid: list[str]
+    signed: list[str]
+    refused: dict[str, str]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.MODEL_REFUSED if self.refused else ExitCode.OK
+
+    def summary(self) -> str:
+        text = (
+            f"{len(self.valid)} models already signed with the current key, {len(self.signed)} signed now, "
+            f"{len(self.refused)} refused"
+        )
+        return text + "".join(f"\n  refused {ref}: {reason}" for ref, reason in self.refused.items())
+
+
+def sign_models(lake: Lake, series: str | None = None, *, adopt_unsigned: bool = False) -> SigningReport:
+    """Sign every model (of one series) with ``PASSION_MODEL_KEY``: the way to rotate the key.
+
+    A model whose signature verifies with ``PASSION_MODEL_PREVIOUS_KEY`` is re-signed; an unsigned one
+    (registered before a key was configured) only with ``adopt_unsigned``, by which the operator vouches
+    for it. Either way its files must still match the manifest's checksums. Any other model is refused
+    and left as it is: retrain it.
+    """
+    key = config.model_key()
+    if key is None:
+        raise UsageError(f"set {config.MODEL_KEY_ENV} to the key to sign the models with")
+    previous = config.model_key(config.PREVIOUS_MODEL_KEY_ENV)
+    report = SigningReport(valid=[], signed=[], refused={})
+    for ref in _registered(lake, series):
+        label = _ref(*ref)
+        try:
+            manifest, model = _read_manifest(lake, *ref)
+        except ArtifactIntegrityError as error:
+            report.refused[label] = str(error)
+            continue
+        if signed_with(manifest, key):
+            report.valid.append(label)
+            continue
+        if previous is not None and signed_with(manifest, previous):
+            pass
+        elif SIGNATURE in manifest:
+            report.refused[label] = (
+                f"its signature verifies with neither {config.MODEL_KEY_ENV} nor "
+                f"{config.PREVIOUS_MODEL_KEY_ENV}"
+            )
+            continue
+        elif not adopt_unsigned:
+            report.refused[label] = "it is not signed; pass --adopt-unsigned if you trust it"
+            continue
+        try:
+            for _ in _verified_files(lake, model):
+                pass
+        except ArtifactIntegrityError as error:
+            report.refused[label] = str(error)
+            continue
+        manifest[SIGNATURE] = manifest_signature(manifest, key)
+        lake.write_text(_manifest_path(*ref), json.dumps(manifest, indent=1))
+        report.signed.append(label)
+    return report
+
+
+def _check_signature(model: ModelVersion, manifest: dict[str, Any]) -> None:
+    key = config.model_key()
+    if key is None:
+        _warn_unsigned()
+        return
+    if SIGNATURE not in manifest:
+        raise _integrity_error(
+            model,
+            f"its manifest is not signed and {config.MODEL_KEY_ENV} is set; if it was registered before "
+            "signing was set up and you trust it, sign it: passion models sign --adopt-unsigned",
+        )
+    if not signed_with(manifest, key):
+        raise _integrity_error(
+            model,
+            f"its manifest's signature does not verify with {config.MODEL_KEY_ENV}: it was changed after "
+            f"Passion wrote it, or signed with another key (after a rotation, set "
+            f"{config.PREVIOUS_MODEL_KEY_ENV} to the old key and run passion models sign)",
+        )
+
+
+@functools.cache
+def _warn_unsigned() -> None:
+    log.warning(
+        "%s is not set: model manifests are not signed or verified, so their checksums catch corruption "
+        "but not tampering by whoever can write to the lake",
+        config.MODEL_KEY_ENV,
+    )
 
 
 # -- promotions ------------------------------------------------------------------------------------
@@ -501,18 +631,30 @@ def _unknown(
     )
 
 
+def _manifest_path(series: str, detector: str, version: str) -> str:
+    return posixpath.join(_version_folder(series, detector, version), MANIFEST)
+
+
 def _read_model(lake: Lake, series: str, detector: str, version: str | int) -> ModelVersion:
+    return _read_manifest(lake, series, detector, version)[1]
+
+
+def _read_manifest(
+    lake: Lake, series: str, detector: str, version: str | int
+) -> tuple[dict[str, Any], ModelVersion]:
+    """A version's manifest as stored, and as a ``ModelVersion``; it must describe that very version."""
     label = f"v{version}" if str(version).isdigit() else str(version)
     if not VERSION.fullmatch(label):
         raise _unknown(lake, series, detector, label)
-    path = posixpath.join(_version_folder(series, detector, label), MANIFEST)
+    path = _manifest_path(series, detector, label)
     try:
         text = lake.read_bytes(path)
-    except LakeError:
+    except ObjectNotFound:
         raise _unknown(lake, series, detector, label) from None
     ref = _ref(series, detector, label)
     try:
-        model = ModelVersion.from_manifest(json.loads(text))
+        manifest = json.loads(text)
+        model = ModelVersion.from_manifest(manifest)
     except (KeyError, TypeError, ValueError) as error:
         raise ArtifactIntegrityError(
             f"the manifest of model {ref} at {lake.uri(path)} cannot be read ({error!r}). {WHAT_TO_DO}"
@@ -521,7 +663,7 @@ def _read_model(lake: Lake, series: str, detector: str, version: str | int) -> M
         raise ArtifactIntegrityError(
             f"the manifest at {lake.uri(path)} describes {model.ref}, not {ref}. {WHAT_TO_DO}"
         )
-    return model
+    return manifest, model
 
 
 def _integrity_error(model: ModelVersion, problem: str) -> ArtifactIntegrityError:
@@ -546,14 +688,20 @@ def _check_file_list(lake: Lake, model: ModelVersion, folder: str) -> None:
         )
 
 
-def _verify(model: ModelVersion, expected: ArtifactFile, data: bytes) -> None:
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != expected.sha256 or len(data) != expected.size:
-        raise _integrity_error(
-            model,
-            f"artifact file {expected.name!r} has sha256 {digest} ({len(data)} bytes), "
-            f"the manifest recorded {expected.sha256} ({expected.size} bytes)",
-        )
+def _verified_files(lake: Lake, model: ModelVersion) -> Iterator[tuple[ArtifactFile, bytes]]:
+    """Each artifact file of ``model`` with its bytes, once the file list and that file's checksum match."""
+    folder = _version_folder(model.series, model.detector, model.version)
+    _check_file_list(lake, model, folder)
+    for file in model.files:
+        data = lake.read_bytes(posixpath.join(folder, ARTIFACT, file.name))
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != file.sha256 or len(data) != file.size:
+            raise _integrity_error(
+                model,
+                f"artifact file {file.name!r} has sha256 {digest} ({len(data)} bytes), "
+                f"the manifest recorded {file.sha256} ({file.size} bytes)",
+            )
+        yield file, data
 
 
 def _live_detector(lake: Lake, series: str, detector: str) -> ModelVersion:
@@ -574,7 +722,7 @@ def _promotions(lake: Lake, series: str) -> list[Promotion]:
     path = _promotions_path(series)
     try:
         text = lake.read_bytes(path)
-    except LakeError:
+    except ObjectNotFound:
         return []
     return [Promotion.from_json(series, entry) for entry in json.loads(text)["promotions"]]
 

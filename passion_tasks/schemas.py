@@ -6,6 +6,9 @@ log recognises them; other vendors' fields are mapped onto the same names by the
 
 from __future__ import annotations
 
+import hashlib
+from urllib.parse import quote
+
 import pyarrow as pa
 
 TS = pa.timestamp("ms", tz="UTC")
@@ -117,6 +120,30 @@ EVENTS = pa.schema(
 )
 
 
+#: The longest name part taken from data (a dimension value, a metric file's name), percent-encoded as
+#: the lake's paths write it: a series name must fit in one path segment of any filesystem or store.
+MAX_NAME_PART = 64
+#: How much of a longer part is kept readable before the hash that tells such parts apart.
+KEPT_PREFIX = 40
+
+
 def series_name(metric: str, dim: str = "", dim_value: str = "") -> str:
     """The canonical series name: ``metric`` or ``metric{dim=value}``."""
     return f"{metric}{{{dim}={dim_value}}}" if dim else metric
+
+
+def bounded_name(part: str) -> str:
+    """``part`` if it is short enough to name a series, else its start and a hash of all of it.
+
+    Clients choose URLs and headers, and a name part that long would make a series no store can hold:
+    ``/live/<300 characters>/`` names the channel ``<first characters>~<12 hex digits>``, the same one
+    every day, and distinct parts stay distinct.
+    """
+    if len(quote(part, safe="")) <= MAX_NAME_PART:
+        return part
+    kept = ""
+    for character in part:
+        if len(quote(kept + character, safe="")) > KEPT_PREFIX:
+            break
+        kept += character
+    return f"{kept}~{hashlib.sha256(part.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"

@@ -138,17 +138,25 @@ def model_versions(lake: Lake, day: dt.date) -> dict[str, list[str]]:
 
 
 class Webhook:
-    """A local HTTP endpoint that records what is posted to it."""
+    """A local HTTP endpoint that records what is posted to it; with ``trickle``, it answers 200 one byte
+    every 0.1 s instead: never silent for a per-read timeout, about 6.5 s in all."""
 
-    def __init__(self) -> None:
+    TRICKLED_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+
+    def __init__(self, trickle: bool = False) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
-        received = self.received
+        received, answer = self.received, self.TRICKLED_ANSWER
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 received.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(204)
-                self.end_headers()
+                if not trickle:
+                    self.send_response(204)
+                    self.end_headers()
+                    return
+                for offset in range(len(answer)):
+                    time.sleep(0.1)
+                    self.wfile.write(answer[offset : offset + 1])
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -272,6 +280,109 @@ print(json.dumps({
     assert parsed["files"]["passion_ingest.py"] < 2 and parsed["files"]["passion_score.py"] < 2, parsed[
         "files"
     ]
+
+
+#: The ``execution_timeout`` of each task in seconds, as dags/README.md lists them.
+EXECUTION_TIMEOUTS = {
+    "passion_benchmark.benchmark": 8 * 3600,
+    "passion_ingest.features": 2 * 3600,
+    "passion_ingest.land_cdn": 2 * 3600,
+    "passion_ingest.land_metrics": 2 * 3600,
+    "passion_score.alert": 15 * 60,
+    "passion_score.report": 2 * 3600,
+    "passion_score.score": 2 * 3600,
+    "passion_score.series_to_score": 2 * 3600,
+    "passion_score.wait_for_features": 10 * 60,
+    "passion_train.plan": 2 * 3600,
+    "passion_train.train": 4 * 3600,
+}
+
+
+def test_every_task_of_every_dag_has_an_execution_timeout(tmp_path: Path) -> None:
+    # Parsing needs no database: a bare AIRFLOW_HOME does.
+    script = """
+import datetime as dt, json, sys
+from airflow.dag_processing.dagbag import DagBag
+from airflow.serialization.serialized_objects import DagSerialization
+bag = DagBag(dag_folder=sys.argv[1])
+def limit(task):
+    value = task.execution_timeout
+    return value.total_seconds() if isinstance(value, dt.timedelta) else repr(value)
+limits, stored = {}, {}
+for dag in bag.dags.values():
+    # What the scheduler and the UI see: the DAG as stored.
+    copy = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+    for task in dag.tasks:
+        limits[f"{dag.dag_id}.{task.task_id}"] = limit(task)
+        stored[f"{dag.dag_id}.{task.task_id}"] = limit(copy.get_task(task.task_id))
+sensor = bag.dags["passion_score"].get_task("wait_for_features")
+print(json.dumps({"errors": bag.import_errors, "limits": limits, "stored": stored,
+                  "sensor": {"mode": sensor.mode, "timeout": sensor.timeout}}))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(ROOT / "dags")],
+        env=cluster.airflow_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert parsed["errors"] == {}
+    limits = parsed["limits"]
+    without = {task: limit for task, limit in limits.items() if not isinstance(limit, float) or limit <= 0}
+    assert without == {}, f"tasks without a positive execution_timeout: {without}"
+    assert limits == parsed["stored"] == EXECUTION_TIMEOUTS
+    # The lake keeps superseded files for longer than the longest task: keep that one well under a day.
+    assert max(limits.values()) <= 12 * 3600
+    # In reschedule mode execution_timeout bounds one poke; the sensor's timeout still ends the wait.
+    assert parsed["sensor"] == {"mode": "reschedule", "timeout": 6 * 3600}
+    assert limits["passion_score.wait_for_features"] < parsed["sensor"]["timeout"]
+
+
+def test_the_failure_notifier_signs_and_gives_up_at_the_alert_deadline(
+    tmp_path: Path, webhook: Webhook
+) -> None:
+    script = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from passion_airflow.notifiers import post_json
+post_json({"event": "failure", "dag_id": "passion_ingest"})
+began = time.monotonic()
+try:
+    post_json({"event": "failure", "dag_id": "passion_ingest"}, "passion_trickle")
+    error = None
+except Exception as failure:
+    error = f"{type(failure).__name__}: {failure}"
+print(json.dumps({"error": error, "seconds": time.monotonic() - began}))
+"""
+    trickling = Webhook(trickle=True)
+    env = cluster.airflow_env(tmp_path) | {
+        "AIRFLOW_CONN_PASSION_ALERTS": webhook.connection,
+        "AIRFLOW_CONN_PASSION_TRICKLE": trickling.connection,
+        "PASSION_ALERT_TIMEOUT_S": "1",
+    }
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", script, str(ROOT / "plugins")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        trickling.server.shutdown()
+    assert result.returncode == 0, result.stderr[-3000:]
+    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    [(headers, _)] = webhook.received
+    assert headers["User-Agent"] == "passion-airflow"
+    assert webhook.payloads() == [{"event": "failure", "dag_id": "passion_ingest"}]  # signature checked
+    port = trickling.server.server_port
+    assert (
+        parsed["error"]
+        == f"DeliveryError: webhook: http://127.0.0.1:{port} gave no complete answer within 1 s"
+    )
+    assert 1 <= parsed["seconds"] < 3
 
 
 @pytest.fixture(scope="module")
@@ -461,13 +572,20 @@ def test_train_fans_out_per_series_and_keeps_the_models_of_the_others(
         "lookback_days": 2,
         "promote": True,
     }
-    result = dags_test(airflow_env | {"PASSION_LAKE": lake.url}, "passion_train", conf)
+    # The model-signing key comes from its connection, and never reaches the log.
+    key = "passion-model-key-never-logged-0123456789"
+    connection = json.dumps({"conn_type": "generic", "password": key})
+    env = airflow_env | {"PASSION_LAKE": lake.url, "AIRFLOW_CONN_PASSION_MODEL_KEY": connection}
+    result = dags_test(env, "passion_train", conf)
     assert result.returncode == 1
     assert "PassionError: no_such_series: rolling_mad: target series 'no_such_series'" in result.stdout
     for name in ("cif", "paycore"):
         live = registry.live(lake, name, DAYS[2])
         assert (live.ref, live.train_start, live.train_end) == (f"{name}/rolling_mad@v1", DAYS[0], DAYS[1])
         assert registry.live(lake, name, DAYS[1]) is None
+        manifest = json.loads(lake.read_bytes(f"models/{name}/rolling_mad/v1/manifest.json"))
+        assert registry.signed_with(manifest, key.encode())
+    assert key not in result.stdout
     assert registry.list_models(lake) == [registry.live(lake, name, DAYS[2]) for name in ("cif", "paycore")]
 
 

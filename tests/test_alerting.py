@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email
 import email.policy
@@ -10,15 +11,18 @@ import hmac
 import ipaddress
 import json
 import logging
+import os
 import socket
 import ssl
 import struct
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,6 +45,7 @@ from passion_tasks.alerting import (
     WebhookChannel,
     alert_day,
 )
+from passion_tasks.alerting.channels import AlertMessage
 from passion_tasks.alerting.rules import (
     ANOMALY,
     NO_DATA,
@@ -516,6 +521,168 @@ def test_email_goes_over_starttls_with_login_and_the_incident_plot(lake: Lake, t
     assert (width, height) == (1000, 512)
 
 
+# -- deadlines ---------------------------------------------------------------------------------
+
+#: A trickling receiver sends a byte this often: never silent for as long as a per-read timeout.
+TRICKLE_S = 0.1
+#: The deadline the tests give a delivery; a trickled answer takes 4 to 8 s in all.
+DEADLINE_S = 1
+
+
+class Trickler:
+    """A receiver on 127.0.0.1 that answers one byte every :data:`TRICKLE_S`, over TLS with ``tls``.
+
+    ``converse(reader, send)`` speaks the protocol. One thread, started before a test counts its threads,
+    serves the connections one after the other; ``idle`` is set while it holds none.
+    """
+
+    def __init__(
+        self,
+        converse: Callable[[Any, Callable[[bytes], None]], None],
+        tls: ssl.SSLContext | None = None,
+    ):
+        self.converse, self.tls = converse, tls
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.port = self.listener.getsockname()[1]
+        self.stop, self.idle = threading.Event(), threading.Event()
+        self.idle.set()
+        self.thread = threading.Thread(target=self._serve, name="trickler", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            self.idle.clear()
+            with contextlib.suppress(OSError):
+                self._converse(conn)
+            conn.close()
+            self.idle.set()
+
+    def _converse(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        if self.tls:
+            conn = self.tls.wrap_socket(conn, server_side=True)
+        with conn, conn.makefile("rb") as reader:
+            self.converse(reader, lambda data: self._trickle(conn, data))
+
+    def _trickle(self, conn: socket.socket, data: bytes) -> None:
+        for offset in range(len(data)):
+            if self.stop.wait(TRICKLE_S):
+                raise OSError("receiver stopped")
+            conn.sendall(data[offset : offset + 1])
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.listener.close()
+
+
+def answer_http(reader: Any, send: Callable[[bytes], None]) -> None:
+    length = 0
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    reader.read(length)
+    send(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
+
+
+def answer_smtp(reader: Any, send: Callable[[bytes], None]) -> None:
+    send(b"220 trickle ESMTP\r\n")
+    while command := reader.readline():
+        verb = command[:4].upper()
+        if verb == b"DATA":
+            send(b"354 go on\r\n")
+            while reader.readline() not in (b".\r\n", b""):
+                pass
+            send(b"250 queued\r\n")
+        else:
+            send({b"EHLO": b"250 trickle\r\n", b"QUIT": b"221 bye\r\n"}.get(verb, b"250 OK\r\n"))
+        if verb == b"QUIT":
+            return
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def no_data_message() -> AlertMessage:
+    alert = Alert(NO_DATA, DAY, "critical", missing={"scores": "has no partition"})
+    return AlertMessage(alert, "https://reports.example.com/passion/2026-11-21/", NOW.isoformat())
+
+
+def http_url(port: int, scheme: str = "http") -> str:
+    return f"{scheme}://127.0.0.1:{port}/hooks/tok-in-the-path-4321"
+
+
+# Each receiver answers, complete and correct, after 4 to 8 s: a per-read timeout of 1 s never fires.
+TRICKLED = {
+    "webhook": (answer_http, lambda port: WebhookChannel(url=Secret(http_url(port)), timeout_s=DEADLINE_S)),
+    "webhook-https": (
+        answer_http,
+        lambda port: WebhookChannel(url=Secret(http_url(port, "https")), timeout_s=DEADLINE_S),
+    ),
+    "slack": (
+        answer_http,
+        lambda port: SlackChannel(webhook_url=Secret(http_url(port)), timeout_s=DEADLINE_S),
+    ),
+    "email": (
+        answer_smtp,
+        lambda port: EmailChannel(
+            host="127.0.0.1",
+            port=port,
+            sender="passion@example.com",
+            recipients=("oncall@example.com",),
+            starttls=False,
+            timeout_s=DEADLINE_S,
+        ),
+    ),
+}
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files in /proc")
+@pytest.mark.parametrize("case", list(TRICKLED))
+def test_a_receiver_answering_one_byte_at_a_time_fails_the_delivery_at_its_deadline(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    converse, channel_at = TRICKLED[case]
+    tls = None
+    if case.endswith("https"):
+        cert_file, key_file = self_signed_certificate(tmp_path)
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(cert_file, key_file)
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))  # trusted by the default context
+    receiver = Trickler(converse, tls)
+    try:
+        channel = channel_at(receiver.port)
+        scheme = "https" if tls else "http"
+        where = (
+            f"127.0.0.1:{receiver.port}"
+            if channel.name == "email"
+            else f"{scheme}://127.0.0.1:{receiver.port}"
+        )
+        threads, fds = threading.active_count(), open_fds()
+
+        began = time.monotonic()
+        with pytest.raises(DeliveryError) as failure:
+            channel.send(no_data_message())
+        elapsed = time.monotonic() - began
+
+        assert str(failure.value) == f"{channel.name}: {where} gave no complete answer within 1 s"
+        assert DEADLINE_S <= elapsed < DEADLINE_S + 2
+        # Nothing is left behind: no worker thread, and, once the receiver has seen the connection
+        # end, not one open socket.
+        assert threading.active_count() == threads
+        assert receiver.idle.wait(5)
+        assert open_fds() == fds
+    finally:
+        receiver.close()
+
+
 # -- secrets -----------------------------------------------------------------------------------
 
 
@@ -692,6 +859,7 @@ def test_settings_from_the_environment() -> None:
     [
         ({"PASSION_ALERT_ROUTES": '[{"channels": ["slack"]}]'}, "not configured"),
         ({"PASSION_ALERT_MIN_RATIO": "high"}, "PASSION_ALERT_MIN_RATIO must be a number"),
+        ({"PASSION_ALERT_TIMEOUT_S": "0"}, "PASSION_ALERT_TIMEOUT_S must be a positive number"),
         ({"PASSION_SMTP_HOST": "smtp.example.com"}, "PASSION_ALERT_EMAIL_TO"),
         (
             {

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
+from urllib.parse import quote
 
 import pandas as pd
 import pyarrow as pa
@@ -12,7 +14,9 @@ import pytest
 
 from passion_tasks import schemas
 from passion_tasks.features import build_features, previous_hour_ohlc, read_series
+from passion_tasks.features.cdn import OTHER
 from passion_tasks.lake import Lake, PartitionNotFound
+from passion_tasks.schemas import MAX_NAME_PART, bounded_name
 
 DAY = dt.date(2026, 11, 21)
 UTC = dt.UTC
@@ -158,10 +162,49 @@ def test_top_devices_and_paths(lake: Lake) -> None:
     frame = read_series(lake, DAY, DAY).loc[pd.Timestamp(at(DAY, "08:00"))]
     prefix = "cdn_requests{device="
     devices = {name[len(prefix) : -1]: n for name, n in frame.items() if name.startswith(prefix)}
-    assert devices == {**{f"D{i:02d}": 14 - i for i in range(1, 13)}, "Other": 2}  # D13 and the unknown one
+    assert devices == {**{f"D{i:02d}": 14 - i for i in range(1, 13)}, OTHER: 2}  # D13 and the unknown one
     paths = {name for name in frame.index if name.startswith("cdn_requests{path=")}
-    assert paths == {f"cdn_requests{{path=/vod/g{i:02d}}}" for i in range(1, 11)}
+    assert paths == {f"cdn_requests{{path=/vod/g{i:02d}}}" for i in range(1, 11)} | {
+        f"cdn_requests{{path={OTHER}}}"
+    }
     assert frame["cdn_requests{path=/vod/g01}"] == 14
+    assert frame[f"cdn_requests{{path={OTHER}}}"] == 3 + 2 + 1  # g11, g12 and g13
+
+
+def test_clients_cannot_choose_how_many_series_or_how_long_their_names(lake: Lake) -> None:
+    # 300 odd live channels, one of them with a 300-character name, beside 3 real channels.
+    def live(minute: str, channel: str, times: int = 1) -> list[tuple[dt.datetime, dict]]:
+        fields = {"sc_status": 200, "cs_uri_stem": f"/live/{channel}/x.ts", "live_channel": channel}
+        return [(at(DAY, minute), fields)] * times
+
+    long_channel = "é" + "x" * 299
+    requests = [
+        *(request for c in range(3) for request in live("08:00", f"ch{c}", times=50)),
+        *(request for i in range(299) for request in live("08:01", f"odd{i:03d}")),
+        *live("08:02", long_channel, times=2),
+    ]
+    lake.write_partition("cdn_logs", DAY, cdn_logs(requests))
+    build_features(lake, DAY)
+
+    frame = read_series(lake, DAY, DAY)
+    prefix = "cdn_requests{channel="
+    channels = {name[len(prefix) : -1] for name in frame.columns if name.startswith(prefix)}
+    # The top 32 values get series of their own: the 3 real channels, the long one (2 requests) and the
+    # first 28 of the odd ones (ties go to the smaller value); the other 271 share one series.
+    assert channels == {"ch0", "ch1", "ch2", bounded_name(long_channel), OTHER} | {
+        f"odd{i:03d}" for i in range(28)
+    }
+    assert frame[f"cdn_requests{{channel={OTHER}}}"].sum() == 299 - 28
+    assert max(len(quote(name, safe="")) for name in frame.columns) <= 120
+
+
+def test_a_long_name_part_keeps_its_start_and_a_hash_of_all_of_it() -> None:
+    long_channel = "é" + "x" * 299
+    bounded = bounded_name(long_channel)
+    assert bounded == "é" + "x" * 34 + "~" + hashlib.sha256(long_channel.encode()).hexdigest()[:12]
+    assert len(quote(bounded, safe="")) <= MAX_NAME_PART
+    assert bounded_name(long_channel + "y") != bounded  # distinct parts stay distinct
+    assert bounded_name("ch7") == "ch7"
 
 
 @pytest.mark.parametrize("previous_day", [True, False])

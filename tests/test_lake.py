@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import subprocess
+import sys
 
 import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 import pytest
 
-from passion_tasks.lake import Lake, LakeError, PartitionNotFound, as_day
+from passion_tasks.lake import VACUUM_GRACE, Lake, LakeError, PartitionNotFound, as_day
 
 DAY = dt.date(2026, 11, 21)
 
@@ -92,3 +97,87 @@ def test_s3_lake_over_http(s3_bucket: str) -> None:
     lake = Lake(f"s3://{s3_bucket}/passion")
     exercise(lake)
     assert lake.uri("metrics") == f"s3://{s3_bucket}/passion/metrics"
+
+
+# -- crash leftovers and reading the lake with other tools ------------------------------------------
+
+KILLED_WRITER = """
+import os, sys
+import pyarrow as pa
+from passion_tasks.lake import Lake
+
+lake, when = Lake(sys.argv[1]), sys.argv[2]
+if when == "after-publish":
+    # Killed between making its data file visible and committing the manifest that names it.
+    Lake._commit_manifest = lambda *args: os._exit(9)
+schema = pa.schema([("ts", pa.int64()), ("value", pa.float64())])
+with lake.partition_writer("cdn_logs", "2026-11-21", schema) as writer:
+    writer.write(pa.table({"ts": [8] * 5, "value": [0.5] * 5}))
+    if when == "mid-write":
+        os._exit(9)
+"""
+
+
+def kill_a_writer(lake: Lake, when: str) -> None:
+    done = subprocess.run([sys.executable, "-c", KILLED_WRITER, lake.url, when], check=False)
+    assert done.returncode == 9
+
+
+def read_as_documented(lake: Lake, dataset: str, day: dt.date) -> pa.Table:
+    """The README's recipe for reading a leaf with plain pyarrow: the files its manifest names."""
+    leaf = f"{lake.root}/{dataset}/dt={day.isoformat()}"
+    with lake.fs.open_input_stream(f"{leaf}/_manifest.json") as stream:
+        manifest = json.loads(stream.read())
+    return pads.dataset([f"{leaf}/{name}" for name in manifest["files"]], filesystem=lake.fs).to_table()
+
+
+@pytest.mark.parametrize("store", ["local", "s3"])
+def test_killed_writers_leave_nothing_a_reader_sees_and_vacuum_removes_it(
+    request: pytest.FixtureRequest, store: str
+) -> None:
+    lake = (
+        request.getfixturevalue("lake")
+        if store == "local"
+        else Lake(f"s3://{request.getfixturevalue('s3_bucket')}/lake")
+    )
+    lake.write_partition("cdn_logs", DAY, rows([1, 2, 3]))
+    kill_a_writer(lake, "mid-write")
+    kill_a_writer(lake, "after-publish")
+    leaf = f"{lake.root}/cdn_logs/dt={DAY.isoformat()}"
+    left = lake.fs.get_file_info(pafs.FileSelector(leaf))
+    # Locally the killed write's temporary file is hidden; on S3 an unfinished upload is no object.
+    assert len([info for info in left if info.base_name.startswith(".")]) == (1 if store == "local" else 0)
+
+    assert lake.read_partition("cdn_logs", DAY).column("ts").to_pylist() == [1, 2, 3]
+    assert read_as_documented(lake, "cdn_logs", DAY).column("ts").to_pylist() == [1, 2, 3]
+    # A plain folder read skips hidden files and the manifest, but sees the uncommitted data file.
+    assert pads.dataset(leaf, filesystem=lake.fs).count_rows() == 3 + 5
+
+    recent = lake.vacuum()
+    assert recent.removed == () and recent.kept_recent == (2 if store == "local" else 1)
+    later = dt.datetime.now(dt.UTC) + VACUUM_GRACE + dt.timedelta(minutes=1)
+    assert len(lake.vacuum(now=later, dry_run=True).removed) == recent.kept_recent
+    vacuumed = lake.vacuum(now=later)
+    assert len(vacuumed.removed) == recent.kept_recent and vacuumed.freed_bytes > 0
+    assert pads.dataset(leaf, filesystem=lake.fs).count_rows() == 3
+    assert sorted(info.base_name for info in lake.fs.get_file_info(pafs.FileSelector(leaf))) == sorted(
+        ["_manifest.json", lake.partition("cdn_logs", DAY).files[0].rsplit("/", 1)[1]]
+    )
+    assert lake.read_partition("cdn_logs", DAY).column("ts").to_pylist() == [1, 2, 3]
+
+
+def test_vacuum_keeps_what_a_manifest_names_and_what_is_not_the_lakes(lake: Lake) -> None:
+    lake.write_partition("scores", DAY, rows([1]), key={"series": "a"})
+    lake.write_text("reports/dt=2026-11-21/index.html", "<h1>report</h1>")
+    lake.write_bytes("models/a/rolling_mad/v1/artifact/part-0.parquet", b"a model's own file")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+    assert lake.vacuum(now=later).removed == ()
+    assert lake.read_partition("scores", DAY).num_rows == 1
+    assert lake.exists("models/a/rolling_mad/v1/artifact/part-0.parquet")
+
+
+def test_a_name_no_store_can_hold_is_a_lake_error_naming_it(lake: Lake) -> None:
+    with pytest.raises(LakeError, match="a lake path segment may have 200 bytes, this one has 307"):
+        lake.write_partition("scores", DAY, rows([1]), key={"series": "x" * 300})
+    with pytest.raises(LakeError, match="a lake path segment may have 200 bytes"):
+        lake.read_bytes("models/" + "y" * 300 + "/promotions.json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from passion_tasks import cli, pipeline, registry, schemas
-from passion_tasks.errors import UsageError
+from passion_tasks.errors import ExitCode, NoInputError, UsageError
 from passion_tasks.lake import Lake
 from passion_tasks.modeling import apply_model, parse_model_ref
 
@@ -77,7 +78,10 @@ def test_backfill_scores_each_day_with_the_model_live_that_day(featured: Lake) -
         "2026-11-06": {"cif/rolling_mad@v2"},
     }
     # Nothing was live before the first model's training ended.
-    with pytest.raises(Exception, match="no series could be scored"):
+    with pytest.raises(
+        NoInputError,
+        match=re.escape("""1 of 1 series not scored: {'cif': "no model was live on 2026-11-03"""),
+    ):
         pipeline.score_day("2026-11-03", series=["cif"], lake_url=lake.url)
 
     events = lake.read_partition("events", "2026-11-06").to_pandas()
@@ -107,9 +111,10 @@ def test_a_tampered_artifact_is_refused_at_scoring(featured: Lake) -> None:
     data = bytearray(lake.read_bytes(artifact))
     data[len(data) // 2] ^= 0xFF
     lake.write_bytes(artifact, bytes(data))
-    with pytest.raises(Exception, match="no series could be scored") as refused:
+    with pytest.raises(pipeline.SeriesNotScored, match="1 of 1 series not scored") as refused:
         pipeline.score_day("2026-11-06", series=["cif"], lake_url=lake.url)
-    assert "arrays.npz" in str(refused.value)
+    assert "failed its integrity check: artifact file 'arrays.npz' has sha256" in str(refused.value)
+    assert refused.value.exit_code == ExitCode.MODEL_REFUSED
 
 
 def test_apply_a_saved_model_to_another_dataset(featured: Lake, tmp_path: Path) -> None:

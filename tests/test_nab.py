@@ -88,6 +88,31 @@ def detector_scores(results_root: Path, corpus: Corpus) -> dict[str, dict[str, n
     return {detector: read_results(results_root / detector, corpus) for detector in PUBLISHED}
 
 
+@pytest.fixture(scope="module")
+def rewritten_numenta(results_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """NAB's numenta results rewritten the way two other detectors in NAB's ``results/`` come.
+
+    ``shuffled``: every file's rows in a random order (randomCutForest's machine_temperature file is out
+    of timestamp order), the text of each row untouched. ``shifted``: every score minus 1, so all but the
+    top ones are negative (expose's scores are partly negative). Both keep the prefix ``numenta``, so
+    NAB's thresholds for numenta apply.
+    """
+    rng = np.random.default_rng(11)
+    root = tmp_path_factory.mktemp("rewritten")
+    source = results_root / "numenta"
+    for path in sorted(source.glob("*/numenta_*.csv")):
+        rows = pd.read_csv(path, dtype=str)
+        rewritten = {
+            "shuffled": rows.iloc[rng.permutation(len(rows))],
+            "shifted": rows.assign(anomaly_score=rows["anomaly_score"].astype(float) - 1.0),
+        }
+        for kind, frame in rewritten.items():
+            target = root / kind / "numenta" / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            frame.to_csv(target, index=False)
+    return {kind: root / kind / "numenta" for kind in ("shuffled", "shifted")}
+
+
 def test_the_corpus_is_nabs(corpus: Corpus) -> None:
     files = corpus.files.values()
     assert len(corpus.files) == 58
@@ -138,6 +163,89 @@ def test_score_results_dir_is_the_cli_figure(results_root: Path, reference_data:
     )
     assert rounded(figures) == PUBLISHED["numenta"]
     assert rounded(nab.score_results_dir(results_root / "numenta")) == OPTIMISED["numenta"]
+
+
+def test_rows_in_any_order_score_as_in_order(
+    rewritten_numenta: dict[str, Path], detector_scores: dict, corpus: Corpus, reference_data: Path
+) -> None:
+    """NAB scores randomCutForest's results, whose rows are not all in timestamp order.
+
+    Matched by timestamp, each file's shuffled rows go back to the data file's order: the same anomaly
+    scores, hence the same figures, exactly; the comparison allows float noise only (rel 1e-12). Only
+    rows sharing a timestamp (NAB's data files repeat a few) cannot be told apart: they take that
+    timestamp's scores in the shuffled order, and weigh the same
+    (test_rows_nab_repeats_or_puts_out_of_order_weigh_the_same).
+    """
+    shuffled = rewritten_numenta["shuffled"]
+    taxi = pd.read_csv(shuffled / "realKnownCause" / "numenta_nyc_taxi.csv")
+    assert not pd.to_datetime(taxi["timestamp"]).is_monotonic_increasing
+    read = read_results(shuffled, corpus)
+    numenta = detector_scores["numenta"]
+    for name, file in corpus.files.items():
+        _, inverse, counts = np.unique(file.timestamps, return_inverse=True, return_counts=True)
+        shared = counts[inverse] > 1
+        assert np.array_equal(read[name][~shared], numenta[name][~shared]), name
+        pairs = [
+            sorted(zip(file.timestamps[shared], scores[shared], strict=True))
+            for scores in (read[name], numenta[name])
+        ]
+        assert pairs[0] == pairs[1], name
+    nab_folder = reference_data / "nab"
+    thresholds_path = nab_folder / "config" / "thresholds.json"
+    figures = nab.score_results_dir(shuffled, nab_folder, thresholds_path)
+    in_order = nab.nab_scores(numenta, corpus, read_thresholds(thresholds_path, "numenta"))
+    assert figures == pytest.approx(in_order, rel=1e-12)
+    assert rounded(figures) == PUBLISHED["numenta"]
+    assert nab.nab_scores(read, corpus) == pytest.approx(nab.nab_scores(numenta, corpus), rel=1e-12)
+
+
+def test_negative_scores_score_as_the_scores_they_were_shifted_from(
+    rewritten_numenta: dict[str, Path], detector_scores: dict, corpus: Corpus, reference_data: Path
+) -> None:
+    """NAB scores expose's results, whose scores are partly negative: only their order counts.
+
+    ``s - 1`` keeps numenta's scores in order and distinct (checked), so every threshold ``t`` detects
+    the rows ``t - 1`` detects in the shifted scores: the same raw scores there, the same optimum.
+    """
+    original = detector_scores["numenta"]
+    shifted = read_results(rewritten_numenta["shifted"], corpus)
+    every, every_shifted = (np.concatenate(list(scores.values())) for scores in (original, shifted))
+    assert every_shifted.max() == 0.0 and (every_shifted < 0).mean() > 0.99
+    assert every_shifted == pytest.approx(every - 1.0, abs=1e-15)
+    assert np.unique(every_shifted).size == np.unique(every).size
+    for profile in corpus.profiles.values():
+        threshold, raw = nab.optimise_threshold(original, corpus, profile)
+        shifted_threshold, shifted_raw = nab.optimise_threshold(shifted, corpus, profile)
+        assert shifted_threshold == pytest.approx(threshold - 1.0, abs=1e-15)
+        assert shifted_raw == pytest.approx(raw, rel=1e-12)
+    shipped = read_thresholds(reference_data / "nab" / "config" / "thresholds.json", "numenta")
+    at_shifted = nab.nab_scores(shifted, corpus, {profile: t - 1.0 for profile, t in shipped.items()})
+    assert at_shifted == pytest.approx(nab.nab_scores(original, corpus, shipped), rel=1e-12)
+    assert rounded(at_shifted) == PUBLISHED["numenta"]
+
+
+def test_rows_nab_repeats_or_puts_out_of_order_weigh_the_same(corpus: Corpus) -> None:
+    """Why matching by timestamp gives NAB's figure although NAB pairs rows by position.
+
+    NAB's own data files repeat timestamps (daylight-saving hours) and one
+    (machine_temperature_system_failure) goes back an hour. In each, those rows lie outside every
+    window and are all scored or all probationary, each detection costing -A_FP exactly (before the
+    first window, or over 3 window widths after one): however a results file orders them among
+    themselves, and whichever row NAB pairs each score with, the score is the same.
+    """
+    involved = {}
+    for name, file in corpus.files.items():
+        moved = np.argsort(file.timestamps, kind="stable") != np.arange(file.rows)
+        _, inverse, counts = np.unique(file.timestamps, return_inverse=True, return_counts=True)
+        rows = np.flatnonzero(moved | (counts[inverse] > 1))
+        if rows.size:
+            involved[name] = (int(rows.min()), int(rows.max()))
+            assert (nab.row_windows(file)[0][rows] < 0).all()
+            assert np.unique(nab.scorable_rows(file)[rows]).size == 1
+            for profile in corpus.profiles.values():
+                assert set(nab.weighted_scores(file, profile)[rows]) == {-profile.fp_weight}
+    assert len(involved) == 8
+    assert involved["realKnownCause/machine_temperature_system_failure.csv"] == (10137, 10160)
 
 
 def test_null_detector_scores_0_and_perfect_detector_100(corpus: Corpus) -> None:
@@ -227,7 +335,10 @@ def test_optimisation_takes_the_best_threshold_and_the_highest_of_ties() -> None
 
 
 def nab_sweep(scores: dict[str, np.ndarray], corpus: Corpus, profile: Profile) -> list[tuple[float, float]]:
-    """numenta/NAB's ``Sweeper.calcSweepScore`` + ``calcScoreByThreshold``, transcribed loop for loop."""
+    """numenta/NAB's ``Sweeper.calcSweepScore`` + ``calcScoreByThreshold``, transcribed loop for loop.
+
+    As NAB's ``prepAnomalyListForScoring``, the probationary rows are dropped before the sweep.
+    """
 
     def scaled_sigmoid(y: float) -> float:
         return -1.0 if y > 3.0 else 2 * (1 / (1 + math.exp(-(-5 * y)))) - 1.0
@@ -247,11 +358,11 @@ def nab_sweep(scores: dict[str, np.ndarray], corpus: Corpus, profile: Profile) -
                 weighted = -1.0 * profile.fp_weight
             else:
                 weighted = scaled_sigmoid(abs(prev_right - i) / float(prev_width - 1)) * profile.fp_weight
-            window = (name, current[0]) if current is not None else None
-            points.append((anomaly, weighted, window if i >= file.probationary_rows else "probationary"))
+            if i >= file.probationary_rows:
+                points.append((anomaly, weighted, (name, current[0]) if current is not None else None))
             if current is not None and i == current[1]:
                 prev_right, prev_width, current = i, width, None
-    windows = {window for _, _, window in points if window not in ("probationary", None)}
+    windows = {window for _, _, window in points if window is not None}
     parts = {"fp": 0.0} | dict.fromkeys(windows, -profile.fn_weight)
     by_threshold, threshold = [], 1.1
     for anomaly, weighted, window in sorted(points, key=lambda point: point[0], reverse=True):
@@ -260,13 +371,24 @@ def nab_sweep(scores: dict[str, np.ndarray], corpus: Corpus, profile: Profile) -
             threshold = anomaly
         if window is None:
             parts["fp"] += weighted
-        elif window != "probationary":
+        else:
             parts[window] = max(parts[window], weighted)
     by_threshold.append((threshold, sum(parts.values())))
     return by_threshold
 
 
-def test_the_vectorised_sweep_is_nabs_loop() -> None:
+#: Anomaly scores to draw from: NAB's range, negative ones, ones above NAB's start threshold 1.1, and
+#: ones whose highest is 1.1 itself. Few values, so many ties.
+SCORE_VALUES = {
+    "in [0, 1]": np.arange(21) / 20,
+    "negative": np.arange(21) / 20 - 2.0,
+    "above 1.1": np.array([-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.1, 1.5, 7.0]),
+    "up to 1.1": np.array([-0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 1.1]),
+}
+
+
+@pytest.mark.parametrize("values", SCORE_VALUES.values(), ids=SCORE_VALUES.keys())
+def test_the_vectorised_sweep_is_nabs_loop(values: np.ndarray) -> None:
     rng = np.random.default_rng(7)
     files = [
         data_file(300, [[30, 60], [100, 129], [131, 140], [250, 299]], "cat/a.csv"),  # one in probation
@@ -275,27 +397,57 @@ def test_the_vectorised_sweep_is_nabs_loop() -> None:
         data_file(250, [[120, 121]], "cat/d.csv"),  # two rows wide
     ]
     corpus = Corpus({file.name: file for file in files}, {PROFILE.name: PROFILE})
-    scores = {file.name: rng.integers(0, 21, file.rows) / 20 for file in files}  # many ties
+    scores = {file.name: rng.choice(values, file.rows) for file in files}
     expected = nab_sweep(scores, corpus, PROFILE)
 
-    checked = nab._checked_scores(scores, corpus)
-    gains = np.concatenate([nab.detection_gains(checked[f.name], f, PROFILE) for f in files])
-    missed = -PROFILE.fn_weight * sum(int(nab.scorable_windows(f).sum()) for f in files)
-    thresholds, totals = nab.threshold_sweep(np.concatenate(list(checked.values())), gains, missed)
+    thresholds, totals = nab.corpus_sweep(scores, corpus, PROFILE)
     assert thresholds.tolist() == [threshold for threshold, _ in expected]
     assert totals == pytest.approx([total for _, total in expected], abs=1e-9)
-    for threshold, total in expected:
+    # Given a threshold, NAB's scoreDataSet takes the first entry with it: where scores exceed 1.1,
+    # the first 1.1 is the sweep's start, no detection.
+    for threshold, total in dict(reversed(expected)).items():
         assert nab.score_corpus(scores, corpus, PROFILE, threshold) == pytest.approx(total, abs=1e-9)
-    best = max(expected, key=lambda entry: entry[1])  # the first of equals: the highest threshold
+    best = max(expected, key=lambda entry: entry[1])  # the first of equals, as NAB's stable sort
     assert nab.optimise_threshold(scores, corpus, PROFILE) == pytest.approx(best, abs=1e-9)
+
+
+def test_nabs_start_threshold_1_1_stands_for_no_detection() -> None:
+    """NAB's sweep starts at 1.1 whatever the scores (``calcScoreByThreshold``).
+
+    Scores above it come after it, so 1.1 names "no detection" even then, and scoring at 1.1 detects
+    nothing in a file with a score above it (``scoreDataSet`` takes that first entry). Where the
+    highest score is exactly 1.1, the sweep's first entry already detects it: NAB has no "no
+    detection" candidate then.
+    """
+    corpus = one_file_corpus()
+    (name,) = corpus.files
+    scores = np.zeros(100)
+    scores[20] = 5.0  # a false positive far above 1.1
+    thresholds, totals = nab.corpus_sweep({name: scores}, corpus, PROFILE)
+    assert thresholds[:3].tolist() == [1.1, 5.0, 0.0]
+    assert totals[:2].tolist() == [-PROFILE.fn_weight, -PROFILE.fn_weight - PROFILE.fp_weight]
+    assert nab.optimise_threshold({name: scores}, corpus, PROFILE) == (1.1, -PROFILE.fn_weight)
+    assert nab.score_corpus({name: scores}, corpus, PROFILE, 1.1) == -PROFILE.fn_weight
+    assert nab.score_corpus({name: scores}, corpus, PROFILE, 5.0) == -PROFILE.fn_weight - PROFILE.fp_weight
+    scores[20] = 1.1
+    thresholds, totals = nab.corpus_sweep({name: scores}, corpus, PROFILE)
+    assert thresholds.tolist() == [1.1, 0.0]
+    assert nab.optimise_threshold({name: scores}, corpus, PROFILE) == (
+        1.1,
+        -PROFILE.fn_weight - PROFILE.fp_weight,
+    )
+    assert nab.score_corpus({name: scores}, corpus, PROFILE, 1.1) == -PROFILE.fn_weight - PROFILE.fp_weight
+    negative = np.full(100, -3.0)
+    negative[40] = -0.5  # the window's left edge
+    assert nab.optimise_threshold({name: negative}, corpus, PROFILE) == (-0.5, PROFILE.tp_weight)
 
 
 # -- reading NAB folders, and their errors -----------------------------------------------------
 
 
-def write_nab_root(root: Path, rows: int = 120) -> Corpus:
-    """A one-file NAB folder: data, windows and profiles."""
-    timestamps = pd.date_range(T0, periods=rows, freq="5min")
+def write_nab_root(root: Path, rows: int = 120, timestamps: pd.DatetimeIndex | None = None) -> Corpus:
+    """A one-file NAB folder: data, windows and profiles; a row every 5 minutes unless ``timestamps``."""
+    timestamps = pd.date_range(T0, periods=rows, freq="5min") if timestamps is None else timestamps
     (root / "data" / "cat").mkdir(parents=True)
     pd.DataFrame({"timestamp": timestamps.strftime("%Y-%m-%d %H:%M:%S"), "value": np.arange(rows)}).to_csv(
         root / "data" / "cat" / "a.csv", index=False
@@ -348,32 +500,116 @@ def test_read_results_and_score(tmp_path: Path) -> None:
     assert nab.score_results_dir(tmp_path / "results" / "det", nab_root=tmp_path / "nab") == {"test": 100.0}
 
 
-def test_mismatching_timestamps_name_the_file_and_row(tmp_path: Path) -> None:
+def test_rows_in_any_order_and_any_finite_score_are_read(tmp_path: Path) -> None:
+    corpus = write_nab_root(tmp_path / "nab")
+    scores = np.linspace(-2.0, 3.0, 120)
+    scores[[7, 50]] = [-1e9, 1e9]
+    path = write_results(tmp_path / "results", corpus, scores)
+    rows = pd.read_csv(path)
+    rows.iloc[::-1].to_csv(path, index=False)
+    read = read_results(tmp_path / "results" / "det", corpus)
+    assert read["cat/a.csv"].tolist() == scores.tolist()
+    # The window's left edge has the highest score: a perfect detector.
+    assert nab.nab_scores(read, corpus) == {"test": 100.0}
+
+
+def test_timestamps_the_data_file_repeats_are_matched_in_turn(tmp_path: Path) -> None:
+    """NAB's data files repeat timestamps: results rows sharing one take that timestamp's rows in turn.
+
+    Here rows 20-31 go back an hour and repeat rows 8-19 (as machine_temperature_system_failure
+    does), and rows 40-42 share a timestamp (as at a daylight-saving change). Results in the data
+    file's order keep their rows; results sorted by timestamp (stably) are put back in that order.
+    """
+    base = pd.date_range(T0, periods=120, freq="5min")
+    stamps = base.to_numpy().copy()
+    stamps[20:32] = stamps[8:20]
+    stamps[41:43] = stamps[40]
+    corpus = write_nab_root(tmp_path / "nab", timestamps=pd.DatetimeIndex(stamps))
+    assert corpus.files["cat/a.csv"].windows.tolist() == [[50, 61]]
+    scores = np.arange(120) / 1000
+    path = write_results(tmp_path / "results", corpus, scores)
+    assert read_results(tmp_path / "results" / "det", corpus)["cat/a.csv"].tolist() == scores.tolist()
+    rows = pd.read_csv(path)
+    rows.sort_values("timestamp", kind="stable").to_csv(path, index=False)
+    assert pd.read_csv(path)["anomaly_score"].iloc[8:12].tolist() == [0.008, 0.02, 0.009, 0.021]
+    assert read_results(tmp_path / "results" / "det", corpus)["cat/a.csv"].tolist() == scores.tolist()
+    once_more = pd.concat([rows, rows.iloc[[40]]])
+    once_more.to_csv(path, index=False)
+    message = r"row 120 \(line 122\): timestamp '2024-01-01 03:20:00' repeats row 40 \(line 42\), .* \(3\)"
+    with pytest.raises(NabError, match=message):
+        read_results(tmp_path / "results" / "det", corpus)
+
+
+def _set(row: int, column: str, value: object):
+    def edit(rows: pd.DataFrame) -> pd.DataFrame:
+        rows = rows.copy()
+        rows.loc[row, column] = value
+        return rows
+
+    return edit
+
+
+#: Results NAB's scorer would not score, each with what the refusal says: the file and the row.
+REFUSED = {
+    "a NaN score": (
+        _set(33, "anomaly_score", np.nan),
+        r"det_a.csv, row 33 \(line 35\): anomaly_score nan is not a finite number",
+    ),
+    "an infinite score": (
+        _set(33, "anomaly_score", np.inf),
+        r"det_a.csv, row 33 \(line 35\): anomaly_score inf is not a finite number",
+    ),
+    "a negatively infinite score": (
+        _set(33, "anomaly_score", -np.inf),
+        r"det_a.csv, row 33 \(line 35\): anomaly_score -inf is not a finite number",
+    ),
+    "a NaN score in rows out of order": (
+        lambda rows: _set(5, "anomaly_score", np.nan)(rows.iloc[::-1].reset_index(drop=True)),
+        r"det_a.csv, row 5 \(line 7\): anomaly_score nan is not a finite number",
+    ),
+    "an unreadable timestamp": (
+        _set(7, "timestamp", "not a time"),
+        r"det_a.csv, row 7 \(line 9\): timestamp 'not a time' is not a date and time",
+    ),
+    "a timestamp not in the data file": (
+        _set(7, "timestamp", "2024-01-01 00:36:00"),
+        r"det_a.csv, row 7 \(line 9\): timestamp '2024-01-01 00:36:00' is not a timestamp of data/cat/a.csv",
+    ),
+    "a duplicate timestamp": (
+        _set(8, "timestamp", "2024-01-01 00:35:00"),
+        r"det_a.csv, row 8 \(line 10\): timestamp '2024-01-01 00:35:00' repeats row 7 \(line 9\)",
+    ),
+    "a missing timestamp": (
+        lambda rows: rows.drop(index=50),
+        r"det_a.csv has no row for 2024-01-01 04:10:00, row 50 \(line 52\) of data/cat/a.csv "
+        r"\(119 rows for its 120\)",
+    ),
+    "missing rows at the end": (
+        lambda rows: rows.iloc[:100],
+        r"det_a.csv has no row for 2024-01-01 08:20:00, row 100 \(line 102\) of data/cat/a.csv "
+        r"\(100 rows for its 120\)",
+    ),
+}
+
+
+@pytest.mark.parametrize(("edit", "message"), REFUSED.values(), ids=REFUSED.keys())
+def test_refusals_name_the_file_and_row(tmp_path: Path, edit, message: str) -> None:
     corpus = write_nab_root(tmp_path / "nab")
     path = write_results(tmp_path / "results", corpus, np.zeros(120))
-    frame = pd.read_csv(path)
-    frame.loc[7, "timestamp"] = "2024-01-01 00:36:00"
-    frame.to_csv(path, index=False)
-    message = r"det_a.csv, row 7 \(line 9\): timestamp '2024-01-01 00:36:00' .* has 2024-01-01 00:35:00 there"
+    edit(pd.read_csv(path)).to_csv(path, index=False)
     with pytest.raises(NabError, match=message):
         read_results(tmp_path / "results" / "det", corpus)
-    short = write_results(tmp_path / "short", corpus, np.zeros(120))
-    pd.read_csv(short).iloc[:100].to_csv(short, index=False)
-    with pytest.raises(NabError, match=r"has 100 rows, data/cat/a.csv has 120: they differ from row 100"):
-        read_results(tmp_path / "short" / "det", corpus)
 
 
-@pytest.mark.parametrize(("value", "shown"), [(1.5, "1.5"), (-0.1, "-0.1"), (np.nan, "nan")])
-def test_scores_outside_0_1_name_the_file_and_row(tmp_path: Path, value: float, shown: str) -> None:
-    corpus = write_nab_root(tmp_path / "nab")
-    scores = np.zeros(120)
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_scores_given_directly_must_be_finite(value: float) -> None:
+    corpus = one_file_corpus()
+    scores = np.zeros(100)
     scores[33] = value
-    write_results(tmp_path / "results", corpus, scores)
-    message = rf"det_a.csv, row 33 \(line 35\): anomaly_score {shown} is not a number in \[0, 1\]"
-    with pytest.raises(NabError, match=message):
-        read_results(tmp_path / "results" / "det", corpus)
-    with pytest.raises(NabError, match=r"cat/a.csv, row 33: anomaly score"):
+    with pytest.raises(NabError, match=rf"cat/a.csv, row 33: anomaly score {value} is not a finite number"):
         nab.nab_scores({"cat/a.csv": scores}, corpus)
+    scores[33] = -7.5
+    assert nab.nab_scores({"cat/a.csv": scores}, corpus) == {"test": 0.0}
 
 
 def test_a_missing_results_file_is_named(tmp_path: Path) -> None:

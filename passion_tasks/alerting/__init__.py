@@ -9,8 +9,9 @@ next run reads so that nothing is sent twice and failures are retried. ``AlertCo
 documents the environment variables.
 """
 
-from passion_tasks.alerting.channels import DeliveryError, EmailChannel, Secret, SlackChannel, WebhookChannel
+from passion_tasks.alerting.channels import EmailChannel, Secret, SlackChannel, WebhookChannel
 from passion_tasks.alerting.config import AlertConfig
+from passion_tasks.alerting.delivery import DeliveryError
 from passion_tasks.alerting.rules import Route, Rules, SeverityLevel, Snooze
 from passion_tasks.alerting.run import AlertRun, Delivery, alert_day
 

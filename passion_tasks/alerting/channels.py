@@ -6,6 +6,9 @@ its message names the channel and the cause, never a URL's path or a secret: web
 tokens, so they, the signing secret and the SMTP password are :class:`Secret` values, masked in
 every ``repr`` and ``str``.
 
+A channel's ``timeout_s`` is the deadline of the whole delivery (``delivery``): connecting, sending,
+and the whole answer.
+
 Webhook bodies are signed as the Airflow failure notifier signs them, so one receiver checks both:
 ``X-Passion-Signature: sha256=<HMAC-SHA256 of the body with the secret, hex>``.
 """
@@ -18,28 +21,26 @@ import hmac
 import json
 import smtplib
 import ssl
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any, ClassVar, Protocol
-from urllib.parse import urlparse
 
+from passion_tasks.alerting.delivery import (
+    TIMEOUT_S,
+    Deadline,
+    DeadlineSMTP,
+    DeliveryError,
+    post_json,
+    within_deadline,
+)
 from passion_tasks.alerting.rules import TIME_FORMAT, Alert
-from passion_tasks.errors import PassionError
 
 SIGNATURE_HEADER = "X-Passion-Signature"
 DEDUP_HEADER = "X-Passion-Dedup-Key"
-USER_AGENT = "passion-alerts"
-TIMEOUT_S = 10.0
 #: Series listed one by one in a Slack message or an email; the report has them all.
 SERIES_SHOWN = 20
-
-
-class DeliveryError(PassionError):
-    """A channel could not deliver an alert."""
 
 
 class Secret:
@@ -95,39 +96,6 @@ class Channel(Protocol):
 
 def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def endpoint(url: str) -> str:
-    """``scheme://host[:port]`` of a URL: enough to say where, without the path's tokens."""
-    parsed = urlparse(url)
-    return f"{parsed.scheme}://{parsed.hostname}" + (f":{parsed.port}" if parsed.port else "")
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # urllib would follow a 301/302 of a POST as a GET without the body: a lost alert that looks sent.
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
-def post_json(channel: str, url: str, body: bytes, timeout_s: float, headers: dict[str, str]) -> None:
-    """POST ``body`` as JSON; a non-2xx answer, a timeout or a refused connection is a DeliveryError."""
-    request = urllib.request.Request(
-        url,
-        data=body,
-        headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers},
-        method="POST",
-    )
-    try:
-        with _OPENER.open(request, timeout=timeout_s) as response:
-            response.read()
-    except urllib.error.HTTPError as error:
-        raise DeliveryError(f"{channel}: {endpoint(url)} answered HTTP {error.code} {error.reason}") from None
-    except OSError as error:
-        reason = error.reason if isinstance(error, urllib.error.URLError) else error
-        raise DeliveryError(f"{channel}: could not reach {endpoint(url)}: {reason}") from None
 
 
 def webhook_payload(message: AlertMessage) -> dict[str, Any]:
@@ -304,16 +272,22 @@ class EmailChannel:
         object.__setattr__(self, "password", as_secret(self.password))
 
     def send(self, message: AlertMessage) -> None:
-        mail = email_message(message, self.sender, self.recipients)
+        mail = email_message(message, self.sender, self.recipients)  # the plot is drawn here, not timed
+        where = f"{self.host}:{self.port}"
+        refused = within_deadline(
+            f"email: {where}", self.timeout_s, lambda deadline: self._send(mail, deadline)
+        )
+        if refused:
+            # Retried as a whole on the next run: a recipient may get it twice, none misses it.
+            raise DeliveryError(f"email: {where} refused {', '.join(sorted(refused))}")
+
+    def _send(self, mail: EmailMessage, deadline: Deadline) -> dict[str, Any]:
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
+            with DeadlineSMTP(self.host, self.port, deadline) as smtp:
                 if self.starttls:
                     smtp.starttls(context=ssl.create_default_context(cafile=self.ca_file))
                 if self.user:
                     smtp.login(self.user, self.password.reveal() if self.password else "")
-                refused = smtp.send_message(mail)
+                return smtp.send_message(mail)
         except (smtplib.SMTPException, OSError) as error:
             raise DeliveryError(f"email: {self.host}:{self.port}: {error}") from None
-        if refused:
-            # Retried as a whole on the next run: a recipient may get it twice, none misses it.
-            raise DeliveryError(f"email: {self.host}:{self.port} refused {', '.join(sorted(refused))}")

@@ -15,7 +15,9 @@ anything else use :meth:`AlertConfig.from_env`, which reads:
 ``PASSION_SMTP_CA_FILE``           a private CA to trust for STARTTLS
 ``PASSION_ALERT_EMAIL_FROM``       sender address (required with a host)
 ``PASSION_ALERT_EMAIL_TO``         recipients, comma-separated (required with a host)
-``PASSION_ALERT_TIMEOUT_S``        per delivery, default 10
+``PASSION_ALERT_TIMEOUT_S``        deadline of each delivery in seconds, default 10: connecting, sending
+                                   and the whole answer (under Airflow, also of the connections' channels
+                                   and of the failure notifier)
 ``PASSION_ALERT_MIN_SEVERITY``     the default route's minimum: every configured channel gets alerts of
                                    at least this severity (default ``warning``)
 ``PASSION_ALERT_ROUTES``           instead of the default route, a JSON list of
@@ -52,6 +54,7 @@ from passion_tasks.alerting.channels import (
     WebhookChannel,
     as_secret,
 )
+from passion_tasks.alerting.delivery import TIMEOUT_S
 from passion_tasks.alerting.rules import Route, Rules, SeverityLevel, Snooze
 from passion_tasks.errors import UsageError
 
@@ -106,7 +109,7 @@ class AlertConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AlertConfig:
         """The settings the ``PASSION_*`` variables in the module's table give; see there."""
         env = _Env(os.environ if environ is None else environ)
-        timeout_s = env.number("PASSION_ALERT_TIMEOUT_S", 10.0)
+        timeout_s = delivery_timeout_s(env.values)
         rules = Rules(
             min_ratio=env.number("PASSION_ALERT_MIN_RATIO", 1.0),
             min_minutes=int(env.number("PASSION_ALERT_MIN_MINUTES", 3)),
@@ -155,6 +158,16 @@ class AlertConfig:
             snoozes=tuple(Snooze.from_dict(item) for item in env.json_list("PASSION_ALERT_SNOOZES")),
             report_url=env.get("PASSION_REPORT_URL"),
         )
+
+
+def delivery_timeout_s(environ: Mapping[str, str] | None = None) -> float:
+    """``PASSION_ALERT_TIMEOUT_S``: the deadline of each delivery, read on its own by the Airflow side,
+    whose channels come from connections."""
+    env = _Env(os.environ if environ is None else environ)
+    timeout_s = env.number("PASSION_ALERT_TIMEOUT_S", TIMEOUT_S)
+    if timeout_s <= 0:
+        raise UsageError(f"PASSION_ALERT_TIMEOUT_S must be a positive number of seconds, got {timeout_s:g}")
+    return timeout_s
 
 
 def level_from_dict(data: Mapping[str, Any]) -> SeverityLevel:

@@ -13,8 +13,9 @@ import pyarrow as pa
 
 from passion_tasks import schemas
 from passion_tasks.alerting import ledger as ledgers
-from passion_tasks.alerting.channels import AlertMessage, DeliveryError
+from passion_tasks.alerting.channels import AlertMessage
 from passion_tasks.alerting.config import AlertConfig
+from passion_tasks.alerting.delivery import DeliveryError
 from passion_tasks.alerting.rules import (
     Alert,
     Anomaly,

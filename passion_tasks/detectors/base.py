@@ -49,6 +49,16 @@ class Detector(BaseEstimator):
     #: Learned attributes that are not plain data (a Keras model, a scikit-learn estimator): the
     #: detector writes and reads them itself in ``_save_model`` / ``_load_model``.
     _model_attributes: ClassVar[tuple[str, ...]] = ()
+    #: The plain learned state (numbers, arrays, lists) a saved detector may restore. Each class names
+    #: what it adds; ``learned_attributes`` collects them over the class hierarchy. A saved state that
+    #: names anything else is refused, so a stored file cannot set an attribute of its own choosing.
+    _learned_attributes: ClassVar[tuple[str, ...]] = (
+        "feature_names_in_",
+        "n_features_in_",
+        "step_",
+        "decision_scores_",
+        "threshold_",
+    )
     #: What ``fit`` does with labels: ``"ignored"`` (unsupervised), ``"optional"`` or ``"required"``.
     #: Detectors that use them implement ``_fit(frame, labels)``, labels as a bool array per row
     #: (``None`` when optional and not given).
@@ -57,6 +67,11 @@ class Detector(BaseEstimator):
     def __init__(self, threshold: str | float = "robust", threshold_params: dict[str, Any] | None = None):
         self.threshold = threshold
         self.threshold_params = threshold_params
+
+    @classmethod
+    def learned_attributes(cls) -> frozenset[str]:
+        """Every attribute ``_learned_attributes`` declares on this class or a base class."""
+        return frozenset(name for klass in cls.__mro__ for name in vars(klass).get("_learned_attributes", ()))
 
     # -- what a subclass implements -----------------------------------------------------------
 

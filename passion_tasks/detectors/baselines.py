@@ -33,6 +33,7 @@ class RollingMadDetector(Detector):
     """
 
     name = "rolling_mad"
+    _learned_attributes = ("scale_floor_",)
 
     def __init__(
         self,
@@ -132,6 +133,7 @@ class WindowedGaussianDetector(Detector):
     """
 
     name = "windowed_gaussian"
+    _learned_attributes = ("scale_floor_",)
 
     def __init__(
         self,
@@ -188,6 +190,7 @@ class SeasonalNaiveDetector(Detector):
     """
 
     name = "seasonal_naive"
+    _learned_attributes = ("season_steps_", "scale_")
 
     def __init__(
         self,

@@ -45,6 +45,7 @@ class FusionDetector(Detector):
     """
 
     name = "fusion"
+    _learned_attributes = ("stacker_coef_", "stacker_intercept_")
     label_use = "optional"
     _model_attributes: ClassVar[tuple[str, ...]] = ("members_",)
 
@@ -116,7 +117,7 @@ class FusionDetector(Detector):
 
     def _load_model(self, folder: Path) -> None:
         self.members_ = [
-            load_detector(folder / _member_folder(index, name))
+            load_detector(folder / _member_folder(index, name), expected=name)
             for index, (name, _) in enumerate(self._member_specs())
         ]
 

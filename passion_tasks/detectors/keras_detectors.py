@@ -108,6 +108,7 @@ class KerasDetector(Detector):
     """
 
     _model_attributes = ("model_",)
+    _learned_attributes = ("scaler_mean_", "scaler_scale_", "training_loss_", "validation_loss_")
 
     def __init__(
         self,

@@ -67,6 +67,13 @@ class AnomalyLikelihoodDetector(Detector):
     """
 
     name = "likelihood"
+    _learned_attributes = (
+        "value_min_",
+        "value_max_",
+        "level_scale_floor_",
+        "season_period_",
+        "signal_records_",
+    )
     _model_attributes: ClassVar[tuple[str, ...]] = ("base_detector_",)
 
     def __init__(
@@ -202,7 +209,7 @@ class AnomalyLikelihoodDetector(Detector):
 
     def _load_model(self, folder: Path) -> None:
         if self.base is not None:
-            self.base_detector_ = load_detector(folder / BASE_FOLDER)
+            self.base_detector_ = load_detector(folder / BASE_FOLDER, expected=self.base)
 
 
 # -- raw signals ----------------------------------------------------------------------------------

@@ -8,8 +8,11 @@ A saved detector is a folder:
   ``model.skops`` for scikit-learn, XGBoost's own JSON), for the attributes it lists in
   ``_model_attributes``.
 
-The registry checks every file's sha256 against its manifest before a folder reaches
-``load_detector``, so only files Passion wrote are ever loaded.
+The registry checks every file's sha256 against its signed manifest before a folder reaches
+``load_detector``. Loading trusts the folder no further than the code allows: the detector must be the
+one the caller expects, its parameters those of its class's ``__init__``, and its state only the
+attributes its class declares (``Detector.learned_attributes``), so a stored file can never set an
+attribute of its own choosing (a private one such as a list of trusted types, say).
 """
 
 from __future__ import annotations
@@ -54,8 +57,8 @@ def save_detector(detector: Detector, path: str | Path) -> Path:
     return folder
 
 
-def load_detector(path: str | Path) -> Detector:
-    """The fitted detector saved in the folder ``path``."""
+def load_detector(path: str | Path, expected: str | None = None) -> Detector:
+    """The fitted detector saved in the folder ``path``; ``expected`` is the registry name it must have."""
     from passion_tasks.detectors import detector_class
 
     folder = Path(path)
@@ -63,27 +66,52 @@ def load_detector(path: str | Path) -> Detector:
         document = json.loads((folder / STATE_FILE).read_text())
     except FileNotFoundError:
         raise DetectorError(f"{folder} holds no saved detector ({STATE_FILE} is missing)") from None
-    if document.get("format") != FORMAT_VERSION:
+    except ValueError as error:
+        raise DetectorError(f"{folder / STATE_FILE} is not valid JSON: {error}") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT_VERSION:
+        found = document.get("format") if isinstance(document, dict) else None
+        raise DetectorError(f"{folder}: saved in format {found!r}, expected {FORMAT_VERSION}")
+    name = document.get("detector")
+    if not isinstance(name, str):
+        raise DetectorError(f"{folder / STATE_FILE} does not name its detector")
+    if expected is not None and name != expected:
+        raise DetectorError(f"{folder} holds a saved {name!r} detector where {expected!r} was expected")
+    cls = detector_class(name)
+    params, state, array_names = document.get("params"), document.get("state"), document.get("arrays")
+    if not (isinstance(params, dict) and isinstance(state, dict) and isinstance(array_names, list)):
         raise DetectorError(
-            f"{folder}: saved in format {document.get('format')!r}, expected {FORMAT_VERSION}"
+            f"{folder / STATE_FILE}: params, state and arrays must be an object, an object and a list"
         )
-    detector = detector_class(document["detector"])(**document["params"])
-    for name, value in document["state"].items():
-        setattr(detector, name, _from_json(value))
-    if document["arrays"]:
+    if unknown := sorted(set(params) - set(cls._get_param_names())):
+        raise DetectorError(f"{folder / STATE_FILE}: {name} has no parameters {unknown}")
+    if unknown := sorted({*state, *array_names} - cls.learned_attributes()):
+        raise DetectorError(
+            f"{folder / STATE_FILE}: {name} does not learn {unknown}; refusing to restore them"
+        )
+    detector = cls(**params)
+    for attribute, value in state.items():
+        setattr(detector, attribute, _from_json(value))
+    if array_names:
         with np.load(folder / ARRAYS_FILE, allow_pickle=False) as arrays:
-            for name in document["arrays"]:
-                setattr(detector, name, arrays[name])
+            for attribute in array_names:
+                setattr(detector, attribute, arrays[attribute])
     detector._load_model(folder)
     return detector
 
 
 def _learned_state(detector: Detector) -> dict[str, Any]:
-    return {
+    state = {
         name: value
         for name, value in vars(detector).items()
         if name.endswith("_") and not name.startswith("_") and name not in detector._model_attributes
     }
+    # Saving what loading would refuse would make a model that cannot be used: fail at training instead.
+    if undeclared := sorted(set(state) - detector.learned_attributes()):
+        raise DetectorError(
+            f"{detector.name}: learned attributes {undeclared} are not in {type(detector).__name__}"
+            "._learned_attributes; declare them so that a saved model can restore them"
+        )
+    return state
 
 
 def _to_json(detector: Detector, name: str, value: Any) -> Any:

@@ -89,6 +89,8 @@ class LagFeatureDetector(Detector):
     not blank a whole window of scores; rows whose own target value is missing still score NaN.
     """
 
+    _learned_attributes: ClassVar[tuple[str, ...]] = ("center_", "scale_")
+
     def __init__(
         self,
         window: int = 30,
@@ -193,7 +195,7 @@ class SklearnDetector(LagFeatureDetector):
 
     def _load_model(self, folder: Path) -> None:
         try:
-            self.estimator_ = skops.io.load(folder / MODEL_FILE, trusted=list(self._trusted_types))
+            self.estimator_ = skops.io.load(folder / MODEL_FILE, trusted=list(type(self)._trusted_types))
         except FileNotFoundError:
             raise DetectorError(f"{folder}: {MODEL_FILE} is missing") from None
         except skops.io.exceptions.UntrustedTypesFoundException as exc:

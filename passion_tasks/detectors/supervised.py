@@ -33,6 +33,7 @@ class XGBoostDetector(LagFeatureDetector):
     """
 
     name = "xgboost"
+    _learned_attributes = ("feature_importances_",)
     label_use = "required"
     _model_attributes: ClassVar[tuple[str, ...]] = ("model_",)
 

@@ -4,8 +4,10 @@ The rules are those of Lavin & Ahmad, "Evaluating Real-time Anomaly Detection Al
 Anomaly Benchmark" (2015), as numenta/NAB implements them (``nab/sweeper.py``, ``nab/optimizer.py``,
 ``nab/runner.py``); ``SCORING.md`` in the NAB reference-data folder states each with its source.
 
-Row ``i`` of a file is a detection iff its anomaly score is ``>= threshold``. One threshold per
-profile applies to the whole corpus; rows in a file's probationary period are never scored.
+Row ``i`` of a file is a detection iff its anomaly score is ``>= threshold`` (``detections`` has NAB's
+one exception, at its start threshold 1.1). Any finite anomaly score will do: only their order counts.
+One threshold per profile applies to the whole corpus; rows in a file's probationary period are never
+scored.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from passion_tasks.evaluation.nab_corpus import (
     read_thresholds,
 )
 
-#: Above every anomaly score, so no row is a detection: where NAB's threshold sweep starts.
+#: Where NAB's threshold sweep starts, standing for "no detection": above every score in [0, 1], and
+#: 1.1 whatever the scores are (see ``threshold_sweep`` and ``detections``).
 NO_DETECTION_THRESHOLD = 1.1
 
 #: What the null detector outputs on every row (NAB's ``nab/detectors/null``).
@@ -99,6 +102,19 @@ def scorable_windows(file: DataFile) -> np.ndarray:
     return file.windows[:, 1] >= file.probationary_rows
 
 
+def detections(anomaly_scores: np.ndarray, file: DataFile, threshold: float) -> np.ndarray:
+    """The rows that are detections: scorable rows scoring at or above ``threshold``.
+
+    Except at 1.1 in a file with a scorable score above 1.1: no detection there, as in NAB. Its sweep
+    records "no detection" as threshold 1.1 before the scores above 1.1 (``threshold_sweep``), and
+    ``Sweeper.scoreDataSet`` scores a file at the first sweep entry with the given threshold.
+    """
+    scorable = scorable_rows(file)
+    if threshold == NO_DETECTION_THRESHOLD and (anomaly_scores[scorable] > threshold).any():
+        return np.zeros(file.rows, dtype=bool)
+    return (anomaly_scores >= threshold) & scorable
+
+
 def score_file(anomaly_scores: np.ndarray, file: DataFile, profile: Profile, threshold: float) -> float:
     """A file's raw score: Σ windows' values + Σ false positives' (negative) weighted scores.
 
@@ -107,7 +123,7 @@ def score_file(anomaly_scores: np.ndarray, file: DataFile, profile: Profile, thr
     """
     holding = row_windows(file)[0]
     weighted = weighted_scores(file, profile)
-    detected = (anomaly_scores >= threshold) & scorable_rows(file)
+    detected = detections(anomaly_scores, file, threshold)
     window_values = np.full(len(file.windows), -profile.fn_weight)
     true_positives = detected & (holding >= 0)
     np.maximum.at(window_values, holding[true_positives], weighted[true_positives])
@@ -151,18 +167,38 @@ def detection_gains(anomaly_scores: np.ndarray, file: DataFile, profile: Profile
 def threshold_sweep(
     anomaly_scores: np.ndarray, gains: np.ndarray, no_detection_score: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The raw score at each candidate threshold, highest threshold first (``calcScoreByThreshold``).
+    """The raw score at each candidate threshold, in NAB's order (``Sweeper.calcScoreByThreshold``).
 
-    The candidates are 1.1 (no detections, scoring ``no_detection_score``) and every distinct anomaly
-    score; a threshold's score counts the gains of all rows scoring at or above it.
+    The candidates are 1.1 (no detections, scoring ``no_detection_score``), then every distinct
+    anomaly score from the highest down; a threshold's total counts the gains of all rows scoring at
+    or above it. Negative scores need nothing more. But NAB starts at 1.1 whatever the scores: scores
+    above it come after it (the thresholds fall, jump up, fall again) and 1.1 still means no
+    detection; where the highest score is 1.1 itself, NAB's first entry is that score's and there is
+    no "no detection" entry. NAB sweeps the scorable rows only: pass those (``corpus_sweep``).
     """
     order = np.argsort(-anomaly_scores, kind="stable")
     ranked = anomaly_scores[order]
     running = np.cumsum(gains[order])
-    last_of_each_score = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True))
-    thresholds = np.concatenate([[NO_DETECTION_THRESHOLD], ranked[last_of_each_score]])
-    totals = no_detection_score + np.concatenate([[0.0], running[last_of_each_score]])
-    return thresholds, totals
+    last_of_each_score = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], ranked.size > 0))
+    thresholds = ranked[last_of_each_score]
+    totals = no_detection_score + running[last_of_each_score]
+    if thresholds.size and thresholds[0] == NO_DETECTION_THRESHOLD:
+        return thresholds, totals
+    return np.append(NO_DETECTION_THRESHOLD, thresholds), np.append(no_detection_score, totals)
+
+
+def corpus_sweep(
+    scores: Mapping[str, ArrayLike], corpus: Corpus, profile: Profile
+) -> tuple[np.ndarray, np.ndarray]:
+    """The corpus raw score at each candidate threshold, over the files' scorable rows (NAB's sweep)."""
+    checked = _checked_scores(scores, corpus)
+    scorable = {name: scorable_rows(file) for name, file in corpus.files.items()}
+    anomaly_scores = np.concatenate([checked[name][scorable[name]] for name in corpus.files])
+    gains = np.concatenate(
+        [detection_gains(checked[name], file, profile)[scorable[name]] for name, file in corpus.files.items()]
+    )
+    missed_windows = sum(int(scorable_windows(file).sum()) for file in corpus.files.values())
+    return threshold_sweep(anomaly_scores, gains, -profile.fn_weight * missed_windows)
 
 
 def optimise_threshold(
@@ -171,15 +207,10 @@ def optimise_threshold(
     """The threshold with the highest corpus raw score, and that score (``optimizer.optimizeThreshold``).
 
     Every distinct anomaly score of the corpus is tried, so the optimum is global; among thresholds
-    that tie, the highest wins, as in NAB.
+    that tie, the first in the sweep wins, as NAB's stable sort has it: the highest, or 1.1 (no
+    detection) before scores above it.
     """
-    checked = _checked_scores(scores, corpus)
-    anomaly_scores = np.concatenate([checked[name] for name in corpus.files])
-    gains = np.concatenate(
-        [detection_gains(checked[name], file, profile) for name, file in corpus.files.items()]
-    )
-    missed_windows = sum(int(scorable_windows(file).sum()) for file in corpus.files.values())
-    thresholds, totals = threshold_sweep(anomaly_scores, gains, -profile.fn_weight * missed_windows)
+    thresholds, totals = corpus_sweep(scores, corpus, profile)
     best = int(np.argmax(totals))
     return float(thresholds[best]), float(totals[best])
 
@@ -241,7 +272,7 @@ def score_results_dir(
 
 
 def _checked_scores(scores: Mapping[str, ArrayLike], corpus: Corpus) -> dict[str, np.ndarray]:
-    """One float array per corpus file, as long as the file, every value in [0, 1]."""
+    """One float array per corpus file, as long as the file, every value finite."""
     checked = {}
     for name, file in corpus.files.items():
         if name not in scores:
@@ -251,6 +282,6 @@ def _checked_scores(scores: Mapping[str, ArrayLike], corpus: Corpus) -> dict[str
             raise NabError(f"{name}: anomaly scores of shape {values.shape} for its {file.rows} rows")
         row = first_invalid_score(values)
         if row is not None:
-            raise NabError(f"{name}, row {row}: anomaly score {values[row]} is not a number in [0, 1]")
+            raise NabError(f"{name}, row {row}: anomaly score {values[row]} is not a finite number")
         checked[name] = values
     return checked

@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -156,44 +156,108 @@ def read_results(
 
 
 def first_invalid_score(scores: np.ndarray) -> int | None:
-    """The first row whose anomaly score is not a number in [0, 1], if any."""
-    invalid = np.flatnonzero(~((scores >= 0) & (scores <= 1)))
+    """The first row whose anomaly score is not a finite number, if any.
+
+    NAB's scorer takes any number (expose's scores are partly negative): scores are only compared with
+    thresholds drawn from the scores themselves, so only their order counts. NaN has no place in that
+    order (NAB's sort would misplace it silently); ±inf is an overflow rather than a score, and no
+    threshold NAB's JSON thresholds file can hold.
+    """
+    invalid = np.flatnonzero(~np.isfinite(scores))
     return int(invalid[0]) if invalid.size else None
 
 
 def _read_result_file(path: Path, file: DataFile) -> np.ndarray:
+    """The file's anomaly scores, in the data file's row order."""
     if not path.is_file():
         raise NabError(f"missing results file {path} (for data/{file.name})")
     frame = pd.read_csv(path, usecols=lambda column: column in ("timestamp", "anomaly_score"))
     missing = {"timestamp", "anomaly_score"} - set(frame.columns)
     if missing:
         raise NabError(f"{path} lacks the columns {sorted(missing)}")
-    _check_timestamps(path, frame["timestamp"], file)
+    rows = _result_rows(path, frame["timestamp"], file)
     scores = pd.to_numeric(frame["anomaly_score"], errors="coerce").to_numpy("float64", na_value=np.nan)
     row = first_invalid_score(scores)
     if row is not None:
         raw = frame["anomaly_score"].iloc[row]
-        raise NabError(f"{path}, row {row} (line {row + 2}): anomaly_score {raw} is not a number in [0, 1]")
-    return scores
+        raise NabError(f"{path}, row {row} (line {row + 2}): anomaly_score {raw} is not a finite number")
+    return scores[rows]
 
 
-def _check_timestamps(path: Path, column: pd.Series, file: DataFile) -> None:
-    """The results must have the data file's rows, in order: NAB matches them by position."""
+def _result_rows(path: Path, column: pd.Series, file: DataFile) -> np.ndarray:
+    """Per data-file row, the results row with its timestamp: results rows may come in any order.
+
+    NAB pairs the two files' rows by position (``scorer.scoreCorpus`` takes the timestamps from the
+    data file), and scores randomCutForest's results, whose machine_temperature_system_failure rows
+    are sorted by timestamp while that data file goes back an hour. Matching by timestamp gives NAB's
+    figure there: each row NAB's data files repeat or put out of order lies outside every window and
+    weighs -A_FP (tests/test_nab.py), so no pairing among them changes a score.
+
+    Every data-file row needs one results row; the first left without one is named.
+    """
+    data_rows = _data_rows(path, column, file)
+    matched = np.zeros(file.rows, dtype=bool)
+    matched[data_rows] = True
+    if not matched.all():
+        row = int(np.flatnonzero(~matched)[0])
+        raise NabError(
+            f"{path} has no row for {pd.Timestamp(file.timestamps[row])}, row {row} (line {row + 2}) of "
+            f"data/{file.name} ({len(data_rows)} rows for its {file.rows})"
+        )
+    rows = np.empty(file.rows, dtype=np.int64)
+    rows[data_rows] = np.arange(len(data_rows))
+    return rows
+
+
+def _data_rows(path: Path, column: pd.Series, file: DataFile) -> np.ndarray:
+    """Per results row, the data-file row with its timestamp.
+
+    NAB's data files repeat some timestamps (daylight-saving hours): results rows sharing one take its
+    data rows in turn, first to first, so results in the data file's order keep every row where it is.
+    Refused, naming the results row: a timestamp the data file does not have, or one repeated more
+    often than there.
+    """
+    stamps = _parsed_timestamps(path, column)
+    order = np.argsort(file.timestamps, kind="stable")
+    ranked = file.timestamps[order]
+    first = np.searchsorted(ranked, stamps, side="left")
+    count = np.searchsorted(ranked, stamps, side="right") - first
+    absent = np.flatnonzero(count == 0)
+    if absent.size:
+        _refuse_row(path, column, absent[0], f"is not a timestamp of data/{file.name}")
+    turn = _occurrences(stamps)
+    repeated = np.flatnonzero(turn >= count)
+    if repeated.size:
+        row = repeated[0]
+        earlier = int(np.flatnonzero(stamps == stamps[row])[0])
+        times = f", more often than data/{file.name} has it ({count[row]})" if count[row] > 1 else ""
+        _refuse_row(path, column, row, f"repeats row {earlier} (line {earlier + 2}){times}")
+    return order[first + turn]
+
+
+def _parsed_timestamps(path: Path, column: pd.Series) -> np.ndarray:
+    """The results' timestamps, as naive UTC like the data file's; one that cannot be read is refused."""
     parsed = pd.to_datetime(column, utc=True, format="ISO8601", errors="coerce")
     stamps = parsed.dt.tz_convert(None).to_numpy("datetime64[ms]")
-    common = min(len(stamps), file.rows)
-    differ = np.flatnonzero(stamps[:common] != file.timestamps[:common])
-    if differ.size:
-        row = int(differ[0])
-        raise NabError(
-            f"{path}, row {row} (line {row + 2}): timestamp {column.iloc[row]!r} does not match "
-            f"data/{file.name}, which has {pd.Timestamp(file.timestamps[row])} there"
-        )
-    if len(stamps) != file.rows:
-        raise NabError(
-            f"{path} has {len(stamps)} rows, data/{file.name} has {file.rows}: "
-            f"they differ from row {common} (line {common + 2}) on"
-        )
+    unreadable = np.flatnonzero(np.isnat(stamps))
+    if unreadable.size:
+        _refuse_row(path, column, unreadable[0], "is not a date and time")
+    return stamps
+
+
+def _occurrences(stamps: np.ndarray) -> np.ndarray:
+    """Per entry, how many earlier entries have the same timestamp: 0 for its first, 1 for its second..."""
+    order = np.argsort(stamps, kind="stable")
+    ranked = stamps[order]
+    starts = np.flatnonzero(np.append(True, ranked[1:] != ranked[:-1]))
+    run_lengths = np.diff(np.append(starts, len(ranked)))
+    turn = np.empty(len(stamps), dtype=np.int64)
+    turn[order] = np.arange(len(ranked)) - np.repeat(starts, run_lengths)
+    return turn
+
+
+def _refuse_row(path: Path, column: pd.Series, row: int, why: str) -> NoReturn:
+    raise NabError(f"{path}, row {row} (line {row + 2}): timestamp {column.iloc[row]!r} {why}")
 
 
 def _window_rows(timestamps: np.ndarray, windows: list[tuple[Any, Any]], name: str) -> np.ndarray:

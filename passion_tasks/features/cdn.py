@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from passion_tasks import schemas
 from passion_tasks.lake import Day
 
 from .series import long_table, minute_grid
@@ -30,9 +31,8 @@ COLUMNS = [
 ]
 
 CACHE_HITS = ("Hit", "RefreshHit", "OriginShieldHit")
-TOP_DEVICES = 12
-TOP_PATHS = 10
-OTHER_DEVICES = "Other"
+#: The bucket of a breakdown's values beyond its top ones.
+OTHER = "(other)"
 QUANTILES = {0.5: "p50", 0.95: "p95", 0.99: "p99"}
 LATENCIES = {"time_to_first_byte": "cdn_ttfb", "time_taken": "cdn_time_taken"}
 PERCENTILES = pd.MultiIndex.from_product([list(LATENCIES), list(QUANTILES)])
@@ -42,22 +42,28 @@ COUNTS = ["cdn_requests", "cdn_bytes"]
 
 @dataclass(frozen=True)
 class Breakdown:
-    """One split of the requests: ``dim`` in the series name, ``column`` of the request frame."""
+    """One split of the requests: ``dim`` in the series name, ``column`` of the request frame.
+
+    ``top`` bounds how many of a day's values get series of their own; the rest share the ``OTHER``
+    series. Clients choose URLs, methods and user agents, so without a bound a few hundred odd
+    requests would multiply the series a day scores.
+    """
 
     dim: str
     column: str
+    top: int
     counts_only: bool = False
 
 
 BREAKDOWNS = (
-    Breakdown("", "overall"),
-    Breakdown("edge", "edge_location"),
-    Breakdown("channel", "live_channel"),
-    Breakdown("device", "device_group"),
-    Breakdown("path", "path_group"),
+    Breakdown("", "overall", top=1),
+    Breakdown("edge", "edge_location", top=64),
+    Breakdown("channel", "live_channel", top=32),
+    Breakdown("device", "device_group", top=12),
+    Breakdown("path", "path_group", top=10),
     # The seed notebook's one-hot encoding of categorical fields, summed per minute.
-    Breakdown("protocol", "cs_protocol_version", counts_only=True),
-    Breakdown("method", "cs_method", counts_only=True),
+    Breakdown("protocol", "cs_protocol_version", top=8, counts_only=True),
+    Breakdown("method", "cs_method", top=8, counts_only=True),
 )
 
 
@@ -90,20 +96,34 @@ def top_values(values: pa.ChunkedArray, n: int) -> pa.Array:
     )
 
 
+def bounded_values(values: pa.ChunkedArray, top: int) -> pa.ChunkedArray:
+    """Each value as ``schemas.bounded_name`` writes it, the ``top`` most frequent kept and the others
+    ``OTHER``; a missing value (a request outside every live channel, say) stays missing."""
+    values = values.cast(pa.string())
+    distinct = pc.unique(values)
+    named = pa.array(
+        [None if v is None else schemas.bounded_name(v) for v in distinct.to_pylist()], pa.string()
+    )
+    bounded = pc.take(named, pc.index_in(values, value_set=distinct))
+    kept = pc.or_kleene(pc.is_in(bounded, value_set=top_values(bounded, top)), pc.is_null(bounded))
+    return pc.if_else(kept, bounded, OTHER)
+
+
 def request_frame(logs: pa.Table) -> pd.DataFrame:
     """One row per request: its minute, dimension values (categorical) and the measures to aggregate."""
     status = logs["sc_status"]
-    device = logs["device_family"]
-    paths = path_group(logs["cs_uri_stem"])
-    no_path = pa.scalar(None, pa.string())
-    dims = {
-        "overall": pa.DictionaryArray.from_arrays(np.zeros(logs.num_rows, dtype=np.int8), [""]),
+    raw = {
         "edge_location": logs["edge_location"],
         "live_channel": logs["live_channel"],
-        "device_group": pc.if_else(pc.is_in(device, top_values(device, TOP_DEVICES)), device, OTHER_DEVICES),
-        "path_group": pc.if_else(pc.is_in(paths, top_values(paths, TOP_PATHS)), paths, no_path),
+        "device_group": pc.fill_null(logs["device_family"].cast(pa.string()), OTHER),
+        "path_group": path_group(logs["cs_uri_stem"]),
         "cs_protocol_version": logs["cs_protocol_version"],
         "cs_method": logs["cs_method"],
+    }
+    tops = {breakdown.column: breakdown.top for breakdown in BREAKDOWNS}
+    dims = {
+        "overall": pa.DictionaryArray.from_arrays(np.zeros(logs.num_rows, dtype=np.int8), [""]),
+        **{column: bounded_values(values, tops[column]) for column, values in raw.items()},
     }
     columns = {
         "minute": pc.floor_temporal(logs["ts"], unit="minute"),

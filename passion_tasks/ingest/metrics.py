@@ -32,7 +32,7 @@ from passion_tasks.ingest.landing import (
 from passion_tasks.ingest.quarantine import Quarantine
 from passion_tasks.ingest.report import IngestReport
 from passion_tasks.lake import Day, Lake, as_day
-from passion_tasks.schemas import METRICS
+from passion_tasks.schemas import METRICS, bounded_name
 
 DATASET = "metrics"
 
@@ -91,7 +91,7 @@ def _land_file(
         else:
             times.append(ts)
             values.append(number)
-    columns = [times, [source] * len(times), [file.stem] * len(times), values]
+    columns = [times, [source] * len(times), [bounded_name(file.stem)] * len(times), values]
     landed.write(pa.table(columns, schema=METRICS))
 
 

@@ -1,4 +1,5 @@
-"""What every Passion DAG shares: start date, timetable, the ``day`` Param, retries and failure alerts."""
+"""What every Passion DAG shares: start date, timetable, the ``day`` Param, retries, time limits and
+failure alerts."""
 
 from __future__ import annotations
 
@@ -25,8 +26,29 @@ RETRY_POLICY = ExceptionRetryPolicy(
     ]
 )
 
+# Time limits of one try of a task (``execution_timeout``): a task hung on a dead connection or a stuck
+# read fails, is retried and alerts, instead of holding its worker slot for ever. dags/README.md lists
+# them. The lake must keep the files a commit supersedes for longer than the longest (8 hours).
+
+#: Any task without a limit of its own: a day's ingest, its features, a batch of scoring, the report.
+#: They take minutes; two hours leave room for a large day and for the retries to end the same day.
+TASK_TIMEOUT = dt.timedelta(hours=2)
+#: The alert task: each delivery has its own deadline (``PASSION_ALERT_TIMEOUT_S``, 10 s by default),
+#: so 15 minutes hold reading the day and some 90 deliveries to receivers that never answer.
+ALERT_TIMEOUT = dt.timedelta(minutes=15)
+#: One poke of the features sensor (a listing of the lake). In reschedule mode ``execution_timeout``
+#: bounds each poke, not the wait: the sensor's own ``timeout`` (6 hours by default) still ends that.
+POKE_TIMEOUT = dt.timedelta(minutes=10)
+#: Training one series: each detector asked for, the Keras networks included, or with ``select_best``
+#: each candidate on the holdout and the winner again on the whole range.
+TRAIN_TIMEOUT = dt.timedelta(hours=4)
+#: A benchmark of a whole corpus with the ``full`` profile (the Keras networks on every series); the
+#: longest limit of all.
+BENCHMARK_TIMEOUT = dt.timedelta(hours=8)
+
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "passion",
+    "execution_timeout": TASK_TIMEOUT,
     "retries": 3,
     "retry_delay": dt.timedelta(minutes=2),
     "retry_exponential_backoff": 2.0,

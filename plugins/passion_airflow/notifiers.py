@@ -4,16 +4,18 @@ The webhook is the Airflow ``http`` connection ``passion_alerts``: its host is t
 port and an ``endpoint`` in the extra), and its password, if set, is the secret that signs each body:
 ``X-Passion-Signature: sha256=<HMAC-SHA256 of the body, hex>``. Without the connection nothing is sent
 and the log says so. Neither the URL nor the secret is ever logged.
+
+Failure alerts go through ``passion_tasks.alerting.channels``, as the day's alerts do: the same signing
+and the same deadline for the whole delivery (``PASSION_ALERT_TIMEOUT_S``, default 10 s). That package
+is imported inside the functions that run at task time, never at module level: it loads pandas, and
+every DAG file imports this module, so a top-level import would cost each parse about a second.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import json
 import logging
-import urllib.request
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, BaseNotifier
@@ -27,8 +29,8 @@ if TYPE_CHECKING:
 ALERTS_CONN_ID = "passion_alerts"
 SLACK_CONN_ID = "passion_slack"
 SMTP_CONN_ID = "passion_smtp"
-SIGNATURE_HEADER = "X-Passion-Signature"
-TIMEOUT_S = 10
+#: The failure notifier's User-Agent; the day's alerts send ``passion-alerts``.
+USER_AGENT = "passion-airflow"
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +45,6 @@ def webhook_url(connection: Connection) -> str:
     return f"{connection.schema or 'https'}://{host}{port}{endpoint}"
 
 
-def signature(secret: str, body: bytes) -> str:
-    # The same signature as passion_tasks.alerting.channels.signature, kept here because importing the
-    # alerting package (pandas) would cost every DAG file parse a second.
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 def alert_config() -> AlertConfig:
     """Alert settings from the environment, with channels from the Airflow connections that exist.
 
@@ -56,13 +52,16 @@ def alert_config() -> AlertConfig:
     webhook URL) Slack, ``passion_smtp`` (smtp; extra ``from``, ``to``, ``starttls``) email.
     """
     from passion_tasks.alerting import AlertConfig, EmailChannel, SlackChannel, WebhookChannel
+    from passion_tasks.alerting.config import delivery_timeout_s
 
-    config = AlertConfig.from_env()
+    config, timeout_s = AlertConfig.from_env(), delivery_timeout_s()
     channels: dict[str, Any] = {}
     if (connection := _connection(ALERTS_CONN_ID)) is not None:
-        channels["webhook"] = WebhookChannel(url=webhook_url(connection), secret=connection.password or None)
+        channels["webhook"] = WebhookChannel(
+            url=webhook_url(connection), secret=connection.password or None, timeout_s=timeout_s
+        )
     if (connection := _connection(SLACK_CONN_ID)) is not None:
-        channels["slack"] = SlackChannel(webhook_url=webhook_url(connection))
+        channels["slack"] = SlackChannel(webhook_url=webhook_url(connection), timeout_s=timeout_s)
     if (connection := _connection(SMTP_CONN_ID)) is not None:
         extra = connection.extra_dejson
         channels["email"] = EmailChannel(
@@ -73,6 +72,7 @@ def alert_config() -> AlertConfig:
             sender=extra["from"],
             recipients=tuple(address.strip() for address in str(extra["to"]).split(",")),
             starttls=bool(extra.get("starttls", True)),
+            timeout_s=timeout_s,
         )
     return dataclasses.replace(config, **channels)
 
@@ -85,19 +85,23 @@ def _connection(conn_id: str) -> Connection | None:
 
 
 def post_json(payload: dict[str, Any], conn_id: str = ALERTS_CONN_ID) -> bool:
-    """POST ``payload`` as JSON to the connection's webhook; False when the connection does not exist."""
-    try:
-        connection = BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
+    """POST ``payload`` as JSON to the connection's webhook, signed with its password if it has one;
+    False when the connection does not exist. A failed delivery, or one with no complete answer within
+    ``PASSION_ALERT_TIMEOUT_S``, raises ``DeliveryError`` (naming the URL's scheme, host and port only).
+    """
+    from passion_tasks.alerting import channels, delivery
+    from passion_tasks.alerting.config import delivery_timeout_s
+
+    connection = _connection(conn_id)
+    if connection is None:
         log.info("no %r connection: alert not sent", conn_id)
         return False
     body = json.dumps(payload, sort_keys=True, default=str).encode()
-    headers = {"Content-Type": "application/json", "User-Agent": "passion-airflow"}
+    headers = {"User-Agent": USER_AGENT}
     if connection.password:
-        headers[SIGNATURE_HEADER] = signature(connection.password, body)
-    request = urllib.request.Request(webhook_url(connection), data=body, headers=headers, method="POST")
-    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-        log.info("alert %r posted through connection %r: HTTP %s", payload["event"], conn_id, response.status)
+        headers[channels.SIGNATURE_HEADER] = channels.signature(connection.password, body)
+    status = delivery.post_json("webhook", webhook_url(connection), body, delivery_timeout_s(), headers)
+    log.info("alert %r posted through connection %r: HTTP %s", payload["event"], conn_id, status)
     return True
 
 

@@ -6,7 +6,9 @@ Everything here is read inside tasks at run time, never while a DAG file is pars
   on S3, the ``aws`` connection ``passion_lake`` (keys, ``endpoint_url`` and ``region_name`` in its
   extra), else the environment and the AWS credential chain, as for the ``passion`` command;
 - the sources: Variable ``passion_sources``, else ``PASSION_SOURCES``: one folder or ``s3://`` prefix
-  holding both sources, or a JSON object ``{"cdn": ..., "metrics": ...}``.
+  holding both sources, or a JSON object ``{"cdn": ..., "metrics": ...}``;
+- the model-signing key: the password of the connection ``passion_model_key``, else
+  ``PASSION_MODEL_KEY`` (see ``passion_tasks.registry``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 
 LAKE_VARIABLE = "passion_lake"
 LAKE_CONN_ID = "passion_lake"
+MODEL_KEY_CONN_ID = "passion_model_key"
 SOURCES_VARIABLE = "passion_sources"
 SOURCES_ENV = "PASSION_SOURCES"
 #: The sources a day is landed from, as ``pipeline.ingest_day`` names them.
@@ -38,7 +41,24 @@ def lake_kwargs() -> dict[str, Any]:
     from passion_tasks import config
 
     url = config.lake_url(Variable.get(LAKE_VARIABLE, default=None))
+    use_model_key()
     return {"lake_url": url, "s3": lake_s3_options() if url.startswith("s3://") else None}
+
+
+def use_model_key(conn_id: str = MODEL_KEY_CONN_ID) -> None:
+    """Put the connection's password where the registry reads the model key, for this task's process.
+
+    The registry reads ``PASSION_MODEL_KEY`` as the ``passion`` command does; a task process is this
+    task's alone, and Airflow masks a connection's password in its logs.
+    """
+    from passion_tasks import config
+
+    try:
+        connection = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return
+    if connection.password:
+        os.environ[config.MODEL_KEY_ENV] = connection.password
 
 
 def lake_s3_options(conn_id: str = LAKE_CONN_ID) -> S3Options | None:
