@@ -2,7 +2,8 @@
 
 Runs at 01:00 UTC for the day before (a one-day data interval, so it can be backfilled). The sources
 come from the Variable ``passion_sources`` or ``PASSION_SOURCES``; a day with no input fails at once
-with the path that was searched, other errors are retried with exponential backoff.
+with the path that was searched, other errors are retried with exponential backoff. Runs of the same
+day take turns (``passion_airflow.day_lease``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from airflow.sdk import dag, task
+from passion_airflow.day_lease import day_lease
 from passion_airflow.defaults import daily_dag_args, daily_timetable
 from passion_airflow.settings import lake_kwargs, run_day, source_inputs
 
@@ -36,7 +38,9 @@ def passion_ingest() -> None:
         log.info("%s", report.summary())
         return report.summary()
 
-    [land.override(task_id="land_cdn")("cdn"), land.override(task_id="land_metrics")("metrics")] >> features()
+    claim, release = day_lease()
+    landed = [land.override(task_id="land_cdn")("cdn"), land.override(task_id="land_metrics")("metrics")]
+    claim >> landed >> features() >> release
 
 
 passion_ingest()

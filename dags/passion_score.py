@@ -4,9 +4,10 @@ Alerts go through ``passion_tasks.alerting`` (rules, incidents across series, de
 ``alerts/dt=D/sent.jsonl``) to the channels of the ``passion_alerts`` (webhook), ``passion_slack`` and
 ``passion_smtp`` connections, and the ``PASSION_ALERT_*`` settings.
 
-Same timetable as ``passion_ingest`` (01:00 UTC, for the day before); a sensor in reschedule mode waits
-for the day's features. Scoring fans out, by dynamic task mapping, over batches of the series that have a
-live model on the day (the ``series_per_task`` Param, default ``PASSION_SCORE_SERIES_PER_TASK`` or 25):
+Same timetable as ``passion_ingest`` (01:00 UTC, for the day before). Runs of the same day take turns
+(``passion_airflow.day_lease``); a sensor in reschedule mode waits for the day's features. Scoring fans
+out, by dynamic task mapping, over batches of the series that have a live model on the day (the
+``series_per_task`` Param, default ``PASSION_SCORE_SERIES_PER_TASK`` or 25):
 each series writes its own ``scores/dt=D/series=S/`` and ``events/dt=D/series=S/`` leaves, so a backfill
 (``airflow backfill create --dag-id passion_score --from-date ... --to-date ...``) scores history with
 each day's own model, and re-running a day replaces its rows.
@@ -21,6 +22,7 @@ import logging
 import os
 
 from airflow.sdk import Param, TriggerRule, dag, task
+from passion_airflow.day_lease import day_lease
 from passion_airflow.defaults import ALERT_TIMEOUT, POKE_TIMEOUT, daily_dag_args, daily_timetable
 from passion_airflow.notifiers import alert_config
 from passion_airflow.sensors import FeaturesSensor
@@ -103,11 +105,12 @@ def passion_score() -> None:
             raise NoInputError(f"{day}: nothing was scored (a no_data alert went to the configured channels)")
         return len(run.sent)
 
+    claim, release = day_lease()
     series = series_to_score()
-    wait_for_features >> series
+    claim >> wait_for_features >> series
     scored = score.expand(series=series)
     report_uri = report()
-    scored >> report_uri >> alert()
+    scored >> report_uri >> alert() >> release
 
 
 passion_score()

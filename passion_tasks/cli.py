@@ -258,16 +258,31 @@ def cmd_lake(args: argparse.Namespace) -> int:
     if args.action == "vacuum":
         if not args.grace_hours >= 0:
             raise UsageError(f"--grace-hours must be 0 or more, not {args.grace_hours}")
-        report = lake.vacuum(grace=dt.timedelta(hours=args.grace_hours), dry_run=args.dry_run)
+        report = pipeline.vacuum(
+            grace=dt.timedelta(hours=args.grace_hours), dry_run=args.dry_run, lake_url=args.lake
+        )
         print(report.summary())
         for path in report.removed if args.verbose else ():
             print(f"  {lake.uri(path)}")
     elif args.action == "files":
-        if not (args.dataset and args.day):
+        if not (args.target and args.day):
             raise UsageError("lake files needs a DATASET and --day")
-        for leaf in lake.leaves(args.dataset, args.day):
+        for leaf in lake.leaves(args.target, args.day):
             for path in leaf.files:
                 print(lake.uri(path))
+    elif args.action == "lease":
+        from passion_tasks.lake import leases
+
+        if not args.target:
+            raise UsageError("lake lease needs a NAME, e.g. passion_score/dt=2026-12-02")
+        held = leases.current(lake, args.target)
+        if args.release and held is not None:
+            leases.release(lake, args.target)
+            print(f"released {args.target}, which {held.holder} held")
+        elif held is not None:
+            print(f"{args.target}: held by {held.holder} since {held.acquired_at}, until {held.expires_at}")
+        else:
+            print(f"{args.target}: free")
     return ExitCode.OK
 
 
@@ -459,10 +474,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     lake = commands.add_parser(
         "lake",
-        help="housekeeping: vacuum what failed or replaced writes left; list a day's committed files",
+        help="housekeeping: vacuum what failed or replaced writes left, list a day's committed files, "
+        "show or release a day's lease",
     )
-    lake.add_argument("action", choices=["vacuum", "files"])
-    lake.add_argument("dataset", nargs="?", help="files: e.g. cdn_logs, features, scores")
+    lake.add_argument("action", choices=["vacuum", "files", "lease"])
+    lake.add_argument(
+        "target",
+        nargs="?",
+        help="files: a dataset (cdn_logs, features, scores...); "
+        "lease: its name, e.g. passion_score/dt=2026-12-02",
+    )
+    lake.add_argument("--release", action="store_true", help="lease: give it back (its holder is dead)")
     lake.add_argument("--day", type=_day, metavar="YYYY-MM-DD", help="files: the day")
     lake.add_argument(
         "--grace-hours",

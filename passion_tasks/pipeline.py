@@ -63,6 +63,43 @@ def ingest_day(
     raise UsageError(f"unknown source {source!r}: use cdn or metrics")
 
 
+def claim_day(
+    scope: str, day: Day, holder: str, *, lake_url: str | None = None, s3: S3Options | None = None
+) -> Any:
+    """Take the lease of ``day`` for ``scope`` (a DAG) as ``holder`` (a run): ``LeaseHeld`` while
+    another run has it. Runs that write the same day of a DAG take turns (``lake.leases``)."""
+    from passion_tasks.lake import leases
+
+    return leases.acquire(Lake(lake_url, s3=s3), day_lease(scope, day), holder)
+
+
+def release_day(
+    scope: str, day: Day, holder: str, *, lake_url: str | None = None, s3: S3Options | None = None
+) -> bool:
+    """Give back the lease ``claim_day`` took; False if ``holder`` no longer held it."""
+    from passion_tasks.lake import leases
+
+    return leases.release(Lake(lake_url, s3=s3), day_lease(scope, day), holder)
+
+
+def day_lease(scope: str, day: Day) -> str:
+    """The name of a day's lease: ``<scope>/dt=YYYY-MM-DD``."""
+    return f"{scope}/dt={as_day(day).isoformat()}"
+
+
+def vacuum(
+    *,
+    grace: dt.timedelta | None = None,
+    dry_run: bool = False,
+    lake_url: str | None = None,
+    s3: S3Options | None = None,
+) -> Any:
+    """Remove what killed or superseded writes left, once older than ``grace`` (``Lake.vacuum``)."""
+    from passion_tasks.lake import VACUUM_GRACE
+
+    return Lake(lake_url, s3=s3).vacuum(grace=VACUUM_GRACE if grace is None else grace, dry_run=dry_run)
+
+
 def build_features(day: Day, *, lake_url: str | None = None, s3: S3Options | None = None) -> Any:
     """Per-minute feature series of one day from its CDN logs and metrics."""
     from passion_tasks import features

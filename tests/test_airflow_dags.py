@@ -27,13 +27,14 @@ from pathlib import Path
 
 import cluster
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from cluster import free_port, wait_for_port
 
 from passion_tasks import pipeline, registry
 from passion_tasks.detectors import detector_names
-from passion_tasks.lake import Lake, S3Options
+from passion_tasks.lake import VACUUM_GRACE, Lake, S3Options, leases
 from passion_tasks.sources import GenerationSummary, generate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -243,7 +244,13 @@ print(json.dumps({
     )
     assert result.returncode == 0, result.stderr[-3000:]
     parsed = json.loads(result.stdout.strip().splitlines()[-1])
-    assert parsed["dags"] == ["passion_benchmark", "passion_ingest", "passion_score", "passion_train"]
+    assert parsed["dags"] == [
+        "passion_benchmark",
+        "passion_ingest",
+        "passion_maintenance",
+        "passion_score",
+        "passion_train",
+    ]
     assert parsed["errors"] == {}
     assert parsed["loaded_by_light"] == {"pandas": False, "pyarrow": False, "tensorflow": False}
     assert parsed["tensorflow"] is False
@@ -251,6 +258,7 @@ print(json.dumps({
         "passion_ingest": "CronDataIntervalTimetable",
         "passion_score": "CronDataIntervalTimetable",
         "passion_train": "CronTriggerTimetable",
+        "passion_maintenance": "CronTriggerTimetable",
         "passion_benchmark": "NullTimetable",
     }
     assert parsed["sensor_mode"] == "reschedule"
@@ -285,9 +293,14 @@ print(json.dumps({
 #: The ``execution_timeout`` of each task in seconds, as dags/README.md lists them.
 EXECUTION_TIMEOUTS = {
     "passion_benchmark.benchmark": 8 * 3600,
+    "passion_ingest.claim_day": 10 * 60,
+    "passion_ingest.release_day": 10 * 60,
+    "passion_score.claim_day": 10 * 60,
+    "passion_score.release_day": 10 * 60,
     "passion_ingest.features": 2 * 3600,
     "passion_ingest.land_cdn": 2 * 3600,
     "passion_ingest.land_metrics": 2 * 3600,
+    "passion_maintenance.vacuum": 2 * 3600,
     "passion_score.alert": 15 * 60,
     "passion_score.report": 2 * 3600,
     "passion_score.score": 2 * 3600,
@@ -333,8 +346,8 @@ print(json.dumps({"errors": bag.import_errors, "limits": limits, "stored": store
     without = {task: limit for task, limit in limits.items() if not isinstance(limit, float) or limit <= 0}
     assert without == {}, f"tasks without a positive execution_timeout: {without}"
     assert limits == parsed["stored"] == EXECUTION_TIMEOUTS
-    # The lake keeps superseded files for longer than the longest task: keep that one well under a day.
-    assert max(limits.values()) <= 12 * 3600
+    # The lake keeps superseded files for longer than the longest task may read them.
+    assert max(limits.values()) < VACUUM_GRACE.total_seconds() / 2
     # In reschedule mode execution_timeout bounds one poke; the sensor's timeout still ends the wait.
     assert parsed["sensor"] == {"mode": "reschedule", "timeout": 6 * 3600}
     assert limits["passion_score.wait_for_features"] < parsed["sensor"]["timeout"]
@@ -472,6 +485,39 @@ def test_a_series_that_cannot_be_scored_fails_its_batch_and_the_others_are_kept(
     assert scored == ["cdn_requests", "paycore"]
     # The report and the alert still cover the series that were scored.
     assert lake.exists(f"reports/dt={DAYS[2]}/index.html")
+
+
+@pytest.mark.slow
+def test_a_run_waits_while_another_run_holds_its_day_and_gives_its_own_lease_back(
+    airflow_env: dict[str, str], sources: Path, landed: Path, tmp_path: Path
+) -> None:
+    lake = copy_lake(landed, tmp_path)
+    land(sources, lake, [DAYS[2]])
+    train_baseline(lake, until=DAYS[1], live_from=DAYS[2])
+    name = pipeline.day_lease("passion_score", DAYS[2])
+    leases.acquire(lake, name, "manual__another-run")
+    env = airflow_env | {
+        "PASSION_LAKE": lake.url,
+        "PASSION_DAY_LEASE_TIMEOUT_S": "2",
+        "PASSION_DAY_LEASE_POKE_S": "0.5",
+    }
+    conf = {"day": DAYS[2].isoformat()}
+
+    waited = dags_test(env, "passion_score", conf)
+    assert waited.returncode == 1
+    assert (
+        f"AirflowSensorTimeout: another run still writes {DAYS[2]} after 2 s: lease {name!r} is held by "
+        "'manual__another-run'"
+    ) in waited.stdout, waited.stdout[-5000:]
+    assert not lake.partitions("scores")
+    # The waiting run never held the lease, so its teardown did not give the other run's back.
+    assert leases.current(lake, name).holder == "manual__another-run"
+
+    assert leases.release(lake, name, "manual__another-run")
+    ran = dags_test(env, "passion_score", conf)
+    assert ran.returncode == 0, ran.stdout[-5000:]
+    assert lake.partitions("scores") == [DAYS[2]]
+    assert leases.current(lake, name) is None
 
 
 @pytest.mark.slow
@@ -613,6 +659,29 @@ def test_train_with_select_best_registers_the_winner_of_each_series(
         assert (model.train_start, model.train_end) == (DAYS[0], DAYS[2])
         assert sorted(model.metrics["selection"]["candidates"]) == candidates
         assert f"{name}: {model.detector} selected by the injected criterion" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_maintenance_dag_vacuums_what_a_killed_write_left(
+    airflow_env: dict[str, str], tmp_path: Path
+) -> None:
+    lake = Lake((tmp_path / "lake").as_uri())
+    lake.write_partition("scores", DAYS[0], pa.table({"value": [1.0]}), key={"series": "cif"})
+    # A first write of another leaf, killed before its commit, two days ago; and a fresh one.
+    stale = f"scores/dt={DAYS[0]}/series=paycore/part-0123456789ab-0.parquet"
+    fresh = f"scores/dt={DAYS[0]}/series=paydecision/part-ba9876543210-0.parquet"
+    for orphan in (stale, fresh):
+        lake.write_bytes(orphan, b"an uncommitted file")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(lake._path(stale), (two_days_ago, two_days_ago))
+
+    result = dags_test(airflow_env | {"PASSION_LAKE": lake.url}, "passion_maintenance", {})
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert "removed 1 files (19 bytes) that no manifest names; kept 1 younger than the grace period" in (
+        result.stdout
+    )
+    assert not lake.exists(stale) and lake.exists(fresh)
+    assert lake.read_partition("scores", DAYS[0]).num_rows == 1
 
 
 @pytest.mark.slow

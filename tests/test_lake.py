@@ -27,11 +27,18 @@ def exercise(lake: Lake) -> None:
     lake.write_partition("metrics", DAY, rows([1, 2, 3]))
     assert lake.read_partition("metrics", DAY).column("ts").to_pylist() == [1, 2, 3]
 
-    # Re-running a day replaces it: no doubled rows, and the old files are gone.
+    # Re-running a day replaces it: no doubled rows. The old file stays for readers of the old manifest
+    # until a vacuum past the grace period removes it.
+    first = lake.partition("metrics", DAY)
     lake.write_partition("metrics", DAY, rows([4, 5]))
     assert lake.read_partition("metrics", DAY).column("ts").to_pylist() == [4, 5]
+    second = lake.partition("metrics", DAY)
     data_files = [f for f in lake.list_files("metrics") if f.endswith(".parquet")]
-    assert len(data_files) == 1
+    assert sorted(data_files) == sorted([*first.files, *second.files])
+    assert lake.vacuum().removed == ()
+    later = dt.datetime.now(dt.UTC) + VACUUM_GRACE + dt.timedelta(minutes=1)
+    assert lake.vacuum(now=later).removed == first.files
+    assert [f for f in lake.list_files("metrics") if f.endswith(".parquet")] == list(second.files)
 
     lake.write_partition("metrics", DAY + dt.timedelta(days=2), rows([7]))
     assert lake.partitions("metrics") == [DAY, DAY + dt.timedelta(days=2)]
@@ -146,7 +153,10 @@ def test_killed_writers_leave_nothing_a_reader_sees_and_vacuum_removes_it(
     leaf = f"{lake.root}/cdn_logs/dt={DAY.isoformat()}"
     left = lake.fs.get_file_info(pafs.FileSelector(leaf))
     # Locally the killed write's temporary file is hidden; on S3 an unfinished upload is no object.
-    assert len([info for info in left if info.base_name.startswith(".")]) == (1 if store == "local" else 0)
+    temporary = [info for info in left if info.base_name.endswith(".tmp")]
+    assert len(temporary) == (1 if store == "local" else 0) and all(
+        info.base_name.startswith(".") for info in temporary
+    )
 
     assert lake.read_partition("cdn_logs", DAY).column("ts").to_pylist() == [1, 2, 3]
     assert read_as_documented(lake, "cdn_logs", DAY).column("ts").to_pylist() == [1, 2, 3]
@@ -160,8 +170,8 @@ def test_killed_writers_leave_nothing_a_reader_sees_and_vacuum_removes_it(
     vacuumed = lake.vacuum(now=later)
     assert len(vacuumed.removed) == recent.kept_recent and vacuumed.freed_bytes > 0
     assert pads.dataset(leaf, filesystem=lake.fs).count_rows() == 3
-    assert sorted(info.base_name for info in lake.fs.get_file_info(pafs.FileSelector(leaf))) == sorted(
-        ["_manifest.json", lake.partition("cdn_logs", DAY).files[0].rsplit("/", 1)[1]]
+    assert sorted(lake.list_files(f"cdn_logs/dt={DAY.isoformat()}")) == sorted(
+        [f"cdn_logs/dt={DAY.isoformat()}/_manifest.json", *lake.partition("cdn_logs", DAY).files]
     )
     assert lake.read_partition("cdn_logs", DAY).column("ts").to_pylist() == [1, 2, 3]
 

@@ -3,14 +3,19 @@
 Layout: ``<dataset>/dt=YYYY-MM-DD[/<key>=<value>]/part-<token>-<n>.parquet`` plus a
 ``_manifest.json`` per leaf that names the committed files. Readers go through the manifest, so a
 partition changes in one step: data files are written first, each of them atomically (rename on a
-local disk, a single completed PUT on S3), then the manifest is replaced in one atomic write, then
-the files of the superseded version are deleted. A failed write leaves the previous version
-untouched and removes its own files; a re-run replaces the day instead of adding to it. Files
-whose names start with ``_`` are skipped by pyarrow's dataset discovery, so tools that read the
-folders directly see the data files and never the manifest.
+local disk, a single completed PUT on S3), then the manifest is replaced in one conditional write.
+A failed write leaves the previous version untouched; a re-run replaces the day instead of adding
+to it. Files whose names start with ``_`` or ``.`` are skipped by pyarrow's dataset discovery.
 
-Concurrent writers of the *same* leaf are not supported (the last manifest wins); the Airflow
-DAGs give each parallel task its own leaf through ``key``.
+Snapshots: a commit never deletes the files of the version it supersedes. A reader that read a
+manifest just before a commit can still read every file it names; ``vacuum`` removes such files once
+they, and the commit that superseded them, are older than ``VACUUM_GRACE``.
+
+Concurrent writers of one leaf are ordered (``versioned``): a commit replaces the manifest only if it
+is still the one its writer read when it started. On a conflict the run that *started* last wins:
+a writer that finds a commit of a run started before it re-applies its own over it; one that finds a
+commit of a run started after it steps aside (its files stay unreferenced until vacuumed). Either
+way the leaf holds one complete run's rows, the newest run's, and the log says what happened.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import posixpath
 import uuid
@@ -34,8 +40,10 @@ import pyarrow.parquet as pq
 
 from passion_tasks import config
 from passion_tasks.errors import ExitCode, PassionError
+from passion_tasks.lake.versioned import LOCK_SUFFIX, LocalVersions, S3Versions, Versioned, VersionedStore
 
 MANIFEST = "_manifest.json"
+log = logging.getLogger(__name__)
 #: The longest path segment the lake writes, in UTF-8 bytes: filesystems stop at 255, and a local
 #: write adds a hidden temporary name around the final one.
 MAX_SEGMENT_BYTES = 200
@@ -44,6 +52,8 @@ MAX_PATH_BYTES = 1024
 #: Requests in flight at once when a remote lake reads or writes many small objects (manifests,
 #: promotions, per-series leaves): each waits on a round trip, not on the CPU.
 REMOTE_IO_THREADS = 16
+#: Commits of one leaf by one writer before it gives up: each conflict means another run committed it.
+COMMIT_ATTEMPTS = 10
 #: Suffix of a local file being written; one left behind by a killed process is removed by ``vacuum``.
 TEMPORARY_SUFFIX = ".tmp"
 #: How long a file no manifest names is kept before ``vacuum`` removes it. A reader that read a
@@ -118,6 +128,19 @@ class S3Options:
             **{name: getattr(self, name) or getattr(other, name) for name in self.__dataclass_fields__}
         )
 
+    def client(self) -> Any:
+        """A boto3 S3 client with these settings (pyarrow's filesystem cannot write conditionally)."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region or "us-east-1",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            aws_session_token=self.session_token,
+        )
+
     def filesystem(self) -> pafs.S3FileSystem:
         kwargs: dict[str, Any] = {"region": self.region or "us-east-1"}
         if self.endpoint_url:
@@ -131,6 +154,11 @@ class S3Options:
         return pafs.S3FileSystem(**kwargs)
 
 
+def resolved_s3(s3: S3Options | None) -> S3Options:
+    """``s3`` with what it leaves unset taken from the environment."""
+    return (s3 or S3Options()).merged_over(S3Options.from_env())
+
+
 def filesystem_for(url: str, s3: S3Options | None = None) -> tuple[pafs.FileSystem, str]:
     """The filesystem and root path of a ``file://``, plain-path or ``s3://`` URL."""
     parsed = urlparse(url)
@@ -140,8 +168,7 @@ def filesystem_for(url: str, s3: S3Options | None = None) -> tuple[pafs.FileSyst
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise LakeError(f"S3 lake URL needs a bucket: {url!r} (expected s3://bucket/prefix)")
-        options = (s3 or S3Options()).merged_over(S3Options.from_env())
-        return options.filesystem(), f"{parsed.netloc}{parsed.path}".rstrip("/")
+        return resolved_s3(s3).filesystem(), f"{parsed.netloc}{parsed.path}".rstrip("/")
     raise LakeError(f"unsupported lake URL {url!r}: use file:///path or s3://bucket/prefix")
 
 
@@ -163,6 +190,9 @@ class PartitionWriter:
     def __init__(self, lake: Lake, leaf: str, schema: pa.Schema, meta: Mapping[str, Any] | None):
         self._lake, self._leaf, self._schema = lake, leaf, schema
         self.meta: dict[str, Any] = dict(meta or {})
+        #: When this run began, and the leaf's manifest as it saw it then: what its commit replaces.
+        self.started_at = dt.datetime.now(dt.UTC)
+        self._base = lake.versions.read(posixpath.join(leaf, MANIFEST))
         self._token = uuid.uuid4().hex[:12]
         self._file = f"part-{self._token}-0.parquet"
         self._staging = lake._staging_path(posixpath.join(leaf, self._file))
@@ -180,7 +210,9 @@ class PartitionWriter:
         self._sink.close()
         final = posixpath.join(self._leaf, self._file)
         self._lake._publish(self._staging, final)
-        return self._lake._commit_manifest(self._leaf, [self._file], self.rows, self.meta)
+        return self._lake._commit_manifest(
+            self._leaf, [self._file], self.rows, self.meta, self.started_at, self._base
+        )
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
@@ -201,6 +233,18 @@ class Lake:
         self.s3 = s3
         self.fs, self.root = filesystem_for(self.url, s3)
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
+        self._versions: VersionedStore | None = None
+
+    @property
+    def versions(self) -> VersionedStore:
+        """Conditional reads and writes of this lake's objects (``versioned``)."""
+        if self._versions is None:
+            self._versions = LocalVersions(self) if self.is_local else S3Versions(self)
+        return self._versions
+
+    def s3_options(self) -> S3Options:
+        """The S3 settings this lake uses, the environment's filling what it was not given."""
+        return resolved_s3(self.s3)
 
     def __repr__(self) -> str:
         return f"Lake({self.url!r})"
@@ -283,13 +327,14 @@ class Lake:
         return self.fs.get_file_info(self._path(relative)).type != pafs.FileType.NotFound
 
     def list_files(self, prefix: str) -> list[str]:
-        """Relative paths of every file under ``prefix`` (recursive, sorted), but files being written."""
+        """Relative paths of every file under ``prefix`` (recursive, sorted), but files being written
+        and the lock files of conditional writes."""
         selector = pafs.FileSelector(self._path(prefix), recursive=True, allow_not_found=True)
         base = len(self.root) + 1
         return sorted(
             info.path[base:]
             for info in self.fs.get_file_info(selector)
-            if info.type == pafs.FileType.File and not _is_temporary(info.base_name)
+            if info.type == pafs.FileType.File and not _is_lake_internal(info.base_name)
         )
 
     def delete(self, relative: str) -> None:
@@ -399,20 +444,48 @@ class Lake:
             writer.write(table)
         return self.partition(dataset, day, key=key)
 
-    def _commit_manifest(self, leaf: str, files: list[str], rows: int, meta: Mapping[str, Any]) -> Partition:
-        manifest_path = posixpath.join(leaf, MANIFEST)
-        previous = self._read_manifest(manifest_path)
+    def _commit_manifest(
+        self,
+        leaf: str,
+        files: list[str],
+        rows: int,
+        meta: Mapping[str, Any],
+        started_at: dt.datetime,
+        base: Versioned,
+    ) -> Partition:
+        """Replace the leaf's manifest by one naming ``files``, if no newer run committed meanwhile."""
+        path = posixpath.join(leaf, MANIFEST)
         manifest = {
             "files": files,
             "rows": rows,
-            "committed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "commit": uuid.uuid4().hex,
+            "started_at": started_at.isoformat(),
             "meta": dict(meta),
         }
-        self.write_text(manifest_path, json.dumps(manifest, indent=1, default=str))
-        for stale in set(previous.get("files", [])) - set(files) if previous else ():
-            with contextlib.suppress(FileNotFoundError):
-                self.fs.delete_file(self._path(posixpath.join(leaf, stale)))
-        return self._partition_from(leaf, manifest)
+        for _ in range(COMMIT_ATTEMPTS):
+            replaced = json.loads(base.data) if base.data is not None else None
+            manifest["replaces"] = replaced.get("commit") if replaced else None
+            manifest["committed_at"] = dt.datetime.now(dt.UTC).isoformat()
+            encoded = json.dumps(manifest, indent=1, default=str).encode("utf-8")
+            if self.versions.write_if(path, encoded, base.version):
+                return self._partition_from(leaf, manifest)
+            base = self.versions.read(path)
+            current = json.loads(base.data) if base.data is not None else None
+            if current is not None and _started_at(current) >= started_at:
+                log.warning(
+                    "%s: a run that started after this one (at %s) committed it first; this run's rows "
+                    "are not committed",
+                    self.uri(leaf),
+                    current.get("started_at"),
+                )
+                return self._partition_from(leaf, current)
+            log.warning(
+                "%s: another run committed it while this one was writing; this run started later, so its "
+                "rows replace that run's (commit %s)",
+                self.uri(leaf),
+                current.get("commit") if current else None,
+            )
+        raise LakeError(f"{self.uri(leaf)}: {COMMIT_ATTEMPTS} commits in a row conflicted with other runs")
 
     def _read_manifest(self, relative: str) -> dict[str, Any] | None:
         try:
@@ -542,6 +615,18 @@ def _is_data_file(name: str) -> bool:
 
 def _is_temporary(name: str) -> bool:
     return name.startswith(".") and name.endswith(TEMPORARY_SUFFIX)
+
+
+def _is_lake_internal(name: str) -> bool:
+    return _is_temporary(name) or (name.startswith(".") and name.endswith(LOCK_SUFFIX))
+
+
+def _started_at(manifest: Mapping[str, Any]) -> dt.datetime:
+    """When the run that committed the manifest began; a manifest that does not say began long ago."""
+    try:
+        return dt.datetime.fromisoformat(manifest["started_at"])
+    except (KeyError, TypeError, ValueError):
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 def _committed_at(manifest: Mapping[str, Any]) -> dt.datetime:
