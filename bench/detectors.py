@@ -31,7 +31,7 @@ START = dt.date(2026, 10, 1)
 
 def series(days: int) -> pd.DataFrame:
     """``days + 1`` days of the generator's ``cif`` metric on a one-minute grid."""
-    from passion_tasks.sources import generate
+    from passion_tasks.synthetic import generate
 
     with tempfile.TemporaryDirectory() as tmp:
         generate(tmp, START, days + 1, seed=1, rate=1)

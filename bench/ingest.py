@@ -89,7 +89,7 @@ def measure(phase: str, log: Path, workdir: Path) -> dict[str, float]:
 
 
 def write_log(path: Path, lines: int) -> None:
-    from passion_tasks.sources.cloudfront import write_cloudfront_log
+    from passion_tasks.synthetic.cloudfront_logs import write_cloudfront_log
 
     write_cloudfront_log(path, dt.datetime.combine(DAY, dt.time(10), dt.UTC), lines, seed=7)
 

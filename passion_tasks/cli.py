@@ -37,7 +37,7 @@ def _lake_option(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from passion_tasks.sources import generate
+    from passion_tasks.synthetic import generate
 
     summary = generate(
         args.out,
@@ -59,7 +59,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from passion_tasks.ingest.reference import import_corpus
+    from passion_tasks.corpora.reference import import_corpus
 
     report = import_corpus(Lake(args.lake), args.corpus, config.reference_data(args.reference_data))
     print(report)
@@ -94,7 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from passion_tasks.modeling import apply_model
+    from passion_tasks.models.training import apply_model
 
     result = apply_model(Lake(args.lake), args.model, args.input)
     if args.out is None:
@@ -109,7 +109,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from passion_tasks import registry
+    from passion_tasks.models import registry
 
     lake = Lake(args.lake)
     if args.action == "list":

@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow as pa
 
-from passion_tasks import schemas
 from passion_tasks.errors import ExitCode, NoInputError, PassionError, UsageError
-from passion_tasks.lake import Day, Lake, S3Options, as_day
+from passion_tasks.lake import Day, Lake, S3Options, as_day, schemas
 
 if TYPE_CHECKING:
     from passion_tasks.evaluation.selection import Selection
@@ -130,7 +129,7 @@ def series_on(day: Day, *, lake_url: str | None = None, s3: S3Options | None = N
 
 def series_to_score(day: Day, *, lake_url: str | None = None, s3: S3Options | None = None) -> list[str]:
     """The watched series with features on ``day`` and a model live that day: what ``score_day`` scores."""
-    from passion_tasks import registry
+    from passion_tasks.models import registry
 
     lake = Lake(lake_url, s3=s3)
     names = series_on(day, lake_url=lake_url, s3=s3)
@@ -274,27 +273,27 @@ def train(
     With ``promote`` the new versions become live from ``effective_from``, by default the day
     after the training range: a model never scores the days it learned from.
     """
-    from passion_tasks import modeling, registry
     from passion_tasks.features import read_series
+    from passion_tasks.models import registry, training
 
     lake = Lake(lake_url, s3=s3)
     if train_from is None:
-        start, end = modeling.default_training_range(lake, train_to, lookback_days)
+        start, end = training.default_training_range(lake, train_to, lookback_days)
     else:
         start, end = as_day(train_from), as_day(train_to or dt.date.today() - dt.timedelta(days=1))
     frame = read_series(lake, start, end, series)
     names = series or watched_series(list(frame.columns))
-    windows = modeling.label_windows(lake)
+    windows = training.label_windows(lake)
     live_from = as_day(effective_from) if effective_from else end + dt.timedelta(days=1)
     result = TrainSummary(detector, start, end, promoted_from=live_from if promote else None)
     for name in names:
         try:
-            version = modeling.train_model(
+            version = training.train_model(
                 lake,
                 frame[[name]],
                 detector,
                 params=params,
-                labels=modeling.labels_on(frame.index, windows.get(name, [])),
+                labels=training.labels_on(frame.index, windows.get(name, [])),
             )
             if promote:
                 registry.promote(
@@ -356,11 +355,11 @@ def _score_series_outcome(
 
 def _score_series(lake: Lake, name: str, day: dt.date, frame: pd.DataFrame) -> tuple[int, int] | str:
     """Score one series' day and write its two leaves: (anomalous minutes, events), or why it had no model."""
-    from passion_tasks import modeling
-    from passion_tasks.scoring import group_events, score_frame
+    from passion_tasks.models import training
+    from passion_tasks.models.scoring import group_events, score_frame
 
     with tempfile.TemporaryDirectory(prefix="passion-score-") as tmp:
-        loaded = modeling.live_model(lake, name, day, Path(tmp))
+        loaded = training.live_model(lake, name, day, Path(tmp))
     if loaded is None:
         return f"no model was live on {day}; run `passion train --series '{name}' --promote`"
     model, version = loaded
@@ -431,11 +430,11 @@ def select_best(
     for :func:`train`, and the detectors run with :data:`DETECTOR_DEFAULTS`. With ``promote`` the
     winner is live from the day after the range. See ``evaluation.selection`` for the criterion.
     """
-    from passion_tasks import modeling
     from passion_tasks.evaluation.selection import select_detector
+    from passion_tasks.models import training
 
     lake = Lake(lake_url, s3=s3)
-    start, end = modeling.default_training_range(lake, train_to, lookback_days)
+    start, end = training.default_training_range(lake, train_to, lookback_days)
     defaults = {name: DETECTOR_DEFAULTS[name] for name in detectors if name in DETECTOR_DEFAULTS}
     return select_detector(
         lake, series, detectors, train_from=start, train_to=end, params=defaults or None, promote=promote
@@ -491,7 +490,7 @@ def run_demo(
     echo: Callable[[str], None] = print,
 ) -> str:
     """Generate ``days`` of sources, land and featurise each day, score the last one, report it."""
-    from passion_tasks.sources import generate
+    from passion_tasks.synthetic import generate
 
     start = start or dt.date.today() - dt.timedelta(days=days)
     last = start + dt.timedelta(days=days - 1)
@@ -518,7 +517,7 @@ def run_demo(
         )
         step(f"  {day}: built features", lambda d=day: build_features(d, lake_url=lake_url))
         echo(f"    {cdn.summary()}")
-    from passion_tasks.modeling import store_label_windows
+    from passion_tasks.models.training import store_label_windows
 
     store_label_windows(Lake(lake_url), "generated", sources / "labels" / "combined_windows.json")
     trained = step(

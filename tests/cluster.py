@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from passion_tasks import pipeline, schemas
-from passion_tasks.lake import Lake, S3Options
+from passion_tasks import pipeline
+from passion_tasks.lake import Lake, S3Options, schemas
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

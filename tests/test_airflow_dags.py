@@ -32,10 +32,11 @@ import pyarrow.compute as pc
 import pytest
 from cluster import free_port, wait_for_port
 
-from passion_tasks import pipeline, registry
+from passion_tasks import pipeline
 from passion_tasks.detectors import detector_names
 from passion_tasks.lake import VACUUM_GRACE, Lake, S3Options, leases
-from passion_tasks.sources import GenerationSummary, generate
+from passion_tasks.models import registry
+from passion_tasks.synthetic import GenerationSummary, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -31,7 +31,6 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from passion_tasks import schemas
 from passion_tasks.alerting import (
     AlertConfig,
     DeliveryError,
@@ -60,8 +59,8 @@ from passion_tasks.alerting.rules import (
     severity,
 )
 from passion_tasks.errors import ExitCode, UsageError
-from passion_tasks.lake import Lake
-from passion_tasks.scoring import group_events
+from passion_tasks.lake import Lake, schemas
+from passion_tasks.models.scoring import group_events
 
 DAY = dt.date(2026, 11, 21)
 NOW = dt.datetime(2026, 11, 22, 1, 0, tzinfo=dt.UTC)

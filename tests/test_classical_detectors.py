@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from passion_tasks.detectors import DetectorError, load_detector, make_detector
 from passion_tasks.detectors.base import Detector
 from passion_tasks.detectors.sklearn_detectors import lag_feature_names, lag_features
-from passion_tasks.thresholds import robust_spread
+from passion_tasks.detectors.thresholds import robust_spread
 
 DAY = 1440  # rows per day on a one-minute grid
 TRAIN_DAYS = 3

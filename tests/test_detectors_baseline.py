@@ -8,7 +8,6 @@ import pytest
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
-from passion_tasks import thresholds
 from passion_tasks.detectors import (
     DetectorError,
     UnknownDetectorError,
@@ -16,6 +15,7 @@ from passion_tasks.detectors import (
     detector_names,
     load_detector,
     make_detector,
+    thresholds,
 )
 from passion_tasks.detectors.baselines import RollingMadDetector
 from passion_tasks.errors import ExitCode, PassionError

@@ -12,11 +12,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from passion_tasks import schemas
 from passion_tasks.features import build_features, previous_hour_ohlc, read_series
 from passion_tasks.features.cdn import OTHER
-from passion_tasks.lake import Lake, PartitionNotFound
-from passion_tasks.schemas import MAX_NAME_PART, bounded_name
+from passion_tasks.lake import Lake, PartitionNotFound, schemas
+from passion_tasks.lake.schemas import MAX_NAME_PART, bounded_name
 
 DAY = dt.date(2026, 11, 21)
 UTC = dt.UTC

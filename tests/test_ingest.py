@@ -13,7 +13,7 @@ import pytest
 from passion_tasks.errors import EmptyDayError, ExitCode, NoInputError, UnknownFormatError
 from passion_tasks.ingest import IngestReport, cloudfront, ingest_cdn_day, ingest_metrics_day
 from passion_tasks.lake import Lake, PartitionNotFound
-from passion_tasks.schemas import CDN_LOGS, METRICS
+from passion_tasks.lake.schemas import CDN_LOGS, METRICS
 
 DAY = dt.date(2019, 12, 4)
 UTC = dt.UTC

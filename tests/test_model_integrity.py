@@ -19,9 +19,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from passion_tasks import cli, pipeline, registry, schemas
+from passion_tasks import cli, pipeline
 from passion_tasks.errors import ExitCode
-from passion_tasks.lake import Lake
+from passion_tasks.lake import Lake, schemas
+from passion_tasks.models import registry
 
 KEY = "k" * 32
 OTHER_KEY = "o" * 32
@@ -259,7 +260,7 @@ def test_models_from_before_a_key_are_signed_only_when_the_operator_adopts_them(
 
 def test_without_a_key_the_log_says_so_once(trained: Lake, caplog: pytest.LogCaptureFixture) -> None:
     registry._warn_unsigned.cache_clear()
-    with caplog.at_level(logging.WARNING, logger="passion_tasks.registry"):
+    with caplog.at_level(logging.WARNING, logger="passion_tasks.models.registry"):
         pipeline.score_day(SCORED, lake_url=trained.url)
         pipeline.score_day(SCORED, lake_url=trained.url)
     warnings = [record for record in caplog.records if "PASSION_MODEL_KEY is not set" in record.message]

@@ -11,10 +11,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from passion_tasks import cli, pipeline, registry, schemas
+from passion_tasks import cli, pipeline
 from passion_tasks.errors import ExitCode, NoInputError, UsageError
-from passion_tasks.lake import Lake
-from passion_tasks.modeling import apply_model, parse_model_ref
+from passion_tasks.lake import Lake, schemas
+from passion_tasks.models import registry
+from passion_tasks.models.training import apply_model, parse_model_ref
 
 START = dt.date(2026, 11, 1)
 DAYS = 6

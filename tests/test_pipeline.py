@@ -10,7 +10,7 @@ import pytest
 from passion_tasks import cli, pipeline
 from passion_tasks.errors import ExitCode
 from passion_tasks.lake import Lake
-from passion_tasks.sources import generate
+from passion_tasks.synthetic import generate
 
 START = dt.date(2026, 11, 19)
 

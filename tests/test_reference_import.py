@@ -12,10 +12,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from passion_tasks import schemas
+from passion_tasks.corpora.reference import CORPORA, import_corpus, load_labels, load_splits
 from passion_tasks.errors import UsageError
-from passion_tasks.ingest.reference import CORPORA, import_corpus, load_labels, load_splits
-from passion_tasks.lake import VACUUM_GRACE, Lake
+from passion_tasks.lake import VACUUM_GRACE, Lake, schemas
 
 UTC = "UTC"
 

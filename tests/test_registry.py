@@ -12,7 +12,7 @@ import pytest
 
 from passion_tasks.errors import PassionError
 from passion_tasks.lake import Lake
-from passion_tasks.registry import (
+from passion_tasks.models.registry import (
     ArtifactFile,
     ArtifactIntegrityError,
     ModelVersion,

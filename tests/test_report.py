@@ -12,8 +12,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from passion_tasks import schemas
-from passion_tasks.lake import Lake
+from passion_tasks.incidents import group_incidents, with_severity
+from passion_tasks.lake import Lake, schemas
+from passion_tasks.models.scoring import group_events
 from passion_tasks.reporting.drivers import (
     baseline_window,
     co_movement_sentence,
@@ -21,7 +22,6 @@ from passion_tasks.reporting.drivers import (
     comparison_window,
     explain_incident,
 )
-from passion_tasks.reporting.incidents import group_incidents, with_severity
 from passion_tasks.reporting.report import (
     Drivers,
     SourceQuality,
@@ -29,7 +29,6 @@ from passion_tasks.reporting.report import (
     day_report_html,
     render_day_report,
 )
-from passion_tasks.scoring import group_events
 
 DAY = dt.date(2026, 11, 21)
 SERIES = "cdn_ttfb_p95{edge=FRA2}"

@@ -7,9 +7,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from passion_tasks import schemas
 from passion_tasks.detectors import make_detector
-from passion_tasks.scoring import SCORE_COLUMNS, as_utc, group_events, score_frame
+from passion_tasks.lake import schemas
+from passion_tasks.models.scoring import SCORE_COLUMNS, as_utc, group_events, score_frame
 
 T0 = pd.Timestamp("2026-11-21", tz="UTC")
 

@@ -10,11 +10,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from passion_tasks import registry, schemas
+from passion_tasks.detectors.thresholds import robust_spread
 from passion_tasks.errors import PassionError, UsageError
 from passion_tasks.evaluation.selection import INJECTED, LABELLED, inject_anomalies, select_detector
-from passion_tasks.lake import Lake
-from passion_tasks.thresholds import robust_spread
+from passion_tasks.lake import Lake, schemas
+from passion_tasks.models import registry
 
 START = dt.date(2026, 11, 1)
 END = dt.date(2026, 11, 6)

@@ -15,20 +15,20 @@ import pandas as pd
 import pytest
 import ua_parser
 
-from passion_tasks.schemas import series_name
-from passion_tasks.sources import catalog as cat
-from passion_tasks.sources import generate, write_cloudfront_log
-from passion_tasks.sources.anomalies import (
+from passion_tasks.lake.schemas import series_name
+from passion_tasks.synthetic import catalog as cat
+from passion_tasks.synthetic import generate, write_cloudfront_log
+from passion_tasks.synthetic.anomalies import (
     WARMUP_DAYS,
     Anomaly,
     apply_cdn_anomaly,
     plan_anomalies,
     target_mask,
 )
-from passion_tasks.sources.labels import CDN_METRICS, _group_quantiles, moved_series
-from passion_tasks.sources.metrics import SERVICES
-from passion_tasks.sources.requests import Requests, sample_requests
-from passion_tasks.sources.traffic import arrivals
+from passion_tasks.synthetic.label_files import CDN_METRICS, _group_quantiles, moved_series
+from passion_tasks.synthetic.metric_files import SERVICES
+from passion_tasks.synthetic.requests import Requests, sample_requests
+from passion_tasks.synthetic.traffic import arrivals
 
 START = dt.date(2026, 11, 8)
 DAYS = 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from passion_tasks.alerting.rules import Incident
-from passion_tasks.reporting.figures import incident_figure, png_bytes
+from passion_tasks.figures import incident_figure, png_bytes
 
 #: Series drawn, most anomalous first; the email lists them all and the report has every plot.
 MAX_SERIES_PLOTTED = 6

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pyarrow as pa
 
-from passion_tasks import schemas
 from passion_tasks.alerting import ledger as ledgers
 from passion_tasks.alerting.channels import AlertMessage
 from passion_tasks.alerting.config import AlertConfig
@@ -26,7 +25,7 @@ from passion_tasks.alerting.rules import (
     route_targets,
 )
 from passion_tasks.errors import ExitCode, UsageError
-from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day
+from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day, schemas
 from passion_tasks.reporting import report_path
 
 SNOOZES_PATH = "alerts/snoozes.json"

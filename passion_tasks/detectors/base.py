@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from passion_tasks import thresholds
+from passion_tasks.detectors import thresholds
 from passion_tasks.errors import ExitCode, PassionError
 
 
@@ -40,7 +40,7 @@ class UnknownDetectorError(DetectorError):
 class Detector(BaseEstimator):
     """Base class of all detectors; see the module docstring for the contract.
 
-    ``threshold`` is the name of a method in ``passion_tasks.thresholds`` fitted on the training
+    ``threshold`` is the name of a method in ``passion_tasks.detectors.thresholds`` fitted on the training
     scores (with ``threshold_params`` as its options) or a fixed score.
     """
 

@@ -9,7 +9,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from passion_tasks.detectors.base import Detector, DetectorError
-from passion_tasks.thresholds import MAD_TO_SIGMA, robust_spread
+from passion_tasks.detectors.thresholds import MAD_TO_SIGMA, robust_spread
 
 #: Rows of trailing windows sorted at once: bounds memory to about 8 MiB per array whatever the window.
 _CHUNK_VALUES = 1 << 20

@@ -42,7 +42,7 @@ import pandas as pd
 
 from passion_tasks.detectors.base import Detector, DetectorError
 from passion_tasks.detectors.persistence import load_detector, save_detector
-from passion_tasks.thresholds import robust_spread
+from passion_tasks.detectors.thresholds import robust_spread
 
 SIGNALS = ("range", "level", "shape", "season")
 

@@ -25,8 +25,8 @@ from sklearn.ensemble import IsolationForest
 from sklearn.svm import OneClassSVM
 
 from passion_tasks.detectors.base import Detector, DetectorError
+from passion_tasks.detectors.thresholds import robust_spread
 from passion_tasks.detectors.windows import sliding_windows
-from passion_tasks.thresholds import robust_spread
 
 MODEL_FILE = "model.skops"
 

@@ -53,8 +53,8 @@ from passion_tasks.errors import UsageError
 from passion_tasks.evaluation import leaderboard, metrics, nab
 from passion_tasks.evaluation.leaderboard import DETECTOR_COLUMNS, SERIES_COLUMNS, Leaderboard
 from passion_tasks.evaluation.nab_corpus import Corpus, DataFile, Profile, load_corpus, result_path
-from passion_tasks.ingest import reference
-from passion_tasks.modeling import training_labels
+from passion_tasks.corpora import reference
+from passion_tasks.models.training import training_labels
 
 PROFILES = ("fast", "full")
 DEFAULT_OUT = config.PROJECT_ROOT / ".passion" / "benchmark"

@@ -18,7 +18,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from matplotlib.figure import Figure
 
-from passion_tasks.reporting.figures import png_data_uri
+from passion_tasks.figures import png_data_uri
 
 #: The detectors table's columns, in order. NAB scores use one threshold per profile optimised over
 #: the corpus (NAB's rule); the others use the detector's own threshold unless named ``oracle``.

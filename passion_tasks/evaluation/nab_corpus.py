@@ -20,7 +20,7 @@ import pandas as pd
 
 from passion_tasks import config
 from passion_tasks.errors import UsageError
-from passion_tasks.ingest import reference
+from passion_tasks.corpora import reference
 
 LABELS = Path("labels") / "combined_windows.json"
 PROFILES = Path("config") / "profiles.json"

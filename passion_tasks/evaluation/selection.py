@@ -7,7 +7,7 @@ maps them (``benchmark.unit_scores``: the detector's own threshold is 0.5) and j
 detector's own threshold, the one it will alert with. The criterion:
 
 - **labelled** (the lake has label windows for the series that reach into the holdout,
-  ``modeling.label_windows``): the NAB standard score on the holdout, one NAB window per labelled
+  ``training.label_windows``): the NAB standard score on the holdout, one NAB window per labelled
   segment;
 - **injected** (no labels in the holdout): the NAB standard score on the holdout after planting
   synthetic anomalies in it, one window per planted anomaly. Each holdout day gets an upward spike
@@ -32,15 +32,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from passion_tasks import modeling, registry
 from passion_tasks.detectors import make_detector
+from passion_tasks.detectors.thresholds import robust_spread
 from passion_tasks.errors import PassionError, UsageError
 from passion_tasks.evaluation import metrics
 from passion_tasks.evaluation.benchmark import FLAG_THRESHOLD
 from passion_tasks.evaluation.nab_corpus import Corpus
 from passion_tasks.lake import Day, Lake, as_day
-from passion_tasks.modeling import training_labels
-from passion_tasks.thresholds import robust_spread
+from passion_tasks.models import registry, training
+from passion_tasks.models.training import training_labels
 
 LABELLED = "labelled"
 INJECTED = "injected"
@@ -125,7 +125,7 @@ def select_detector(
         raise UsageError(f"series {series!r} has no values in {start}..{end}")
     holdout_start = pd.Timestamp(end - dt.timedelta(days=holdout_days - 1), tz="UTC")
     train_rows = int(np.searchsorted(frame.index, holdout_start))
-    labels = modeling.labels_on(frame.index, modeling.label_windows(lake).get(series, []))
+    labels = training.labels_on(frame.index, training.label_windows(lake).get(series, []))
     criterion, judged, judged_labels = _holdout(frame, labels, train_rows, holdout_days)
     explanation = _explanation(criterion, len(metrics.label_runs(judged_labels[train_rows:])))
     results = [
@@ -165,7 +165,7 @@ def select_detector(
 def _training_range(lake: Lake, train_from: Day | None, train_to: Day | None) -> tuple[dt.date, dt.date]:
     """The days to select on: as ``passion train`` chooses them."""
     if train_from is None:
-        return modeling.default_training_range(lake, train_to, DEFAULT_DAYS)
+        return training.default_training_range(lake, train_to, DEFAULT_DAYS)
     yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     return as_day(train_from), as_day(train_to or yesterday)
 
@@ -233,11 +233,11 @@ def _evaluate_candidate(
     train_rows: int,
 ) -> Candidate:
     """Fit on the training rows, then the candidate's figures on the holdout of ``judged``."""
-    training = frame.iloc[:train_rows]
+    train_frame = frame.iloc[:train_rows]
     try:
         detector = make_detector(name, **params)
         began = time.perf_counter()
-        detector.fit(training, labels=training_labels(name, labels.iloc[:train_rows]))
+        detector.fit(train_frame, labels=training_labels(name, labels.iloc[:train_rows]))
         fit_seconds = time.perf_counter() - began
         raw = detector.score(judged).to_numpy()
         clean_raw = detector.score(frame).to_numpy()
@@ -293,6 +293,6 @@ def _register(
     selection: dict[str, Any],
 ) -> registry.ModelVersion:
     """Fit the winner on the whole range and register it, the selection's figures in its metrics."""
-    return modeling.train_model(
+    return training.train_model(
         lake, frame, name, params=params, labels=labels, metrics={"selection": selection}
     )

@@ -14,8 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from passion_tasks import schemas
-from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day
+from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day, schemas
 
 from . import cdn, metrics
 from .series import minute_grid, previous_hour_ohlc, read_series

@@ -9,8 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from passion_tasks import schemas
-from passion_tasks.lake import Day
+from passion_tasks.lake import Day, schemas
 
 from .series import long_table, minute_grid
 

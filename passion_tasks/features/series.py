@@ -8,8 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from passion_tasks import schemas
-from passion_tasks.lake import Day, Lake, as_day
+from passion_tasks.lake import Day, Lake, as_day, schemas
 
 #: The seed notebook's previous-hour features: output column -> pandas aggregation.
 OHLC = {"open": "first", "close": "last", "max": "max", "min": "min"}

@@ -20,7 +20,7 @@ from passion_tasks.ingest.landing import (
 from passion_tasks.ingest.quarantine import Quarantine
 from passion_tasks.ingest.report import IngestReport
 from passion_tasks.lake import Day, Lake, as_day
-from passion_tasks.schemas import CDN_LOGS
+from passion_tasks.lake.schemas import CDN_LOGS
 
 DATASET = "cdn_logs"
 

@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 from passion_tasks.ingest.convert import Check, ParsedBatch, to_text
 from passion_tasks.ingest.inputs import InputFile
 from passion_tasks.ingest.quarantine import Quarantine
-from passion_tasks.schemas import TS
+from passion_tasks.lake.schemas import TS
 
 NAME = "cloudfront"
 #: CloudFront field name -> ``CDN_LOGS`` column (``date`` and ``time`` make ``ts``).

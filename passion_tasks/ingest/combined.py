@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from passion_tasks.ingest.convert import ParsedBatch
 from passion_tasks.ingest.inputs import InputFile
 from passion_tasks.ingest.quarantine import Quarantine
-from passion_tasks.schemas import TS
+from passion_tasks.lake.schemas import TS
 
 NAME = "combined"
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'

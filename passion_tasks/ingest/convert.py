@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import ua_parser
 
 from passion_tasks.ingest.quarantine import Quarantine
-from passion_tasks.schemas import CDN_LOGS
+from passion_tasks.lake.schemas import CDN_LOGS
 
 #: Digits that always fit the type, so a value never fails the cast once it matches.
 INTEGER_PATTERNS = {

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from passion_tasks.ingest.convert import Check, ParsedBatch, to_number
 from passion_tasks.ingest.inputs import InputFile
 from passion_tasks.ingest.quarantine import Quarantine
-from passion_tasks.schemas import TS
+from passion_tasks.lake.schemas import TS
 
 NAME = "datastream2"
 #: DataStream 2 key -> ``CDN_LOGS`` column, for values taken as they are.

@@ -18,7 +18,7 @@ from passion_tasks.ingest.inputs import InputFile, SourceStream, day_files, open
 from passion_tasks.ingest.quarantine import Quarantine
 from passion_tasks.ingest.report import IngestReport
 from passion_tasks.lake import Lake, PartitionWriter, S3Options
-from passion_tasks.schemas import QUARANTINE
+from passion_tasks.lake.schemas import QUARANTINE
 
 ROW_GROUP_ROWS = 128 * 1024
 

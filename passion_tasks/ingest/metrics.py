@@ -32,7 +32,7 @@ from passion_tasks.ingest.landing import (
 from passion_tasks.ingest.quarantine import Quarantine
 from passion_tasks.ingest.report import IngestReport
 from passion_tasks.lake import Day, Lake, as_day
-from passion_tasks.schemas import METRICS, bounded_name
+from passion_tasks.lake.schemas import METRICS, bounded_name
 
 DATASET = "metrics"
 

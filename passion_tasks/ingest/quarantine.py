@@ -7,7 +7,7 @@ from collections import Counter
 import pyarrow as pa
 
 from passion_tasks.lake import PartitionWriter
-from passion_tasks.schemas import QUARANTINE
+from passion_tasks.lake.schemas import QUARANTINE
 
 #: Single rejected lines are buffered and written this many at a time.
 FLUSH_ROWS = 10_000

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from passion_tasks.detectors.thresholds import robust_spread
 from passion_tasks.features.cdn import CACHE_HITS, LATENCIES, QUANTILES, path_group
-from passion_tasks.thresholds import robust_spread
 
 #: A change, or its concentration in a slice, must exceed this many standard deviations of its noise.
 SIGNIFICANCE_Z = 3.0

@@ -22,13 +22,13 @@ import pyarrow.dataset as pads
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from matplotlib.figure import Figure
 
-from passion_tasks import modeling
 from passion_tasks.errors import UsageError
 from passion_tasks.features import read_series
+from passion_tasks.figures import ANOMALY, naive_utc, png_data_uri
 from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day
+from passion_tasks.models import training
 from passion_tasks.pipeline import INPUT_ONLY_SUFFIXES
 from passion_tasks.reporting import analysis
-from passion_tasks.reporting.figures import ANOMALY, naive_utc, png_data_uri
 
 EXPLORE = "explore"
 #: Series drawn one panel each; the heatmap's columns; the inputs shown in the importance chart.
@@ -68,8 +68,8 @@ def explore(
     empty = [name for name in chosen if frame[name].isna().all()]
     if empty:
         raise UsageError(f"no values from {start} to {end} for {', '.join(empty)}")
-    windows = modeling.label_windows(lake)
-    labels = pd.DataFrame({name: modeling.labels_on(frame.index, windows.get(name, [])) for name in chosen})
+    windows = training.label_windows(lake)
+    labels = pd.DataFrame({name: training.labels_on(frame.index, windows.get(name, [])) for name in chosen})
     target = target or (chosen[0] if series else _most_labelled(labels))
     if target not in chosen:
         raise UsageError(f"target {target!r} is not among the explored series")

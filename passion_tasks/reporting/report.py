@@ -19,13 +19,13 @@ import pyarrow.dataset as pads
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from passion_tasks.features import read_series, ts_within
+from passion_tasks.figures import day_span, incident_figure, png_data_uri
+from passion_tasks.incidents import Incident, group_incidents, with_severity
 from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day
+from passion_tasks.models.scoring import grid_step
 from passion_tasks.pipeline import INPUT_ONLY_SUFFIXES
 from passion_tasks.reporting import drivers as drv
 from passion_tasks.reporting import report_path
-from passion_tasks.reporting.figures import day_span, incident_figure, png_data_uri
-from passion_tasks.reporting.incidents import Incident, group_incidents, with_severity
-from passion_tasks.scoring import grid_step
 
 #: Incidents drawn and explained in the report, most important first (``Incident.rank``); the
 #: others are listed in one table.

@@ -8,7 +8,7 @@ Everything here is read inside tasks at run time, never while a DAG file is pars
 - the sources: Variable ``passion_sources``, else ``PASSION_SOURCES``: one folder or ``s3://`` prefix
   holding both sources, or a JSON object ``{"cdn": ..., "metrics": ...}``;
 - the model-signing key: the password of the connection ``passion_model_key``, else
-  ``PASSION_MODEL_KEY`` (see ``passion_tasks.registry``).
+  ``PASSION_MODEL_KEY`` (see ``passion_tasks.models.registry``).
 """
 
 from __future__ import annotations

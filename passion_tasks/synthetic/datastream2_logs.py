@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from passion_tasks.sources import catalog as cat
-from passion_tasks.sources import fields as f
-from passion_tasks.sources.requests import Requests
+from passion_tasks.synthetic import catalog as cat
+from passion_tasks.synthetic import fields as f
+from passion_tasks.synthetic.requests import Requests
 
 CP_CODES = ("1318842", "1318843")  # live, VOD
 NOT_COLLECTED = "^"

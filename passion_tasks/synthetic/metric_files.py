@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from passion_tasks.sources.traffic import MINUTE_MS, cycle, drift, local_hours_days, weekly
+from passion_tasks.synthetic.traffic import MINUTE_MS, cycle, drift, local_hours_days, weekly
 
 
 @dataclass(frozen=True)

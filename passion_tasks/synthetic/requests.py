@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from passion_tasks.sources import catalog as cat
+from passion_tasks.synthetic import catalog as cat
 
 _CLIENT_KINDS = ("mobile", "desktop", "tv")
 _CLIENT_KIND = np.array([_CLIENT_KINDS.index(client.kind) for client in cat.CLIENTS], dtype=np.int8)

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from passion_tasks import registry
+from passion_tasks.corpora.reference import Window, parse_windows
 from passion_tasks.detectors import Detector, DetectorError, detector_class, load_detector, make_detector
 from passion_tasks.errors import PassionError, UsageError
-from passion_tasks.ingest.reference import Window, parse_windows
 from passion_tasks.lake import Day, Lake, as_day
+from passion_tasks.models import registry
 
 LABELS = "labels"
 

@@ -13,11 +13,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from passion_tasks.sources import catalog as cat
-from passion_tasks.sources import fields as f
-from passion_tasks.sources.output import GzipWriter
-from passion_tasks.sources.requests import Requests, choice, sample_requests
-from passion_tasks.sources.traffic import HOUR_MS
+from passion_tasks.synthetic import catalog as cat
+from passion_tasks.synthetic import fields as f
+from passion_tasks.synthetic.output import GzipWriter
+from passion_tasks.synthetic.requests import Requests, choice, sample_requests
+from passion_tasks.synthetic.traffic import HOUR_MS
 
 HEADER = ("#Version: 1.0\n#Fields: " + " ".join(cat.CLOUDFRONT_FIELDS) + "\n").encode()
 #: Rows formatted at a time: bounds memory whatever the file's size.

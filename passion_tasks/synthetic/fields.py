@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from passion_tasks.sources import catalog as cat
-from passion_tasks.sources.requests import Requests
+from passion_tasks.synthetic import catalog as cat
+from passion_tasks.synthetic.requests import Requests
 
 EMPTY = "-"
 BASE64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"

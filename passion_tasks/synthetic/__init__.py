@@ -24,15 +24,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from passion_tasks.sources import catalog as cat
-from passion_tasks.sources.anomalies import Anomaly, apply_cdn_anomaly, apply_metric_anomaly, plan_anomalies
-from passion_tasks.sources.cloudfront import cloudfront_chunks, log_file_name, write_cloudfront_log
-from passion_tasks.sources.datastream2 import datastream2_chunks, datastream2_file_name
-from passion_tasks.sources.labels import combined_windows, moved_series
-from passion_tasks.sources.metrics import SERVICES, day_document, minute_starts, service_values
-from passion_tasks.sources.output import GzipWriter, write_json
-from passion_tasks.sources.requests import Requests, sample_requests
-from passion_tasks.sources.traffic import HOUR_MS, arrivals
+from passion_tasks.synthetic import catalog as cat
+from passion_tasks.synthetic.anomalies import Anomaly, apply_cdn_anomaly, apply_metric_anomaly, plan_anomalies
+from passion_tasks.synthetic.cloudfront_logs import cloudfront_chunks, log_file_name, write_cloudfront_log
+from passion_tasks.synthetic.datastream2_logs import datastream2_chunks, datastream2_file_name
+from passion_tasks.synthetic.label_files import combined_windows, moved_series
+from passion_tasks.synthetic.metric_files import SERVICES, day_document, minute_starts, service_values
+from passion_tasks.synthetic.output import GzipWriter, write_json
+from passion_tasks.synthetic.requests import Requests, sample_requests
+from passion_tasks.synthetic.traffic import HOUR_MS, arrivals
 
 __all__ = ["Anomaly", "GenerationSummary", "generate", "write_cloudfront_log"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from passion_tasks.sources.catalog import EDGES, LIVE_DAILY, VOD_DAILY, WEEKLY, Stream
+from passion_tasks.synthetic.catalog import EDGES, LIVE_DAILY, VOD_DAILY, WEEKLY, Stream
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000

@@ -33,10 +33,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from passion_tasks import config, schemas
+from passion_tasks import config
 from passion_tasks.corpora import CORPORA
 from passion_tasks.errors import UnknownFormatError, UsageError
-from passion_tasks.lake import Lake
+from passion_tasks.lake import Lake, schemas
 
 #: Folder of each corpus under the reference-data root.
 FOLDERS = {"nab": "nab", "asd": "asd", "smd": "smd", "kpi": "kpi", "nasa-http": "nasa_http"}

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from passion_tasks.schemas import series_name
-from passion_tasks.sources import catalog as cat
-from passion_tasks.sources.anomalies import Anomaly
-from passion_tasks.sources.metrics import SERVICES
-from passion_tasks.sources.requests import Requests
-from passion_tasks.sources.traffic import HOUR_MS, MINUTE_MS
+from passion_tasks.lake.schemas import series_name
+from passion_tasks.synthetic import catalog as cat
+from passion_tasks.synthetic.anomalies import Anomaly
+from passion_tasks.synthetic.metric_files import SERVICES
+from passion_tasks.synthetic.requests import Requests
+from passion_tasks.synthetic.traffic import HOUR_MS, MINUTE_MS
 
 #: Per-minute CDN feature metrics, as the features step names them.
 CDN_METRICS = (

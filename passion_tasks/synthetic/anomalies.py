@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from passion_tasks.schemas import series_name
-from passion_tasks.sources import catalog as cat
-from passion_tasks.sources.metrics import SERVICES
-from passion_tasks.sources.requests import Requests, choice, time_to_first_byte
-from passion_tasks.sources.traffic import DAY_MS, HOUR_MS, MINUTE_MS, intensity
+from passion_tasks.lake.schemas import series_name
+from passion_tasks.synthetic import catalog as cat
+from passion_tasks.synthetic.metric_files import SERVICES
+from passion_tasks.synthetic.requests import Requests, choice, time_to_first_byte
+from passion_tasks.synthetic.traffic import DAY_MS, HOUR_MS, MINUTE_MS, intensity
 
 #: Days at the start that stay clean, so detectors have something normal to learn from.
 WARMUP_DAYS = 2

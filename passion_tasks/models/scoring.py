@@ -8,8 +8,8 @@ import math
 import pandas as pd
 import pyarrow as pa
 
-from passion_tasks import schemas
 from passion_tasks.detectors import Detector
+from passion_tasks.lake import schemas
 
 SCORE_COLUMNS = schemas.SCORES.names
 
