@@ -12,7 +12,7 @@ import logging
 
 from airflow.sdk import Param, dag, task
 from passion_airflow.defaults import BENCHMARK_TIMEOUT, DEFAULT_ARGS, START_DATE, TAGS
-from passion_airflow.settings import lake_kwargs
+from passion_airflow.settings import lake
 
 from passion_tasks.corpora import CORPORA
 from passion_tasks.detectors import detector_names
@@ -63,14 +63,14 @@ PARAMS = {
 def passion_benchmark() -> None:
     @task(execution_timeout=BENCHMARK_TIMEOUT)
     def benchmark(params=None) -> str:
-        from passion_tasks import pipeline
+        from passion_tasks import steps
 
-        uri = pipeline.benchmark(
+        _, uri = steps.benchmark(
             params["corpus"],
             params["detectors"],
+            lake=lake(),
             profile=params["profile"],
             files=params["files"] or None,
-            **lake_kwargs(),
         )
         log.info("leaderboard: %s", uri)
         return uri

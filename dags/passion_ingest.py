@@ -13,7 +13,9 @@ import logging
 from airflow.sdk import dag, task
 from passion_airflow.day_lease import day_lease
 from passion_airflow.defaults import daily_dag_args, daily_timetable
-from passion_airflow.settings import lake_kwargs, run_day, source_inputs
+from passion_airflow.settings import lake, run_day, source_inputs
+
+from passion_tasks.lake.datasets import SOURCES
 
 log = logging.getLogger(__name__)
 
@@ -22,24 +24,23 @@ log = logging.getLogger(__name__)
 def passion_ingest() -> None:
     @task
     def land(source: str, params=None, dag_run=None) -> str:
-        from passion_tasks import pipeline
+        from passion_tasks import steps
 
-        day = run_day(params, dag_run)
-        report = pipeline.ingest_day(source, day, source_inputs()[source], **lake_kwargs())
+        report = steps.ingest_day(lake(), source, run_day(params, dag_run), source_inputs()[source])
         # The day landed; a non-zero exit code says some lines or files went to quarantine.
         log.log(logging.WARNING if report.exit_code else logging.INFO, "%s", report.summary())
         return report.summary()
 
     @task
     def features(params=None, dag_run=None) -> str:
-        from passion_tasks import pipeline
+        from passion_tasks import steps
 
-        report = pipeline.build_features(run_day(params, dag_run), **lake_kwargs())
+        report = steps.build_features(lake(), run_day(params, dag_run))
         log.info("%s", report.summary())
         return report.summary()
 
     claim, release = day_lease()
-    landed = [land.override(task_id="land_cdn")("cdn"), land.override(task_id="land_metrics")("metrics")]
+    landed = [land.override(task_id=f"land_{source}")(source) for source in SOURCES]
     claim >> landed >> features() >> release
 
 

@@ -11,7 +11,7 @@ import logging
 
 from airflow.sdk import CronTriggerTimetable, dag, task
 from passion_airflow.defaults import DEFAULT_ARGS, START_DATE, TAGS
-from passion_airflow.settings import lake_kwargs
+from passion_airflow.settings import lake
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 def passion_maintenance() -> None:
     @task
     def vacuum() -> int:
-        from passion_tasks import pipeline
+        from passion_tasks import steps
 
-        report = pipeline.vacuum(**lake_kwargs())
+        report = steps.vacuum(lake())
         log.info("%s", report.summary())
         return len(report.removed)
 

@@ -26,7 +26,7 @@ from passion_airflow.day_lease import day_lease
 from passion_airflow.defaults import ALERT_TIMEOUT, POKE_TIMEOUT, daily_dag_args, daily_timetable
 from passion_airflow.notifiers import alert_config
 from passion_airflow.sensors import FeaturesSensor
-from passion_airflow.settings import lake_kwargs, run_day
+from passion_airflow.settings import lake, run_day
 
 FEATURES_TIMEOUT_S = float(os.environ.get("PASSION_FEATURES_TIMEOUT_S", 6 * 3600))
 FEATURES_POKE_S = float(os.environ.get("PASSION_FEATURES_POKE_S", 300))
@@ -58,13 +58,10 @@ def passion_score() -> None:
 
     @task
     def series_to_score(params=None, dag_run=None) -> list[list[str]]:
-        from passion_tasks import pipeline
-        from passion_tasks.errors import NoInputError
+        from passion_tasks import steps
 
         day = run_day(params, dag_run)
-        batches = pipeline.score_batches(day, params["series_per_task"], **lake_kwargs())
-        if not batches:
-            raise NoInputError(f"no series with features on {day} has a live model: run passion_train first")
+        batches = steps.score_batches(lake(), day, params["series_per_task"])
         log.info("%s: %d series to score in %d tasks", day, sum(map(len, batches)), len(batches))
         return batches
 
@@ -74,9 +71,9 @@ def passion_score() -> None:
         map_index_template="{{ task.op_kwargs['series'][0] }} +{{ task.op_kwargs['series'] | length - 1 }}",
     )
     def score(series: list[str], params=None, dag_run=None) -> dict[str, int | list[str]]:
-        from passion_tasks import pipeline
+        from passion_tasks import steps
 
-        summary = pipeline.score_day(run_day(params, dag_run), series=series, **lake_kwargs())
+        summary = steps.score_day(lake(), run_day(params, dag_run), series=series)
         log.info("%s", summary.summary())
         # The batch's other series are written; the task fails so that the skipped ones are seen.
         summary.raise_for_failures()
@@ -85,24 +82,20 @@ def passion_score() -> None:
     # The report and the alert cover the series that were scored even if others failed.
     @task(trigger_rule=TriggerRule.ALL_DONE_MIN_ONE_SUCCESS)
     def report(params=None, dag_run=None) -> str:
-        from passion_tasks import pipeline
+        from passion_tasks import steps
 
-        return pipeline.report_day(run_day(params, dag_run), **lake_kwargs())
+        return steps.report_day(lake(), run_day(params, dag_run))
 
     # ALL_DONE: a day whose features never came or whose scoring failed is itself an alert (no data).
     @task(trigger_rule=TriggerRule.ALL_DONE, execution_timeout=ALERT_TIMEOUT)
     def alert(params=None, dag_run=None) -> int:
-        from passion_tasks import pipeline
-        from passion_tasks.errors import NoInputError
+        from passion_tasks import steps
 
-        day = run_day(params, dag_run)
-        run = pipeline.alert_day(day, config=alert_config(), **lake_kwargs())
+        run = steps.alert_day(lake(), run_day(params, dag_run), config=alert_config())
         log.info("%s", run.summary())
-        # A retry re-sends only the failed deliveries: the lake's sent.jsonl dedups the others.
+        # A retry re-sends only the failed deliveries (the lake's sent.jsonl dedups the others). This is
+        # the DAG's last task: it fails when nothing was scored, or the run would pass.
         run.raise_for_failures()
-        # This task is the DAG's last: it must fail when nothing was scored, or the run would pass.
-        if not pipeline.scored_series(day, **lake_kwargs()):
-            raise NoInputError(f"{day}: nothing was scored (a no_data alert went to the configured channels)")
         return len(run.sent)
 
     claim, release = day_lease()

@@ -1,8 +1,9 @@
 """Train detectors per series and register the models; with ``promote`` they go live the next day.
 
-Weekly (Monday 03:00 UTC, on the 14 days up to Sunday) and by hand from the trigger form. Training
-fans out per series: a series that cannot be trained fails its own task, and the others keep their
-new models.
+Weekly (Monday 03:00 UTC, on the ``lookback_days`` days up to Sunday) and by hand from the trigger
+form. Training fans out per series: a series that cannot be trained fails its own task, and the others
+keep their new models. Each task is one call into ``steps.train_series``, which ``passion train`` and
+``passion select`` share: the same defaults, the same models.
 
 With ``select_best`` the detectors are candidates: per series, the best of them on a holdout of the
 range's last days is retrained on the whole range and registered (``evaluation.selection``). Without
@@ -17,12 +18,10 @@ from typing import Any
 
 from airflow.sdk import CronTriggerTimetable, Param, dag, task
 from passion_airflow.defaults import DEFAULT_ARGS, START_DATE, TAGS, TRAIN_TIMEOUT
-from passion_airflow.settings import day_before_run, lake_kwargs
+from passion_airflow.settings import day_before_run, lake
 
+from passion_tasks.defaults import BASELINE, LOOKBACK_DAYS
 from passion_tasks.detectors import detector_names
-
-#: ``pipeline.BASELINE``; importing the pipeline here would load pandas and pyarrow on every parse.
-DEFAULT_DETECTOR = "rolling_mad"
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ PARAMS = {
         "the last training day.",
     ),
     "detectors": Param(
-        [DEFAULT_DETECTOR],
+        [BASELINE],
         type="array",
         items={"type": "string", "enum": detector_names()},
         minItems=1,
@@ -53,7 +52,12 @@ PARAMS = {
         description="YYYY-MM-DD. Empty: the day before the run.",
     ),
     "lookback_days": Param(
-        14, type="integer", minimum=1, maximum=365, title="Lookback", description="Days of training data."
+        LOOKBACK_DAYS,
+        type="integer",
+        minimum=1,
+        maximum=365,
+        title="Lookback",
+        description="Days of training data.",
     ),
     "select_best": Param(
         False,
@@ -92,16 +96,17 @@ def last_training_day(params: dict[str, Any], dag_run: Any) -> dt.date:
 def passion_train() -> None:
     @task
     def plan(params=None, dag_run=None) -> list[str]:
-        from passion_tasks import pipeline
-        from passion_tasks.errors import UsageError
+        from passion_tasks import steps
 
-        if params["promote"] and len(params["detectors"]) > 1 and not params["select_best"]:
-            raise UsageError(
-                "promote with several detectors needs select_best to choose one per series; "
-                "or train them without promote"
-            )
         train_to = last_training_day(params, dag_run)
-        series = params["series"] or pipeline.series_on(train_to, **lake_kwargs())
+        series = steps.plan_training(
+            lake(),
+            params["series"],
+            params["detectors"],
+            promote=params["promote"],
+            select_best=params["select_best"],
+            train_to=train_to,
+        )
         log.info("training %s for %d series up to %s", ", ".join(params["detectors"]), len(series), train_to)
         return series
 
@@ -112,31 +117,18 @@ def passion_train() -> None:
     )
     def train(series: str, params=None, dag_run=None) -> dict[str, str]:
         """The series' new models as detector -> model reference (with ``select_best``, the winner's)."""
-        from passion_tasks import pipeline
-        from passion_tasks.errors import PassionError
+        from passion_tasks import steps
 
-        options = {
-            "train_to": last_training_day(params, dag_run),
-            "lookback_days": params["lookback_days"],
-            "promote": params["promote"],
-            **lake_kwargs(),
-        }
-        if params["select_best"]:
-            selection = pipeline.select_best(series, params["detectors"], **options)
-            log.info("%s", selection.summary())
-            return {selection.winner: selection.model.ref}
-        trained, failed = {}, {}
-        for detector in params["detectors"]:
-            summary = pipeline.train(
-                detector, series=[series], params=pipeline.DETECTOR_DEFAULTS.get(detector), **options
-            )
-            log.info("%s", summary.summary())
-            if series in summary.trained:
-                trained[detector] = summary.trained[series]
-            if series in summary.failed:
-                failed[detector] = summary.failed[series]
-        if failed:
-            raise PassionError(f"{series}: " + "; ".join(failed.values()))
+        trained = steps.train_series(
+            lake(),
+            series,
+            params["detectors"],
+            select_best=params["select_best"],
+            train_to=last_training_day(params, dag_run),
+            lookback_days=params["lookback_days"],
+            promote=params["promote"],
+        )
+        log.info("%s: %s", series, trained)
         return trained
 
     train.expand(series=plan())

@@ -1,6 +1,6 @@
-"""The ``passion`` command. Each subcommand is one call into ``passion_tasks.pipeline`` or a module.
+"""The ``passion`` command. Each subcommand is one call into ``passion_tasks.steps``, with its defaults.
 
-Imports of heavy modules happen inside the handlers so ``passion --help`` stays instant.
+The steps import heavy modules inside themselves, so ``passion --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from passion_tasks import config, pipeline
+from passion_tasks import config, steps
 from passion_tasks.corpora import CORPORA
+from passion_tasks.defaults import LOOKBACK_DAYS
 from passion_tasks.errors import ExitCode, PassionError, UsageError
-from passion_tasks.lake import VACUUM_GRACE, Lake, as_day
+from passion_tasks.lake import VACUUM_GRACE, Lake, as_day, datasets
 
 
 def _day(text: str) -> dt.date:
@@ -37,48 +38,45 @@ def _lake_option(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from passion_tasks.synthetic import generate
-
-    summary = generate(
-        args.out,
-        args.start,
-        args.days,
-        seed=args.seed,
-        rate=args.rate,
-        ds2=args.ds2,
-        anomalies=args.anomalies,
+    print(
+        steps.generate(
+            args.out,
+            args.start,
+            args.days,
+            seed=args.seed,
+            rate=args.rate,
+            ds2=args.ds2,
+            anomalies=args.anomalies,
+        )
     )
-    print(summary)
     return ExitCode.OK
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    report = pipeline.ingest_day(args.source, args.day, args.input, lake_url=args.lake)
+    report = steps.ingest_day(Lake(args.lake), args.source, args.day, args.input)
     print(report.summary())
     return report.exit_code
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from passion_tasks.corpora.reference import import_corpus
-
-    report = import_corpus(Lake(args.lake), args.corpus, config.reference_data(args.reference_data))
-    print(report)
+    print(steps.import_corpus(Lake(args.lake), args.corpus, config.reference_data(args.reference_data)))
     return ExitCode.OK
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    print(pipeline.build_features(args.day, lake_url=args.lake).summary())
+    print(steps.build_features(Lake(args.lake), args.day).summary())
     return ExitCode.OK
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    summary = pipeline.score_day(args.day, lake_url=args.lake, series=args.series or None)
+    summary = steps.score_day(Lake(args.lake), args.day, series=args.series or None)
     print(summary.summary())
     return summary.exit_code
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    summary = pipeline.train(
+    summary = steps.train(
+        Lake(args.lake),
         args.detector,
         series=args.series or None,
         train_from=args.train_from,
@@ -87,16 +85,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         params=dict(args.param or []),
         promote=args.promote,
         effective_from=args.effective_from,
-        lake_url=args.lake,
     )
     print(summary.summary())
     return ExitCode.OK if summary.trained else ExitCode.FAILED
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from passion_tasks.models.training import apply_model
-
-    result = apply_model(Lake(args.lake), args.model, args.input)
+    result = steps.apply_model(Lake(args.lake), args.model, args.input)
     if args.out is None:
         result.to_csv(sys.stdout, index=False)
     elif args.out.suffix == ".parquet":
@@ -109,22 +104,18 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from passion_tasks.models import registry
-
     lake = Lake(args.lake)
     if args.action == "list":
-        for model in registry.list_models(lake, args.series):
-            live = registry.live(lake, model.series)
-            mark = "*" if live and live.ref == model.ref else " "
+        for model, is_live in steps.list_models(lake, args.series):
             print(
-                f"{mark} {model.ref:<60} trained {model.train_start}..{model.train_end}  "
+                f"{'*' if is_live else ' '} {model.ref:<60} trained {model.train_start}..{model.train_end}  "
                 f"threshold {model.threshold:.4g}"
             )
     elif args.action == "history":
-        for entry in registry.history(lake, args.series):
+        for entry in steps.model_history(lake, args.series):
             print(f"{entry.effective_from}  {entry.ref:<60} {entry.reason}")
     elif args.action == "promote":
-        entry = registry.promote(
+        entry = steps.promote_model(
             lake,
             args.series,
             args.detector,
@@ -134,39 +125,23 @@ def cmd_models(args: argparse.Namespace) -> int:
         )
         print(f"{entry.ref} is live from {entry.effective_from}")
     elif args.action == "rollback":
-        entry = registry.rollback(lake, args.series, effective_from=args.effective_from, reason=args.reason)
+        entry = steps.roll_back_model(
+            lake, args.series, effective_from=args.effective_from, reason=args.reason
+        )
         print(f"rolled back: {entry.ref} is live from {entry.effective_from}")
     elif args.action == "sign":
-        report = registry.sign_models(lake, args.series, adopt_unsigned=args.adopt_unsigned)
+        report = steps.sign_models(lake, args.series, adopt_unsigned=args.adopt_unsigned)
         print(report.summary())
         return report.exit_code
     return ExitCode.OK
 
 
 def cmd_detectors(args: argparse.Namespace) -> int:
-    from passion_tasks.detectors import detector_names
-
     if args.action == "list":
-        print("\n".join(detector_names()))
-        return ExitCode.OK
-    from passion_tasks.detectors import make_detector, uses_keras
-
-    detector = make_detector(args.name)
-    print(f"{args.name}: {type(detector).__name__}")
-    for key, value in detector.get_params().items():
-        print(f"  {key} = {value!r}")
-    if uses_keras(args.name):
-        from passion_tasks.detectors.architectures import ARCHITECTURES, describe
-
-        window = args.window or detector.get_params().get("window", 30)
-        print(describe(ARCHITECTURES[args.name](window, args.features or _default_features(args.name))))
+        print("\n".join(steps.detector_names()))
     else:
-        print("parameters: 0 (no neural network; its size is learned from the data)")
+        print(steps.describe_detector(args.name, window=args.window, features=args.features))
     return ExitCode.OK
-
-
-def _default_features(name: str) -> int:
-    return 5 if name in ("lstm_ohlc", "mlstm_fcn") else 1
 
 
 def _param(text: str) -> tuple[str, object]:
@@ -180,61 +155,56 @@ def _param(text: str) -> tuple[str, object]:
 
 
 def cmd_alert(args: argparse.Namespace) -> int:
-    run = pipeline.alert_day(args.day, lake_url=args.lake)
+    run = steps.alert_day(Lake(args.lake), args.day)
     print(run.summary())
     return run.exit_code
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
-    print(pipeline.explore(args.start, args.end, series=args.series, target=args.target, lake_url=args.lake))
+    print(steps.explore(Lake(args.lake), args.start, args.end, series=args.series, target=args.target))
     return ExitCode.OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    print(pipeline.report_day(args.day, lake_url=args.lake))
+    print(steps.report_day(Lake(args.lake), args.day))
     return ExitCode.OK
 
 
 def cmd_nab_score(args: argparse.Namespace) -> int:
-    from passion_tasks.evaluation.nab import score_results_dir
-
-    scores = score_results_dir(
-        args.results, nab_root=args.nab_root, thresholds_path=args.thresholds, detector=args.detector
+    scores = steps.nab_score(
+        args.results, nab_root=args.nab_root, thresholds=args.thresholds, detector=args.detector
     )
     print(json.dumps({profile: round(value, 2) for profile, value in scores.items()}))
     return ExitCode.OK
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from passion_tasks.evaluation.benchmark import DEFAULT_OUT, profile_detectors, run_benchmark
-
     params: dict[str, dict[str, object]] = {}
     for key, value in args.param or []:
         detector, _, name = key.partition(".")
         if not name:
             raise UsageError(f"--param {key}=...: expected DETECTOR.PARAMETER=VALUE")
         params.setdefault(detector, {})[name] = value
-    board = run_benchmark(
+    board, _ = steps.benchmark(
         args.corpus,
-        args.detectors.split(",") if args.detectors else profile_detectors(args.profile),
+        args.detectors.split(",") if args.detectors else None,
         profile=args.profile,
-        out=args.out or DEFAULT_OUT / args.corpus,
-        reference_root=config.reference_data(args.reference_data),
         params=params or None,
+        reference_root=args.reference_data,
+        out=args.out or config.PROJECT_ROOT / ".passion" / "benchmark" / args.corpus,
     )
     print(board.summary())
     return ExitCode.OK
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from passion_tasks.evaluation.selection import select_detector
-
-    selection = select_detector(
+    selection = steps.select(
         Lake(args.lake),
         args.series,
         args.detectors.split(","),
         train_from=args.train_from,
         train_to=args.train_to,
+        lookback_days=args.lookback_days,
         promote=args.promote,
     )
     print(selection.summary())
@@ -242,13 +212,11 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_partitions(args: argparse.Namespace) -> int:
-    lake = Lake(args.lake)
-    days = lake.partitions(args.dataset)
+    days = steps.partitions(Lake(args.lake), args.dataset)
     if args.json:
-        print(json.dumps([d.isoformat() for d in days]))
+        print(json.dumps([day.isoformat() for day in days]))
     else:
-        for day in days:
-            rows = sum(leaf.rows for leaf in lake.leaves(args.dataset, day))
+        for day, rows in days.items():
             print(f"{day}  {rows:>12,} rows")
     return ExitCode.OK
 
@@ -258,26 +226,19 @@ def cmd_lake(args: argparse.Namespace) -> int:
     if args.action == "vacuum":
         if not args.grace_hours >= 0:
             raise UsageError(f"--grace-hours must be 0 or more, not {args.grace_hours}")
-        report = pipeline.vacuum(
-            grace=dt.timedelta(hours=args.grace_hours), dry_run=args.dry_run, lake_url=args.lake
-        )
+        report = steps.vacuum(lake, grace=dt.timedelta(hours=args.grace_hours), dry_run=args.dry_run)
         print(report.summary())
         for path in report.removed if args.verbose else ():
             print(f"  {lake.uri(path)}")
     elif args.action == "files":
         if not (args.target and args.day):
             raise UsageError("lake files needs a DATASET and --day")
-        for leaf in lake.leaves(args.target, args.day):
-            for path in leaf.files:
-                print(lake.uri(path))
+        print("\n".join(steps.committed_files(lake, args.target, args.day)))
     elif args.action == "lease":
-        from passion_tasks.lake import leases
-
         if not args.target:
             raise UsageError("lake lease needs a NAME, e.g. passion_score/dt=2026-12-02")
-        held = leases.current(lake, args.target)
-        if args.release and held is not None:
-            leases.release(lake, args.target)
+        held, released = steps.lease(lake, args.target, release=args.release)
+        if released:
             print(f"released {args.target}, which {held.holder} held")
         elif held is not None:
             print(f"{args.target}: held by {held.holder} since {held.acquired_at}, until {held.expires_at}")
@@ -287,13 +248,10 @@ def cmd_lake(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    uri = pipeline.run_demo(
-        Path(args.workdir),
-        days=args.days,
-        start=args.start,
-        seed=args.seed,
-        rate=args.rate,
-        lake_url=args.lake,
+    from passion_tasks.demo import run_demo
+
+    uri = run_demo(
+        Lake(args.lake), Path(args.workdir), days=args.days, start=args.start, seed=args.seed, rate=args.rate
     )
     print(f"\nReport: {uri}")
     return ExitCode.OK
@@ -317,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.set_defaults(handler=cmd_generate)
 
     ingest = commands.add_parser("ingest", help="land one day of CDN logs or server metrics in the lake")
-    ingest.add_argument("--source", choices=["cdn", "metrics"], required=True)
+    ingest.add_argument("--source", choices=datasets.SOURCES, required=True)
     ingest.add_argument("--day", type=_day, required=True, metavar="YYYY-MM-DD")
     ingest.add_argument("--input", required=True, metavar="PATH_OR_URL", help="file, folder or s3:// prefix")
     _lake_option(ingest)
@@ -346,7 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--train-to", type=_day, metavar="YYYY-MM-DD", help="default: the last day with features"
     )
-    train.add_argument("--lookback-days", type=int, default=14, help="without --train-from (default 14)")
+    train.add_argument(
+        "--lookback-days",
+        type=int,
+        default=LOOKBACK_DAYS,
+        help=f"without --train-from (default {LOOKBACK_DAYS})",
+    )
     train.add_argument(
         "--param", action="append", type=_param, metavar="KEY=VALUE", help="detector parameter"
     )
@@ -424,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--detectors", required=True, help="comma-separated candidates")
     select.add_argument("--train-from", type=_day, metavar="YYYY-MM-DD")
     select.add_argument("--train-to", type=_day, metavar="YYYY-MM-DD")
+    select.add_argument("--lookback-days", type=int, default=LOOKBACK_DAYS)
     select.add_argument("--promote", action="store_true")
     _lake_option(select)
     select.set_defaults(handler=cmd_select)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from passion_tasks.lake import datasets
+
 #: Events of one family at most this far apart belong to the same incident.
 MERGE_GAP = pd.Timedelta(minutes=2)
 ONE_MINUTE = pd.Timedelta(minutes=1)
@@ -21,7 +23,7 @@ CDN_PREFIX = "cdn_"
 
 def family(series: str) -> str:
     """``cdn`` for a series computed from CDN logs, ``metrics`` for a server metric."""
-    return "cdn" if series.startswith(CDN_PREFIX) else "metrics"
+    return datasets.CDN if series.startswith(CDN_PREFIX) else datasets.SERVER_METRICS
 
 
 @dataclass

@@ -34,12 +34,9 @@ URL_PREFIX = "/passion"
 
 def lake_from_settings() -> Lake:
     """The lake the DAGs' tasks use."""
-    from passion_airflow.settings import lake_kwargs
+    from passion_airflow.settings import lake
 
-    from passion_tasks.lake import Lake
-
-    settings = lake_kwargs()
-    return Lake(settings["lake_url"], s3=settings["s3"])
+    return lake()
 
 
 async def authorize_airflow_user(request: Request, dag_id: str) -> None:

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from passion_tasks import pipeline
+from passion_tasks import steps
+from passion_tasks.defaults import BASELINE
 from passion_tasks.lake import Lake, S3Options, schemas
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -460,16 +461,14 @@ def write_fleet(lake: Lake, names: list[str], days: list[dt.date], seed: int = 0
 
 def train_fleet(lake: Lake, names: list[str], train_days: list[dt.date], live_from: dt.date) -> None:
     """The baseline model of every series, live from ``live_from``."""
-    trained = pipeline.train(
-        pipeline.BASELINE,
+    trained = steps.train(
+        lake,
+        BASELINE,
         series=names,
         train_from=train_days[0],
         train_to=train_days[-1],
-        params=pipeline.DETECTOR_DEFAULTS[pipeline.BASELINE],
         promote=True,
         effective_from=live_from,
-        lake_url=lake.url,
-        s3=lake.s3,
     )
     if trained.failed:
         raise RuntimeError(trained.summary())

@@ -2,7 +2,7 @@
 Params, failures, and a backfill run by the real scheduler.
 
 Airflow runs in subprocesses with a temporary AIRFLOW_HOME (SQLite, migrated once per session), so this
-test process never imports it. Lakes are prepared through ``passion_tasks.pipeline`` on generated sources.
+test process never imports it. Lakes are prepared through ``passion_tasks.steps`` on generated sources.
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ import pyarrow.compute as pc
 import pytest
 from cluster import free_port, wait_for_port
 
-from passion_tasks import pipeline
+from passion_tasks import steps
+from passion_tasks.defaults import BASELINE
 from passion_tasks.detectors import detector_names
 from passion_tasks.lake import VACUUM_GRACE, Lake, S3Options, leases
+from passion_tasks.lake.datasets import SOURCES
 from passion_tasks.models import registry
 from passion_tasks.synthetic import GenerationSummary, generate
 
@@ -43,7 +45,6 @@ BIN = Path(sys.executable).parent
 START = dt.date(2026, 11, 16)
 DAYS = [START + dt.timedelta(days=offset) for offset in range(4)]
 SERIES = ["cdn_requests", "cif", "paycore"]
-BASELINE_PARAMS = pipeline.DETECTOR_DEFAULTS[pipeline.BASELINE]
 WEBHOOK_SECRET = "webhook-signing-secret"
 
 
@@ -102,24 +103,22 @@ def copy_lake(landed: Path, into: Path) -> Lake:
     return Lake((into / "lake").as_uri())
 
 
-def land(sources: Path, lake: Lake, days: list[dt.date], s3: S3Options | None = None) -> None:
+def land(sources: Path, lake: Lake, days: list[dt.date]) -> None:
     for day in days:
-        for source in ("cdn", "metrics"):
-            pipeline.ingest_day(source, day, str(sources / source), lake_url=lake.url, s3=s3)
-        pipeline.build_features(day, lake_url=lake.url, s3=s3)
+        for source in SOURCES:
+            steps.ingest_day(lake, source, day, str(sources / source))
+        steps.build_features(lake, day)
 
 
-def train_baseline(lake: Lake, until: dt.date, live_from: dt.date, s3: S3Options | None = None) -> None:
-    trained = pipeline.train(
-        pipeline.BASELINE,
+def train_baseline(lake: Lake, until: dt.date, live_from: dt.date) -> None:
+    trained = steps.train(
+        lake,
+        BASELINE,
         series=SERIES,
         train_from=DAYS[0],
         train_to=until,
-        params=BASELINE_PARAMS,
         promote=True,
         effective_from=live_from,
-        lake_url=lake.url,
-        s3=s3,
     )
     assert sorted(trained.trained) == SERIES, trained.summary()
 
@@ -495,7 +494,7 @@ def test_a_run_waits_while_another_run_holds_its_day_and_gives_its_own_lease_bac
     lake = copy_lake(landed, tmp_path)
     land(sources, lake, [DAYS[2]])
     train_baseline(lake, until=DAYS[1], live_from=DAYS[2])
-    name = pipeline.day_lease("passion_score", DAYS[2])
+    name = steps.day_lease("passion_score", DAYS[2])
     leases.acquire(lake, name, "manual__another-run")
     env = airflow_env | {
         "PASSION_LAKE": lake.url,
@@ -538,8 +537,8 @@ def test_airflow_ingests_and_scores_a_lake_on_s3_through_an_aws_connection(
         aws_secret_access_key=secret_key,
     ).create_bucket(Bucket=bucket)
     lake = Lake(f"s3://{bucket}/lake", s3=s3)
-    land(sources, lake, DAYS[:2], s3)
-    train_baseline(lake, until=DAYS[1], live_from=DAYS[2], s3=s3)
+    land(sources, lake, DAYS[:2])
+    train_baseline(lake, until=DAYS[1], live_from=DAYS[2])
     connection = {
         "conn_type": "aws",
         "login": access_key,

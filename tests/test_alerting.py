@@ -100,7 +100,7 @@ def day_scores(
 
 
 def write_day(lake: Lake, *scores: pd.DataFrame, day: dt.date = DAY, cdn_rows: int = 1) -> None:
-    """Scores and events per series, as ``pipeline.score_day`` writes them, and ``cdn_rows`` log rows."""
+    """Scores and events per series, as ``steps.score_day`` writes them, and ``cdn_rows`` log rows."""
     for frame in scores:
         key = {"series": frame["series"].iloc[0]}
         events = group_events(frame)

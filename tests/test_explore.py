@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from passion_tasks.corpora.labels import store_label_windows
 from passion_tasks.errors import UsageError
 from passion_tasks.features.series import long_table, minute_grid
 from passion_tasks.lake import Lake
-from passion_tasks.models.training import store_label_windows
 from passion_tasks.reporting import analysis
 from passion_tasks.reporting.explore import explore
 

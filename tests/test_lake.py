@@ -13,6 +13,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from passion_tasks.lake import VACUUM_GRACE, Lake, LakeError, PartitionNotFound, as_day
+from passion_tasks.lake.vacuum import vacuum
 
 DAY = dt.date(2026, 11, 21)
 
@@ -35,9 +36,14 @@ def exercise(lake: Lake) -> None:
     second = lake.partition("metrics", DAY)
     data_files = [f for f in lake.list_files("metrics") if f.endswith(".parquet")]
     assert sorted(data_files) == sorted([*first.files, *second.files])
-    assert lake.vacuum().removed == ()
+    assert (
+        vacuum(
+            lake,
+        ).removed
+        == ()
+    )
     later = dt.datetime.now(dt.UTC) + VACUUM_GRACE + dt.timedelta(minutes=1)
-    assert lake.vacuum(now=later).removed == first.files
+    assert vacuum(lake, now=later).removed == first.files
     assert [f for f in lake.list_files("metrics") if f.endswith(".parquet")] == list(second.files)
 
     lake.write_partition("metrics", DAY + dt.timedelta(days=2), rows([7]))
@@ -163,11 +169,13 @@ def test_killed_writers_leave_nothing_a_reader_sees_and_vacuum_removes_it(
     # A plain folder read skips hidden files and the manifest, but sees the uncommitted data file.
     assert pads.dataset(leaf, filesystem=lake.fs).count_rows() == 3 + 5
 
-    recent = lake.vacuum()
+    recent = vacuum(
+        lake,
+    )
     assert recent.removed == () and recent.kept_recent == (2 if store == "local" else 1)
     later = dt.datetime.now(dt.UTC) + VACUUM_GRACE + dt.timedelta(minutes=1)
-    assert len(lake.vacuum(now=later, dry_run=True).removed) == recent.kept_recent
-    vacuumed = lake.vacuum(now=later)
+    assert len(vacuum(lake, now=later, dry_run=True).removed) == recent.kept_recent
+    vacuumed = vacuum(lake, now=later)
     assert len(vacuumed.removed) == recent.kept_recent and vacuumed.freed_bytes > 0
     assert pads.dataset(leaf, filesystem=lake.fs).count_rows() == 3
     assert sorted(lake.list_files(f"cdn_logs/dt={DAY.isoformat()}")) == sorted(
@@ -181,7 +189,7 @@ def test_vacuum_keeps_what_a_manifest_names_and_what_is_not_the_lakes(lake: Lake
     lake.write_text("reports/dt=2026-11-21/index.html", "<h1>report</h1>")
     lake.write_bytes("models/a/rolling_mad/v1/artifact/part-0.parquet", b"a model's own file")
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
-    assert lake.vacuum(now=later).removed == ()
+    assert vacuum(lake, now=later).removed == ()
     assert lake.read_partition("scores", DAY).num_rows == 1
     assert lake.exists("models/a/rolling_mad/v1/artifact/part-0.parquet")
 

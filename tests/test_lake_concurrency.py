@@ -14,6 +14,7 @@ import pytest
 
 from passion_tasks.lake import MANIFEST, VACUUM_GRACE, Lake, PartitionWriter, leases
 from passion_tasks.lake.leases import LeaseHeld
+from passion_tasks.lake.vacuum import vacuum
 
 DAY = dt.date(2026, 12, 2)
 KEY = {"series": "cdn_ttfb_p99{edge=SYD1-C1}"}
@@ -129,9 +130,14 @@ def test_two_writers_and_a_reader_racing_see_one_whole_run_at_a_time(lake: Lake)
     leaf = lake.leaf("scores", DAY, KEY)
     data = {path for path in lake.list_files(leaf) if path.endswith(".parquet")}
     assert len(data) == 31 and named < data
-    assert lake.vacuum().removed == ()
+    assert (
+        vacuum(
+            lake,
+        ).removed
+        == ()
+    )
     later = dt.datetime.now(dt.UTC) + VACUUM_GRACE + dt.timedelta(minutes=1)
-    assert set(lake.vacuum(now=later).removed) == data - named
+    assert set(vacuum(lake, now=later).removed) == data - named
     assert {path for path in lake.list_files(leaf) if path.endswith(".parquet")} == named
     assert runs_read(lake) == final
 
@@ -142,9 +148,9 @@ def test_a_commit_younger_than_the_grace_period_keeps_what_it_superseded(lake: L
     lake.write_partition("scores", DAY, run_rows("new", 2), key=KEY)
     # The old file is long past the grace period, but the commit that superseded it is not.
     just_after_commit = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
-    assert lake.vacuum(now=just_after_commit, grace=dt.timedelta(0)).removed == old
+    assert vacuum(lake, now=just_after_commit, grace=dt.timedelta(0)).removed == old
     lake.write_partition("scores", DAY, run_rows("newer", 2), key=KEY)
-    assert lake.vacuum(grace=dt.timedelta(hours=1)).removed == ()
+    assert vacuum(lake, grace=dt.timedelta(hours=1)).removed == ()
 
 
 # -- leases -----------------------------------------------------------------------------------------

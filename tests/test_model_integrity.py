@@ -19,10 +19,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from passion_tasks import cli, pipeline
+from passion_tasks import cli, steps
 from passion_tasks.errors import ExitCode
 from passion_tasks.lake import Lake, schemas
 from passion_tasks.models import registry
+from passion_tasks.models.scoring import SeriesNotScored
 
 KEY = "k" * 32
 OTHER_KEY = "o" * 32
@@ -65,13 +66,8 @@ def trained(lake: Lake) -> Lake:
 def trained_lake(lake: Lake) -> Lake:
     """Both series with a live isolation forest, registered under whatever key the test has set."""
     write_features(lake)
-    summary = pipeline.train(
-        DETECTOR,
-        train_from=TRAIN_DAYS[0],
-        train_to=TRAIN_DAYS[-1],
-        params=FAST,
-        promote=True,
-        lake_url=lake.url,
+    summary = steps.train(
+        lake, DETECTOR, train_from=TRAIN_DAYS[0], train_to=TRAIN_DAYS[-1], params=FAST, promote=True
     )
     assert sorted(summary.trained) == sorted(SERIES), summary.failed
     return lake
@@ -156,7 +152,7 @@ def test_a_rewritten_model_without_a_key_is_refused_and_its_payload_never_runs(
     assert not marker.exists()
     # The other series is scored, and the day still says that a model was refused.
     assert code == ExitCode.MODEL_REFUSED
-    assert pipeline.scored_series(SCORED, lake_url=trained.url) == ["api_latency"]
+    assert steps.scored_series(trained, SCORED) == ["api_latency"]
     out = capsys.readouterr().out
     assert "failed cpu: model cpu/isolation_forest@v1" in out
     reason = "does not learn ['_trusted_types']" if trust_list else "refusing to load untrusted types"
@@ -176,8 +172,8 @@ def test_a_refused_model_as_the_only_series_is_not_no_input(trained: Lake, tmp_p
 
 def test_the_detector_saved_must_be_the_one_the_manifest_names(trained: Lake, tmp_path: Path) -> None:
     # A rolling_mad model's files, moved into the isolation forest's version with matching checksums.
-    summary = pipeline.train(
-        "rolling_mad", series=["cpu"], train_from=TRAIN_DAYS[0], train_to=TRAIN_DAYS[-1], lake_url=trained.url
+    summary = steps.train(
+        trained, "rolling_mad", series=["cpu"], train_from=TRAIN_DAYS[0], train_to=TRAIN_DAYS[-1]
     )
     assert summary.trained
     other = version_folder("cpu", "rolling_mad")
@@ -194,8 +190,8 @@ def test_the_detector_saved_must_be_the_one_the_manifest_names(trained: Lake, tm
     rewrite_artifact(trained, "cpu", files)
 
     expected = "holds a saved 'rolling_mad' detector where 'isolation_forest' was expected"
-    with pytest.raises(pipeline.SeriesNotScored, match=expected) as refused:
-        pipeline.score_day(SCORED, series=["cpu"], lake_url=trained.url)
+    with pytest.raises(SeriesNotScored, match=expected) as refused:
+        steps.score_day(trained, SCORED, series=["cpu"])
     assert refused.value.exit_code == ExitCode.MODEL_REFUSED
 
 
@@ -208,7 +204,7 @@ def test_with_a_key_a_rewritten_manifest_is_refused_before_anything_is_read(
     # Without the trust list, allow-listing alone would not refuse it: the signature must.
     rewrite_artifact(trained, "cpu", {"model.skops": system_call_skops(marker)})
 
-    summary = pipeline.score_day(SCORED, lake_url=trained.url)
+    summary = steps.score_day(trained, SCORED)
 
     assert not marker.exists()
     assert summary.series_scored == 1
@@ -224,7 +220,7 @@ def test_signed_models_verify_and_a_rotated_key_re_signs_them(
     manifest = json.loads(trained.read_bytes(posixpath.join(version_folder("cpu"), registry.MANIFEST)))
     assert manifest["signature"] == registry.manifest_signature(manifest, KEY.encode())
     assert manifest["signature"].startswith("hmac-sha256:")
-    assert pipeline.score_day(SCORED, lake_url=trained.url).series_scored == 2
+    assert steps.score_day(trained, SCORED).series_scored == 2
 
     # A new key: the models signed with the old one are refused until they are re-signed.
     monkeypatch.setenv("PASSION_MODEL_KEY", OTHER_KEY)
@@ -238,7 +234,7 @@ def test_signed_models_verify_and_a_rotated_key_re_signs_them(
     assert "0 models already signed with the current key, 2 signed now, 0 refused" in capsys.readouterr().out
     assert cli.main(["models", "sign", "--lake", trained.url]) == ExitCode.OK
     assert "2 models already signed with the current key, 0 signed now" in capsys.readouterr().out
-    assert pipeline.score_day(SCORED, lake_url=trained.url).series_scored == 2
+    assert steps.score_day(trained, SCORED).series_scored == 2
 
 
 def test_models_from_before_a_key_are_signed_only_when_the_operator_adopts_them(
@@ -255,14 +251,14 @@ def test_models_from_before_a_key_are_signed_only_when_the_operator_adopts_them(
     trained.write_bytes(posixpath.join(folder, registry.ARTIFACT, "model.skops"), b"corrupted")
     assert cli.main(["models", "sign", "--adopt-unsigned", "--lake", trained.url]) == ExitCode.MODEL_REFUSED
     assert "1 signed now, 1 refused" in capsys.readouterr().out
-    assert pipeline.score_day(SCORED, series=["api_latency"], lake_url=trained.url).series_scored == 1
+    assert steps.score_day(trained, SCORED, series=["api_latency"]).series_scored == 1
 
 
 def test_without_a_key_the_log_says_so_once(trained: Lake, caplog: pytest.LogCaptureFixture) -> None:
     registry._warn_unsigned.cache_clear()
     with caplog.at_level(logging.WARNING, logger="passion_tasks.models.registry"):
-        pipeline.score_day(SCORED, lake_url=trained.url)
-        pipeline.score_day(SCORED, lake_url=trained.url)
+        steps.score_day(trained, SCORED)
+        steps.score_day(trained, SCORED)
     warnings = [record for record in caplog.records if "PASSION_MODEL_KEY is not set" in record.message]
     assert len(warnings) == 1
 
@@ -273,7 +269,7 @@ def test_a_short_key_is_refused_and_an_empty_one_is_no_key(
     monkeypatch.setenv("PASSION_MODEL_KEY", "short")
     assert cli.main(["models", "sign", "--lake", trained.url]) == ExitCode.USAGE
     monkeypatch.setenv("PASSION_MODEL_KEY", "")
-    assert pipeline.score_day(SCORED, lake_url=trained.url).series_scored == 2
+    assert steps.score_day(trained, SCORED).series_scored == 2
 
 
 def test_a_series_the_lake_cannot_hold_fails_alone_with_its_name(trained: Lake) -> None:
@@ -289,13 +285,11 @@ def test_a_series_the_lake_cannot_hold_fails_alone_with_its_name(trained: Lake) 
         key={"source": "metrics"},
     )
 
-    training = pipeline.train(
-        DETECTOR, train_from=TRAIN_DAYS[0], train_to=SCORED, params=FAST, lake_url=trained.url
-    )
+    training = steps.train(trained, DETECTOR, train_from=TRAIN_DAYS[0], train_to=SCORED, params=FAST)
     assert sorted(training.trained) == sorted(SERIES)
     assert "a lake path segment may have 200 bytes" in training.failed[long_name]
-    assert pipeline.series_to_score(SCORED, lake_url=trained.url) == sorted([*SERIES, long_name])
-    summary = pipeline.score_day(SCORED, lake_url=trained.url)
+    assert steps.series_to_score(trained, SCORED) == sorted([*SERIES, long_name])
+    summary = steps.score_day(trained, SCORED)
     assert summary.series_scored == 2
     assert list(summary.failed) == [long_name]
     assert "a lake path segment may have 200 bytes" in str(summary.failed[long_name])

@@ -11,10 +11,12 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from passion_tasks import cli, pipeline
+from passion_tasks import cli, steps
+from passion_tasks.defaults import DETECTOR_DEFAULTS
 from passion_tasks.errors import ExitCode, NoInputError, UsageError
 from passion_tasks.lake import Lake, schemas
 from passion_tasks.models import registry
+from passion_tasks.models.scoring import SeriesNotScored
 from passion_tasks.models.training import apply_model, parse_model_ref
 
 START = dt.date(2026, 11, 1)
@@ -46,29 +48,24 @@ def featured(lake: Lake) -> Lake:
 
 def test_backfill_scores_each_day_with_the_model_live_that_day(featured: Lake) -> None:
     lake = featured
-    first = pipeline.train(
-        "rolling_mad",
-        series=["cif"],
-        train_from=START,
-        train_to="2026-11-03",
-        promote=True,
-        lake_url=lake.url,
+    first = steps.train(
+        lake, "rolling_mad", series=["cif"], train_from=START, train_to="2026-11-03", promote=True
     )
     assert first.trained == {"cif": "cif/rolling_mad@v1"}
     assert first.promoted_from == dt.date(2026, 11, 4)
-    second = pipeline.train(
+    second = steps.train(
+        lake,
         "rolling_mad",
         series=["cif"],
         train_from=START,
         train_to="2026-11-04",
         params={"window": 30},
         promote=True,
-        lake_url=lake.url,
     )
     assert second.trained == {"cif": "cif/rolling_mad@v2"}
 
     for day in ("2026-11-04", "2026-11-05", "2026-11-06"):
-        pipeline.score_day(day, series=["cif"], lake_url=lake.url)
+        steps.score_day(lake, day, series=["cif"])
     versions = {
         day: set(lake.read_partition("scores", day).column("model_version").to_pylist())
         for day in ("2026-11-04", "2026-11-05", "2026-11-06")
@@ -83,7 +80,7 @@ def test_backfill_scores_each_day_with_the_model_live_that_day(featured: Lake) -
         NoInputError,
         match=re.escape("""1 of 1 series not scored: {'cif': "no model was live on 2026-11-03"""),
     ):
-        pipeline.score_day("2026-11-03", series=["cif"], lake_url=lake.url)
+        steps.score_day(lake, "2026-11-03", series=["cif"])
 
     events = lake.read_partition("events", "2026-11-06").to_pandas()
     assert ((events["start"] <= SPIKE + pd.Timedelta(minutes=9)) & (events["end"] >= SPIKE)).any()
@@ -92,7 +89,7 @@ def test_backfill_scores_each_day_with_the_model_live_that_day(featured: Lake) -
 
     # Rolling back makes v1 live again from its effective day on; a re-run of the day replaces its rows.
     registry.rollback(lake, "cif", effective_from="2026-11-06", reason="v2 too noisy")
-    pipeline.score_day("2026-11-06", series=["cif"], lake_url=lake.url)
+    steps.score_day(lake, "2026-11-06", series=["cif"])
     again = lake.read_partition("scores", "2026-11-06").to_pandas()
     assert len(again) == 1440
     assert set(again["model_version"]) == {"cif/rolling_mad@v1"}
@@ -100,27 +97,20 @@ def test_backfill_scores_each_day_with_the_model_live_that_day(featured: Lake) -
 
 def test_a_tampered_artifact_is_refused_at_scoring(featured: Lake) -> None:
     lake = featured
-    pipeline.train(
-        "rolling_mad",
-        series=["cif"],
-        train_from=START,
-        train_to="2026-11-05",
-        promote=True,
-        lake_url=lake.url,
-    )
+    steps.train(lake, "rolling_mad", series=["cif"], train_from=START, train_to="2026-11-05", promote=True)
     artifact = next(f for f in lake.list_files("models") if f.endswith("arrays.npz"))
     data = bytearray(lake.read_bytes(artifact))
     data[len(data) // 2] ^= 0xFF
     lake.write_bytes(artifact, bytes(data))
-    with pytest.raises(pipeline.SeriesNotScored, match="1 of 1 series not scored") as refused:
-        pipeline.score_day("2026-11-06", series=["cif"], lake_url=lake.url)
+    with pytest.raises(SeriesNotScored, match="1 of 1 series not scored") as refused:
+        steps.score_day(lake, "2026-11-06", series=["cif"])
     assert "failed its integrity check: artifact file 'arrays.npz' has sha256" in str(refused.value)
     assert refused.value.exit_code == ExitCode.MODEL_REFUSED
 
 
 def test_apply_a_saved_model_to_another_dataset(featured: Lake, tmp_path: Path) -> None:
     lake = featured
-    pipeline.train("rolling_mad", series=["cif"], train_from=START, train_to="2026-11-05", lake_url=lake.url)
+    steps.train(lake, "rolling_mad", series=["cif"], train_from=START, train_to="2026-11-05")
     other = pd.DataFrame(
         {
             "timestamp": pd.date_range("2027-01-01", periods=300, freq="min").strftime("%Y-%m-%d %H:%M:%S"),
@@ -132,8 +122,11 @@ def test_apply_a_saved_model_to_another_dataset(featured: Lake, tmp_path: Path) 
 
     result = apply_model(lake, "cif/rolling_mad", source)
     assert len(result) == 300  # the two missing minutes are back on the grid
-    assert result["is_anomaly"].iloc[150]
-    assert not result["is_anomaly"].iloc[100:149].any()
+    # The baseline's defaults score a row by the median deviation of its last 3 minutes: the level
+    # shift at row 150 is flagged once most of them are shifted.
+    assert DETECTOR_DEFAULTS["rolling_mad"]["persistence"] == 3
+    assert result["is_anomaly"].iloc[151]
+    assert not result["is_anomaly"].iloc[100:151].any()
 
     out = tmp_path / "scored.parquet"
     assert (
@@ -253,9 +246,10 @@ def test_score_batches_cut_the_series_with_a_live_model_in_order(lake: Lake) -> 
     write_fleet(lake, names, days)
     # The last series has features but no model: it is not scored, so it is in no batch.
     train_fleet(lake, names[:5], days[:2], live_from=days[2])
-    assert pipeline.score_batches(days[2], 2, lake_url=lake.url) == [names[0:2], names[2:4], names[4:5]]
-    assert pipeline.score_batches(days[2], 25, lake_url=lake.url) == [names[:5]]
+    assert steps.score_batches(lake, days[2], 2) == [names[0:2], names[2:4], names[4:5]]
+    assert steps.score_batches(lake, days[2], 25) == [names[:5]]
     # Before the models are live, nothing is to be scored.
-    assert pipeline.score_batches(days[1], 2, lake_url=lake.url) == []
+    with pytest.raises(NoInputError, match=f"no series with features on {days[1]} has a live model"):
+        steps.score_batches(lake, days[1], 2)
     with pytest.raises(UsageError, match="at least 1, not 0"):
-        pipeline.score_batches(days[2], 0, lake_url=lake.url)
+        steps.score_batches(lake, days[2], 0)

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from passion_tasks import cli, pipeline
+from passion_tasks import cli, steps
+from passion_tasks.demo import run_demo
 from passion_tasks.errors import ExitCode
+from passion_tasks.features.policy import watched_series
 from passion_tasks.lake import Lake
 from passion_tasks.synthetic import generate
 
@@ -25,8 +27,8 @@ def test_generate_ingest_read_round_trip_counts_every_line(sources, lake: Lake) 
     out, summary = sources
     for offset in range(3):
         day = (START + dt.timedelta(days=offset)).isoformat()
-        cdn = pipeline.ingest_day("cdn", day, str(out), lake_url=lake.url)
-        metrics = pipeline.ingest_day("metrics", day, str(out), lake_url=lake.url)
+        cdn = steps.ingest_day(lake, "cdn", day, str(out))
+        metrics = steps.ingest_day(lake, "metrics", day, str(out))
         expected = summary.cdn_lines_per_day[day] + summary.ds2_lines_per_day[day]
         assert cdn.rows == expected
         assert cdn.exit_code == ExitCode.OK
@@ -34,7 +36,7 @@ def test_generate_ingest_read_round_trip_counts_every_line(sources, lake: Lake) 
         assert lake.read_partition("metrics", day).num_rows == metrics.rows == 5 * 1440
     # Re-ingesting a day replaces it.
     day = START.isoformat()
-    pipeline.ingest_day("cdn", day, str(out), lake_url=lake.url)
+    steps.ingest_day(lake, "cdn", day, str(out))
     assert lake.read_partition("cdn_logs", day).num_rows == (
         summary.cdn_lines_per_day[day] + summary.ds2_lines_per_day[day]
     )
@@ -75,16 +77,14 @@ def test_cli_exit_codes_say_what_happened(sources, lake: Lake, tmp_path: Path, c
 
 def test_demo_runs_end_to_end_and_reports_the_last_day(tmp_path: Path, lake: Lake) -> None:
     lines: list[str] = []
-    uri = pipeline.run_demo(
-        tmp_path / "demo", days=3, start=START, rate=20, lake_url=lake.url, echo=lines.append
-    )
+    uri = run_demo(lake, tmp_path / "demo", days=3, start=START, rate=20, echo=lines.append)
 
     last = START + dt.timedelta(days=2)
     assert uri == lake.uri(f"reports/dt={last}/index.html")
     html = lake.read_bytes(f"reports/dt={last}/index.html").decode()
     assert f"Passion report {last}" in html
     scores = lake.read_partition("scores", last).to_pandas()
-    watched = pipeline.watched_series(sorted(scores["series"].unique()))
+    watched = watched_series(sorted(scores["series"].unique()))
     assert sorted(scores["series"].unique()) == watched
     assert {"cif", "paycore", "cdn_requests", "cdn_5xx_rate"} <= set(watched)
     assert len(scores) == 1440 * len(watched)

@@ -15,6 +15,7 @@ import pytest
 from passion_tasks.corpora.reference import CORPORA, import_corpus, load_labels, load_splits
 from passion_tasks.errors import UsageError
 from passion_tasks.lake import VACUUM_GRACE, Lake, schemas
+from passion_tasks.lake.vacuum import vacuum
 
 UTC = "UTC"
 
@@ -194,7 +195,7 @@ def test_reimport_replaces_rows_instead_of_adding_them(lake: Lake, reference_dat
     assert len(lake_rows(lake, "kpi")) == 3 * 17_568
     # The replaced files stay for readers of the old manifests until a vacuum past the grace period.
     later = dt.datetime.now(dt.UTC) + VACUUM_GRACE + dt.timedelta(minutes=1)
-    assert len(lake.vacuum(now=later).removed) == len(files) // 2
+    assert len(vacuum(lake, now=later).removed) == len(files) // 2
     assert len(lake.list_files("metrics")) == len(files)
 
 

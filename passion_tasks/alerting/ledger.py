@@ -20,15 +20,15 @@ from typing import Any
 import pandas as pd
 
 from passion_tasks.alerting.rules import ANOMALY
-from passion_tasks.lake import Lake, LakeError
+from passion_tasks.lake import Lake, LakeError, datasets
 
 SENT = "sent"
 FAILED = "failed"
-LEDGER_NAME = "sent.jsonl"
+LEDGER_NAME = datasets.ALERT_LEDGER
 
 
 def ledger_path(day: dt.date) -> str:
-    return posixpath.join(Lake.leaf("alerts", day), LEDGER_NAME)
+    return posixpath.join(Lake.leaf(datasets.ALERTS, day), LEDGER_NAME)
 
 
 def read_entries(lake: Lake, day: dt.date) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from passion_tasks.errors import UsageError
+from passion_tasks.lake import datasets
 
 ANOMALY = "anomaly"
 NO_DATA = "no_data"
@@ -60,7 +61,7 @@ class Rules:
     cooldown: dt.timedelta = dt.timedelta(hours=1)
     levels: tuple[SeverityLevel, ...] = DEFAULT_LEVELS
     no_data_severity: str = "critical"
-    expected_datasets: tuple[str, ...] = ("cdn_logs", "scores")
+    expected_datasets: tuple[str, ...] = (datasets.CDN_LOGS, datasets.SCORES)
 
     def __post_init__(self) -> None:
         if not self.levels:

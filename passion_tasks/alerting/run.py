@@ -24,11 +24,11 @@ from passion_tasks.alerting.rules import (
     no_data_alert,
     route_targets,
 )
-from passion_tasks.errors import ExitCode, UsageError
-from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day, schemas
+from passion_tasks.errors import ExitCode, NoInputError, UsageError
+from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day, datasets, schemas
 from passion_tasks.reporting import report_path
 
-SNOOZES_PATH = "alerts/snoozes.json"
+SNOOZES_PATH = f"{datasets.ALERTS}/snoozes.json"
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,15 @@ class AlertRun:
     snoozed: list[Anomaly] = field(default_factory=list)
     in_cooldown: list[Incident] = field(default_factory=list)
     below_minimums: list[Anomaly] = field(default_factory=list)
+    #: How many series had scores on the day: none means the day had no data (and a no_data alert).
+    series_scored: int = 0
 
     @property
     def exit_code(self) -> ExitCode:
-        return ExitCode.FAILED if self.failed else ExitCode.OK
+        """FAILED when a delivery failed, NO_INPUT when nothing was scored that day, else OK."""
+        if self.failed:
+            return ExitCode.FAILED
+        return ExitCode.OK if self.series_scored else ExitCode.NO_INPUT
 
     def summary(self) -> str:
         text = (
@@ -74,9 +79,14 @@ class AlertRun:
         return text
 
     def raise_for_failures(self) -> None:
-        """Raise when a delivery failed, so a scheduler retries the run (which retries only those)."""
+        """Raise when a delivery failed, so a scheduler retries the run (which retries only those), and
+        when nothing was scored: a day without data must not pass for a quiet day."""
         if self.failed:
             raise DeliveryError(self.summary())
+        if not self.series_scored:
+            raise NoInputError(
+                f"{self.day}: nothing was scored (a no_data alert went to the configured channels)"
+            )
 
 
 def alert_day(
@@ -91,10 +101,10 @@ def alert_day(
     config = config or AlertConfig.from_env()
     day = as_day(day)
     sent_at = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
-    scores = read_day(lake, "scores", day, schemas.SCORES)
+    scores = read_day(lake, datasets.SCORES, day, schemas.SCORES)
     decisions = decide(
         day,
-        read_day(lake, "events", day, schemas.EVENTS),
+        read_day(lake, datasets.EVENTS, day, schemas.EVENTS),
         scores,
         config.rules,
         config.snoozes + lake_snoozes(lake),
@@ -108,6 +118,7 @@ def alert_day(
         snoozed=decisions.snoozed,
         in_cooldown=decisions.in_cooldown,
         below_minimums=decisions.below_minimums,
+        series_scored=scores["series"].nunique(),
     )
     ledger = ledgers.Ledger(lake, day)
     channels, routes, report = config.channels, config.routes_in_effect(), report_url(lake, day, config)

@@ -35,8 +35,16 @@ import pyarrow as pa
 
 from passion_tasks import config
 from passion_tasks.corpora import CORPORA
+from passion_tasks.corpora.labels import (
+    WINDOWS_FILE,
+    Window,
+    format_time,
+    parse_time,
+    parse_windows,
+    set_path,
+)
 from passion_tasks.errors import UnknownFormatError, UsageError
-from passion_tasks.lake import Lake, schemas
+from passion_tasks.lake import Lake, datasets, schemas
 
 #: Folder of each corpus under the reference-data root.
 FOLDERS = {"nab": "nab", "asd": "asd", "smd": "smd", "kpi": "kpi", "nasa-http": "nasa_http"}
@@ -66,10 +74,6 @@ KPI_TRAIN_FRACTION = 0.5
 #: NASA-HTTP trains on July 1995 in the server's local time (EDT, UTC-4); August, with the
 #: outage, is the test month.
 NASA_TRAIN_END = np.datetime64("1995-08-01T04:00", "ms")
-
-LABEL_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-
-Window = tuple[pd.Timestamp, pd.Timestamp]
 
 
 @dataclass(frozen=True)
@@ -135,15 +139,7 @@ def import_corpus(
 
 def load_labels(lake: Lake, corpus: str) -> dict[str, list[Window]]:
     """The label windows of an imported corpus: ``{series: [(start, end), ...]}``, inclusive, UTC."""
-    return parse_windows(_read_label_file(lake, corpus, "combined_windows.json"))
-
-
-def parse_windows(raw: dict[str, list[list[str]]]) -> dict[str, list[Window]]:
-    """NAB's ``combined_windows.json`` content as UTC timestamp pairs, inclusive."""
-    return {
-        series: [(_parse_label_time(start), _parse_label_time(end)) for start, end in windows]
-        for series, windows in raw.items()
-    }
+    return parse_windows(_read_label_file(lake, corpus, WINDOWS_FILE))
 
 
 def load_splits(lake: Lake, corpus: str) -> dict[str, Any]:
@@ -154,13 +150,13 @@ def load_splits(lake: Lake, corpus: str) -> dict[str, Any]:
     train, exact even where a series repeats a timestamp) and, for ASD and SMD, ``entities``.
     """
     splits = _read_label_file(lake, corpus, "splits.json")
-    splits["train_end"] = {series: _parse_label_time(ts) for series, ts in splits["train_end"].items()}
+    splits["train_end"] = {series: parse_time(ts) for series, ts in splits["train_end"].items()}
     return splits
 
 
 def labels_path(corpus: str, name: str) -> str:
     """Where a corpus' label file lives in the lake, e.g. ``labels/nab/combined_windows.json``."""
-    return f"labels/{_checked(corpus)}/{name}"
+    return set_path(_checked(corpus), name)
 
 
 def corpus_folder(corpus: str, root: Path | None = None) -> Path:
@@ -319,7 +315,7 @@ def _utc(column: pd.Series) -> np.ndarray:
 
 def _utc_scalar(text: str, source: Path) -> np.datetime64:
     try:
-        return np.datetime64(_parse_label_time(text).tz_localize(None), "ms")
+        return np.datetime64(parse_time(text).tz_localize(None), "ms")
     except ValueError:
         raise UnknownFormatError(f"bad label timestamp {text!r} in {source}") from None
 
@@ -367,30 +363,30 @@ def write_series(
             },
             schema=schemas.METRICS,
         )
-        lake.write_partition("metrics", day, table, key=key, meta=meta)
+        lake.write_partition(datasets.METRICS, day, table, key=key, meta=meta)
         written.add(day)
-    for day in set(lake.partitions("metrics")) - written:
-        if lake.has_partition("metrics", day, key=key):
-            lake.delete(Lake.leaf("metrics", day, key))
+    for day in set(lake.partitions(datasets.METRICS)) - written:
+        if lake.has_partition(datasets.METRICS, day, key=key):
+            lake.delete(Lake.leaf(datasets.METRICS, day, key))
     return len(ts), len(written)
 
 
 def write_labels(lake: Lake, corpus: str, data: Corpus) -> None:
     """Write ``combined_windows.json`` and ``splits.json`` for ``corpus``."""
     windows = {
-        name: [[_label_time(start), _label_time(end)] for start, end in pairs]
+        name: [[format_time(start), format_time(end)] for start, end in pairs]
         for name, pairs in data.windows.items()
     }
     splits: dict[str, Any] = {
         "rule": data.rule,
         "train_end": {
-            one.name: _label_time(_train_end(one, data.train_rows[one.name])) for one in data.series
+            one.name: format_time(_train_end(one, data.train_rows[one.name])) for one in data.series
         },
         "train_rows": data.train_rows,
     }
     if data.entities is not None:
         splits["entities"] = data.entities
-    lake.write_text(labels_path(corpus, "combined_windows.json"), json.dumps(windows, indent=1))
+    lake.write_text(labels_path(corpus, WINDOWS_FILE), json.dumps(windows, indent=1))
     lake.write_text(labels_path(corpus, "splits.json"), json.dumps(splits, indent=1))
 
 
@@ -399,14 +395,6 @@ def _train_end(series: Series, train_rows: int) -> np.datetime64:
     if train_rows < len(series.ts):
         return series.ts[train_rows]
     return series.ts[-1] + np.timedelta64(1, "ms")
-
-
-def _label_time(ts: np.datetime64) -> str:
-    return pd.Timestamp(ts).strftime(LABEL_TIME_FORMAT)
-
-
-def _parse_label_time(text: str) -> pd.Timestamp:
-    return pd.Timestamp(text, tz="UTC")
 
 
 def _read_label_file(lake: Lake, corpus: str, name: str) -> Any:

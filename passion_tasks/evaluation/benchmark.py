@@ -48,12 +48,12 @@ import numpy as np
 import pandas as pd
 
 from passion_tasks import config
+from passion_tasks.corpora import reference
 from passion_tasks.detectors import DetectorError, detector_class, detector_names, make_detector, uses_keras
 from passion_tasks.errors import UsageError
 from passion_tasks.evaluation import leaderboard, metrics, nab
 from passion_tasks.evaluation.leaderboard import DETECTOR_COLUMNS, SERIES_COLUMNS, Leaderboard
 from passion_tasks.evaluation.nab_corpus import Corpus, DataFile, Profile, load_corpus, result_path
-from passion_tasks.corpora import reference
 from passion_tasks.models.training import training_labels
 
 PROFILES = ("fast", "full")

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from passion_tasks import config
-from passion_tasks.errors import UsageError
 from passion_tasks.corpora import reference
+from passion_tasks.errors import UsageError
 
 LABELS = Path("labels") / "combined_windows.json"
 PROFILES = Path("config") / "profiles.json"

@@ -7,7 +7,7 @@ maps them (``benchmark.unit_scores``: the detector's own threshold is 0.5) and j
 detector's own threshold, the one it will alert with. The criterion:
 
 - **labelled** (the lake has label windows for the series that reach into the holdout,
-  ``training.label_windows``): the NAB standard score on the holdout, one NAB window per labelled
+  ``corpora.labels.label_windows``): the NAB standard score on the holdout, one NAB window per labelled
   segment;
 - **injected** (no labels in the holdout): the NAB standard score on the holdout after planting
   synthetic anomalies in it, one window per planted anomaly. Each holdout day gets an upward spike
@@ -32,13 +32,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from passion_tasks.corpora.labels import label_windows, labels_on
+from passion_tasks.defaults import LOOKBACK_DAYS
 from passion_tasks.detectors import make_detector
 from passion_tasks.detectors.thresholds import robust_spread
 from passion_tasks.errors import PassionError, UsageError
 from passion_tasks.evaluation import metrics
 from passion_tasks.evaluation.benchmark import FLAG_THRESHOLD
 from passion_tasks.evaluation.nab_corpus import Corpus
-from passion_tasks.lake import Day, Lake, as_day
+from passion_tasks.lake import Day, Lake
 from passion_tasks.models import registry, training
 from passion_tasks.models.training import training_labels
 
@@ -48,7 +50,6 @@ INJECTED = "injected"
 INJECTIONS = (("spike", 5, 8.0), ("level_shift", 30, -6.0))
 INJECTION_SEED = 0
 #: Without --train-from: this many days up to train_to, as ``passion train``.
-DEFAULT_DAYS = 14
 
 
 @dataclass(frozen=True)
@@ -102,20 +103,21 @@ def select_detector(
     *,
     train_from: Day | None = None,
     train_to: Day | None = None,
+    lookback_days: int = LOOKBACK_DAYS,
     holdout_days: int = 2,
     params: dict[str, dict[str, Any]] | None = None,
     promote: bool = True,
 ) -> Selection:
     """Pick the best of ``candidates`` for ``series`` on a holdout, retrain it on the range, register it.
 
-    Without ``train_from``, the range is the ``DEFAULT_DAYS`` days up to ``train_to`` (default: the
-    last day with features). ``params`` maps a candidate to parameters overriding its defaults.
+    The range is ``training.training_range``'s, as for ``passion train``. ``params`` maps a candidate
+    to the parameters it runs with.
     """
     from passion_tasks.features import read_series
 
     if not candidates:
         raise UsageError("no candidate detectors given")
-    start, end = _training_range(lake, train_from, train_to)
+    start, end = training.training_range(lake, train_from, train_to, lookback_days)
     if not 1 <= holdout_days < (end - start).days + 1:
         raise UsageError(
             f"holdout_days={holdout_days} must be at least 1 and leave training days in {start}..{end}"
@@ -125,7 +127,7 @@ def select_detector(
         raise UsageError(f"series {series!r} has no values in {start}..{end}")
     holdout_start = pd.Timestamp(end - dt.timedelta(days=holdout_days - 1), tz="UTC")
     train_rows = int(np.searchsorted(frame.index, holdout_start))
-    labels = training.labels_on(frame.index, training.label_windows(lake).get(series, []))
+    labels = labels_on(frame.index, label_windows(lake).get(series, []))
     criterion, judged, judged_labels = _holdout(frame, labels, train_rows, holdout_days)
     explanation = _explanation(criterion, len(metrics.label_runs(judged_labels[train_rows:])))
     results = [
@@ -160,14 +162,6 @@ def select_detector(
             reason=f"select ({criterion}): NAB standard {best.figures['nab_standard']:.1f} on the holdout",
         )
     return Selection(series, criterion, explanation, holdout, ranked, model, promotion)
-
-
-def _training_range(lake: Lake, train_from: Day | None, train_to: Day | None) -> tuple[dt.date, dt.date]:
-    """The days to select on: as ``passion train`` chooses them."""
-    if train_from is None:
-        return training.default_training_range(lake, train_to, DEFAULT_DAYS)
-    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
-    return as_day(train_from), as_day(train_to or yesterday)
 
 
 def _holdout(

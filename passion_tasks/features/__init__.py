@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day, schemas
+from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day, datasets, schemas
 
 from . import cdn, metrics
 from .series import minute_grid, previous_hour_ohlc, read_series
@@ -46,27 +46,27 @@ def build_features(lake: Lake, day: Day) -> FeaturesReport:
     """
     day = as_day(day)
     skipped: list[str] = []
-    logs = read_day(lake, "cdn_logs", day, cdn.COLUMNS, skipped)
-    day_metrics = read_day(lake, "metrics", day, metrics.COLUMNS, skipped)
+    logs = read_day(lake, datasets.CDN_LOGS, day, cdn.COLUMNS, skipped)
+    day_metrics = read_day(lake, datasets.METRICS, day, metrics.COLUMNS, skipped)
     if logs is None and day_metrics is None:
         raise PartitionNotFound(f"no cdn_logs and no metrics partition for {day}: no features to build")
 
     tables = {
-        "cdn": schemas.FEATURES.empty_table() if logs is None else cdn.cdn_features(logs, day),
-        "metrics": schemas.FEATURES.empty_table(),
+        datasets.CDN: schemas.FEATURES.empty_table() if logs is None else cdn.cdn_features(logs, day),
+        datasets.SERVER_METRICS: schemas.FEATURES.empty_table(),
     }
     if day_metrics is not None:
         previous = read_previous_hour(lake, day, skipped)
-        tables["metrics"] = metrics.metric_features(day_metrics, previous, day)
+        tables[datasets.SERVER_METRICS] = metrics.metric_features(day_metrics, previous, day)
 
     series = {source: pc.count_distinct(table["series"]).as_py() for source, table in tables.items()}
     for source, table in tables.items():
         lake.write_partition(
-            "features",
+            datasets.FEATURES,
             day,
             table,
             schema=schemas.FEATURES,
-            key={"source": source},
+            key={datasets.SOURCE_KEY: source},
             meta={"series": series[source]},
         )
     rows = {source: table.num_rows for source, table in tables.items()}
@@ -103,7 +103,7 @@ def read_previous_hour(lake: Lake, day: dt.date, skipped: list[str]) -> pa.Table
     previous = day - dt.timedelta(days=1)
     last_hour = ts_within(midnight(day) - dt.timedelta(hours=1), midnight(day))
     try:
-        return lake.read_partition("metrics", previous, columns=metrics.COLUMNS, filter=last_hour)
+        return lake.read_partition(datasets.METRICS, previous, columns=metrics.COLUMNS, filter=last_hour)
     except PartitionNotFound:
         skipped.append(f"metrics: no partition for {previous}; hour 0 open/close/max/min are NaN")
         return None

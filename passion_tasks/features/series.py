@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from passion_tasks.lake import Day, Lake, as_day, schemas
+from passion_tasks.lake import Day, Lake, as_day, datasets, schemas
 
 #: The seed notebook's previous-hour features: output column -> pandas aggregation.
 OHLC = {"open": "first", "close": "last", "max": "max", "min": "min"}
@@ -19,6 +19,12 @@ def minute_grid(start: Day, end: Day) -> pd.DatetimeIndex:
     first = pd.Timestamp(as_day(start), tz="UTC")
     stop = pd.Timestamp(as_day(end), tz="UTC") + pd.Timedelta(days=1)
     return pd.date_range(first, stop, freq="min", inclusive="left", unit="ms", name="ts")
+
+
+def grid_step(ts: pd.Series) -> pd.Timedelta:
+    """The smallest interval between distinct timestamps; one minute when there is only one."""
+    steps = ts.drop_duplicates().sort_values().diff().dropna()
+    return steps.min() if len(steps) else pd.Timedelta(minutes=1)
 
 
 def previous_hour(values: pd.Series | pd.DataFrame, how: str) -> pd.Series | pd.DataFrame:
@@ -74,7 +80,7 @@ def read_series(lake: Lake, start: Day, end: Day, series: list[str] | None = Non
     without a value are NaN. Raises ``PartitionNotFound`` when no day of the range has features.
     """
     wanted = None if series is None else pads.field("series").isin(sorted(set(series)))
-    table = lake.read_range("features", start, end, columns=["ts", "series", "value"], filter=wanted)
+    table = lake.read_range(datasets.FEATURES, start, end, columns=["ts", "series", "value"], filter=wanted)
     names = sorted(set(series) if series is not None else pc.unique(table["series"]).to_pylist())
     grid = minute_grid(start, end)
 

@@ -19,10 +19,10 @@ from passion_tasks.ingest.landing import (
 )
 from passion_tasks.ingest.quarantine import Quarantine
 from passion_tasks.ingest.report import IngestReport
-from passion_tasks.lake import Day, Lake, as_day
+from passion_tasks.lake import Day, Lake, as_day, datasets
 from passion_tasks.lake.schemas import CDN_LOGS
 
-DATASET = "cdn_logs"
+DATASET = datasets.CDN_LOGS
 
 
 def ingest_cdn_day(lake: Lake, day: Day, input: str) -> IngestReport:

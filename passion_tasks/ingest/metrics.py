@@ -31,10 +31,10 @@ from passion_tasks.ingest.landing import (
 )
 from passion_tasks.ingest.quarantine import Quarantine
 from passion_tasks.ingest.report import IngestReport
-from passion_tasks.lake import Day, Lake, as_day
+from passion_tasks.lake import Day, Lake, as_day, datasets
 from passion_tasks.lake.schemas import METRICS, bounded_name
 
-DATASET = "metrics"
+DATASET = datasets.METRICS
 
 
 def ingest_metrics_day(lake: Lake, day: Day, input: str, source: str = "server") -> IngestReport:

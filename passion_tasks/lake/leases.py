@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from passion_tasks.errors import PassionError
+from passion_tasks.lake.datasets import LEASES
 
 if TYPE_CHECKING:
     from passion_tasks.lake import Lake
 
-LEASES = "leases"
 #: How long a lease lasts unless given back: longer than any run holds one, so only a run that died
 #: holding it makes others wait that long.
 LEASE_TTL = dt.timedelta(hours=24)

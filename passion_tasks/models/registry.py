@@ -51,9 +51,9 @@ import pandas as pd
 
 from passion_tasks import config
 from passion_tasks.errors import ExitCode, PassionError, UsageError
-from passion_tasks.lake import Day, Lake, ObjectNotFound, as_day
+from passion_tasks.lake import Day, Lake, ObjectNotFound, as_day, datasets
 
-MODELS = "models"
+MODELS = datasets.MODELS
 ARTIFACT = "artifact"
 MANIFEST = "manifest.json"
 PROMOTIONS = "promotions.json"

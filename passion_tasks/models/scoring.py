@@ -1,15 +1,21 @@
-"""From a fitted detector to the lake's ``scores`` rows, and from scores to ``events`` (incidents)."""
+"""Scoring a day: each series with the model live that day, into the lake's ``scores`` rows, and from
+scores to ``events``. One series' bad model or unwritable name fails that series alone."""
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
 from passion_tasks.detectors import Detector
-from passion_tasks.lake import schemas
+from passion_tasks.errors import ExitCode, NoInputError, PassionError
+from passion_tasks.features.series import grid_step
+from passion_tasks.lake import Lake, datasets, schemas
 
 SCORE_COLUMNS = schemas.SCORES.names
 
@@ -55,12 +61,6 @@ def score_frame(
     return scores.reset_index(drop=True)
 
 
-def grid_step(ts: pd.Series) -> pd.Timedelta:
-    """The smallest interval between distinct timestamps; one minute when there is only one."""
-    steps = ts.drop_duplicates().sort_values().diff().dropna()
-    return steps.min() if len(steps) else pd.Timedelta(minutes=1)
-
-
 def group_events(scores: pd.DataFrame, max_gap: str = "5min") -> pd.DataFrame:
     """Incidents in the columns of ``schemas.EVENTS``: runs of anomalous rows of one series and detector.
 
@@ -90,3 +90,118 @@ def group_events(scores: pd.DataFrame, max_gap: str = "5min") -> pd.DataFrame:
             )
     table = pa.Table.from_pylist(events, schema=schemas.EVENTS).to_pandas()
     return table.sort_values(["start", "series", "detector"], kind="stable").reset_index(drop=True)
+
+
+class SeriesNotScored(PassionError):
+    """Series of a day that could not be scored, with the exit code their errors call for."""
+
+    def __init__(self, message: str, exit_code: ExitCode):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class ScoreSummary:
+    """What scoring a day did: figures of the scored series, and each series it did not score and why.
+
+    ``skipped`` series had no model live on the day; ``failed`` ones had one that could not be used
+    (refused by its integrity checks, unreadable, unwritable), each with its error.
+    """
+
+    day: dt.date
+    series_scored: int = 0
+    anomalous_minutes: int = 0
+    events: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, PassionError | OSError] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """MODEL_REFUSED when a model failed its integrity checks, FAILED for other failures, else OK."""
+        codes = [getattr(error, "exit_code", ExitCode.FAILED) for error in self.failed.values()]
+        if ExitCode.MODEL_REFUSED in codes:
+            return ExitCode.MODEL_REFUSED
+        return ExitCode.FAILED if codes else ExitCode.OK
+
+    def summary(self) -> str:
+        text = (
+            f"{self.day}: scored {self.series_scored} series, {self.anomalous_minutes} anomalous minutes "
+            f"in {self.events} events"
+        )
+        if self.skipped:
+            text += f"; skipped {len(self.skipped)} series (first: {next(iter(self.skipped.items()))})"
+        for name, error in self.failed.items():
+            text += f"\n  failed {name}: {error}"
+        return text
+
+    def raise_for_failures(self) -> None:
+        """Raise when a series was skipped or failed, after the others were written.
+
+        An I/O error may pass on a retry, so it is raised as one (``OSError``); anything else is a
+        ``PassionError`` with the summary's exit code, which a retry cannot fix.
+        """
+        problems = {**self.skipped, **{name: str(error) for name, error in self.failed.items()}}
+        if not problems:
+            return
+        total = self.series_scored + len(problems)
+        message = f"{self.day}: {len(problems)} of {total} series not scored: {problems!r}"
+        if any(isinstance(error, OSError) for error in self.failed.values()):
+            raise OSError(message)
+        if not self.failed:
+            raise NoInputError(message)
+        raise SeriesNotScored(message, self.exit_code)
+
+
+def score_each(lake: Lake, day: dt.date, frame: pd.DataFrame, names: list[str]) -> ScoreSummary:
+    """Score ``day`` for each series named, with the model live that day; ``frame`` holds the day and
+    the history before it. Raises (``raise_for_failures``) only when no series could be scored.
+
+    On a remote lake the series are scored on threads: their time is round trips.
+    """
+    summary = ScoreSummary(day=day)
+    outcomes = lake.map_io(lambda name: _outcome(lake, name, day, frame), names)
+    for name, outcome in zip(names, outcomes, strict=True):
+        if isinstance(outcome, str):
+            summary.skipped[name] = outcome
+        elif isinstance(outcome, PassionError | OSError):
+            summary.failed[name] = outcome
+        else:
+            summary.series_scored += 1
+            summary.anomalous_minutes += outcome[0]
+            summary.events += outcome[1]
+    if not summary.series_scored:
+        summary.raise_for_failures()
+    return summary
+
+
+def score_series(lake: Lake, name: str, day: dt.date, frame: pd.DataFrame) -> tuple[int, int] | str:
+    """Score one series' day and replace its two leaves: (anomalous minutes, events), or why it had no
+    model. Each series is its own leaf (``scores/dt=D/series=S``), so it can be re-scored alone."""
+    from passion_tasks.models import training
+
+    with tempfile.TemporaryDirectory(prefix="passion-score-") as tmp:
+        loaded = training.live_model(lake, name, day, Path(tmp))
+    if loaded is None:
+        return f"no model was live on {day}; run `passion train --series '{name}' --promote`"
+    model, version = loaded
+    scores = score_frame(
+        model, frame[list(version.features)], series=name, model_version=version.ref, start=as_utc(day)
+    )
+    events = group_events(scores)
+    key = {datasets.SERIES_KEY: name}
+    lake.write_partition(datasets.SCORES, day, _table(scores, schemas.SCORES), schema=schemas.SCORES, key=key)
+    lake.write_partition(datasets.EVENTS, day, _table(events, schemas.EVENTS), schema=schemas.EVENTS, key=key)
+    return int(scores["is_anomaly"].sum()), len(events)
+
+
+def _outcome(
+    lake: Lake, name: str, day: dt.date, frame: pd.DataFrame
+) -> tuple[int, int] | str | PassionError | OSError:
+    try:
+        return score_series(lake, name, day, frame)
+    except (PassionError, OSError) as error:
+        return error
+
+
+def _table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)

@@ -1,54 +1,27 @@
 """Training a series' model into the registry, and loading the model that was live on a day.
 
-Both are used by the CLI, the pipeline and the Airflow tasks; the registry keeps the artifacts,
-this module decides what goes in them: the training frame, its labels, the fit, the metrics.
+The steps (``passion_tasks.steps``) call these for the CLI and the Airflow tasks alike; the registry
+keeps the artifacts, this module decides what goes in them: the training frame, its labels, the fit,
+the metrics.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from passion_tasks.corpora.reference import Window, parse_windows
+from passion_tasks.corpora.labels import label_windows, labels_on
 from passion_tasks.detectors import Detector, DetectorError, detector_class, load_detector, make_detector
 from passion_tasks.errors import PassionError, UsageError
-from passion_tasks.lake import Day, Lake, as_day
+from passion_tasks.lake import Day, Lake, as_day, datasets
 from passion_tasks.models import registry
-
-LABELS = "labels"
-
-
-def label_windows(lake: Lake) -> dict[str, list[Window]]:
-    """Every labelled window in the lake (``labels/<set>/combined_windows.json``, NAB's format), by series."""
-    windows: dict[str, list[Window]] = {}
-    for relative in lake.list_files(LABELS):
-        if relative.endswith("/combined_windows.json"):
-            for series, pairs in parse_windows(json.loads(lake.read_bytes(relative))).items():
-                windows.setdefault(series, []).extend(pairs)
-    return windows
-
-
-def store_label_windows(lake: Lake, name: str, windows_file: Path) -> str:
-    """Copy a ``combined_windows.json`` (e.g. the generator's) into the lake as label set ``name``."""
-    data = json.loads(Path(windows_file).read_text())
-    return lake.write_text(
-        f"{LABELS}/{name}/combined_windows.json", json.dumps(data, indent=1, sort_keys=True)
-    )
-
-
-def labels_on(index: pd.DatetimeIndex, windows: list[Window]) -> pd.Series:
-    """1 inside any of ``windows`` (inclusive), else 0, on ``index``."""
-    labels = np.zeros(len(index), dtype=np.int8)
-    for start, end in windows:
-        labels[(index >= start) & (index <= end)] = 1
-    return pd.Series(labels, index=index, name="label")
 
 
 def train_model(
@@ -152,15 +125,82 @@ def parse_model_ref(ref: str) -> tuple[str, str, str | None]:
     return series, detector, version or None
 
 
-def default_training_range(lake: Lake, train_to: Day | None, days: int) -> tuple[dt.date, dt.date]:
-    """``days`` days ending at ``train_to``, by default the last day with features."""
+def training_range(
+    lake: Lake, train_from: Day | None, train_to: Day | None, lookback_days: int
+) -> tuple[dt.date, dt.date]:
+    """The days a model trains on: ``train_from``..``train_to``, or ``lookback_days`` days up to
+    ``train_to``. Without ``train_to``: up to the last day with features (days are UTC days)."""
     if train_to is None:
-        available = lake.partitions("features")
+        available = lake.partitions(datasets.FEATURES)
         if not available:
             raise PassionError("no features in the lake yet: ingest and build features first")
         train_to = available[-1]
     end = as_day(train_to)
-    return end - dt.timedelta(days=days - 1), end
+    if train_from is not None:
+        start = as_day(train_from)
+    elif lookback_days >= 1:
+        start = end - dt.timedelta(days=lookback_days - 1)
+    else:
+        raise UsageError(f"the lookback must be at least 1 day, not {lookback_days}")
+    if start > end:
+        raise UsageError(f"the training range {start}..{end} ends before it starts")
+    return start, end
+
+
+@dataclass
+class TrainSummary:
+    """What training a detector for some series did: the models registered, and the series that failed."""
+
+    detector: str
+    train_start: dt.date
+    train_end: dt.date
+    trained: dict[str, str] = field(default_factory=dict)  # series -> model ref
+    failed: dict[str, str] = field(default_factory=dict)  # series -> reason
+    promoted_from: dt.date | None = None
+
+    def summary(self) -> str:
+        text = (
+            f"trained {len(self.trained)} {self.detector} models on {self.train_start}..{self.train_end}"
+            + (f", live from {self.promoted_from}" if self.promoted_from else "")
+        )
+        for series, reason in list(self.failed.items())[:5]:
+            text += f"\n  failed {series}: {reason}"
+        if len(self.failed) > 5:
+            text += f"\n  ... and {len(self.failed) - 5} more failures"
+        return text
+
+
+def train_each(
+    lake: Lake,
+    detector: str,
+    frame: pd.DataFrame,
+    names: list[str],
+    *,
+    params: dict[str, Any],
+    live_from: dt.date | None,
+) -> TrainSummary:
+    """Train ``detector`` on each series of ``frame`` named, register it, and promote it from
+    ``live_from`` if given. A series that cannot be trained is reported and the others go on."""
+    start, end = frame.index[0].date(), frame.index[-1].date()
+    windows = label_windows(lake)
+    result = TrainSummary(detector, start, end, promoted_from=live_from)
+    for name in names:
+        try:
+            version = train_model(
+                lake,
+                frame[[name]],
+                detector,
+                params=params,
+                labels=labels_on(frame.index, windows.get(name, [])),
+            )
+            if live_from is not None:
+                registry.promote(
+                    lake, name, detector, version.version, effective_from=live_from, reason="train"
+                )
+            result.trained[name] = version.ref
+        except (PassionError, OSError) as error:
+            result.failed[name] = str(error)
+    return result
 
 
 def _scaler(model: Detector) -> dict[str, Any] | None:

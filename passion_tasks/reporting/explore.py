@@ -22,15 +22,14 @@ import pyarrow.dataset as pads
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from matplotlib.figure import Figure
 
+from passion_tasks.corpora.labels import label_windows, labels_on
 from passion_tasks.errors import UsageError
 from passion_tasks.features import read_series
+from passion_tasks.features.policy import INPUT_ONLY_SUFFIXES, is_input_only
 from passion_tasks.figures import ANOMALY, naive_utc, png_data_uri
-from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day
-from passion_tasks.models import training
-from passion_tasks.pipeline import INPUT_ONLY_SUFFIXES
+from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day, datasets
 from passion_tasks.reporting import analysis
 
-EXPLORE = "explore"
 #: Series drawn one panel each; the heatmap's columns; the inputs shown in the importance chart.
 MAX_PLOTTED = 24
 MAX_HEATMAP = 40
@@ -55,9 +54,7 @@ def explore(
     if end < start:
         raise UsageError(f"--to {end} is before --from {start}")
     available = overall_series(lake, start, end)
-    chosen = (
-        list(series) if series else [name for name in available if not name.endswith(INPUT_ONLY_SUFFIXES)]
-    )
+    chosen = list(series) if series else [name for name in available if not is_input_only(name)]
     inputs = [
         f"{name}{suffix}"
         for name in chosen
@@ -68,20 +65,20 @@ def explore(
     empty = [name for name in chosen if frame[name].isna().all()]
     if empty:
         raise UsageError(f"no values from {start} to {end} for {', '.join(empty)}")
-    windows = training.label_windows(lake)
-    labels = pd.DataFrame({name: training.labels_on(frame.index, windows.get(name, [])) for name in chosen})
+    windows = label_windows(lake)
+    labels = pd.DataFrame({name: labels_on(frame.index, windows.get(name, [])) for name in chosen})
     target = target or (chosen[0] if series else _most_labelled(labels))
     if target not in chosen:
         raise UsageError(f"target {target!r} is not among the explored series")
     html = explore_html(
         start, end, frame[chosen + inputs], labels, scored_anomalies(lake, start, end, chosen), target
     )
-    return lake.write_text(posixpath.join(EXPLORE, f"{start}_{end}", "index.html"), html)
+    return lake.write_text(posixpath.join(datasets.EXPLORE, f"{start}_{end}", "index.html"), html)
 
 
 def overall_series(lake: Lake, start: dt.date, end: dt.date) -> list[str]:
     """Every series without a dimension (``dim == ""``) with features in the range, sorted."""
-    table = lake.read_range("features", start, end, columns=["series"], filter=pads.field("dim") == "")
+    table = lake.read_range(datasets.FEATURES, start, end, columns=["series"], filter=pads.field("dim") == "")
     return sorted(pc.unique(table["series"]).to_pylist())
 
 
@@ -89,7 +86,7 @@ def scored_anomalies(lake: Lake, start: dt.date, end: dt.date, series: list[str]
     """The minutes the detectors flagged, per series (minutes x series, bool); None without scores."""
     try:
         table = lake.read_range(
-            "scores",
+            datasets.SCORES,
             start,
             end,
             columns=["ts", "series", "is_anomaly"],

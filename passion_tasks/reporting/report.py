@@ -19,11 +19,11 @@ import pyarrow.dataset as pads
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from passion_tasks.features import read_series, ts_within
+from passion_tasks.features.policy import is_input_only
+from passion_tasks.features.series import grid_step
 from passion_tasks.figures import day_span, incident_figure, png_data_uri
 from passion_tasks.incidents import Incident, group_incidents, with_severity
-from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day
-from passion_tasks.models.scoring import grid_step
-from passion_tasks.pipeline import INPUT_ONLY_SUFFIXES
+from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day, datasets
 from passion_tasks.reporting import drivers as drv
 from passion_tasks.reporting import report_path
 
@@ -42,7 +42,7 @@ TIME_FORMAT = "%Y-%m-%d %H:%M UTC"
 #: traffic drop moves the cache, not the reverse; latencies come last.
 CAUSES_FIRST = ("cdn_5xx_rate", "cdn_4xx_rate", "cdn_requests", "cdn_bytes", "cdn_cache_hit_ratio")
 #: The ingested datasets, and the feature source whose grid tells their missing minutes.
-SOURCES = {"cdn_logs": "cdn", "metrics": "metrics"}
+SOURCES = {dataset: source for source, dataset in datasets.LANDS_IN.items()}
 
 _TEMPLATES = Environment(
     loader=PackageLoader("passion_tasks.reporting"), autoescape=True, undefined=StrictUndefined
@@ -97,8 +97,8 @@ def render_day_report(lake: Lake, day: Day) -> str:
     """Render the report of ``day`` from its scores, events, logs and features; writes
     ``reports/dt=D/index.html``. Returns the URI of the page."""
     day = as_day(day)
-    scores = lake.read_partition("scores", day).to_pandas()
-    events = lake.read_partition("events", day).to_pandas()
+    scores = lake.read_partition(datasets.SCORES, day).to_pandas()
+    events = lake.read_partition(datasets.EVENTS, day).to_pandas()
     incidents = group_incidents(with_severity(events, scores))
     services = _services(lake, day)
     found = [incident_drivers(lake, day, incident, services) for incident in incidents[:MAX_INCIDENTS]]
@@ -151,7 +151,7 @@ def day_report_html(
 def incident_drivers(lake: Lake, day: dt.date, incident: Incident, services: pd.DataFrame | None) -> Drivers:
     """Explain a CDN incident from the logs, a metrics incident from how the services moved."""
     bounds = day_span(day)
-    if incident.family == "metrics":
+    if incident.family == datasets.SERVER_METRICS:
         if services is None or services.empty:
             return Drivers(note=f"no metric features for {day}: cannot compare the services")
         baseline = drv.baseline_window(incident.start, incident.stop, bounds)
@@ -162,11 +162,11 @@ def incident_drivers(lake: Lake, day: dt.date, incident: Incident, services: pd.
     metrics = sorted(
         [metric for metric in metrics if metric in drv.MEASURES][:MAX_EXPLAINED], key=_cause_first
     )
-    if not lake.has_partition("cdn_logs", day):
+    if not lake.has_partition(datasets.CDN_LOGS, day):
         return Drivers(note=f"no cdn_logs for {day}: the logs cannot say what drove it")
     if not metrics:
         return Drivers(note="none of its series is computed from the CDN logs")
-    previous_day = lake.has_partition("cdn_logs", day - dt.timedelta(days=1))
+    previous_day = lake.has_partition(datasets.CDN_LOGS, day - dt.timedelta(days=1))
     windows = {
         metric: drv.comparison_window(
             metric, incident.start, incident.stop, bounds, previous_day=previous_day
@@ -191,7 +191,9 @@ def read_logs(lake: Lake, start: pd.Timestamp, stop: pd.Timestamp) -> pd.DataFra
     tables = []
     for day in pd.date_range(start.floor("D"), (stop - pd.Timedelta(milliseconds=1)).floor("D"), freq="D"):
         try:
-            tables.append(lake.read_partition("cdn_logs", day.date(), columns=drv.LOG_COLUMNS, filter=within))
+            tables.append(
+                lake.read_partition(datasets.CDN_LOGS, day.date(), columns=drv.LOG_COLUMNS, filter=within)
+            )
         except PartitionNotFound:
             continue
     return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=drv.LOG_COLUMNS)
@@ -202,11 +204,15 @@ def _services(lake: Lake, day: dt.date) -> pd.DataFrame | None:
     None without features on the day."""
     try:
         names = lake.read_partition(
-            "features", day, key={"source": "metrics"}, columns=["series"], filter=pads.field("dim") == ""
+            datasets.FEATURES,
+            day,
+            key={datasets.SOURCE_KEY: datasets.SERVER_METRICS},
+            columns=["series"],
+            filter=pads.field("dim") == "",
         )["series"].unique()
     except PartitionNotFound:
         return None
-    services = sorted(name for name in names.to_pylist() if not name.endswith(INPUT_ONLY_SUFFIXES))
+    services = sorted(name for name in names.to_pylist() if not is_input_only(name))
     # With the day before, when the lake has it: the services are compared with it (``co_movements``).
     return read_series(lake, day - dt.timedelta(days=1), day, services) if services else None
 
@@ -241,17 +247,23 @@ def _source_quality(lake: Lake, dataset: str, feature_source: str, day: dt.date)
 def _gaps(lake: Lake, feature_source: str, day: dt.date) -> pd.DataFrame | None:
     """Minutes x series, True where the source had no data: no request at all for the CDN, a missing
     value for a metric."""
-    wanted = pads.field("series") == "cdn_requests" if feature_source == "cdn" else pads.field("dim") == ""
+    wanted = (
+        pads.field("series") == "cdn_requests" if feature_source == datasets.CDN else pads.field("dim") == ""
+    )
     try:
         table = lake.read_partition(
-            "features", day, key={"source": feature_source}, columns=["ts", "series", "value"], filter=wanted
+            datasets.FEATURES,
+            day,
+            key={datasets.SOURCE_KEY: feature_source},
+            columns=["ts", "series", "value"],
+            filter=wanted,
         )
     except PartitionNotFound:
         return None
     frame = table.to_pandas()
-    frame = frame[~frame["series"].str.endswith(INPUT_ONLY_SUFFIXES)]
+    frame = frame[~frame["series"].map(is_input_only)]
     values = frame.pivot(index="ts", columns="series", values="value")
-    return values.isna() | (values == 0) if feature_source == "cdn" else values.isna()
+    return values.isna() | (values == 0) if feature_source == datasets.CDN else values.isna()
 
 
 def _nonzero(counts: pd.Series) -> dict[str, int]:
@@ -312,7 +324,7 @@ def _incident_section(
     rows = [_within(by_series[pair], *span) for pair in plotted]
     return {
         **_overview_row(number, incident),
-        "family": "CDN" if incident.family == "cdn" else "server metrics",
+        "family": "CDN" if incident.family == datasets.CDN else "server metrics",
         "start_full": incident.start.strftime(TIME_FORMAT),
         "end_full": incident.end.strftime(TIME_FORMAT),
         "sentences": drivers.sentences,

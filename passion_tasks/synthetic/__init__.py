@@ -34,6 +34,10 @@ from passion_tasks.synthetic.output import GzipWriter, write_json
 from passion_tasks.synthetic.requests import Requests, sample_requests
 from passion_tasks.synthetic.traffic import HOUR_MS, arrivals
 
+#: The ground truth under the output folder: NAB windows per feature series, and what was injected.
+LABEL_WINDOWS = Path("labels") / "combined_windows.json"
+INJECTED = Path("labels") / "anomalies.json"
+
 __all__ = ["Anomaly", "GenerationSummary", "generate", "write_cloudfront_log"]
 
 
@@ -99,9 +103,9 @@ def generate(
     points = _write_metrics(out, start, days, seed, metric_anomalies)
     labelled += [dataclasses.replace(a, series=(a.primary_series,)) for a in metric_anomalies]
     labelled.sort(key=lambda a: a.id)
-    write_json(out / "labels" / "combined_windows.json", combined_windows(labelled), indent=2)
+    write_json(out / LABEL_WINDOWS, combined_windows(labelled), indent=2)
     write_json(
-        out / "labels" / "anomalies.json",
+        out / INJECTED,
         {
             "generated": {"start": start.isoformat(), "days": days, "seed": seed, "rate": rate, "ds2": ds2},
             "anomalies": [a.to_json() for a in labelled],

@@ -18,7 +18,7 @@ from airflow.sdk import BaseOperator, task
 
 from passion_airflow.defaults import POKE_TIMEOUT
 from passion_airflow.sensors import DayLeaseSensor
-from passion_airflow.settings import lake_kwargs, run_day
+from passion_airflow.settings import lake, run_day
 
 LEASE_TIMEOUT_S = float(os.environ.get("PASSION_DAY_LEASE_TIMEOUT_S", 6 * 3600))
 LEASE_POKE_S = float(os.environ.get("PASSION_DAY_LEASE_POKE_S", 60))
@@ -36,8 +36,8 @@ def day_lease() -> tuple[BaseOperator, Any]:
 
     @task(task_id="release_day", execution_timeout=POKE_TIMEOUT)
     def release(params=None, dag_run=None, dag=None) -> bool:
-        from passion_tasks import pipeline
+        from passion_tasks import steps
 
-        return pipeline.release_day(dag.dag_id, run_day(params, dag_run), dag_run.run_id, **lake_kwargs())
+        return steps.release_day(lake(), dag.dag_id, run_day(params, dag_run), dag_run.run_id)
 
     return claim, release().as_teardown(setups=claim)

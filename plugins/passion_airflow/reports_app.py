@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment
 
 from passion_tasks.errors import PassionError
+from passion_tasks.lake.datasets import LEADERBOARDS, REPORT_PAGE, REPORTS
 
 if TYPE_CHECKING:
     from fastapi.params import Depends as Dependency
@@ -37,9 +38,6 @@ BENCHMARK_DAG = "passion_benchmark"
 #: The DAGs whose runs each process one day: the ``day`` Param, else the run's data interval.
 DAILY_DAGS = ("passion_ingest", "passion_score")
 
-REPORTS = "reports"
-REPORT_PAGE = "index.html"
-LEADERBOARDS = "leaderboards"
 LEADERBOARD_PAGE = "leaderboard.html"
 
 DAY = r"\d{4}-\d{2}-\d{2}"

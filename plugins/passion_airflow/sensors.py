@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
-from passion_airflow.settings import lake_kwargs, run_day
+from passion_airflow.settings import lake, run_day
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -41,10 +41,10 @@ class FeaturesSensor(DaySensor):
         self.missing: list[str] = []
 
     def poke(self, context: Context) -> bool:
-        from passion_tasks import pipeline
+        from passion_tasks import steps
 
         day = run_day(context["params"], context["dag_run"])
-        self.missing = pipeline.missing_features(day, **lake_kwargs())
+        self.missing = steps.missing_features(lake(), day)
         if self.missing:
             self.log.info("features of %s not ready; missing %s", day, ", ".join(self.missing))
         return not self.missing
@@ -69,13 +69,13 @@ class DayLeaseSensor(DaySensor):
         self.held_by = ""
 
     def poke(self, context: Context) -> bool:
-        from passion_tasks import pipeline
+        from passion_tasks import steps
         from passion_tasks.lake.leases import LeaseHeld
 
         day = run_day(context["params"], context["dag_run"])
         scope = context["dag"].dag_id
         try:
-            lease = pipeline.claim_day(scope, day, context["dag_run"].run_id, **lake_kwargs())
+            lease = steps.claim_day(lake(), scope, day, context["dag_run"].run_id)
         except LeaseHeld as held:
             self.held_by = str(held)
             self.log.info("waiting for %s of %s: %s", scope, day, held)

@@ -22,27 +22,28 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook, Variable
 from airflow.sdk.exceptions import AirflowNotFoundException
 
+from passion_tasks.lake.datasets import SOURCES
+
 if TYPE_CHECKING:
     from airflow.sdk.types import DagRunProtocol
 
-    from passion_tasks.lake import S3Options
+    from passion_tasks.lake import Lake, S3Options
 
 LAKE_VARIABLE = "passion_lake"
 LAKE_CONN_ID = "passion_lake"
 MODEL_KEY_CONN_ID = "passion_model_key"
 SOURCES_VARIABLE = "passion_sources"
 SOURCES_ENV = "PASSION_SOURCES"
-#: The sources a day is landed from, as ``pipeline.ingest_day`` names them.
-SOURCES = ("cdn", "metrics")
 
 
-def lake_kwargs() -> dict[str, Any]:
-    """``lake_url`` and ``s3`` keywords for the pipeline functions."""
+def lake() -> Lake:
+    """The lake the steps run on, with its S3 settings and the model-signing key of the connections."""
     from passion_tasks import config
+    from passion_tasks.lake import Lake
 
     url = config.lake_url(Variable.get(LAKE_VARIABLE, default=None))
     use_model_key()
-    return {"lake_url": url, "s3": lake_s3_options() if url.startswith("s3://") else None}
+    return Lake(url, s3=lake_s3_options() if url.startswith("s3://") else None)
 
 
 def use_model_key(conn_id: str = MODEL_KEY_CONN_ID) -> None:
