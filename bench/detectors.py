@@ -63,7 +63,7 @@ def run_one(name: str, days: int, epochs: int, window: int | None) -> dict:
         detector = make_detector(name, **params).fit(train)
     fit_s = time.perf_counter() - began
     began = time.perf_counter()
-    detector.score(test)
+    detector.decision_function(test)
     score_s = time.perf_counter() - began
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"detector": name, "params": params, "fit_s": fit_s, "score_day_s": score_s, "peak_mib": peak_mib}

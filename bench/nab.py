@@ -31,7 +31,7 @@ from passion_tasks.detectors import DetectorError, make_detector
 from passion_tasks.evaluation.benchmark import BenchmarkSeries, detector_frame, load_corpus_data, unit_scores
 from passion_tasks.evaluation.leaderboard import published_scoreboard
 from passion_tasks.evaluation.nab import nab_scores
-from passion_tasks.evaluation.nab_corpus import Corpus
+from passion_tasks.evaluation.nab_corpus import NabCorpus
 
 #: name -> (detector, parameters). ``likelihood`` with its defaults is the best configuration found.
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -74,7 +74,7 @@ def detector_scores(
         fitted = make_detector(detector, **params).fit(frame.iloc[:train_end])
     except DetectorError as error:
         return np.zeros(len(positions)), str(error)
-    scores = fitted.score(frame).to_numpy()[positions]
+    scores = fitted.decision_function(frame).to_numpy()[positions]
     in_unit_range = bool(((scores >= 0) & (scores <= 1)).all())
     return (scores if in_unit_range else unit_scores(scores)), None
 
@@ -107,7 +107,7 @@ def main() -> None:
         chosen.update(NEIGHBOURS)
 
     data = load_corpus_data("nab", args.nab_root)
-    corpus = Corpus({one.name: one.scoring for one in data.series}, data.profiles)
+    corpus = NabCorpus({one.name: one.scoring for one in data.series}, data.profiles)
     print(f"NAB: {len(data.series)} files, {sum(one.scoring.rows for one in data.series):,} rows")
     print(f"{'configuration':<36} {'standard':>9} {'low FP':>8} {'low FN':>8} {'seconds':>8}")
     neighbour_scores = []

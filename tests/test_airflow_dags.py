@@ -32,8 +32,8 @@ import pyarrow.compute as pc
 import pytest
 from cluster import free_port, wait_for_port
 
-from passion_tasks import steps
-from passion_tasks.defaults import BASELINE
+from passion_tasks import cli, steps
+from passion_tasks.defaults import BASELINE, DETECTOR_DEFAULTS
 from passion_tasks.detectors import detector_names
 from passion_tasks.lake import VACUUM_GRACE, Lake, S3Options, leases
 from passion_tasks.lake.datasets import SOURCES
@@ -485,6 +485,31 @@ def test_a_series_that_cannot_be_scored_fails_its_batch_and_the_others_are_kept(
     assert scored == ["cdn_requests", "paycore"]
     # The report and the alert still cover the series that were scored.
     assert lake.exists(f"reports/dt={DAYS[2]}/index.html")
+
+
+@pytest.mark.slow
+def test_the_cli_and_the_train_dag_train_the_same_model(
+    airflow_env: dict[str, str], landed: Path, tmp_path: Path
+) -> None:
+    lake = copy_lake(landed, tmp_path)
+    conf = {"series": ["cif"], "detectors": [BASELINE], "train_to": DAYS[1].isoformat(), "lookback_days": 2}
+    result = dags_test(airflow_env | {"PASSION_LAKE": lake.url}, "passion_train", conf)
+    assert result.returncode == 0, result.stdout[-5000:]
+    command = ["train", "--detector", BASELINE, "--series", "cif", "--train-to", DAYS[1].isoformat()]
+    assert cli.main([*command, "--lookback-days", "2", "--lake", lake.url]) == 0
+
+    by_dag, by_cli = (
+        json.loads(lake.read_bytes(f"models/cif/{BASELINE}/{version}/manifest.json"))
+        for version in ("v1", "v2")
+    )
+    # The same defaults, range and data: the same model, file for file, apart from when it was made.
+    for manifest in (by_dag, by_cli):
+        for made in ("created_at", "version"):
+            del manifest[made]
+        del manifest["metrics"]["fit_seconds"]
+    assert by_dag == by_cli
+    assert by_dag["params"]["persistence"] == DETECTOR_DEFAULTS[BASELINE]["persistence"]
+    assert (by_dag["train_start"], by_dag["train_end"]) == (DAYS[0].isoformat(), DAYS[1].isoformat())
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from passion_tasks.errors import UsageError
 from passion_tasks.evaluation import benchmark, metrics
 from passion_tasks.evaluation.benchmark import BenchmarkSeries, Progress, detector_frame, run_benchmark
 from passion_tasks.evaluation.nab import score_results_dir
-from passion_tasks.evaluation.nab_corpus import Corpus, DataFile, read_profiles
+from passion_tasks.evaluation.nab_corpus import DataFile, NabCorpus, read_profiles
 
 #: Three NAB files: a regular one with windows, a synthetic one, and realTraffic's irregular
 #: timestamps (laid out by row). Rows and probationary periods: min(floor(0.15 N), 750).
@@ -79,7 +79,7 @@ def test_nab_results_follow_nabs_layout(nab_run, reference_data: Path) -> None:
         {"value": source["value"].to_numpy()},
         index=pd.DatetimeIndex(pd.to_datetime(source["timestamp"]), name="ts").tz_localize("UTC"),
     )
-    raw = RollingMadDetector().fit(frame.iloc[:750]).score(frame).to_numpy()
+    raw = RollingMadDetector().fit(frame.iloc[:750]).decision_function(frame).to_numpy()
     assert rows["anomaly_score"].to_numpy().tolist() == (raw / (1 + raw)).tolist()
     assert rows["anomaly_score"].between(0, 1, inclusive="left").all()
 
@@ -288,11 +288,11 @@ def test_labelled_segments_become_nab_windows_after_the_training_rows() -> None:
     stamps = pd.date_range("2024-01-01", periods=10, freq="min").to_numpy("datetime64[ms]")
     file = metrics.windowed_file("s", stamps, [1, 1, 0, 0, 1, 1, 0, 1, 0, 0], training_rows=3)
     assert file.windows.tolist() == [[4, 5], [7, 7]]
-    corpus = Corpus({"s": file}, {"standard": metrics.NAB_PROFILES["standard"]})
+    corpus = NabCorpus({"s": file}, {"standard": metrics.NAB_PROFILES["standard"]})
     detections = np.zeros(10)
     detections[[4, 7]] = 1.0
     assert metrics.nab_profile_scores({"s": detections}, corpus, threshold=0.5) == {"standard": 100.0}
-    empty = Corpus({"s": metrics.windowed_file("s", stamps, np.zeros(10), 3)}, corpus.profiles)
+    empty = NabCorpus({"s": metrics.windowed_file("s", stamps, np.zeros(10), 3)}, corpus.profiles)
     assert math.isnan(metrics.nab_profile_scores({"s": detections}, empty)["standard"])
 
 

@@ -98,7 +98,7 @@ def fitted(name: str) -> Detector:
 
 @pytest.mark.parametrize("name", list(PARAMS))
 def test_planted_anomalies_rank_above_normal_rows(name: str) -> None:
-    scores = fitted(name).score(TEST_FRAME)
+    scores = fitted(name).decision_function(TEST_FRAME)
     assert roc_auc_score(TEST_LABELS[TEST], scores.iloc[TEST]) > AUC_BOUNDS[name]
 
 
@@ -112,7 +112,7 @@ def test_save_and_load_give_identical_results(name: str, tmp_path) -> None:
         assert ("model.json" if name == "xgboost" else "model.skops") in files
     loaded = load_detector(folder)
     assert loaded.get_params() == detector.get_params()
-    pd.testing.assert_frame_equal(loaded.evaluate(TEST_FRAME), detector.evaluate(TEST_FRAME))
+    pd.testing.assert_frame_equal(loaded.detect(TEST_FRAME), detector.detect(TEST_FRAME))
 
 
 @pytest.mark.parametrize("name", list(PARAMS))
@@ -121,7 +121,7 @@ def test_scores_are_causal(name: str) -> None:
     cut = TRAIN_DAYS * DAY + 500
     changed = TEST_FRAME.copy()
     changed.iloc[cut + 1 :, 0] = np.random.default_rng(1).normal(1e3, 1e2, len(changed) - cut - 1)
-    before, after = detector.evaluate(TEST_FRAME), detector.evaluate(changed)
+    before, after = detector.detect(TEST_FRAME), detector.detect(changed)
     pd.testing.assert_frame_equal(before.iloc[: cut + 1], after.iloc[: cut + 1])
     assert not before["score"].iloc[cut + 1 :].equals(after["score"].iloc[cut + 1 :])
 
@@ -131,7 +131,7 @@ def test_missing_values_score_zero_and_nothing_is_nan(name: str) -> None:
     gappy = TEST_FRAME.copy()
     gappy.iloc[TRAIN_DAYS * DAY + 300 : TRAIN_DAYS * DAY + 305, 0] = np.nan
     gappy.iloc[TRAIN_DAYS * DAY :: 97, 0] = np.nan
-    scores = fitted(name).score(gappy).to_numpy()
+    scores = fitted(name).decision_function(gappy).to_numpy()
     missing = gappy["requests"].isna().to_numpy()
     assert np.isfinite(scores).all()
     assert (scores[missing] == 0).all()
@@ -185,11 +185,11 @@ def smear(scores: pd.Series) -> float:
 
 
 def test_relative_windows_let_scores_fall_back_after_a_spike() -> None:
-    assert smear(fitted("isolation_forest").score(TEST_FRAME)) < 0.3  # 0.24
-    assert smear(fitted("kmeans").score(TEST_FRAME)) < 0.3  # 0.24
+    assert smear(fitted("isolation_forest").decision_function(TEST_FRAME)) < 0.3  # 0.24
+    assert smear(fitted("kmeans").decision_function(TEST_FRAME)) < 0.3  # 0.24
     # Plain lag windows keep the spike in view: the next rows score even higher (1.74).
     levels = make_detector("kmeans", relative=False).fit(TEST_FRAME.iloc[: TRAIN_DAYS * DAY])
-    assert smear(levels.score(TEST_FRAME)) > 1
+    assert smear(levels.decision_function(TEST_FRAME)) > 1
 
 
 @pytest.mark.parametrize("name", LAG_DETECTORS)
@@ -205,12 +205,12 @@ def test_scaling_comes_from_the_training_range_only(name: str) -> None:
     window, cut = detector.window, TRAIN_DAYS * DAY + 700
     rescaled = TEST_FRAME.copy()
     rescaled.iloc[: cut - window + 1, 0] *= 100
-    expected = detector.score(TEST_FRAME).iloc[cut:]
-    pd.testing.assert_series_equal(detector.score(rescaled).iloc[cut:], expected)
+    expected = detector.decision_function(TEST_FRAME).iloc[cut:]
+    pd.testing.assert_series_equal(detector.decision_function(rescaled).iloc[cut:], expected)
 
 
 def test_pca_expects_the_reconstruction_of_the_current_value() -> None:
-    result = fitted("pca").evaluate(TEST_FRAME).iloc[TEST]
+    result = fitted("pca").detect(TEST_FRAME).iloc[TEST]
     error = (TEST_FRAME["requests"].iloc[TEST] - result["expected"]).abs()
     assert error[~TEST_LABELS[TEST]].median() < 3  # the noise's sigma
     assert (error.iloc[SPIKE_MINUTES] > 30).all()  # the spikes are +40
@@ -281,10 +281,12 @@ def test_fusion_without_labels_averages_the_members_training_cdfs() -> None:
     rows = TEST_FRAME.iloc[TRAIN_DAYS * DAY + 140 : TRAIN_DAYS * DAY + 160]
     context = TEST_FRAME.iloc[: TRAIN_DAYS * DAY + 160]
     cdfs = [
-        empirical_cdf(member.decision_scores_, member.score(context).iloc[-len(rows) :].to_numpy())
+        empirical_cdf(
+            member.decision_scores_, member.decision_function(context).iloc[-len(rows) :].to_numpy()
+        )
         for member in detector.members_
     ]
-    fused = detector.score(context).iloc[-len(rows) :].to_numpy()
+    fused = detector.decision_function(context).iloc[-len(rows) :].to_numpy()
     np.testing.assert_allclose(fused, np.mean(cdfs, axis=0), rtol=0, atol=1e-12)
     assert fused.argmax() == 10  # the spike at minute 150
     assert fused[10] > 0.95
@@ -297,16 +299,16 @@ def test_fusion_with_labels_stacks_a_logistic_regression(tmp_path) -> None:
     detector = make_detector("fusion", detectors=members).fit(LABELLED_FRAME, labels)
     assert detector.members_[1].window == 20
     assert detector.stacker_coef_.shape == (3,)
-    scores = detector.score(TEST_FRAME)
+    scores = detector.decision_function(TEST_FRAME)
     # The stacker learns to trust the members that see the anomalies: 0.984 against 0.892 for the
     # plain mean of the same members.
-    averaged = make_detector("fusion", detectors=members).fit(LABELLED_FRAME).score(TEST_FRAME)
+    averaged = make_detector("fusion", detectors=members).fit(LABELLED_FRAME).decision_function(TEST_FRAME)
     assert roc_auc_score(TEST_LABELS[TEST], scores.iloc[TEST]) > 0.97
     assert roc_auc_score(TEST_LABELS[TEST], averaged.iloc[TEST]) < 0.94
 
     cdfs = np.column_stack(
         [
-            empirical_cdf(member.decision_scores_, member.score(TEST_FRAME).to_numpy()[-50:])
+            empirical_cdf(member.decision_scores_, member.decision_function(TEST_FRAME).to_numpy()[-50:])
             for member in detector.members_
         ]
     )
@@ -315,7 +317,7 @@ def test_fusion_with_labels_stacks_a_logistic_regression(tmp_path) -> None:
 
     loaded = load_detector(detector.save(tmp_path / "fusion"))
     assert loaded.get_params()["detectors"][1] == ["isolation_forest", {"window": 20}]
-    pd.testing.assert_series_equal(loaded.score(TEST_FRAME), scores)
+    pd.testing.assert_series_equal(loaded.decision_function(TEST_FRAME), scores)
 
 
 def test_fusion_rejects_bad_members_and_single_class_labels() -> None:
@@ -338,19 +340,19 @@ def test_windowed_gaussian_scores_the_z_of_the_previous_window() -> None:
     values = TEST_FRAME["requests"].to_numpy()
     t = TRAIN_DAYS * DAY + SPIKE_MINUTES[0]
     window = values[t - 60 : t]
-    result = detector.evaluate(TEST_FRAME)
+    result = detector.detect(TEST_FRAME)
     assert result["expected"].iloc[t] == pytest.approx(window.mean(), rel=1e-9)
     assert result["score"].iloc[t] == pytest.approx(abs(values[t] - window.mean()) / window.std(), rel=1e-9)
     assert result["score"].iloc[t] > 10
     assert detector.scale_floor_ == pytest.approx(0.05 * robust_spread(values[: TRAIN_DAYS * DAY]))
     # The first 60 rows of a frame have fewer than min_periods = min(window, 100) values of history.
-    assert (detector.score(TEST_FRAME.iloc[TEST]).iloc[:60] == 0).all()
+    assert (detector.decision_function(TEST_FRAME.iloc[TEST]).iloc[:60] == 0).all()
 
 
 def test_seasonal_naive_expects_the_value_a_season_ago() -> None:
     detector = fitted("seasonal_naive")
     values = TEST_FRAME["requests"]
-    result = detector.evaluate(TEST_FRAME)
+    result = detector.detect(TEST_FRAME)
     assert detector.season_steps_ == DAY
     assert result["expected"].iloc[DAY:].tolist() == values.iloc[:-DAY].tolist()
     assert result["expected"].iloc[:DAY].isna().all()
@@ -387,4 +389,4 @@ def test_a_constant_column_keeps_scale_one_and_names_follow_the_columns() -> Non
         "requests", "errors", "requests_change1", "errors_change1", "requests_change2", "errors_change2",
     ]  # fmt: skip
     assert detector.scale_[1::2].tolist() == [1.0, 1.0, 1.0]
-    assert np.isfinite(detector.score(TEST_FRAME.assign(errors=0.0))).all()
+    assert np.isfinite(detector.decision_function(TEST_FRAME.assign(errors=0.0))).all()

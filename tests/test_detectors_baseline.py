@@ -59,7 +59,7 @@ def test_rolling_mad_separates_planted_spikes_and_level_shift() -> None:
     frame, labels = with_anomalies(daily_cycle())
     detector = fitted(frame)
     test = slice(TRAIN_DAYS * DAY, None)
-    scores = detector.score(frame).iloc[test]
+    scores = detector.decision_function(frame).iloc[test]
 
     assert roc_auc_score(labels[test], scores) > 0.99
     flagged = detector.predict(frame).to_numpy()
@@ -78,7 +78,9 @@ def test_expected_and_score_are_the_trailing_median_and_mad() -> None:
     scale = max(1.4826 * np.median(np.abs(window - median)), detector.scale_floor_)
 
     assert detector.expected(frame).iloc[t] == pytest.approx(median, rel=1e-12)
-    assert detector.score(frame).iloc[t] == pytest.approx(abs(values[t] - median) / scale, rel=1e-12)
+    assert detector.decision_function(frame).iloc[t] == pytest.approx(
+        abs(values[t] - median) / scale, rel=1e-12
+    )
     observed_spread = 1.4826 * np.median(np.abs(values - np.median(values)))
     assert detector.scale_floor_ == pytest.approx(0.05 * observed_spread, rel=1e-12)
 
@@ -110,7 +112,7 @@ def test_threshold_methods_and_fixed_thresholds_are_parameters() -> None:
 
     fixed = make_detector("rolling_mad", threshold=2.5).fit(frame)
     assert fixed.threshold_ == 2.5
-    assert fixed.predict(frame).equals(fixed.score(frame) >= 2.5)
+    assert fixed.predict(frame).equals(fixed.decision_function(frame) >= 2.5)
 
 
 # -- the contract's guarantees ------------------------------------------------------------------
@@ -123,7 +125,7 @@ def test_scores_are_causal() -> None:
     changed = frame.copy()
     changed.iloc[cut + 1 :, 0] = np.random.default_rng(1).normal(1e4, 1e3, len(frame) - cut - 1)
 
-    before, after = detector.evaluate(frame), detector.evaluate(changed)
+    before, after = detector.detect(frame), detector.detect(changed)
     assert np.array_equal(before["score"].to_numpy()[: cut + 1], after["score"].to_numpy()[: cut + 1])
     assert before["expected"].iloc[: cut + 1].equals(after["expected"].iloc[: cut + 1])
     assert not np.array_equal(before["score"].to_numpy()[cut + 1 :], after["score"].to_numpy()[cut + 1 :])
@@ -139,7 +141,7 @@ def test_gaps_give_zero_scores_and_carry_the_baseline() -> None:
         gappy.iloc[gap, 0] = np.nan
     gappy.iloc[::97, 0] = np.nan
 
-    result = detector.evaluate(gappy)
+    result = detector.detect(gappy)
     scores = result["score"].to_numpy()
     missing = gappy["requests"].isna().to_numpy()
     assert np.isfinite(scores).all()
@@ -156,16 +158,16 @@ def test_scores_at_the_start_of_a_frame_without_history_are_zero() -> None:
     frame = daily_cycle()
     detector = fitted(frame)
     alone = frame.iloc[-10:]
-    assert detector.score(alone).tolist() == [0.0] * 10
+    assert detector.decision_function(alone).tolist() == [0.0] * 10
     assert detector.expected(alone).isna().all()
-    assert detector.score(alone).index.equals(alone.index)
+    assert detector.decision_function(alone).index.equals(alone.index)
 
 
 def test_columns_may_come_in_another_order() -> None:
     frame = daily_cycle().assign(errors=1.0)
     frame.iloc[::2, 1] = 2.0
     detector = fitted(frame)
-    assert detector.score(frame[["errors", "requests"]]).equals(detector.score(frame))
+    assert detector.decision_function(frame[["errors", "requests"]]).equals(detector.decision_function(frame))
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -199,9 +201,9 @@ def test_scoring_with_other_features_than_fitted() -> None:
     frame = daily_cycle(days=1).assign(errors=0.0)
     detector = make_detector("rolling_mad").fit(frame)
     with pytest.raises(DetectorError, match=r"missing \['errors'\], unexpected \['latency'\]"):
-        detector.score(frame.rename(columns={"errors": "latency"}))
+        detector.decision_function(frame.rename(columns={"errors": "latency"}))
     with pytest.raises(DetectorError, match="missing"):
-        detector.score(frame[["requests"]])
+        detector.decision_function(frame[["requests"]])
 
 
 def test_unknown_detector_and_parameter() -> None:
@@ -235,14 +237,14 @@ def test_frames_that_break_the_contract() -> None:
     frame = daily_cycle(days=1)
     detector = make_detector("rolling_mad")
     with pytest.raises(DetectorError, match="not fitted"):
-        detector.score(frame)
+        detector.decision_function(frame)
     with pytest.raises(DetectorError, match="tz-aware"):
         detector.fit(frame.tz_localize(None))
     with pytest.raises(DetectorError, match="regular grid"):
         detector.fit(frame.drop(frame.index[500]))
     detector.fit(frame)
     with pytest.raises(DetectorError, match="fitted on a 0 days 00:01:00 grid, got a 0 days 00:05:00 grid"):
-        detector.score(frame.iloc[::5])
+        detector.decision_function(frame.iloc[::5])
 
 
 # -- registry and parameters --------------------------------------------------------------------
@@ -315,8 +317,8 @@ def test_persistence_ignores_a_one_minute_blip_but_not_a_sustained_shift() -> No
     spread = float(train.iloc[:, 0].std())
     test.loc[blip, test.columns[0]] += 20 * spread
     test.loc[shift, test.columns[0]] += 20 * spread
-    plain = make_detector("rolling_mad").fit(train).score(test)
-    persistent = make_detector("rolling_mad", persistence=3).fit(train).score(test)
+    plain = make_detector("rolling_mad").fit(train).decision_function(test)
+    persistent = make_detector("rolling_mad", persistence=3).fit(train).decision_function(test)
     assert plain[blip] > 10 * plain.median()
     assert persistent[blip] < 3 * persistent.median() + 1
     assert persistent[shift[4]] > 10
@@ -332,6 +334,6 @@ def test_save_and_load_give_identical_scores(tmp_path) -> None:
     assert loaded.get_params() == detector.get_params()
     assert loaded.threshold_ == detector.threshold_
     assert loaded.step_ == pd.Timedelta(minutes=1)
-    pd.testing.assert_series_equal(loaded.score(frame), detector.score(frame))
+    pd.testing.assert_series_equal(loaded.decision_function(frame), detector.decision_function(frame))
     with pytest.raises(DetectorError, match="holds no saved detector"):
         load_detector(tmp_path / "nothing-here")

@@ -114,7 +114,7 @@ def fitted(request: pytest.FixtureRequest, anomalous: tuple[pd.DataFrame, np.nda
 def test_planted_anomalies_rank_above_normal_rows(fitted, anomalous) -> None:
     frame, labels = anomalous
     test = slice(TRAIN_ROWS, None)
-    scores = fitted.score(frame).to_numpy()[test]
+    scores = fitted.decision_function(frame).to_numpy()[test]
     # The autoencoder judges the window ending at each row: a spike is in the next WINDOW rows' windows.
     truth = windows_holding(labels, WINDOW) if fitted.name == "lstm_autoencoder" else labels
 
@@ -142,12 +142,12 @@ def test_saved_detector_loads_back_with_identical_scores(fitted, anomalous, tmp_
     assert np.array_equal(loaded.scaler_mean_, fitted.scaler_mean_)
     assert np.array_equal(loaded.scaler_scale_, fitted.scaler_scale_)
     assert loaded.threshold_ == fitted.threshold_
-    assert_same_network_output(loaded.evaluate(frame), fitted.evaluate(frame))
+    assert_same_network_output(loaded.detect(frame), fitted.detect(frame))
     # A remote lake's series are scored on threads (``Lake.map_io``): models loaded and run at once agree.
     with ThreadPoolExecutor(max_workers=3) as pool:
-        on_threads = list(pool.map(lambda _: load_detector(folder).evaluate(frame), range(3)))
+        on_threads = list(pool.map(lambda _: load_detector(folder).detect(frame), range(3)))
     for scores in on_threads:
-        assert_same_network_output(scores, fitted.evaluate(frame))
+        assert_same_network_output(scores, fitted.detect(frame))
 
 
 def test_scores_are_causal(fitted, anomalous) -> None:
@@ -157,7 +157,7 @@ def test_scores_are_causal(fitted, anomalous) -> None:
     after_cut = frame.copy()
     after_cut.iloc[cut + 1 :, 0] = noise[cut + 1 :]
 
-    before, after = fitted.evaluate(frame), fitted.evaluate(after_cut)
+    before, after = fitted.detect(frame), fitted.detect(after_cut)
     assert_same_network_output(before.iloc[: cut + 1], after.iloc[: cut + 1])
     assert not np.array_equal(before["score"].to_numpy()[cut + 1 :], after["score"].to_numpy()[cut + 1 :])
 
@@ -165,7 +165,7 @@ def test_scores_are_causal(fitted, anomalous) -> None:
         # A forecast uses only the rows before its own.
         from_cut = frame.copy()
         from_cut.iloc[cut:, 0] = noise[cut:]
-        changed = fitted.evaluate(from_cut)
+        changed = fitted.detect(from_cut)
         assert_same_network_output(
             changed["expected"].to_numpy()[: cut + 1], before["expected"].to_numpy()[: cut + 1]
         )
@@ -178,7 +178,7 @@ def test_windows_with_a_gap_give_no_opinion(fitted, anomalous) -> None:
     gappy = frame.copy()
     gappy.iloc[gap, 0] = np.nan
 
-    result = fitted.evaluate(gappy)
+    result = fitted.detect(gappy)
     scores, expected = result["score"].to_numpy(), result["expected"].to_numpy()
     if isinstance(fitted, KerasForecaster):
         # Row gap has a forecast but no value; the next WINDOW forecasts would read the gap.
@@ -194,15 +194,15 @@ def test_windows_with_a_gap_give_no_opinion(fitted, anomalous) -> None:
         # The gap also changes the next clock hour's open, close, max and min, read for WINDOW rows more.
         next_hour_ends = gappy.index.get_loc(gappy.index[gap].floor("h") + pd.Timedelta(hours=2))
         after = max(after, next_hour_ends + WINDOW)
-    assert_same_network_output(scores[after:], fitted.score(frame).to_numpy()[after:])
+    assert_same_network_output(scores[after:], fitted.decision_function(frame).to_numpy()[after:])
 
 
 def test_other_feature_sets_are_refused(fitted, anomalous) -> None:
     frame, _ = anomalous
     with pytest.raises(DetectorError, match=r"fitted on features \['requests'\].*unexpected \['errors'\]"):
-        fitted.evaluate(frame.rename(columns={"requests": "errors"}))
+        fitted.detect(frame.rename(columns={"requests": "errors"}))
     with pytest.raises(DetectorError, match=r"missing \[\].*unexpected \['errors'\]"):
-        fitted.evaluate(frame.assign(errors=1.0))
+        fitted.detect(frame.assign(errors=1.0))
 
 
 # -- scaling, OHLC features and training data ------------------------------------------------
@@ -232,8 +232,8 @@ def test_scaler_is_fitted_on_the_training_rows_only_with_the_derived_ohlc() -> N
     assert list(given.feature_names_in_) == ["requests", "open", "close", "max", "min"]
     assert np.array_equal(given.scaler_mean_, derived.scaler_mean_)
     assert_same_network_output(
-        derived.score(frame).to_numpy(),
-        given.score(frame.join(previous_hour_ohlc(frame["requests"]))).to_numpy(),
+        derived.decision_function(frame).to_numpy(),
+        given.decision_function(frame.join(previous_hour_ohlc(frame["requests"]))).to_numpy(),
     )
     with pytest.raises(DetectorError, match=r"takes the target alone .* got 3 columns"):
         make_detector("mlstm_fcn", window=8, epochs=1).fit(train.join(ohlc[["open", "close"]]))

@@ -18,7 +18,7 @@ from passion_tasks.detectors.likelihood import (
     suppress_repeated_alarms,
 )
 from passion_tasks.evaluation.nab import nab_scores
-from passion_tasks.evaluation.nab_corpus import Corpus
+from passion_tasks.evaluation.nab_corpus import NabCorpus
 
 TRAIN_ROWS = 400
 PERIOD = 48
@@ -101,7 +101,10 @@ def test_scores_are_causal() -> None:
     changed.iloc[700:, 0] = np.random.default_rng(11).normal(500, 300, len(frame) - 700)
     for params in ({}, {"base": "rolling_mad"}):
         detector = fitted(**params)
-        before, after = detector.score(frame).to_numpy(), detector.score(changed).to_numpy()
+        before, after = (
+            detector.decision_function(frame).to_numpy(),
+            detector.decision_function(changed).to_numpy(),
+        )
         np.testing.assert_array_equal(before[:700], after[:700])
         assert not np.array_equal(before[700:], after[700:])
 
@@ -110,7 +113,7 @@ def test_scores_lie_in_the_unit_interval_and_a_missing_value_scores_0() -> None:
     frame = cycle()
     frame.iloc[[500, 501, 502, 900], 0] = np.nan
     frame.iloc[800, 0] = 1e9
-    scores = fitted().score(frame).to_numpy()
+    scores = fitted().decision_function(frame).to_numpy()
     assert ((scores >= 0) & (scores <= 1)).all()
     assert scores[[500, 501, 502, 900]].tolist() == [0.0, 0.0, 0.0, 0.0]
     # 1e9 is 4e7 times the training range beyond its top: almost 1, and the highest score
@@ -144,7 +147,7 @@ def test_save_and_load_score_identically(tmp_path: Path) -> None:
         folder = detector.save(tmp_path / str(len(params)))
         loaded = load_detector(folder)
         assert loaded.get_params() == detector.get_params() | {"signals": list(detector.signals)}
-        pd.testing.assert_frame_equal(loaded.evaluate(frame), detector.evaluate(frame))
+        pd.testing.assert_frame_equal(loaded.detect(frame), detector.detect(frame))
 
 
 def test_expected_is_the_trailing_median_of_the_level_signal() -> None:
@@ -204,7 +207,7 @@ MEASURED = {
 def test_nab_scores_on_five_files_with_the_real_scorer(reference_data: Path) -> None:
     bench = bench_module()
     data = bench.load_corpus_data("nab", reference_data, files=NAB_FILES)
-    corpus = Corpus({one.name: one.scoring for one in data.series}, data.profiles)
+    corpus = NabCorpus({one.name: one.scoring for one in data.series}, data.profiles)
     measured = {}
     for name in MEASURED:
         detector, params = bench.CONFIGS[name]

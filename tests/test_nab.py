@@ -13,8 +13,8 @@ import pytest
 
 from passion_tasks.evaluation import nab
 from passion_tasks.evaluation.nab_corpus import (
-    Corpus,
     DataFile,
+    NabCorpus,
     NabError,
     Profile,
     load_corpus,
@@ -50,19 +50,19 @@ def data_file(rows: int, windows: list[list[int]], name: str = "cat/a.csv") -> D
     return DataFile(name, timestamps, bounds, probationary_length(rows))
 
 
-def one_file_corpus(rows: int = 100, windows: tuple[tuple[int, int], ...] = ((40, 49),)) -> Corpus:
+def one_file_corpus(rows: int = 100, windows: tuple[tuple[int, int], ...] = ((40, 49),)) -> NabCorpus:
     file = data_file(rows, [list(window) for window in windows])
-    return Corpus({file.name: file}, {PROFILE.name: PROFILE})
+    return NabCorpus({file.name: file}, {PROFILE.name: PROFILE})
 
 
-def detections_at(corpus: Corpus, *rows: int) -> dict[str, np.ndarray]:
+def detections_at(corpus: NabCorpus, *rows: int) -> dict[str, np.ndarray]:
     (file,) = corpus.files.values()
     scores = np.zeros(file.rows)
     scores[list(rows)] = 1.0
     return {file.name: scores}
 
 
-def raw_score(corpus: Corpus, *rows: int) -> float:
+def raw_score(corpus: NabCorpus, *rows: int) -> float:
     return nab.score_corpus(detections_at(corpus, *rows), corpus, PROFILE, threshold=0.5)
 
 
@@ -70,7 +70,7 @@ def raw_score(corpus: Corpus, *rows: int) -> float:
 
 
 @pytest.fixture(scope="module")
-def corpus(reference_data: Path) -> Corpus:
+def corpus(reference_data: Path) -> NabCorpus:
     return load_corpus(reference_data / "nab")
 
 
@@ -84,7 +84,7 @@ def results_root(reference_data: Path, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(scope="module")
-def detector_scores(results_root: Path, corpus: Corpus) -> dict[str, dict[str, np.ndarray]]:
+def detector_scores(results_root: Path, corpus: NabCorpus) -> dict[str, dict[str, np.ndarray]]:
     return {detector: read_results(results_root / detector, corpus) for detector in PUBLISHED}
 
 
@@ -113,7 +113,7 @@ def rewritten_numenta(results_root: Path, tmp_path_factory: pytest.TempPathFacto
     return {kind: root / kind / "numenta" for kind in ("shuffled", "shifted")}
 
 
-def test_the_corpus_is_nabs(corpus: Corpus) -> None:
+def test_the_corpus_is_nabs(corpus: NabCorpus) -> None:
     files = corpus.files.values()
     assert len(corpus.files) == 58
     assert sum(file.rows for file in files) == 365_558
@@ -130,7 +130,7 @@ def test_the_corpus_is_nabs(corpus: Corpus) -> None:
 
 @pytest.mark.parametrize("detector", sorted(PUBLISHED))
 def test_shipped_thresholds_reproduce_the_scoreboard(
-    detector: str, detector_scores: dict, corpus: Corpus, reference_data: Path
+    detector: str, detector_scores: dict, corpus: NabCorpus, reference_data: Path
 ) -> None:
     thresholds = read_thresholds(reference_data / "nab" / "config" / "thresholds.json", detector)
     scores = nab.nab_scores(detector_scores[detector], corpus, thresholds)
@@ -140,11 +140,11 @@ def test_shipped_thresholds_reproduce_the_scoreboard(
 
 
 @pytest.mark.parametrize("detector", sorted(PUBLISHED))
-def test_optimised_thresholds(detector: str, detector_scores: dict, corpus: Corpus) -> None:
+def test_optimised_thresholds(detector: str, detector_scores: dict, corpus: NabCorpus) -> None:
     assert rounded(nab.nab_scores(detector_scores[detector], corpus)) == OPTIMISED[detector]
 
 
-def test_numenta_standard_optimum(detector_scores: dict, corpus: Corpus) -> None:
+def test_numenta_standard_optimum(detector_scores: dict, corpus: NabCorpus) -> None:
     scores = detector_scores["numenta"]
     standard = corpus.profiles["standard"]
     threshold, raw = nab.optimise_threshold(scores, corpus, standard)
@@ -166,7 +166,7 @@ def test_score_results_dir_is_the_cli_figure(results_root: Path, reference_data:
 
 
 def test_rows_in_any_order_score_as_in_order(
-    rewritten_numenta: dict[str, Path], detector_scores: dict, corpus: Corpus, reference_data: Path
+    rewritten_numenta: dict[str, Path], detector_scores: dict, corpus: NabCorpus, reference_data: Path
 ) -> None:
     """NAB scores randomCutForest's results, whose rows are not all in timestamp order.
 
@@ -200,7 +200,7 @@ def test_rows_in_any_order_score_as_in_order(
 
 
 def test_negative_scores_score_as_the_scores_they_were_shifted_from(
-    rewritten_numenta: dict[str, Path], detector_scores: dict, corpus: Corpus, reference_data: Path
+    rewritten_numenta: dict[str, Path], detector_scores: dict, corpus: NabCorpus, reference_data: Path
 ) -> None:
     """NAB scores expose's results, whose scores are partly negative: only their order counts.
 
@@ -224,7 +224,7 @@ def test_negative_scores_score_as_the_scores_they_were_shifted_from(
     assert rounded(at_shifted) == PUBLISHED["numenta"]
 
 
-def test_rows_nab_repeats_or_puts_out_of_order_weigh_the_same(corpus: Corpus) -> None:
+def test_rows_nab_repeats_or_puts_out_of_order_weigh_the_same(corpus: NabCorpus) -> None:
     """Why matching by timestamp gives NAB's figure although NAB pairs rows by position.
 
     NAB's own data files repeat timestamps (daylight-saving hours) and one
@@ -248,7 +248,7 @@ def test_rows_nab_repeats_or_puts_out_of_order_weigh_the_same(corpus: Corpus) ->
     assert involved["realKnownCause/machine_temperature_system_failure.csv"] == (10137, 10160)
 
 
-def test_null_detector_scores_0_and_perfect_detector_100(corpus: Corpus) -> None:
+def test_null_detector_scores_0_and_perfect_detector_100(corpus: NabCorpus) -> None:
     null = {name: np.full(file.rows, 0.5) for name, file in corpus.files.items()}
     perfect = {name: np.zeros(file.rows) for name, file in corpus.files.items()}
     for name, file in corpus.files.items():
@@ -334,7 +334,9 @@ def test_optimisation_takes_the_best_threshold_and_the_highest_of_ties() -> None
     assert nab.optimise_threshold({"cat/a.csv": nothing}, corpus, PROFILE) == (1.1, -PROFILE.fn_weight)
 
 
-def nab_sweep(scores: dict[str, np.ndarray], corpus: Corpus, profile: Profile) -> list[tuple[float, float]]:
+def nab_sweep(
+    scores: dict[str, np.ndarray], corpus: NabCorpus, profile: Profile
+) -> list[tuple[float, float]]:
     """numenta/NAB's ``Sweeper.calcSweepScore`` + ``calcScoreByThreshold``, transcribed loop for loop.
 
     As NAB's ``prepAnomalyListForScoring``, the probationary rows are dropped before the sweep.
@@ -396,7 +398,7 @@ def test_the_vectorised_sweep_is_nabs_loop(values: np.ndarray) -> None:
         data_file(400, [[5, 20], [200, 240]], "cat/c.csv"),  # the first one inside probation
         data_file(250, [[120, 121]], "cat/d.csv"),  # two rows wide
     ]
-    corpus = Corpus({file.name: file for file in files}, {PROFILE.name: PROFILE})
+    corpus = NabCorpus({file.name: file for file in files}, {PROFILE.name: PROFILE})
     scores = {file.name: rng.choice(values, file.rows) for file in files}
     expected = nab_sweep(scores, corpus, PROFILE)
 
@@ -445,7 +447,7 @@ def test_nabs_start_threshold_1_1_stands_for_no_detection() -> None:
 # -- reading NAB folders, and their errors -----------------------------------------------------
 
 
-def write_nab_root(root: Path, rows: int = 120, timestamps: pd.DatetimeIndex | None = None) -> Corpus:
+def write_nab_root(root: Path, rows: int = 120, timestamps: pd.DatetimeIndex | None = None) -> NabCorpus:
     """A one-file NAB folder: data, windows and profiles; a row every 5 minutes unless ``timestamps``."""
     timestamps = pd.date_range(T0, periods=rows, freq="5min") if timestamps is None else timestamps
     (root / "data" / "cat").mkdir(parents=True)
@@ -461,7 +463,7 @@ def write_nab_root(root: Path, rows: int = 120, timestamps: pd.DatetimeIndex | N
     return load_corpus(root)
 
 
-def write_results(folder: Path, corpus: Corpus, scores: np.ndarray, detector: str = "det") -> Path:
+def write_results(folder: Path, corpus: NabCorpus, scores: np.ndarray, detector: str = "det") -> Path:
     file = corpus.files["cat/a.csv"]
     (folder / detector / "cat").mkdir(parents=True, exist_ok=True)
     stamps = pd.DatetimeIndex(file.timestamps).strftime("%Y-%m-%d %H:%M:%S")

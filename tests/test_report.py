@@ -455,3 +455,11 @@ def test_report_without_recorded_thresholds() -> None:
 
     assert "not recorded" in html
     assert len(IMAGE.findall(html)) == 1
+
+
+def test_data_quality_of_a_source_whose_features_leaf_is_empty(lake: Lake) -> None:
+    # A metrics-only day: build_features commits an empty cdn leaf beside the metrics one.
+    lake.write_partition("features", DAY, schemas.FEATURES.empty_table(), key={"source": "cdn"})
+    lake.write_partition("cdn_logs", DAY, schemas.CDN_LOGS.empty_table(), meta={"rows": 0})
+
+    assert data_quality(lake, DAY)[0] == SourceQuality("cdn_logs", 0, {}, 0, {})

@@ -42,7 +42,7 @@ def test_score_frame_keeps_the_day_and_uses_earlier_rows_as_context() -> None:
     assert (scores["threshold"] == detector.threshold_).all()
     assert np.array_equal(scores["value"].to_numpy(), frame["requests"].to_numpy()[1440:])
     # The day's first minute has the previous day's last hour as history, not an empty window.
-    full = detector.evaluate(frame).iloc[1440:]
+    full = detector.detect(frame).iloc[1440:]
     assert np.array_equal(scores["score"].to_numpy(), full["score"].to_numpy())
     assert scores["expected"].notna().all()
     assert scores.loc[scores["is_anomaly"], "ts"].tolist() == [minute(600)]

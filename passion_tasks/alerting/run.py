@@ -101,10 +101,10 @@ def alert_day(
     config = config or AlertConfig.from_env()
     day = as_day(day)
     sent_at = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
-    scores = read_day(lake, datasets.SCORES, day, schemas.SCORES)
+    scores = day_rows(lake, datasets.SCORES, day, schemas.SCORES)
     decisions = decide(
         day,
-        read_day(lake, datasets.EVENTS, day, schemas.EVENTS),
+        day_rows(lake, datasets.EVENTS, day, schemas.EVENTS),
         scores,
         config.rules,
         config.snoozes + lake_snoozes(lake),
@@ -156,7 +156,7 @@ def alert_day(
     return run
 
 
-def read_day(lake: Lake, dataset: str, day: dt.date, schema: pa.Schema) -> pd.DataFrame:
+def day_rows(lake: Lake, dataset: str, day: dt.date, schema: pa.Schema) -> pd.DataFrame:
     """The day's rows of ``dataset`` in ``schema``'s columns; none when the day has no partition."""
     try:
         table = lake.read_partition(dataset, day, columns=schema.names)

@@ -101,7 +101,7 @@ class Series:
 
 
 @dataclass(frozen=True)
-class Corpus:
+class LabelledCorpus:
     """A corpus read into memory, ready to be written."""
 
     series: list[Series]
@@ -176,7 +176,7 @@ def corpus_folder(corpus: str, root: Path | None = None) -> Path:
 # -- reading -------------------------------------------------------------------------------------
 
 
-def read_corpus(corpus: str, folder: Path, entities: Collection[str] | None = None) -> Corpus:
+def read_corpus(corpus: str, folder: Path, entities: Collection[str] | None = None) -> LabelledCorpus:
     if corpus == "nab":
         return read_nab(folder)
     if corpus in GRID_STEP:
@@ -186,7 +186,7 @@ def read_corpus(corpus: str, folder: Path, entities: Collection[str] | None = No
     return read_nasa_http(folder)
 
 
-def read_nab(folder: Path) -> Corpus:
+def read_nab(folder: Path) -> LabelledCorpus:
     """NAB's 58 CSVs and its scoring windows; training is the probationary period."""
     files = sorted((folder / "data").glob("*/*.csv"))
     if not files:
@@ -205,10 +205,12 @@ def read_nab(folder: Path) -> Corpus:
         ]
         train_rows[one.name] = min(math.floor(NAB_PROBATION_FRACTION * len(one.ts)), NAB_PROBATION_CAP)
     rule = "NAB probationary period: rows i < min(floor(0.15 * N), 750) (nab/util.getProbationPeriod)"
-    return Corpus(series, windows, train_rows, rule)
+    return LabelledCorpus(series, windows, train_rows, rule)
 
 
-def read_server_machines(corpus: str, folder: Path, entities: Collection[str] | None = None) -> Corpus:
+def read_server_machines(
+    corpus: str, folder: Path, entities: Collection[str] | None = None
+) -> LabelledCorpus:
     """ASD or SMD: per machine, train then test laid on one regular grid; test_label gives windows."""
     available = sorted(path.name.removesuffix(".txt.gz") for path in (folder / "train").glob("*.txt.gz"))
     if not available:
@@ -243,10 +245,10 @@ def read_server_machines(corpus: str, folder: Path, entities: Collection[str] | 
         f"{corpus}: train file, then test file, on a {step_minutes}-minute grid from "
         f"{GRID_EPOCH.astype('datetime64[m]')}Z; training ends where the test file begins"
     )
-    return Corpus(series, windows, train_rows, rule, entities=members)
+    return LabelledCorpus(series, windows, train_rows, rule, entities=members)
 
 
-def read_kpi(folder: Path) -> Corpus:
+def read_kpi(folder: Path) -> LabelledCorpus:
     """The AIOps KPIs: ``timestamp,value,label`` (unix seconds); the first half of each trains."""
     files = sorted(folder.glob("*.csv"))
     if not files:
@@ -260,10 +262,10 @@ def read_kpi(folder: Path) -> Corpus:
         windows[one.name] = _windows_of_runs(frame["label"].to_numpy("int64"), ts)
         train_rows[one.name] = math.floor(KPI_TRAIN_FRACTION * len(ts))
     rule = f"kpi: the first {KPI_TRAIN_FRACTION:.0%} of each series' rows"
-    return Corpus(series, windows, train_rows, rule)
+    return LabelledCorpus(series, windows, train_rows, rule)
 
 
-def read_nasa_http(folder: Path) -> Corpus:
+def read_nasa_http(folder: Path) -> LabelledCorpus:
     """Requests per minute; minutes outside the trace (``in_trace=0``) were not observed: no row."""
     path = folder / "requests_per_minute.csv"
     frame = _read_csv(path, ["timestamp", "requests", "in_trace", "outage"])
@@ -273,7 +275,7 @@ def read_nasa_http(folder: Path) -> Corpus:
     windows = {one.name: _windows_of_runs(frame["outage"].to_numpy("int64"), ts)}
     train_rows = {one.name: int(np.count_nonzero(one.ts < NASA_TRAIN_END))}
     rule = "nasa-http: July 1995 in the server's local time (EDT); training ends 1995-08-01 04:00 UTC"
-    return Corpus([one], windows, train_rows, rule)
+    return LabelledCorpus([one], windows, train_rows, rule)
 
 
 def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -371,7 +373,7 @@ def write_series(
     return len(ts), len(written)
 
 
-def write_labels(lake: Lake, corpus: str, data: Corpus) -> None:
+def write_labels(lake: Lake, corpus: str, data: LabelledCorpus) -> None:
     """Write ``combined_windows.json`` and ``splits.json`` for ``corpus``."""
     windows = {
         name: [[format_time(start), format_time(end)] for start, end in pairs]

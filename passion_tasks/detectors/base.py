@@ -5,14 +5,16 @@ A detector is configured by the parameters of its ``__init__`` (``get_params``/`
 
 - A *frame* is a DataFrame indexed by a tz-aware (UTC) DatetimeIndex on a regular grid, one column
   per feature; the first column is the target series. Missing values (gaps) are NaN rows.
-- ``score(frame)``: one score per row, higher = more anomalous, never NaN, computed causally (a
-  row's score depends only on the fitted state and on rows at or before it).
+- ``decision_function(frame)``: one anomaly score per row, higher = more anomalous, never NaN,
+  computed causally (a row's score depends only on the fitted state and on rows at or before it),
+  as PyOD names it (scikit-learn's ``score`` is one goodness number, which this is not).
 - ``expected(frame)``: the value the model expected for the target (NaN where it has no opinion).
-- ``predict(frame)``: ``score >= threshold_``.
+- ``predict(frame)``: ``decision_function >= threshold_``.
+- ``detect(frame)``: all three in one pass, the scoring of a day uses it.
 - Learned state ends with ``_``: ``feature_names_in_``, ``n_features_in_``, ``step_``,
   ``decision_scores_`` (the training rows' scores) and ``threshold_``.
 
-Subclasses implement ``_fit`` and ``_evaluate`` only; validation, thresholds and the shape of the
+Subclasses implement ``_fit`` and ``_score_rows`` only; validation, thresholds and the shape of the
 results live here, so every detector behaves the same at the edges.
 """
 
@@ -79,7 +81,7 @@ class Detector(BaseEstimator):
         """Learn the model's state from a validated frame (float columns, fitted order)."""
         raise NotImplementedError
 
-    def _evaluate(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """``(scores, expected)`` for each row of a validated frame.
 
         A score may be NaN where the model has no opinion (a missing value, not enough history):
@@ -120,32 +122,32 @@ class Detector(BaseEstimator):
             self._fit(values)
         else:
             self._fit(values, training_labels)
-        raw_scores, _ = self._evaluate(values)
+        raw_scores, _ = self._score_rows(values)
         self.decision_scores_ = np.nan_to_num(raw_scores, nan=0.0)
         self.threshold_ = self._fit_threshold(raw_scores)
         return self
 
-    def evaluate(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def detect(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Columns ``expected``, ``score`` and ``is_anomaly`` for each row of ``frame``, in one pass."""
         values = self._validated(frame)
-        raw_scores, expected = self._evaluate(values)
+        raw_scores, expected = self._score_rows(values)
         scores = np.nan_to_num(raw_scores, nan=0.0)
         return pd.DataFrame(
             {"expected": expected, "score": scores, "is_anomaly": scores >= self.threshold_},
             index=frame.index,
         )
 
-    def score(self, frame: pd.DataFrame) -> pd.Series:
+    def decision_function(self, frame: pd.DataFrame) -> pd.Series:
         """Anomaly score per row: higher = more anomalous, never NaN, causal."""
-        return self.evaluate(frame)["score"]
+        return self.detect(frame)["score"]
 
     def expected(self, frame: pd.DataFrame) -> pd.Series:
         """What the model expected the target to be at each row (NaN where it has no opinion)."""
-        return self.evaluate(frame)["expected"]
+        return self.detect(frame)["expected"]
 
     def predict(self, frame: pd.DataFrame) -> pd.Series:
         """True where ``score >= threshold_``."""
-        return self.evaluate(frame)["is_anomaly"]
+        return self.detect(frame)["is_anomaly"]
 
     def save(self, path: str | Path) -> Path:
         """Write the fitted detector into the folder ``path``; ``load_detector(path)`` reads it back."""

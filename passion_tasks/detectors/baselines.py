@@ -60,7 +60,7 @@ class RollingMadDetector(Detector):
             )
         self.scale_floor_ = self.scale_floor * robust_spread(observed)
 
-    def _evaluate(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         values = frame.iloc[:, 0].to_numpy()
         median, mad = trailing_median_mad(values, self.window, self._min_periods())
         baseline = pd.DataFrame({"median": median, "scale": MAD_TO_SIGMA * mad}).ffill()
@@ -167,7 +167,7 @@ class WindowedGaussianDetector(Detector):
             )
         self.scale_floor_ = self.scale_floor * robust_spread(observed)
 
-    def _evaluate(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         values = frame.iloc[:, 0]
         history = values.shift(1).rolling(self.window, min_periods=self._min_periods())
         baseline = pd.DataFrame({"mean": history.mean(), "std": history.std(ddof=0)}).ffill()
@@ -222,7 +222,7 @@ class SeasonalNaiveDetector(Detector):
         if not self.scale_ > 0:
             raise DetectorError(f"{self.name}: the training series repeats exactly every {self.season}")
 
-    def _evaluate(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         values = frame.iloc[:, 0]
         return np.abs(self._residuals(values)) / self.scale_, values.shift(self.season_steps_).to_numpy()
 

@@ -74,8 +74,10 @@ class FusionDetector(Detector):
         self.stacker_coef_ = stacker.coef_[0]
         self.stacker_intercept_ = float(stacker.intercept_[0])
 
-    def _evaluate(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        normalised = self._normalised([member.score(frame).to_numpy() for member in self.members_])
+    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        normalised = self._normalised(
+            [member.decision_function(frame).to_numpy() for member in self.members_]
+        )
         if hasattr(self, "stacker_coef_"):
             scores = expit(normalised @ self.stacker_coef_ + self.stacker_intercept_)
         else:

@@ -104,7 +104,7 @@ class KerasDetector(Detector):
     """Shared by the Keras detectors: scaling, windows, training, inference and the model file.
 
     Subclasses set ``name`` (the key of their builder in ``ARCHITECTURES``) and implement
-    ``_training_windows`` and ``_evaluate``.
+    ``_training_windows`` and ``_score_rows``.
     """
 
     _model_attributes = ("model_",)
@@ -245,7 +245,7 @@ class KerasForecaster(KerasDetector):
     def _trainable(self, target: np.ndarray) -> np.ndarray:
         return gap_free(target, self.window)[:-1] & ~np.isnan(target[self.window :])
 
-    def _evaluate(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         scaled = self._scaled(self._model_inputs(frame))
         target = scaled[:, 0]
         forecast = np.full(len(target), np.nan)
@@ -372,7 +372,7 @@ class LstmAutoencoderDetector(KerasDetector):
     def _trainable(self, target: np.ndarray) -> np.ndarray:
         return gap_free(target, self.window)
 
-    def _evaluate(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         scaled = self._scaled(self._model_inputs(frame))
         errors = np.full(len(scaled), np.nan)
         last_step = np.full(len(scaled), np.nan)

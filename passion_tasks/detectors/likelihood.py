@@ -124,7 +124,7 @@ class AnomalyLikelihoodDetector(Detector):
             for name, signal in signals.items()
         }
 
-    def _evaluate(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         values = frame.iloc[:, 0].to_numpy()
         surprises = []
         if "range" in self.signals:
@@ -157,7 +157,7 @@ class AnomalyLikelihoodDetector(Detector):
         if "season" in self.signals:
             signals["season"] = seasonal_deviation(values, self.season_period_, self.season_smoothing)
         if self.base is not None:
-            signals["base"] = self.base_detector_.score(frame).to_numpy()
+            signals["base"] = self.base_detector_.decision_function(frame).to_numpy()
         return signals, expected
 
     def _new_base(self) -> Detector:

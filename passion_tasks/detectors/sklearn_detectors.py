@@ -181,7 +181,7 @@ class SklearnDetector(LagFeatureDetector):
         complete = features[self._scorable(features, frame)]
         self.estimator_ = self._new_estimator().fit(_evenly_spaced(complete, self.max_train_rows))
 
-    def _evaluate(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         features = self._features(frame)
         scored = self._scorable(features, frame)
         scores = np.full(len(frame), np.nan)

@@ -85,7 +85,7 @@ class XGBoostDetector(LagFeatureDetector):
             zip(self.feature_names(), self.model_.feature_importances_.astype(float).tolist(), strict=True)
         )
 
-    def _evaluate(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         features = self._features(frame)
         rows = self._scorable(features, frame)
         scores = np.full(len(frame), np.nan)

@@ -53,7 +53,7 @@ from passion_tasks.detectors import DetectorError, detector_class, detector_name
 from passion_tasks.errors import UsageError
 from passion_tasks.evaluation import leaderboard, metrics, nab
 from passion_tasks.evaluation.leaderboard import DETECTOR_COLUMNS, SERIES_COLUMNS, Leaderboard
-from passion_tasks.evaluation.nab_corpus import Corpus, DataFile, Profile, load_corpus, result_path
+from passion_tasks.evaluation.nab_corpus import DataFile, NabCorpus, Profile, load_corpus, result_path
 from passion_tasks.models.training import training_labels
 
 PROFILES = ("fast", "full")
@@ -344,7 +344,7 @@ def run_detector(
             began = time.perf_counter()
             detector.fit(training[columns], labels=labels)
             fitted = time.perf_counter()
-            raw = detector.score(frame[columns]).to_numpy()[positions]
+            raw = detector.decision_function(frame[columns]).to_numpy()[positions]
             score_seconds += time.perf_counter() - fitted
             fit_seconds += fitted - began
             scores = np.maximum(scores, unit_scores(raw))
@@ -379,7 +379,7 @@ def evaluate(
     published: pd.DataFrame,
 ) -> Leaderboard:
     """The leaderboard of ``runs``: NAB scores, point-adjusted figures and AUC over the test parts."""
-    scoring = Corpus({series.name: series.scoring for series in data.series}, data.profiles)
+    scoring = NabCorpus({series.name: series.scoring for series in data.series}, data.profiles)
     detector_rows, series_rows = [], []
     for name, by_series in runs.items():
         scores = {series: run.scores for series, run in by_series.items()}

@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike
 from sklearn.metrics import roc_auc_score
 
 from passion_tasks.evaluation import nab
-from passion_tasks.evaluation.nab_corpus import Corpus, DataFile, Profile
+from passion_tasks.evaluation.nab_corpus import DataFile, NabCorpus, Profile
 
 #: NAB's application profiles (``config/profiles.json`` of numenta/NAB v1.1), for corpora scored
 #: without a NAB checkout at hand.
@@ -157,7 +157,7 @@ def windowed_file(name: str, timestamps: np.ndarray, labels: ArrayLike, training
 
 
 def nab_profile_scores(
-    scores: Mapping[str, ArrayLike], corpus: Corpus, threshold: float | None = None
+    scores: Mapping[str, ArrayLike], corpus: NabCorpus, threshold: float | None = None
 ) -> dict[str, float]:
     """Normalised NAB scores per profile, at ``threshold`` or (None) at each profile's optimum.
 

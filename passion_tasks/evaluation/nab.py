@@ -20,8 +20,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from passion_tasks.evaluation.nab_corpus import (
-    Corpus,
     DataFile,
+    NabCorpus,
     NabError,
     Profile,
     first_invalid_score,
@@ -132,7 +132,7 @@ def score_file(anomaly_scores: np.ndarray, file: DataFile, profile: Profile, thr
 
 
 def score_corpus(
-    scores: Mapping[str, ArrayLike], corpus: Corpus, profile: Profile, threshold: float
+    scores: Mapping[str, ArrayLike], corpus: NabCorpus, profile: Profile, threshold: float
 ) -> float:
     """The corpus raw score at ``threshold``: the sum of the files' raw scores."""
     checked = _checked_scores(scores, corpus)
@@ -188,7 +188,7 @@ def threshold_sweep(
 
 
 def corpus_sweep(
-    scores: Mapping[str, ArrayLike], corpus: Corpus, profile: Profile
+    scores: Mapping[str, ArrayLike], corpus: NabCorpus, profile: Profile
 ) -> tuple[np.ndarray, np.ndarray]:
     """The corpus raw score at each candidate threshold, over the files' scorable rows (NAB's sweep)."""
     checked = _checked_scores(scores, corpus)
@@ -202,7 +202,7 @@ def corpus_sweep(
 
 
 def optimise_threshold(
-    scores: Mapping[str, ArrayLike], corpus: Corpus, profile: Profile
+    scores: Mapping[str, ArrayLike], corpus: NabCorpus, profile: Profile
 ) -> tuple[float, float]:
     """The threshold with the highest corpus raw score, and that score (``optimizer.optimizeThreshold``).
 
@@ -215,13 +215,13 @@ def optimise_threshold(
     return float(thresholds[best]), float(totals[best])
 
 
-def null_score(corpus: Corpus, profile: Profile) -> float:
+def null_score(corpus: NabCorpus, profile: Profile) -> float:
     """The raw score of NAB's null detector (0.5 on every row) at its optimised threshold."""
     constant = {name: np.full(file.rows, NULL_DETECTOR_SCORE) for name, file in corpus.files.items()}
     return optimise_threshold(constant, corpus, profile)[1]
 
 
-def perfect_score(corpus: Corpus, profile: Profile) -> float:
+def perfect_score(corpus: NabCorpus, profile: Profile) -> float:
     """The raw score of a detector that flags every window's left edge and nothing else."""
     return corpus.window_count * profile.tp_weight
 
@@ -232,7 +232,7 @@ def normalised_score(raw: float, null: float, perfect: float) -> float:
 
 
 def nab_scores(
-    scores: Mapping[str, ArrayLike], corpus: Corpus, thresholds: Mapping[str, float] | None = None
+    scores: Mapping[str, ArrayLike], corpus: NabCorpus, thresholds: Mapping[str, float] | None = None
 ) -> dict[str, float]:
     """The normalised NAB score per application profile.
 
@@ -271,7 +271,7 @@ def score_results_dir(
     return nab_scores(scores, corpus, thresholds)
 
 
-def _checked_scores(scores: Mapping[str, ArrayLike], corpus: Corpus) -> dict[str, np.ndarray]:
+def _checked_scores(scores: Mapping[str, ArrayLike], corpus: NabCorpus) -> dict[str, np.ndarray]:
     """One float array per corpus file, as long as the file, every value finite."""
     checked = {}
     for name, file in corpus.files.items():

@@ -76,7 +76,7 @@ class DataFile:
 
 
 @dataclass(frozen=True)
-class Corpus:
+class NabCorpus:
     """The benchmark: its files (by name under ``data/``) and its application profiles (by name)."""
 
     files: dict[str, DataFile]
@@ -97,7 +97,7 @@ def nab_root(explicit: str | os.PathLike[str] | None = None) -> Path:
     return Path(explicit).expanduser().resolve() if explicit else config.reference_data() / "nab"
 
 
-def load_corpus(root: str | os.PathLike[str] | None = None) -> Corpus:
+def load_corpus(root: str | os.PathLike[str] | None = None) -> NabCorpus:
     """NAB's 58 files with their scoring windows (``labels/combined_windows.json``) and profiles."""
     root = nab_root(root)
     shipped = reference.read_nab(root)
@@ -106,7 +106,7 @@ def load_corpus(root: str | os.PathLike[str] | None = None) -> Corpus:
         name = series.name.removeprefix("nab/") + ".csv"
         windows = _window_rows(series.ts, shipped.windows[series.name], name)
         files[name] = DataFile(name, series.ts, windows, probationary_length(len(series.ts)))
-    return Corpus(files, read_profiles(root / PROFILES))
+    return NabCorpus(files, read_profiles(root / PROFILES))
 
 
 def read_profiles(path: Path) -> dict[str, Profile]:
@@ -141,7 +141,7 @@ def result_path(name: str, detector: str) -> Path:
 
 
 def read_results(
-    results_dir: str | os.PathLike[str], corpus: Corpus, detector: str | None = None
+    results_dir: str | os.PathLike[str], corpus: NabCorpus, detector: str | None = None
 ) -> dict[str, np.ndarray]:
     """Each corpus file's ``anomaly_score`` column from a NAB results folder, checked row by row.
 

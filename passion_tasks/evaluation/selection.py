@@ -39,7 +39,7 @@ from passion_tasks.detectors.thresholds import robust_spread
 from passion_tasks.errors import PassionError, UsageError
 from passion_tasks.evaluation import metrics
 from passion_tasks.evaluation.benchmark import FLAG_THRESHOLD
-from passion_tasks.evaluation.nab_corpus import Corpus
+from passion_tasks.evaluation.nab_corpus import NabCorpus
 from passion_tasks.lake import Day, Lake
 from passion_tasks.models import registry, training
 from passion_tasks.models.training import training_labels
@@ -233,15 +233,15 @@ def _evaluate_candidate(
         began = time.perf_counter()
         detector.fit(train_frame, labels=training_labels(name, labels.iloc[:train_rows]))
         fit_seconds = time.perf_counter() - began
-        raw = detector.score(judged).to_numpy()
-        clean_raw = detector.score(frame).to_numpy()
+        raw = detector.decision_function(judged).to_numpy()
+        clean_raw = detector.decision_function(frame).to_numpy()
     # A candidate that cannot handle the series loses; the others still compete.
     except Exception as error:
         return Candidate(name, {}, f"{type(error).__name__}: {error}")
     flags, clean_flags = raw >= detector.threshold_, clean_raw >= detector.threshold_
     held = slice(train_rows, None)
     file = metrics.windowed_file("holdout", judged.index.to_numpy(), judged_labels, train_rows)
-    corpus = Corpus({file.name: file}, {"standard": metrics.NAB_PROFILES["standard"]})
+    corpus = NabCorpus({file.name: file}, {"standard": metrics.NAB_PROFILES["standard"]})
     counts = metrics.point_adjusted_counts(judged_labels[held], flags[held])
     segments = metrics.label_runs(judged_labels[held])
     detected = sum(bool(flags[held][first : last + 1].any()) for first, last in segments)

@@ -17,7 +17,7 @@ from passion_tasks.ingest.formats import EMPTY, UNKNOWN, sniff
 from passion_tasks.ingest.inputs import InputFile, SourceStream, day_files, open_source, read_head
 from passion_tasks.ingest.quarantine import Quarantine
 from passion_tasks.ingest.report import IngestReport
-from passion_tasks.lake import Lake, PartitionWriter, S3Options
+from passion_tasks.lake import Lake, PartitionWriter, S3Options, datasets
 from passion_tasks.lake.schemas import QUARANTINE
 
 ROW_GROUP_ROWS = 128 * 1024
@@ -90,7 +90,7 @@ def land_day(
     The day's leaf is committed only if it has rows; otherwise ``EmptyDayError`` is raised after
     the quarantine is committed, so the rejected lines are kept.
     """
-    quarantine_dataset = f"quarantine/{report.dataset}"
+    quarantine_dataset = datasets.quarantine_of(report.dataset)
     report.location = lake.uri(Lake.leaf(report.dataset, report.day, key))
     report.quarantine_location = lake.uri(Lake.leaf(quarantine_dataset, report.day, key))
     empty_day = None

@@ -13,47 +13,10 @@ files; the store's names are loaded on first use.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from passion_tasks.lake.store import (
-        MANIFEST,
-        Day,
-        Lake,
-        LakeError,
-        ObjectNotFound,
-        PartitionNotFound,
-        PartitionWriter,
-        S3Options,
-        as_day,
-        day_range,
-        filesystem_for,
-    )
-    from passion_tasks.lake.vacuum import VACUUM_GRACE, VacuumReport
-
-_LAZY = {
-    **dict.fromkeys(
-        (
-            "MANIFEST",
-            "Day",
-            "Lake",
-            "LakeError",
-            "ObjectNotFound",
-            "PartitionNotFound",
-            "PartitionWriter",
-            "S3Options",
-            "as_day",
-            "day_range",
-            "filesystem_for",
-        ),
-        "passion_tasks.lake.store",
-    ),
-    **dict.fromkeys(("VACUUM_GRACE", "VacuumReport"), "passion_tasks.lake.vacuum"),
-}
-
-__all__ = [
+_FROM_STORE = [
     "MANIFEST",
-    "VACUUM_GRACE",
     "Day",
     "Lake",
     "LakeError",
@@ -61,11 +24,16 @@ __all__ = [
     "PartitionNotFound",
     "PartitionWriter",
     "S3Options",
-    "VacuumReport",
     "as_day",
     "day_range",
     "filesystem_for",
 ]
+_FROM_VACUUM = ["VACUUM_GRACE", "VacuumReport"]
+_LAZY = {
+    **dict.fromkeys(_FROM_STORE, "passion_tasks.lake.store"),
+    **dict.fromkeys(_FROM_VACUUM, "passion_tasks.lake.vacuum"),
+}
+__all__ = [*_FROM_STORE, *_FROM_VACUUM]
 
 
 def __getattr__(name: str) -> Any:

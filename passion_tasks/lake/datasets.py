@@ -49,6 +49,12 @@ LANDS_IN = {CDN: CDN_LOGS, SERVER_METRICS: METRICS}
 SOURCE_KEY = "source"
 SERIES_KEY = "series"
 
+
+def quarantine_of(dataset: str) -> str:
+    """Where the lines rejected on the way into ``dataset`` are kept: ``quarantine/<dataset>``."""
+    return f"{QUARANTINE}/{dataset}"
+
+
 #: A day's report page, under ``reports/dt=D/``.
 REPORT_PAGE = "index.html"
 #: What a day's alerts sent, under ``alerts/dt=D/``.

@@ -41,7 +41,7 @@ def score_frame(
     Rows before ``start`` are scored too, as context for windowed detectors, and then dropped:
     pass the tail of the previous day with the day to score so its first minutes have history.
     """
-    result = detector.evaluate(frame)
+    result = detector.detect(frame)
     scores = pd.DataFrame(
         {
             "ts": frame.index.tz_convert("UTC"),

@@ -253,7 +253,7 @@ def apply_model(lake: Lake, ref: str, input_path: str | Path) -> pd.DataFrame:
     with tempfile.TemporaryDirectory(prefix="passion-apply-") as tmp:
         model = load_model(lake, series, detector, version, Path(tmp))
     frame = read_input_frame(input_path, model)
-    result = model.evaluate(frame)
+    result = model.detect(frame)
     return pd.DataFrame(
         {
             "ts": frame.index,

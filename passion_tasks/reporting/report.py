@@ -261,7 +261,8 @@ def _gaps(lake: Lake, feature_source: str, day: dt.date) -> pd.DataFrame | None:
     except PartitionNotFound:
         return None
     frame = table.to_pandas()
-    frame = frame[~frame["series"].map(is_input_only)]
+    # astype: an empty day maps to an object column, which pandas would take for column labels.
+    frame = frame[~frame["series"].map(is_input_only).astype(bool)]
     values = frame.pivot(index="ts", columns="series", values="value")
     return values.isna() | (values == 0) if feature_source == datasets.CDN else values.isna()
 
