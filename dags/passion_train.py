@@ -20,7 +20,7 @@ from airflow.sdk import CronTriggerTimetable, Param, dag, task
 from passion_airflow.defaults import DEFAULT_ARGS, START_DATE, TAGS, TRAIN_TIMEOUT
 from passion_airflow.settings import day_before_run, lake
 
-from passion_tasks.defaults import BASELINE, LOOKBACK_DAYS
+from passion_tasks.defaults import LOOKBACK_DAYS
 from passion_tasks.detectors import detector_names
 
 log = logging.getLogger(__name__)
@@ -35,14 +35,14 @@ PARAMS = {
         "the last training day.",
     ),
     "detectors": Param(
-        [BASELINE],
+        [],
         type="array",
         items={"type": "string", "enum": detector_names()},
-        minItems=1,
         uniqueItems=True,
         examples=detector_names(),
         title="Detectors",
-        description="Detectors of the zoo to train for each series.",
+        description="Detectors of the zoo to train for each series. Empty: what the nightly run trains, "
+        "per series the detector of its kind (as `passion train` without --detector).",
     ),
     "train_to": Param(
         "",
@@ -107,7 +107,12 @@ def passion_train() -> None:
             select_best=params["select_best"],
             train_to=train_to,
         )
-        log.info("training %s for %d series up to %s", ", ".join(params["detectors"]), len(series), train_to)
+        log.info(
+            "training %s for %d series up to %s",
+            ", ".join(params["detectors"]) or "the nightly models",
+            len(series),
+            train_to,
+        )
         return series
 
     @task(

@@ -298,7 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     features.set_defaults(handler=cmd_features)
 
     train = commands.add_parser("train", help="train a detector per series and register the models")
-    train.add_argument("--detector", required=True, help="a name from `passion detectors list`")
+    train.add_argument(
+        "--detector",
+        help="a name from `passion detectors list` (default: what the nightly run trains, per series)",
+    )
     train.add_argument("--series", action="append", metavar="NAME", help="default: every watched series")
     train.add_argument("--train-from", type=_day, metavar="YYYY-MM-DD")
     train.add_argument(

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from passion_tasks import steps
-from passion_tasks.defaults import BASELINE
 from passion_tasks.lake import Lake, datasets
 
 
@@ -55,10 +54,8 @@ def run_demo(
         echo(f"    {landed[datasets.CDN].summary()}")
     store_label_windows(lake, "generated", sources / LABEL_WINDOWS)
     trained = timed(
-        f"trained the baseline for every watched series on {start}..{last - dt.timedelta(days=1)}",
-        lambda: steps.train(
-            lake, BASELINE, train_from=start, train_to=last - dt.timedelta(days=1), promote=True
-        ),
+        f"trained the nightly models of every watched series on {start}..{last - dt.timedelta(days=1)}",
+        lambda: steps.train(lake, train_from=start, train_to=last - dt.timedelta(days=1), promote=True),
     )
     echo(f"  {trained.summary()}")
     scored = timed(f"scored {last} with the live models", lambda: steps.score_day(lake, last))

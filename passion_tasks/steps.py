@@ -109,7 +109,7 @@ def series_on(lake: Lake, day: Day) -> list[str]:
 
 def train(
     lake: Lake,
-    detector: str,
+    detector: str | None = None,
     *,
     series: list[str] | None = None,
     train_from: Day | None = None,
@@ -119,30 +119,54 @@ def train(
     promote: bool = False,
     effective_from: Day | None = None,
 ) -> TrainSummary:
-    """Train ``detector`` for each series (default: every watched series) and register the models.
+    """Train a model for each series (default: every watched series) and register it.
 
-    The detector runs with its defaults (``defaults.DETECTOR_DEFAULTS``) overridden by ``params``; the
-    range is ``training.training_range``'s. With ``promote`` the new versions are live from
-    ``effective_from``, by default the day after the range: a model never scores the days it learned
-    from. A series that cannot be trained is reported and the others go on.
+    With ``detector``, that detector with its defaults (``defaults.DETECTOR_DEFAULTS``) overridden by
+    ``params``. Without, what the nightly run trains: per series the detector of its kind, or the best
+    of its kind's candidates on its own history (``training.nightly_candidates``; the choice is
+    ``select``'s, promoted from the day after the range), and for a series that never moved one that
+    flags any departure. The range is ``training.training_range``'s. With ``promote`` the new versions
+    are live from ``effective_from``, by default the day after the range: a model never scores the days
+    it learned from. A series that cannot be trained is reported and the others go on.
     """
     from passion_tasks.features import read_series
-    from passion_tasks.features.policy import watched_series
+    from passion_tasks.features.policy import volume_series, watched_series
     from passion_tasks.models import training
 
+    if params and detector is None:
+        raise UsageError("detector parameters need the detector they are for")
     start, end = training.training_range(lake, train_from, train_to, lookback_days)
-    frame = read_series(lake, start, end, series)
+    wanted = None if series is None else sorted({*series, *map(volume_series, series)})
+    frame = read_series(lake, start, end, wanted)
+    names = series or watched_series(frame.columns)
     live_from = (
         (as_day(effective_from) if effective_from else end + dt.timedelta(days=1)) if promote else None
     )
-    return training.train_each(
+    choices = {
+        name: (detector,) if detector else training.nightly_candidates(name, frame[name]) for name in names
+    }
+    plan = {name: candidates[0] for name, candidates in choices.items()}
+    selected = {}
+    for name, candidates in choices.items():
+        if len(candidates) > 1:
+            try:
+                chosen = select(lake, name, list(candidates), train_from=start, train_to=end, promote=promote)
+                selected[name] = chosen.model.ref
+                del plan[name]
+            except (PassionError, OSError) as error:
+                # Too short a history to hold days out: the first candidate, as for a single one.
+                log.info("%s: no selection (%s); training %s", name, error, candidates[0])
+    summary = training.train_each(
         lake,
-        detector,
         frame,
-        series or watched_series(frame.columns),
-        params=detector_params(detector, params),
+        plan,
+        params={
+            name: detector_params(name, params if name == detector else None) for name in set(plan.values())
+        },
         live_from=live_from,
     )
+    summary.trained |= selected
+    return summary
 
 
 def select(
@@ -185,8 +209,6 @@ def plan_training(
 ) -> list[str]:
     """The series a training run covers (default: every watched series with features on ``train_to``),
     after checking that its options agree."""
-    if not detectors:
-        raise UsageError("name at least one detector to train")
     if promote and len(detectors) > 1 and not select_best:
         raise UsageError(
             "promote with several detectors needs select_best to choose one per series; or train them "
@@ -206,7 +228,19 @@ def train_series(
     promote: bool = False,
 ) -> dict[str, str]:
     """One series' new models as detector -> model reference: each of ``detectors`` (as :func:`train`
-    trains them), or with ``select_best`` the winner of them (as :func:`select`)."""
+    trains them), the winner of them with ``select_best`` (as :func:`select`), or without detectors
+    what the nightly run trains for it."""
+    if not detectors:
+        summary = train(
+            lake, series=[series], train_to=train_to, lookback_days=lookback_days, promote=promote
+        )
+        log.info("%s", summary.summary())
+        if series in summary.failed:
+            raise PassionError(f"{series}: {summary.failed[series]}")
+        from passion_tasks.models.training import parse_model_ref
+
+        ref = summary.trained[series]
+        return {parse_model_ref(ref)[1]: ref}
     if select_best:
         chosen = select(
             lake, series, detectors, train_to=train_to, lookback_days=lookback_days, promote=promote

@@ -45,6 +45,8 @@ BIN = Path(sys.executable).parent
 START = dt.date(2026, 11, 16)
 DAYS = [START + dt.timedelta(days=offset) for offset in range(4)]
 SERIES = ["cdn_requests", "cif", "paycore"]
+#: A service with a labelled spike on the scored day.
+SPIKY = "paydecision2"
 WEBHOOK_SECRET = "webhook-signing-secret"
 
 
@@ -405,12 +407,26 @@ def scored_local_lake(
     """Days 0 and 1 landed and a baseline live from day 2; then Airflow ingests and scores day 2."""
     lake = copy_lake(landed, tmp_path_factory.mktemp("local"))
     train_baseline(lake, until=DAYS[1], live_from=DAYS[2])
+    # The day's labelled incident on a watched series: a 2-minute spike of paydecision2 at 22:32.
+    spiky = steps.train(
+        lake,
+        BASELINE,
+        series=[SPIKY],
+        train_from=DAYS[0],
+        train_to=DAYS[1],
+        params={"persistence": 1},
+        promote=True,
+        effective_from=DAYS[2],
+    )
+    assert spiky.trained, spiky.summary()
     webhook = Webhook()
     env = airflow_env | {
         "PASSION_LAKE": lake.url,
         "PASSION_SOURCES": sources_setting(sources),
         "AIRFLOW_CONN_PASSION_ALERTS": webhook.connection,
         "PASSION_ALERT_MIN_SEVERITY": "info",
+        # The spike lasts 2 minutes; the default rules wait for 3.
+        "PASSION_ALERT_MIN_MINUTES": "1",
     }
     day = {"day": DAYS[2].isoformat()}
     ingested = dags_test(env, "passion_ingest", day)
@@ -430,12 +446,12 @@ def test_airflow_ingests_then_scores_a_day_of_a_local_lake(
     assert lake.partitions("features") == DAYS[:3]
     assert lake.read_partition("cdn_logs", day).num_rows == generated.cdn_lines_per_day[day.isoformat()]
     assert lake.read_partition("metrics", day).num_rows == 5 * 1440
-    assert model_versions(lake, day) == {name: [f"{name}/rolling_mad@v1"] for name in SERIES}
-    assert len(scores_of(lake, day)) == 1440 * len(SERIES)
-    assert [leaf.key["series"] for leaf in lake.leaves("scores", day)] == sorted(SERIES)
+    assert model_versions(lake, day) == {name: [f"{name}/rolling_mad@v1"] for name in [*SERIES, SPIKY]}
+    assert len(scores_of(lake, day)) == 1440 * (len(SERIES) + 1)
+    assert [leaf.key["series"] for leaf in lake.leaves("scores", day)] == sorted([*SERIES, SPIKY])
     assert lake.exists(f"reports/dt={day}/index.html")
     events = Counter(lake.read_partition("events", day, columns=["series"])["series"].to_pylist())
-    assert sum(events.values()) > 0
+    assert SPIKY in events
     # Each incident the rules kept was posted once, signed, and logged as sent in the lake.
     ledger = [json.loads(line) for line in lake.read_bytes(f"alerts/dt={day}/sent.jsonl").splitlines()]
     assert alerts and all(alert["event"] == "passion_alert" for alert in alerts)
@@ -453,14 +469,14 @@ def test_rescoring_a_day_replaces_it_with_the_same_rows(
     day = DAYS[2]
     before = scores_of(lake, day)
     files_before = {file for leaf in lake.leaves("scores", day) for file in leaf.files}
-    # In batches of 2 this time (2 mapped tasks, not 1): the batching does not change what is written.
-    conf = {"day": day.isoformat(), "series_per_task": 2}
+    # In batches of 3 this time (2 mapped tasks, not 1): the batching does not change what is written.
+    conf = {"day": day.isoformat(), "series_per_task": 3}
     again = dags_test(airflow_env | {"PASSION_LAKE": lake.url}, "passion_score", conf)
     assert again.returncode == 0, again.stdout[-5000:]
-    assert again.stdout.count("scored 2 series") == 1 and again.stdout.count("scored 1 series") == 1
+    assert again.stdout.count("scored 3 series") == 1 and again.stdout.count("scored 1 series") == 1
     files_after = {file for leaf in lake.leaves("scores", day) for file in leaf.files}
     pd.testing.assert_frame_equal(scores_of(lake, day), before)
-    assert len(files_after) == len(files_before) == len(SERIES)
+    assert len(files_after) == len(files_before) == len(SERIES) + 1
     assert files_after.isdisjoint(files_before)
 
 

@@ -306,7 +306,9 @@ def test_fit_threshold_dispatches_by_name() -> None:
     assert thresholds.fit_threshold(scores, "max") == 100.0
     assert thresholds.fit_threshold(scores, "robust", k=1) == pytest.approx(4.4826)
     assert thresholds.fit_threshold(scores, "anomaly_ratio", ratio=0.25) == pytest.approx(4.0)
-    with pytest.raises(ValueError, match="method 'nab'; choose one of anomaly_ratio, max, robust"):
+    with pytest.raises(
+        ValueError, match="method 'nab'; choose one of anomaly_ratio, false_alarm_budget, max, robust"
+    ):
         thresholds.fit_threshold(scores, "nab")
 
 

@@ -235,6 +235,10 @@ def test_detectors_list_names_the_whole_zoo(capsys) -> None:
         "rolling_mad",
         "seasonal_naive",
         "likelihood",
+        "rate",
+        "percentile",
+        "count",
+        "constant",
     } == set(names)
 
 

@@ -56,6 +56,11 @@ _REGISTRY: dict[str, str] = {
     "xgboost": "passion_tasks.detectors.supervised:XGBoostDetector",
     "fusion": "passion_tasks.detectors.fusion:FusionDetector",
     "likelihood": "passion_tasks.detectors.likelihood:AnomalyLikelihoodDetector",
+    # count-aware CDN statistics, and a series that never moved
+    "rate": "passion_tasks.detectors.counts:RateDetector",
+    "percentile": "passion_tasks.detectors.counts:PercentileDetector",
+    "count": "passion_tasks.detectors.counts:CountDetector",
+    "constant": "passion_tasks.detectors.counts:ConstantDetector",
     # baselines
     "rolling_mad": "passion_tasks.detectors.baselines:RollingMadDetector",
     "windowed_gaussian": "passion_tasks.detectors.baselines:WindowedGaussianDetector",

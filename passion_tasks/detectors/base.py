@@ -65,10 +65,19 @@ class Detector(BaseEstimator):
     #: Detectors that use them implement ``_fit(frame, labels)``, labels as a bool array per row
     #: (``None`` when optional and not given).
     label_use: ClassVar[Literal["ignored", "optional", "required"]] = "ignored"
+    #: Whether a target that never moved in training still gives a model: an error rate that was 0
+    #: all week is the most common series in operations, and its first errors must not go unseen.
+    learns_from_constant: ClassVar[bool] = False
 
     def __init__(self, threshold: str | float = "robust", threshold_params: dict[str, Any] | None = None):
         self.threshold = threshold
         self.threshold_params = threshold_params
+
+    @classmethod
+    def input_series(cls, series: str) -> list[str]:
+        """The feature series a model of ``series`` reads: the series itself, first, and whatever else
+        the detector judges it with (a slice's requests, for the count-aware ones)."""
+        return [series]
 
     @classmethod
     def learned_attributes(cls) -> frozenset[str]:
@@ -88,6 +97,11 @@ class Detector(BaseEstimator):
         the public scores read 0 there and thresholds are fitted on the other rows.
         """
         raise NotImplementedError
+
+    def _uncalibrated_threshold(self, false_events_per_row: float) -> float | None:
+        """The score whose chance of being reached by a normal row is ``false_events_per_row``, for a
+        detector that knows it without training data (its scores are p-values); None for the others."""
+        return None
 
     def _save_model(self, folder: Path) -> None:
         """Write the ``_model_attributes`` into ``folder`` (nothing to write by default)."""
@@ -109,7 +123,7 @@ class Detector(BaseEstimator):
             raise DetectorError(f"{self.name}: needs at least 2 training rows, got {len(frame)}")
         values = _as_float(frame)
         target = values.iloc[:, 0].dropna()
-        if target.nunique() < 2:
+        if target.nunique() < 2 and not (self.learns_from_constant and len(target)):
             raise DetectorError(
                 f"{self.name}: target series {frame.columns[0]!r} is constant or empty in the training "
                 f"data ({target.nunique()} distinct values); there is nothing to learn"
@@ -190,6 +204,14 @@ class Detector(BaseEstimator):
                     f"{self.name}: unknown threshold method {self.threshold!r}; "
                     f"choose one of {', '.join(thresholds.THRESHOLD_METHODS)} or give a number"
                 )
+            budget = (self.threshold_params or {}).get("incidents_per_30_days", thresholds.DEFAULT_BUDGET)
+            if self.threshold == "false_alarm_budget" and (
+                isinstance(budget, bool) or not isinstance(budget, int | float) or not budget > 0
+            ):
+                raise DetectorError(
+                    f"{self.name}: the false-alarm budget (incidents_per_30_days) must be a positive number "
+                    f"of false incidents per series per 30 days, got {budget!r}"
+                )
         elif self.threshold_params:
             raise DetectorError(f"{self.name}: threshold_params only apply to a threshold method")
         elif not self.threshold > 0:
@@ -198,8 +220,14 @@ class Detector(BaseEstimator):
     def _fit_threshold(self, raw_scores: np.ndarray) -> float:
         if not isinstance(self.threshold, str):
             return float(self.threshold)
+        options = dict(self.threshold_params or {})
+        if self.threshold == "false_alarm_budget":
+            rows_per_day = pd.Timedelta(days=1) / self.step_
+            budget = options.get("incidents_per_30_days", thresholds.DEFAULT_BUDGET)
+            per_row = budget / (thresholds.DAYS_PER_BUDGET * rows_per_day)
+            options |= {"rows_per_day": rows_per_day, "fallback": self._uncalibrated_threshold(per_row)}
         try:
-            value = thresholds.fit_threshold(raw_scores, self.threshold, **(self.threshold_params or {}))
+            value = thresholds.fit_threshold(raw_scores, self.threshold, **options)
         except (TypeError, ValueError) as exc:
             raise DetectorError(f"{self.name}: threshold {self.threshold!r}: {exc}") from exc
         # A zero threshold would flag every row the model predicted perfectly.

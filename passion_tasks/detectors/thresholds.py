@@ -57,8 +57,75 @@ def robust_threshold(scores: ArrayLike, k: float = 5.0) -> float:
     return float(np.median(_finite(scores))) + k * robust_spread(scores)
 
 
+#: Rows between two exceedances that make them one event: the grouping of ``models.scoring.group_events``.
+EVENT_SEPARATION = 5
+#: Exceedance events in the training scores needed to fit their tail; fewer, and the threshold is the
+#: detector's own (a p-value's) or the largest training score.
+MIN_TAIL_EVENTS = 20
+#: The quantile of the training scores above which the tail is fitted.
+TAIL_QUANTILE = 0.98
+DAYS_PER_BUDGET = 30
+#: False events per series per 30 days that a budget threshold allows unless told otherwise.
+DEFAULT_BUDGET = 0.1
+
+
+def event_peaks(scores: ArrayLike, level: float, separation: int = EVENT_SEPARATION) -> np.ndarray:
+    """The peak of each run of scores above ``level``; runs less than ``separation`` rows apart are one.
+
+    Missing scores (no opinion) count as below ``level``.
+    """
+    values = np.nan_to_num(np.asarray(scores, dtype=float).ravel(), nan=-np.inf)
+    above = np.flatnonzero(values > level)
+    if above.size == 0:
+        return np.empty(0)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(above) >= separation) + 1])
+    return np.maximum.reduceat(values[above], starts)
+
+
+def false_alarm_budget_threshold(
+    scores: ArrayLike,
+    incidents_per_30_days: float = DEFAULT_BUDGET,
+    *,
+    rows_per_day: float = 1440.0,
+    fallback: float | None = None,
+) -> float:
+    """The score above which false events are as rare as the budget: ``incidents_per_30_days`` events
+    (runs of anomalous rows) per series per 30 days, estimated from the training scores.
+
+    Peaks over threshold, as extreme value theory has it (Pickands; SPOT, Siffer et al. KDD 2017): the
+    training scores' events above their ``TAIL_QUANTILE`` are declustered into one peak each, the
+    excesses of the peaks over that level are fitted, and the threshold is where the fitted rate of
+    events falls to the budget. It can lie beyond every training score: that is the point, a budget of
+    one false event a year is not seen in two weeks of history. The excesses are fitted with the
+    generalised Pareto distribution of shape 0, the exponential: the scores of the detectors here are
+    z-scores and surprises (``-log10 p``), whose tails are exponential or lighter, and a free shape
+    fitted to a few dozen peaks, lumpy where counts are small, reads a heavy tail into them and puts
+    the threshold at an extrapolation no data supports.
+    With fewer than ``MIN_TAIL_EVENTS`` events there is no tail to fit: the threshold is ``fallback``
+    (a detector whose scores are p-values knows it) or else the largest training score.
+    """
+    if not incidents_per_30_days > 0:
+        raise ValueError(f"the false-alarm budget must be a positive number, got {incidents_per_30_days!r}")
+    values = np.asarray(scores, dtype=float).ravel()
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise ValueError("no finite values: all are missing or infinite")
+    wanted_rate = incidents_per_30_days / (DAYS_PER_BUDGET * rows_per_day)
+    level = float(np.quantile(finite, TAIL_QUANTILE))
+    peaks = event_peaks(values, level)
+    if peaks.size < MIN_TAIL_EVENTS:
+        return float(fallback) if fallback is not None else float(finite.max())
+    event_rate = peaks.size / values.size
+    if wanted_rate >= event_rate:
+        # A budget looser than the fitted level: the training peaks themselves say where it lies.
+        return float(np.quantile(peaks, 1 - wanted_rate / event_rate))
+    scale = float(np.mean(peaks - level))
+    return level + scale * float(np.log(event_rate / wanted_rate))
+
+
 THRESHOLD_METHODS: dict[str, Callable[..., float]] = {
     "anomaly_ratio": anomaly_ratio_threshold,
+    "false_alarm_budget": false_alarm_budget_threshold,
     "max": max_training_threshold,
     "robust": robust_threshold,
 }

@@ -27,3 +27,33 @@ def series_dim(name: str) -> str:
 def watched_series(names: Iterable[str]) -> list[str]:
     """The watched ones of ``names``, in their order."""
     return [name for name in names if not is_input_only(name) and series_dim(name) in WATCHED_DIMS]
+
+
+#: CDN metrics that are a share of the minute's requests, and the direction in which they go bad.
+RATES = {"cdn_4xx_rate": "up", "cdn_5xx_rate": "up", "cdn_cache_hit_ratio": "down"}
+#: CDN metrics that are a percentile of the minute's requests.
+PERCENTILE_SUFFIXES = ("_p50", "_p95", "_p99")
+VOLUME = "cdn_requests"
+
+
+def metric_of(name: str) -> str:
+    """``cdn_5xx_rate`` of ``cdn_5xx_rate{edge=FRA2}``."""
+    return name.partition("{")[0]
+
+
+def volume_series(name: str) -> str:
+    """The requests per minute of the slice a CDN series measures: ``cdn_requests{edge=FRA2}``."""
+    return VOLUME + name[len(metric_of(name)) :]
+
+
+def metric_kind(name: str) -> str:
+    """What a series measures: ``rate`` and ``percentile`` (of a slice's requests), ``count`` (the
+    requests themselves), ``volume`` (bytes) for the CDN; ``metric`` for a server metric."""
+    metric = metric_of(name)
+    if not metric.startswith("cdn_"):
+        return "metric"
+    if metric in RATES:
+        return "rate"
+    if metric.endswith(PERCENTILE_SUFFIXES):
+        return "percentile"
+    return "count" if metric == VOLUME else "volume"

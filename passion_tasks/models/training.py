@@ -20,6 +20,7 @@ import pandas as pd
 from passion_tasks.corpora.labels import label_windows, labels_on
 from passion_tasks.detectors import Detector, DetectorError, detector_class, load_detector, make_detector
 from passion_tasks.errors import PassionError, UsageError
+from passion_tasks.features.policy import metric_kind
 from passion_tasks.lake import Day, Lake, as_day, datasets
 from passion_tasks.models import registry
 
@@ -172,25 +173,28 @@ class TrainSummary:
 
 def train_each(
     lake: Lake,
-    detector: str,
     frame: pd.DataFrame,
-    names: list[str],
+    plan: dict[str, str],
     *,
-    params: dict[str, Any],
+    params: dict[str, dict[str, Any]],
     live_from: dt.date | None,
 ) -> TrainSummary:
-    """Train ``detector`` on each series of ``frame`` named, register it, and promote it from
-    ``live_from`` if given. A series that cannot be trained is reported and the others go on."""
+    """Train each series of ``plan`` (series -> detector) on ``frame`` with its detector's ``params``,
+    register it, and promote it from ``live_from`` if given. A detector reads the columns its class
+    names (``input_series``); a series that cannot be trained is reported and the others go on."""
     start, end = frame.index[0].date(), frame.index[-1].date()
     windows = label_windows(lake)
-    result = TrainSummary(detector, start, end, promoted_from=live_from)
-    for name in names:
+    result = TrainSummary(", ".join(sorted(set(plan.values()))), start, end, promoted_from=live_from)
+    for name, detector in plan.items():
         try:
+            inputs = detector_class(detector).input_series(name)
+            if missing := [column for column in inputs if column not in frame.columns]:
+                raise UsageError(f"{detector} judges {name} with {', '.join(missing)}, which has no features")
             version = train_model(
                 lake,
-                frame[[name]],
+                frame[inputs],
                 detector,
-                params=params,
+                params=params.get(detector),
                 labels=labels_on(frame.index, windows.get(name, [])),
             )
             if live_from is not None:
@@ -201,6 +205,27 @@ def train_each(
         except (PassionError, OSError) as error:
             result.failed[name] = str(error)
     return result
+
+
+#: What the nightly run trains for each kind of series (``features.policy.metric_kind``) unless told
+#: which detector: the count-aware statistics for the CDN's rates, percentiles and request counts, and
+#: for bytes and server metrics the best of fast candidates on the series' own history.
+NIGHTLY_CANDIDATES = {
+    "rate": ("rate",),
+    "percentile": ("percentile",),
+    "count": ("count",),
+    "volume": ("rolling_mad",),
+    "metric": ("rolling_mad", "seasonal_naive"),
+}
+
+
+def nightly_candidates(name: str, training: pd.Series) -> tuple[str, ...]:
+    """The detectors the nightly run chooses among for ``name`` given its training values: a series
+    that never moved gets one that flags any departure, unless its kind's detector learns from counts."""
+    candidates = NIGHTLY_CANDIDATES[metric_kind(name)]
+    if training.dropna().nunique() < 2 and not detector_class(candidates[0]).learns_from_constant:
+        return ("constant",)
+    return candidates
 
 
 def _scaler(model: Detector) -> dict[str, Any] | None:
