@@ -54,11 +54,12 @@ from passion_tasks.alerting.rules import (
     anomalies,
     apply_cooldown,
     decide,
-    group_incidents,
     route_targets,
     severity,
 )
 from passion_tasks.errors import ExitCode, UsageError
+from passion_tasks.incidents.day import Cause, Drivers, ExplainedIncident
+from passion_tasks.incidents.model import group_incidents, with_severity
 from passion_tasks.lake import Lake, schemas
 from passion_tasks.models.scoring import group_events
 
@@ -725,21 +726,26 @@ def anomaly(series: str, start: str, end: str, ratio: float = 2.0) -> Anomaly:
     return Anomaly(series, "rolling_mad", first, last, minutes, 4.0 * ratio, first, 4.0, ratio)
 
 
-def test_incidents_join_events_within_the_gap_of_the_last_anomalous_minute() -> None:
-    gap = dt.timedelta(minutes=5)
-    incidents = group_incidents(
+def explained(scores: pd.DataFrame) -> list[ExplainedIncident]:
+    """The day's incidents of ``scores`` as the report groups them, with a cause naming their lead."""
+    incidents = group_incidents(with_severity(group_events(scores), scores))
+    return [ExplainedIncident(i, Drivers(), Cause(i.lead["series"], {})) for i in incidents]
+
+
+def test_an_incident_alerts_whole_as_the_report_has_it() -> None:
+    scores = pd.concat(
         [
-            anomaly(P99, "2026-11-21 10:05", "2026-11-21 10:06"),  # inside P95's span
-            anomaly(P95, "2026-11-21 10:00", "2026-11-21 10:10"),
-            anomaly(ERRORS, "2026-11-21 10:15", "2026-11-21 10:20"),  # 5 minutes after 10:10: joins
-            anomaly(LHR, "2026-11-21 10:26", "2026-11-21 10:30"),  # 6 minutes after 10:20: a new one
-        ],
-        gap,
+            day_scores(P95, [(600, 610)]),
+            day_scores(P99, [(605, 606)]),  # inside P95's span, too short alone: part of the incident
+            day_scores(LHR, [(700, 705)]),  # an hour later: an incident of its own
+        ]
     )
-    assert [(i.series, i.start.strftime("%H:%M"), i.minutes) for i in incidents] == [
-        ((ERRORS, P95, P99), "10:00", 21),
-        ((LHR,), "10:26", 5),
+    decisions = decide(DAY, explained(scores), scores, Rules(min_minutes=3))
+    assert [(a.series, a.incident.start.strftime("%H:%M"), a.incident.minutes) for a in decisions.alerts] == [
+        ((P95, P99), "10:00", 10),
+        ((LHR,), "11:40", 5),
     ]
+    assert [a.series for a in decisions.below_minimums] == [P99]
 
 
 @pytest.mark.parametrize(
@@ -776,10 +782,11 @@ def test_events_below_the_minimum_ratio_or_duration_do_not_alert() -> None:
         [
             day_scores(P95, [(600, 602)]),  # 2 minutes: too short
             day_scores(P99, [(600, 610)], peak=4.2),  # 1.05x the threshold: too weak for 1.1
-            day_scores(LHR, [(600, 603)], peak=4.4),  # 3 minutes at 1.1x: just enough
+            day_scores(LHR, [(700, 703)], peak=4.4),  # 3 minutes at 1.1x: just enough
         ]
     )
-    decisions = decide(DAY, group_events(scores), scores, Rules(min_ratio=1.1, min_minutes=3))
+    decisions = decide(DAY, explained(scores), scores, Rules(min_ratio=1.1, min_minutes=3))
+    # The 10:00 incident has no event that meets the minimums: it does not alert.
     assert sorted(a.series for a in decisions.below_minimums) == [P95, P99]
     assert [(alert.series, alert.severity) for alert in decisions.alerts] == [((LHR,), "info")]
 

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pytest
 
 from passion_tasks.features import build_features, previous_hour_ohlc, read_series
-from passion_tasks.features.cdn import OTHER
+from passion_tasks.features.cdn import OTHER, path_group
 from passion_tasks.lake import Lake, PartitionNotFound, schemas
 from passion_tasks.lake.schemas import MAX_NAME_PART, bounded_name
 
@@ -317,3 +317,19 @@ def test_series_name_shared_by_two_sources_is_refused(lake: Lake) -> None:
     lake.write_partition("metrics", DAY, metrics(rows))
     with pytest.raises(ValueError, match=r"unique across sources.*'cpu'"):
         build_features(lake, DAY)
+
+
+def test_paths_group_by_their_folders_not_their_files() -> None:
+    stems = pa.chunked_array(
+        [
+            [
+                "/img/poster12.jpg",
+                "/img/poster13.jpg",
+                "/vod/sintel/s1.ts",
+                "/live/ch7/a/b.ts",
+                "/favicon.ico",
+                None,
+            ]
+        ]
+    )
+    assert path_group(stems).to_pylist() == ["/img", "/img", "/vod/sintel", "/live/ch7", "/", None]

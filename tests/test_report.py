@@ -12,16 +12,16 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from passion_tasks.incidents import group_incidents, with_severity
-from passion_tasks.lake import Lake, schemas
-from passion_tasks.models.scoring import group_events
-from passion_tasks.reporting.drivers import (
+from passion_tasks.incidents.causes import (
     baseline_window,
     co_movement_sentence,
     co_movements,
     comparison_window,
     explain_incident,
 )
+from passion_tasks.incidents.model import group_incidents, with_severity
+from passion_tasks.lake import Lake, schemas
+from passion_tasks.models.scoring import group_events
 from passion_tasks.reporting.report import (
     Drivers,
     SourceQuality,

@@ -24,7 +24,6 @@ anything else use :meth:`AlertConfig.from_env`, which reads:
                                    ``{"name", "channels": [...], "min_severity", "series": [globs]}``
 ``PASSION_ALERT_MIN_RATIO``        minimum peak score / threshold of an event (default 1.0)
 ``PASSION_ALERT_MIN_MINUTES``      minimum event duration (default 3)
-``PASSION_ALERT_INCIDENT_GAP_MIN`` events of any series this close make one incident (default 5)
 ``PASSION_ALERT_COOLDOWN_MIN``     per-series cooldown between incidents (default 60; 0 = none)
 ``PASSION_ALERT_LEVELS``           JSON list of ``{"name", "min_ratio", "min_minutes"}``, mildest first
 ``PASSION_ALERT_NO_DATA_SEVERITY`` severity of a day without data (default ``critical``)
@@ -113,7 +112,6 @@ class AlertConfig:
         rules = Rules(
             min_ratio=env.number("PASSION_ALERT_MIN_RATIO", 1.0),
             min_minutes=int(env.number("PASSION_ALERT_MIN_MINUTES", 3)),
-            incident_gap=dt.timedelta(minutes=env.number("PASSION_ALERT_INCIDENT_GAP_MIN", 5)),
             cooldown=dt.timedelta(minutes=env.number("PASSION_ALERT_COOLDOWN_MIN", 60)),
             levels=tuple(level_from_dict(item) for item in env.json_list("PASSION_ALERT_LEVELS"))
             or Rules.levels,

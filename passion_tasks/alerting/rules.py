@@ -1,15 +1,13 @@
-"""Alert rules: which of a day's events become alerts, grouped how, at which severity, sent where.
+"""Alert rules: which of a day's incidents become alerts, at which severity, sent where.
 
-Pure functions of the day's events and scores (``schemas.EVENTS``, ``schemas.SCORES``) and a
-:class:`Rules` object; nothing here reads the lake or sends anything.
+Pure functions of the day's incidents (``incidents.day``: the report's, with their causes), scores
+(``schemas.SCORES``) and a :class:`Rules` object; nothing here reads the lake or sends anything.
 
-1. Each event gets its ``ratio``: its peak score over its model's threshold at the peak.
-2. Events below ``min_ratio`` or shorter than ``min_minutes`` are dropped; so are those of snoozed series.
-3. The rest are grouped into incidents across series: an event joins the incident before it when it
-   starts at most ``incident_gap`` after that incident's last anomalous minute, so a CDN edge whose
-   ttfb p95, p99 and 5xx rate spike together makes one incident.
-4. An incident's severity is the highest level whose ratio and duration minimums it meets.
-5. An incident is held back when each of its series already alerted less than ``cooldown`` before it.
+1. Each event of an incident gets its ``ratio``: its peak score over its model's threshold at the peak.
+2. Events below ``min_ratio`` or shorter than ``min_minutes``, and those of snoozed series, do not
+   alert; an incident alerts when one of its events does, and then as the report has it, whole.
+3. An incident's severity is the highest level whose ratio and duration minimums it meets.
+4. An incident is held back when each of its series already alerted less than ``cooldown`` before it.
 """
 
 from __future__ import annotations
@@ -24,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from passion_tasks.errors import UsageError
+from passion_tasks.incidents.day import Cause, ExplainedIncident
 from passion_tasks.lake import datasets
 
 ANOMALY = "anomaly"
@@ -57,7 +56,6 @@ class Rules:
 
     min_ratio: float = 1.0
     min_minutes: int = 3
-    incident_gap: dt.timedelta = dt.timedelta(minutes=5)
     cooldown: dt.timedelta = dt.timedelta(hours=1)
     levels: tuple[SeverityLevel, ...] = DEFAULT_LEVELS
     no_data_severity: str = "critical"
@@ -156,9 +154,10 @@ class Anomaly:
 
 @dataclass(frozen=True)
 class Incident:
-    """Anomalies of one or more series that overlap in time, or follow each other within the gap."""
+    """The anomalies of one of the day's incidents (``incidents.model``), and what drove it."""
 
     anomalies: tuple[Anomaly, ...]
+    cause: Cause | None = None
 
     @property
     def start(self) -> pd.Timestamp:
@@ -214,10 +213,11 @@ class Alert:
         incident, peak = self.incident, self.incident.peak
         others = len(incident.series) - 1
         subject = peak.series + (f" and {others} more series" if others else "")
-        return (
-            f"{subject} anomalous {incident.start:%Y-%m-%d %H:%M}-{incident.end:%H:%M} UTC "
+        when = (
+            f"{incident.start:%Y-%m-%d %H:%M}-{incident.end:%H:%M} UTC "
             f"({incident.minutes} min, peak {peak.ratio:.1f}x threshold)"
         )
+        return f"{incident.cause.text if incident.cause else subject + ' anomalous'} {when}"
 
     def summary(self) -> dict[str, Any]:
         """The alert as plain JSON values, as logged in ``sent.jsonl`` and posted to webhooks."""
@@ -230,11 +230,15 @@ class Alert:
         }
         if self.incident is None:
             return summary | {"missing": dict(self.missing)}
+        cause = self.incident.cause
         return summary | {
             "start": self.incident.start.isoformat(),
             "end": self.incident.end.isoformat(),
             "minutes": self.incident.minutes,
             "peak": self.incident.peak.summary(),
+            "cause": cause.to_json()
+            if cause is not None
+            else {"text": self.incident.peak.series, "slice": {}},
         }
 
 
@@ -250,6 +254,7 @@ class Decisions:
 
 def anomalies(events: pd.DataFrame, scores: pd.DataFrame) -> list[Anomaly]:
     """The events with the threshold of the score row at their peak, and their ratio to it."""
+    events = events.drop(columns=["threshold", "severity"], errors="ignore")
     # Scores written before thresholds were stored per row have no threshold column.
     peaks = scores.reindex(columns=["series", "detector", "ts", "threshold"]).rename(
         columns={"ts": "peak_ts"}
@@ -280,21 +285,6 @@ def meets_minimums(anomaly: Anomaly, rules: Rules) -> bool:
 
 def snoozed(anomaly: Anomaly, snoozes: Iterable[Snooze]) -> bool:
     return any(snooze.covers(anomaly.series, anomaly.start) for snooze in snoozes)
-
-
-def group_incidents(anomalies: Iterable[Anomaly], gap: dt.timedelta) -> list[Incident]:
-    """Incidents in order of start: each anomaly joins the open incident if it starts within ``gap`` of
-    that incident's last anomalous minute, whatever its series."""
-    groups: list[list[Anomaly]] = []
-    reach = None  # the last anomalous minute of the open incident
-    for anomaly in sorted(anomalies, key=lambda a: (a.start, a.series, a.detector)):
-        if groups and anomaly.start - reach <= gap:
-            groups[-1].append(anomaly)
-            reach = max(reach, anomaly.end)
-        else:
-            groups.append([anomaly])
-            reach = anomaly.end
-    return [Incident(tuple(group)) for group in groups]
 
 
 def severity(incident: Incident, levels: Sequence[SeverityLevel]) -> str:
@@ -334,24 +324,25 @@ def apply_cooldown(
 
 def decide(
     day: dt.date,
-    events: pd.DataFrame,
+    incidents: Iterable[ExplainedIncident],
     scores: pd.DataFrame,
     rules: Rules,
     snoozes: Iterable[Snooze] = (),
     earlier: Iterable[tuple[Iterable[str], pd.Timestamp]] = (),
 ) -> Decisions:
-    """The day's anomaly alerts from its events and scores; ``earlier`` are (series, end) of incidents
+    """The day's anomaly alerts from its incidents and scores; ``earlier`` are (series, end) of incidents
     alerted before the day, for the cooldown."""
     snoozes = tuple(snoozes)
-    below, quiet, kept = [], [], []
-    for anomaly in anomalies(events, scores):
-        if not meets_minimums(anomaly, rules):
-            below.append(anomaly)
-        elif snoozed(anomaly, snoozes):
-            quiet.append(anomaly)
-        else:
-            kept.append(anomaly)
-    alerting, held = apply_cooldown(group_incidents(kept, rules.incident_gap), rules.cooldown, earlier)
+    below, quiet, candidates = [], [], []
+    for explained in incidents:
+        found = anomalies(explained.incident.events, scores)
+        loud = [anomaly for anomaly in found if not snoozed(anomaly, snoozes)]
+        quiet += [anomaly for anomaly in found if snoozed(anomaly, snoozes)]
+        below += [anomaly for anomaly in loud if not meets_minimums(anomaly, rules)]
+        if any(meets_minimums(anomaly, rules) for anomaly in loud):
+            by_start = sorted(found, key=lambda anomaly: (anomaly.start, anomaly.series, anomaly.detector))
+            candidates.append(Incident(tuple(by_start), explained.cause))
+    alerting, held = apply_cooldown(candidates, rules.cooldown, earlier)
     alerts = [Alert(ANOMALY, day, severity(incident, rules.levels), incident) for incident in alerting]
     return Decisions(alerts=alerts, below_minimums=below, snoozed=quiet, in_cooldown=held)
 

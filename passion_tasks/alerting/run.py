@@ -25,6 +25,7 @@ from passion_tasks.alerting.rules import (
     route_targets,
 )
 from passion_tasks.errors import ExitCode, NoInputError, UsageError
+from passion_tasks.incidents.day import EXPLAINED_INCIDENTS, day_incidents
 from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day, datasets, schemas
 from passion_tasks.reporting import report_path
 
@@ -102,9 +103,10 @@ def alert_day(
     day = as_day(day)
     sent_at = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
     scores = day_rows(lake, datasets.SCORES, day, schemas.SCORES)
+    incidents = day_incidents(lake, day, scores, day_rows(lake, datasets.EVENTS, day, schemas.EVENTS))
     decisions = decide(
         day,
-        day_rows(lake, datasets.EVENTS, day, schemas.EVENTS),
+        incidents[:EXPLAINED_INCIDENTS],
         scores,
         config.rules,
         config.snoozes + lake_snoozes(lake),

@@ -79,10 +79,16 @@ def cdn_features(logs: pa.Table, day: Day) -> pa.Table:
 
 
 def path_group(uri_stem: pa.ChunkedArray) -> pa.ChunkedArray:
-    """The first two segments of a URI path: ``/vod/big_buck_bunny/seg_001.ts`` -> ``/vod/big_buck_bunny``."""
+    """The first two folders of a URI path, its file left out: ``/vod/big_buck_bunny/seg_001.ts`` ->
+    ``/vod/big_buck_bunny``, ``/img/poster12.jpg`` and ``/img/poster13.jpg`` -> ``/img``,
+    ``/favicon.ico`` -> ``/``: requests for the many files of one folder are one slice."""
     # A day repeats far fewer distinct stems than it has requests: parse each distinct stem once.
+    # An empty column can arrive typed null (pandas' empty frames): it is still a column of paths.
+    uri_stem = uri_stem.cast(pa.string())
     stems = pc.unique(uri_stem)
-    groups = pc.replace_substring_regex(stems, pattern=r"^(/?[^/]*(?:/[^/]*)?).*$", replacement=r"\1")
+    folders = pc.replace_substring_regex(stems, pattern=r"/[^/]*$", replacement="")
+    groups = pc.replace_substring_regex(folders, pattern=r"^(/?[^/]*(?:/[^/]*)?).*$", replacement=r"\1")
+    groups = pc.if_else(pc.equal(groups, ""), "/", groups)
     return pc.take(groups, pc.index_in(uri_stem, value_set=stems))
 
 

@@ -14,33 +14,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.dataset as pads
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from passion_tasks.features import read_series, ts_within
 from passion_tasks.features.policy import is_input_only
 from passion_tasks.features.series import grid_step
 from passion_tasks.figures import day_span, incident_figure, png_data_uri
-from passion_tasks.incidents import Incident, group_incidents, with_severity
+from passion_tasks.incidents import causes as drv
+from passion_tasks.incidents.day import EXPLAINED_INCIDENTS, Drivers, day_incidents
+from passion_tasks.incidents.model import Incident
 from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day, datasets
-from passion_tasks.reporting import drivers as drv
 from passion_tasks.reporting import report_path
 
-#: Incidents drawn and explained in the report, most important first (``Incident.rank``); the
-#: others are listed in one table.
-MAX_INCIDENTS = 20
-#: Metrics of one CDN incident explained from the logs: the most severe ones, causes first.
-MAX_EXPLAINED = 3
 #: Series plotted per incident, and listed in its table.
 MAX_PLOTTED = 4
 MAX_LISTED = 12
 #: Context shown around an incident: at least this much, or its own duration, on each side.
 MIN_CONTEXT = pd.Timedelta(minutes=90)
 TIME_FORMAT = "%Y-%m-%d %H:%M UTC"
-#: The metrics of an incident are explained causes first: failing requests are slow and small, a
-#: traffic drop moves the cache, not the reverse; latencies come last.
-CAUSES_FIRST = ("cdn_5xx_rate", "cdn_4xx_rate", "cdn_requests", "cdn_bytes", "cdn_cache_hit_ratio")
 #: The ingested datasets, and the feature source whose grid tells their missing minutes.
 SOURCES = {dataset: source for source, dataset in datasets.LANDS_IN.items()}
 
@@ -68,40 +59,15 @@ class SourceQuality:
         return sum(self.quarantined.values())
 
 
-@dataclass(frozen=True)
-class Drivers:
-    """What drove one incident: explanations from the CDN logs, or how the services moved.
-
-    ``note`` says why there is neither (no logs, no features).
-    """
-
-    explanations: tuple[drv.Explanation, ...] = ()
-    #: The window each explanation compared the incident with.
-    baselines: tuple[drv.Window, ...] = ()
-    movements: tuple[drv.Movement, ...] = ()
-    note: str = ""
-
-    def shaded(self, day: dt.date) -> drv.Window | None:
-        """The first comparison window within ``day``: the one the plot can show."""
-        return next((window for window in self.baselines if window[0] >= day_span(day)[0]), None)
-
-    @property
-    def sentences(self) -> list[str]:
-        found = [explanation.sentence for explanation in self.explanations]
-        if self.movements:
-            found.append(drv.co_movement_sentence(self.movements))
-        return found or [self.note]
-
-
 def render_day_report(lake: Lake, day: Day) -> str:
     """Render the report of ``day`` from its scores, events, logs and features; writes
     ``reports/dt=D/index.html``. Returns the URI of the page."""
     day = as_day(day)
     scores = lake.read_partition(datasets.SCORES, day).to_pandas()
     events = lake.read_partition(datasets.EVENTS, day).to_pandas()
-    incidents = group_incidents(with_severity(events, scores))
-    services = _services(lake, day)
-    found = [incident_drivers(lake, day, incident, services) for incident in incidents[:MAX_INCIDENTS]]
+    explained = day_incidents(lake, day, scores, events)
+    incidents = [item.incident for item in explained]
+    found = [item.drivers for item in explained[:EXPLAINED_INCIDENTS]]
     html = day_report_html(day, scores, incidents, found, data_quality(lake, day))
     return lake.write_text(report_path(day), html)
 
@@ -143,78 +109,6 @@ def day_report_html(
         anomalous_series=anomalous,
         quiet_series=len(series_rows) - len(anomalous),
     )
-
-
-# -- what drove an incident -------------------------------------------------------------------
-
-
-def incident_drivers(lake: Lake, day: dt.date, incident: Incident, services: pd.DataFrame | None) -> Drivers:
-    """Explain a CDN incident from the logs, a metrics incident from how the services moved."""
-    bounds = day_span(day)
-    if incident.family == datasets.SERVER_METRICS:
-        if services is None or services.empty:
-            return Drivers(note=f"no metric features for {day}: cannot compare the services")
-        baseline = drv.baseline_window(incident.start, incident.stop, bounds)
-        movements = drv.co_movements(services, incident.start, incident.stop, baseline)
-        return Drivers(movements=tuple(movements), baselines=(baseline,))
-
-    metrics = list(dict.fromkeys(drv.metric_of(series) for series in incident.events["series"]))
-    metrics = sorted(
-        [metric for metric in metrics if metric in drv.MEASURES][:MAX_EXPLAINED], key=_cause_first
-    )
-    if not lake.has_partition(datasets.CDN_LOGS, day):
-        return Drivers(note=f"no cdn_logs for {day}: the logs cannot say what drove it")
-    if not metrics:
-        return Drivers(note="none of its series is computed from the CDN logs")
-    previous_day = lake.has_partition(datasets.CDN_LOGS, day - dt.timedelta(days=1))
-    windows = {
-        metric: drv.comparison_window(
-            metric, incident.start, incident.stop, bounds, previous_day=previous_day
-        )
-        for metric in metrics
-    }
-    spans = [(incident.start, incident.stop), *windows.values()]
-    rows = drv.log_slices(read_logs(lake, min(start for start, _ in spans), max(stop for _, stop in spans)))
-    explanations = tuple(
-        drv.explain_rows(rows, incident.start, incident.stop, windows[metric], metric) for metric in metrics
-    )
-    return Drivers(explanations=explanations, baselines=tuple(windows[metric] for metric in metrics))
-
-
-def _cause_first(metric: str) -> int:
-    return CAUSES_FIRST.index(metric) if metric in CAUSES_FIRST else len(CAUSES_FIRST)
-
-
-def read_logs(lake: Lake, start: pd.Timestamp, stop: pd.Timestamp) -> pd.DataFrame:
-    """The ``drivers.LOG_COLUMNS`` of the cdn_logs rows in ``[start, stop)``, from every day it touches."""
-    within = ts_within(start.to_pydatetime(), stop.to_pydatetime())
-    tables = []
-    for day in pd.date_range(start.floor("D"), (stop - pd.Timedelta(milliseconds=1)).floor("D"), freq="D"):
-        try:
-            tables.append(
-                lake.read_partition(datasets.CDN_LOGS, day.date(), columns=drv.LOG_COLUMNS, filter=within)
-            )
-        except PartitionNotFound:
-            continue
-    return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=drv.LOG_COLUMNS)
-
-
-def _services(lake: Lake, day: dt.date) -> pd.DataFrame | None:
-    """The server metrics of the day and the day before, one column per service (minutes x series);
-    None without features on the day."""
-    try:
-        names = lake.read_partition(
-            datasets.FEATURES,
-            day,
-            key={datasets.SOURCE_KEY: datasets.SERVER_METRICS},
-            columns=["series"],
-            filter=pads.field("dim") == "",
-        )["series"].unique()
-    except PartitionNotFound:
-        return None
-    services = sorted(name for name in names.to_pylist() if not is_input_only(name))
-    # With the day before, when the lake has it: the services are compared with it (``co_movements``).
-    return read_series(lake, day - dt.timedelta(days=1), day, services) if services else None
 
 
 # -- data quality ------------------------------------------------------------------------------

@@ -15,8 +15,9 @@ import pandas as pd
 
 from passion_tasks.lake import datasets
 
-#: Events of one family at most this far apart belong to the same incident.
-MERGE_GAP = pd.Timedelta(minutes=2)
+#: Events of one family at most this far apart belong to the same incident: a breakdown that echoes its
+#: parent (an edge's 5xx rate with the overall one, the p99 with the p95) lands in the parent's incident.
+MERGE_GAP = pd.Timedelta(minutes=5)
 ONE_MINUTE = pd.Timedelta(minutes=1)
 CDN_PREFIX = "cdn_"
 

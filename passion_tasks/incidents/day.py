@@ -1,0 +1,191 @@
+"""A day's incidents with what drove each: the one definition the report, the alerts and the Airflow
+plugin all use.
+
+``day_incidents`` reads the day's events and scores, groups the events into incidents
+(``incidents.model``) and explains each: a CDN incident from the logs (``incidents.causes``, the
+slices that hold its change), a server-metric incident from the services that moved with it. An
+incident's ``cause`` is what an alert carries: a sentence and the slice it names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+from passion_tasks.features import read_series, ts_within
+from passion_tasks.features.policy import is_input_only
+from passion_tasks.figures import day_span
+from passion_tasks.incidents import causes as drv
+from passion_tasks.incidents.model import Incident, group_incidents, with_severity
+from passion_tasks.lake import Lake, PartitionNotFound, datasets
+
+#: Incidents of a day that are explained (their causes read from the logs), most important first: the
+#: report gives each a section, and only they can alert.
+EXPLAINED_INCIDENTS = 20
+#: Metrics of one CDN incident explained from the logs: the most severe ones, causes first.
+MAX_EXPLAINED = 3
+#: The metrics of an incident are explained causes first: failing requests are slow and small, a
+#: traffic drop moves the cache, not the reverse; latencies come last.
+CAUSES_FIRST = ("cdn_5xx_rate", "cdn_4xx_rate", "cdn_requests", "cdn_bytes", "cdn_cache_hit_ratio")
+
+
+@dataclass(frozen=True)
+class Drivers:
+    """What drove one incident: explanations from the CDN logs, or how the services moved.
+
+    ``note`` says why there is neither (no logs, no features).
+    """
+
+    explanations: tuple[drv.Explanation, ...] = ()
+    #: The window each explanation compared the incident with.
+    baselines: tuple[drv.Window, ...] = ()
+    movements: tuple[drv.Movement, ...] = ()
+    note: str = ""
+
+    def shaded(self, day: dt.date) -> drv.Window | None:
+        """The first comparison window within ``day``: the one the plot can show."""
+        return next((window for window in self.baselines if window[0] >= day_span(day)[0]), None)
+
+    @property
+    def sentences(self) -> list[str]:
+        found = [explanation.sentence for explanation in self.explanations]
+        if self.movements:
+            found.append(drv.co_movement_sentence(self.movements))
+        return found or [self.note]
+
+
+def incident_drivers(lake: Lake, day: dt.date, incident: Incident, services: pd.DataFrame | None) -> Drivers:
+    """Explain a CDN incident from the logs, a metrics incident from how the services moved."""
+    bounds = day_span(day)
+    if incident.family == datasets.SERVER_METRICS:
+        if services is None or services.empty:
+            return Drivers(note=f"no metric features for {day}: cannot compare the services")
+        baseline = drv.baseline_window(incident.start, incident.stop, bounds)
+        movements = drv.co_movements(services, incident.start, incident.stop, baseline)
+        return Drivers(movements=tuple(movements), baselines=(baseline,))
+
+    metrics = list(dict.fromkeys(drv.metric_of(series) for series in incident.events["series"]))
+    metrics = sorted(
+        [metric for metric in metrics if metric in drv.MEASURES][:MAX_EXPLAINED], key=_cause_first
+    )
+    if not lake.has_partition(datasets.CDN_LOGS, day):
+        return Drivers(note=f"no cdn_logs for {day}: the logs cannot say what drove it")
+    if not metrics:
+        return Drivers(note="none of its series is computed from the CDN logs")
+    previous_day = lake.has_partition(datasets.CDN_LOGS, day - dt.timedelta(days=1))
+    windows = {
+        metric: drv.comparison_window(
+            metric, incident.start, incident.stop, bounds, previous_day=previous_day
+        )
+        for metric in metrics
+    }
+    spans = [(incident.start, incident.stop), *windows.values()]
+    rows = drv.log_slices(read_logs(lake, min(start for start, _ in spans), max(stop for _, stop in spans)))
+    explanations = tuple(
+        drv.explain_rows(rows, incident.start, incident.stop, windows[metric], metric) for metric in metrics
+    )
+    return Drivers(explanations=explanations, baselines=tuple(windows[metric] for metric in metrics))
+
+
+def _cause_first(metric: str) -> int:
+    return CAUSES_FIRST.index(metric) if metric in CAUSES_FIRST else len(CAUSES_FIRST)
+
+
+def read_logs(lake: Lake, start: pd.Timestamp, stop: pd.Timestamp) -> pd.DataFrame:
+    """The ``drivers.LOG_COLUMNS`` of the cdn_logs rows in ``[start, stop)``, from every day it touches."""
+    within = ts_within(start.to_pydatetime(), stop.to_pydatetime())
+    tables = []
+    for day in pd.date_range(start.floor("D"), (stop - pd.Timedelta(milliseconds=1)).floor("D"), freq="D"):
+        try:
+            tables.append(
+                lake.read_partition(datasets.CDN_LOGS, day.date(), columns=drv.LOG_COLUMNS, filter=within)
+            )
+        except PartitionNotFound:
+            continue
+    return pa.concat_tables(tables).to_pandas() if tables else pd.DataFrame(columns=drv.LOG_COLUMNS)
+
+
+def _services(lake: Lake, day: dt.date) -> pd.DataFrame | None:
+    """The server metrics of the day and the day before, one column per service (minutes x series);
+    None without features on the day."""
+    try:
+        names = lake.read_partition(
+            datasets.FEATURES,
+            day,
+            key={datasets.SOURCE_KEY: datasets.SERVER_METRICS},
+            columns=["series"],
+            filter=pads.field("dim") == "",
+        )["series"].unique()
+    except PartitionNotFound:
+        return None
+    services = sorted(name for name in names.to_pylist() if not is_input_only(name))
+    # With the day before, when the lake has it: the services are compared with it (``co_movements``).
+    return read_series(lake, day - dt.timedelta(days=1), day, services) if services else None
+
+
+@dataclass(frozen=True)
+class Cause:
+    """What an alert says drove its incident: a sentence, and the slice it names (dimension -> value;
+    empty when the whole service moved)."""
+
+    text: str
+    slice: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "slice": dict(self.slice)}
+
+
+def cause_of(incident: Incident, drivers: Drivers) -> Cause:
+    """The first explanation that found a change, causes first; else the services that moved."""
+    for explanation in drivers.explanations:
+        if explanation.changed:
+            names = {part.dimension: ", ".join(part.values) for part in explanation.slices}
+            return Cause(
+                explanation.sentence, {drv.DIMENSION_NAMES[dim]: value for dim, value in names.items()}
+            )
+    if drivers.movements:
+        moved = [movement.series for movement in drivers.movements if movement.moved]
+        return Cause(
+            drv.co_movement_sentence(drivers.movements), {"service": ", ".join(moved)} if moved else {}
+        )
+    others = incident.events["series"].nunique() - 1
+    return Cause(
+        f"{incident.lead['series']}" + (f" and {others} more series" if others else "") + " anomalous", {}
+    )
+
+
+@dataclass(frozen=True)
+class ExplainedIncident:
+    """An incident of the day, what drove it and its cause."""
+
+    incident: Incident
+    drivers: Drivers
+    cause: Cause
+
+
+def day_incidents(
+    lake: Lake,
+    day: dt.date,
+    scores: pd.DataFrame,
+    events: pd.DataFrame,
+    *,
+    explained: int = EXPLAINED_INCIDENTS,
+) -> list[ExplainedIncident]:
+    """The day's incidents, most important first; the first ``explained`` are explained (finding a
+    cause reads the logs), the others get a cause that names their lead series."""
+    incidents = group_incidents(with_severity(events, scores))
+    services = _services(lake, day) if any(i.family == datasets.SERVER_METRICS for i in incidents) else None
+    found = []
+    for number, incident in enumerate(incidents):
+        drivers = (
+            incident_drivers(lake, day, incident, services)
+            if number < explained
+            else Drivers(note="not explained: the day has more important incidents")
+        )
+        found.append(ExplainedIncident(incident, drivers, cause_of(incident, drivers)))
+    return found
