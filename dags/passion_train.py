@@ -66,6 +66,13 @@ PARAMS = {
         description="Per series, pick the best of the detectors on a holdout (the range's last 2 days) "
         "and register only it.",
     ),
+    "budget": Param(
+        None,
+        type=["null", "number"],
+        exclusiveMinimum=0,
+        title="False-alarm budget",
+        description="False incidents per series per 30 days that the thresholds allow. Empty: 0.1.",
+    ),
     "promote": Param(
         True,
         type="boolean",
@@ -132,6 +139,7 @@ def passion_train() -> None:
             train_to=last_training_day(params, dag_run),
             lookback_days=params["lookback_days"],
             promote=params["promote"],
+            budget=params["budget"],
         )
         log.info("%s: %s", series, trained)
         return trained

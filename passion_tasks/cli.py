@@ -47,6 +47,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             rate=args.rate,
             ds2=args.ds2,
             anomalies=args.anomalies,
+            server_errors=args.server_errors,
+            all_kinds=args.all_kinds,
         )
     )
     return ExitCode.OK
@@ -85,6 +87,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         params=dict(args.param or []),
         promote=args.promote,
         effective_from=args.effective_from,
+        budget=args.budget,
     )
     print(summary.summary())
     return ExitCode.OK if summary.trained else ExitCode.FAILED
@@ -272,6 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--rate", type=float, default=200.0, help="mean requests per minute (default 200)")
     generate.add_argument("--ds2", action="store_true", help="also write an Akamai DataStream 2 stream")
     generate.add_argument("--no-anomalies", dest="anomalies", action="store_false")
+    generate.add_argument(
+        "--no-server-errors",
+        dest="server_errors",
+        action="store_false",
+        help="healthy traffic never answers 5xx: error rates are 0 until an incident",
+    )
+    generate.add_argument(
+        "--all-kinds", action="store_true", help="also outages and thin-slice 5xx bursts among the incidents"
+    )
     generate.set_defaults(handler=cmd_generate)
 
     ingest = commands.add_parser("ingest", help="land one day of CDN logs or server metrics in the lake")
@@ -315,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--param", action="append", type=_param, metavar="KEY=VALUE", help="detector parameter"
+    )
+    train.add_argument(
+        "--budget",
+        type=float,
+        metavar="N",
+        help="false-alarm budget: false incidents per series per 30 days (default 0.1)",
     )
     train.add_argument("--promote", action="store_true", help="make the new models live")
     train.add_argument(

@@ -40,20 +40,14 @@ if TYPE_CHECKING:
 # -- landing and features ---------------------------------------------------------------------------
 
 
-def generate(
-    out: Path,
-    start: dt.date,
-    days: int,
-    *,
-    seed: int = 0,
-    rate: float = 200.0,
-    ds2: bool = False,
-    anomalies: bool = True,
-) -> Any:
-    """Realistic, labelled synthetic sources for ``days`` days into ``out`` (``synthetic.generate``)."""
+def generate(out: Path, start: dt.date, days: int, *, all_kinds: bool = False, **options: Any) -> Any:
+    """Realistic, labelled synthetic sources for ``days`` days into ``out``, with the ``options`` of
+    ``synthetic.generate`` (seed, rate, ds2, anomalies, server_errors); ``all_kinds`` adds outages and
+    thin-slice incidents to the classic kinds."""
+    from passion_tasks.synthetic import ALL_KINDS, CDN_KINDS
     from passion_tasks.synthetic import generate as write_sources
 
-    return write_sources(out, start, days, seed=seed, rate=rate, ds2=ds2, anomalies=anomalies)
+    return write_sources(out, start, days, kinds=ALL_KINDS if all_kinds else CDN_KINDS, **options)
 
 
 def ingest_day(lake: Lake, source: str, day: Day, input: str) -> IngestReport:
@@ -118,6 +112,7 @@ def train(
     params: dict[str, Any] | None = None,
     promote: bool = False,
     effective_from: Day | None = None,
+    budget: float | None = None,
 ) -> TrainSummary:
     """Train a model for each series (default: every watched series) and register it.
 
@@ -125,9 +120,12 @@ def train(
     ``params``. Without, what the nightly run trains: per series the detector of its kind, or the best
     of its kind's candidates on its own history (``training.nightly_candidates``; the choice is
     ``select``'s, promoted from the day after the range), and for a series that never moved one that
-    flags any departure. The range is ``training.training_range``'s. With ``promote`` the new versions
-    are live from ``effective_from``, by default the day after the range: a model never scores the days
-    it learned from. A series that cannot be trained is reported and the others go on.
+    flags any departure; with too short a history to choose on, the first candidate that can be
+    trained (a daily profile needs two days). The range is ``training.training_range``'s. With
+    ``promote`` the new versions are live from ``effective_from``, by default the day after the range:
+    a model never scores the days it learned from. A series that cannot be trained is reported and the
+    others go on. ``budget`` (false incidents per series per 30 days) sets the false-alarm budget of
+    every model whose threshold is one.
     """
     from passion_tasks.features import read_series
     from passion_tasks.features.policy import volume_series, watched_series
@@ -135,6 +133,7 @@ def train(
 
     if params and detector is None:
         raise UsageError("detector parameters need the detector they are for")
+    check_budget(budget)
     start, end = training.training_range(lake, train_from, train_to, lookback_days)
     wanted = None if series is None else sorted({*series, *map(volume_series, series)})
     frame = read_series(lake, start, end, wanted)
@@ -145,23 +144,32 @@ def train(
     choices = {
         name: (detector,) if detector else training.nightly_candidates(name, frame[name]) for name in names
     }
-    plan = {name: candidates[0] for name, candidates in choices.items()}
+    plan = dict(choices)
     selected = {}
     for name, candidates in choices.items():
         if len(candidates) > 1:
             try:
-                chosen = select(lake, name, list(candidates), train_from=start, train_to=end, promote=promote)
+                chosen = select(
+                    lake,
+                    name,
+                    list(candidates),
+                    train_from=start,
+                    train_to=end,
+                    promote=promote,
+                    budget=budget,
+                )
                 selected[name] = chosen.model.ref
                 del plan[name]
             except (PassionError, OSError) as error:
-                # Too short a history to hold days out: the first candidate, as for a single one.
-                log.info("%s: no selection (%s); training %s", name, error, candidates[0])
+                # Too short a history to hold days out: the first candidate that trains.
+                log.info("%s: no selection (%s); training %s", name, error, " or ".join(candidates))
     summary = training.train_each(
         lake,
         frame,
         plan,
         params={
-            name: detector_params(name, params if name == detector else None) for name in set(plan.values())
+            name: budgeted(name, detector_params(name, params if name == detector else None), budget)
+            for name in {candidate for candidates in plan.values() for candidate in candidates}
         },
         live_from=live_from,
     )
@@ -178,11 +186,12 @@ def select(
     train_to: Day | None = None,
     lookback_days: int = LOOKBACK_DAYS,
     promote: bool = False,
+    budget: float | None = None,
 ) -> Selection:
     """Pick the best of ``detectors`` for ``series`` on a holdout, retrain it and register it.
 
-    The same range and detector defaults as :func:`train`; with ``promote`` the winner is live from
-    the day after the range. See ``evaluation.selection`` for the criterion.
+    The same range, detector defaults and ``budget`` as :func:`train`; with ``promote`` the winner is
+    live from the day after the range. See ``evaluation.selection`` for the criterion.
     """
     from passion_tasks.evaluation.selection import select_detector
 
@@ -193,9 +202,33 @@ def select(
         train_from=train_from,
         train_to=train_to,
         lookback_days=lookback_days,
-        params={name: detector_params(name) for name in detectors},
+        params={name: budgeted(name, detector_params(name), check_budget(budget)) for name in detectors},
         promote=promote,
     )
+
+
+def check_budget(budget: float | None) -> float | None:
+    """``budget`` if it is None or a positive number of false incidents per series per 30 days."""
+    from passion_tasks.detectors.thresholds import check_budget as positive
+
+    try:
+        return None if budget is None else positive(budget)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def budgeted(detector: str, params: dict[str, Any], budget: float | None) -> dict[str, Any]:
+    """``params`` with the false-alarm ``budget`` when ``detector`` runs with a budget threshold."""
+    from passion_tasks.detectors import detector_class
+
+    if budget is None:
+        return params
+    if params.get("threshold", detector_class(detector)().threshold) != "false_alarm_budget":
+        return params
+    return {
+        **params,
+        "threshold_params": {**params.get("threshold_params", {}), "incidents_per_30_days": budget},
+    }
 
 
 def plan_training(
@@ -226,13 +259,19 @@ def train_series(
     train_to: Day | None = None,
     lookback_days: int = LOOKBACK_DAYS,
     promote: bool = False,
+    budget: float | None = None,
 ) -> dict[str, str]:
     """One series' new models as detector -> model reference: each of ``detectors`` (as :func:`train`
     trains them), the winner of them with ``select_best`` (as :func:`select`), or without detectors
-    what the nightly run trains for it."""
+    what the nightly run trains for it; ``budget`` as :func:`train` has it."""
     if not detectors:
         summary = train(
-            lake, series=[series], train_to=train_to, lookback_days=lookback_days, promote=promote
+            lake,
+            series=[series],
+            train_to=train_to,
+            lookback_days=lookback_days,
+            promote=promote,
+            budget=budget,
         )
         log.info("%s", summary.summary())
         if series in summary.failed:
@@ -243,14 +282,26 @@ def train_series(
         return {parse_model_ref(ref)[1]: ref}
     if select_best:
         chosen = select(
-            lake, series, detectors, train_to=train_to, lookback_days=lookback_days, promote=promote
+            lake,
+            series,
+            detectors,
+            train_to=train_to,
+            lookback_days=lookback_days,
+            promote=promote,
+            budget=budget,
         )
         log.info("%s", chosen.summary())
         return {chosen.winner: chosen.model.ref}
     trained, failed = {}, {}
     for detector in detectors:
         summary = train(
-            lake, detector, series=[series], train_to=train_to, lookback_days=lookback_days, promote=promote
+            lake,
+            detector,
+            series=[series],
+            train_to=train_to,
+            lookback_days=lookback_days,
+            promote=promote,
+            budget=budget,
         )
         log.info("%s", summary.summary())
         if series in summary.trained:

@@ -205,7 +205,9 @@ from airflow.serialization.serialized_objects import DagSerialization
 # What a trigger form's submission goes through: the stored DAG's Params merged with the conf, validated.
 stored = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(train))
 rejected = {}
-for name, value in [("lookback_days", 0), ("lookback_days", 400), ("detectors", ["no_such_detector"])]:
+for name, value in [
+    ("lookback_days", 0), ("lookback_days", 400), ("detectors", ["no_such_detector"]), ("budget", 0)
+]:
     try:
         stored.params.deep_merge({name: value}).validate()
     except ParamValidationError as error:
@@ -268,6 +270,7 @@ print(json.dumps({
     assert parsed["retries"] == 3
     assert parsed["detector_enum"] is True
     assert parsed["train_params"] == [
+        "budget",
         "detectors",
         "lookback_days",
         "promote",
@@ -278,6 +281,7 @@ print(json.dumps({
     assert parsed["rejected"] == {
         "lookback_days=0": "Invalid input for param lookback_days: 0 is less than the minimum of 1",
         "lookback_days=400": "Invalid input for param lookback_days: 400 is greater than the maximum of 365",
+        "budget=0": "Invalid input for param budget: 0 is less than or equal to the minimum of 0",
         'detectors=["no_such_detector"]': "Invalid input for param detectors: 'no_such_detector' is not one "
         f"of {detector_names()!r}",
         "corpus=yahoo": "Invalid input for param corpus: 'yahoo' is not one of "

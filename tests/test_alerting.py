@@ -750,7 +750,7 @@ def test_an_incident_alerts_whole_as_the_report_has_it() -> None:
 
 @pytest.mark.parametrize(
     ("ratio", "minutes", "expected"),
-    [(1.2, 30, "info"), (1.5, 5, "warning"), (5.0, 4, "info"), (3.0, 14, "warning"), (3.0, 15, "critical")],
+    [(1.2, 30, "info"), (1.5, 3, "warning"), (5.0, 2, "info"), (3.0, 14, "warning"), (3.0, 15, "critical")],
 )
 def test_severity_needs_both_the_ratio_and_the_duration_of_a_level(
     ratio: float, minutes: int, expected: str
@@ -802,6 +802,20 @@ def test_cooldown_needs_every_series_of_an_incident_to_be_cooling_down() -> None
     )
     alerting, held = apply_cooldown([with_new_series, joined], dt.timedelta(hours=1), earlier)
     assert (alerting, held) == ([with_new_series], [joined])
+
+
+def test_an_incident_more_severe_than_the_one_cooling_its_series_down_is_an_escalation() -> None:
+    first = Incident((anomaly(P95, "2026-11-21 10:00", "2026-11-21 10:03", 1.2),))
+    worse = Incident((anomaly(P95, "2026-11-21 10:20", "2026-11-21 10:39", 4.0),))
+    same = Incident((anomaly(P95, "2026-11-21 10:50", "2026-11-21 10:53", 1.1),))
+    rules = Rules()
+
+    def rank(incident: Incident) -> int:
+        return rules.rank(severity(incident, rules.levels))
+
+    alerting, held = apply_cooldown([first, worse, same], dt.timedelta(hours=1), rank=rank)
+    assert [severity(incident, rules.levels) for incident in alerting] == ["info", "critical"]
+    assert held == [same]
 
 
 def test_routes_send_by_severity_and_series_pattern() -> None:

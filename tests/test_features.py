@@ -14,6 +14,7 @@ import pytest
 
 from passion_tasks.features import build_features, previous_hour_ohlc, read_series
 from passion_tasks.features.cdn import OTHER, path_group
+from passion_tasks.features.policy import watched_series
 from passion_tasks.lake import Lake, PartitionNotFound, schemas
 from passion_tasks.lake.schemas import MAX_NAME_PART, bounded_name
 
@@ -333,3 +334,22 @@ def test_paths_group_by_their_folders_not_their_files() -> None:
         ]
     )
     assert path_group(stems).to_pylist() == ["/img", "/img", "/vod/sintel", "/live/ch7", "/", None]
+
+
+def test_watched_series_are_totals_edges_and_channels_with_medians_overall_only() -> None:
+    names = [
+        "cdn_ttfb_p50",
+        "cdn_ttfb_p50{edge=FRA2}",
+        "cdn_ttfb_p95{edge=FRA2}",
+        "cdn_time_taken_p50{channel=ch7}",
+        "cdn_5xx_rate{channel=ch7}",
+        "cdn_requests{device=Roku}",
+        "cif",
+        "cif_open",
+    ]
+    assert watched_series(names) == [
+        "cdn_ttfb_p50",
+        "cdn_ttfb_p95{edge=FRA2}",
+        "cdn_5xx_rate{channel=ch7}",
+        "cif",
+    ]

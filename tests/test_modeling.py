@@ -237,7 +237,9 @@ def test_detectors_list_names_the_whole_zoo(capsys) -> None:
         "likelihood",
         "rate",
         "percentile",
+        "size",
         "count",
+        "profile",
         "constant",
     } == set(names)
 
@@ -257,3 +259,33 @@ def test_score_batches_cut_the_series_with_a_live_model_in_order(lake: Lake) -> 
         steps.score_batches(lake, days[1], 2)
     with pytest.raises(UsageError, match="at least 1, not 0"):
         steps.score_batches(lake, days[2], 0)
+
+
+def test_the_nightly_run_takes_a_budget_and_a_tighter_one_sets_a_higher_threshold(featured: Lake) -> None:
+    def nightly(budget: float | None) -> float:
+        summary = steps.train(
+            featured, series=["cif"], train_from=START, train_to="2026-11-04", budget=budget
+        )
+        series, detector, version = parse_model_ref(summary.trained["cif"])
+        (model,) = [
+            m
+            for m in registry.list_models(featured, series)
+            if (m.detector, m.version) == (detector, version)
+        ]
+        assert model.params["threshold"] == "false_alarm_budget"
+        assert (model.params.get("threshold_params") or {}).get("incidents_per_30_days") == budget
+        return model.threshold
+
+    assert nightly(0.01) > nightly(1.0)
+    for budget in (0, -1.0, True):
+        with pytest.raises(UsageError, match="false-alarm budget must be a positive number"):
+            steps.train(featured, series=["cif"], train_to="2026-11-04", budget=budget)
+
+
+def test_a_server_metric_with_one_training_day_falls_back_to_a_detector_that_can_learn_from_it(
+    featured: Lake,
+) -> None:
+    summary = steps.train(featured, series=["cif"], train_from="2026-11-04", train_to="2026-11-04")
+    # One day: no daily profile to learn and no days to hold out; the next candidate is trained.
+    assert summary.failed == {}
+    assert parse_model_ref(summary.trained["cif"])[1] == "rolling_mad"

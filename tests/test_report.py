@@ -18,7 +18,10 @@ from passion_tasks.incidents.causes import (
     co_movements,
     comparison_window,
     explain_incident,
+    explain_rows,
+    log_slices,
 )
+from passion_tasks.incidents.day import flagged_slice
 from passion_tasks.incidents.model import group_incidents, with_severity
 from passion_tasks.lake import Lake, schemas
 from passion_tasks.models.scoring import group_events
@@ -70,6 +73,7 @@ def requests(
                             "ts": ts,
                             "edge_location": edge,
                             "cs_uri_stem": stem,
+                            "live_channel": stem.split("/")[2] if stem.startswith("/live/") else None,
                             "sc_status": 503 if background or fails(edge, stem, device) else 200,
                             "device_family": device,
                             "edge_result_type": "Hit",
@@ -172,6 +176,50 @@ def test_a_traffic_drop_is_compared_with_the_same_minutes_the_day_before() -> No
         explanation.sentence
         == "requests 4.0/min → 0/min at edge PAR4, all paths, all devices (overall 16/min → 12/min)"
     )
+
+
+def test_a_slice_that_lost_its_viewers_is_named_though_the_whole_barely_moved() -> None:
+    # Three requests a minute per edge, path and device; FRA2's ch8 served nothing for 40 of the
+    # incident's 120 minutes: 4% of the whole's requests, a third of its own.
+    yesterday = DAY - dt.timedelta(days=1)
+    logs = pd.concat(
+        3
+        * [
+            requests(at("11:00", yesterday), 120),
+            requests(at("11:00"), 40, served=lambda edge, stem, device: (edge, stem) != ("FRA2", STEMS[1])),
+            requests(at("11:40"), 80),
+        ],
+        ignore_index=True,
+    )
+    window = (at("11:00", yesterday), at("13:00", yesterday))
+
+    explanation = explain_incident(logs, at("11:00"), at("13:00"), window, "cdn_requests")
+
+    assert explanation.sentence == (
+        "requests 6.0/min → 4.0/min at edge FRA2, path /live/ch8, all devices (overall 48/min → 46/min)"
+    )
+
+
+def test_a_slice_the_detectors_flagged_alone_is_where_the_explanation_starts() -> None:
+    # One failing request a minute on FRA2's ch7 among 16: flagged on those two series only.
+    logs = incident_logs(
+        fails=lambda edge, stem, device: edge == "FRA2" and stem == STEMS[0] and device == "Roku"
+    )
+    within = flagged_slice(["cdn_5xx_rate{edge=FRA2}", "cdn_5xx_rate{channel=ch7}"])
+
+    explanation = explain_rows(
+        log_slices(logs), at("11:00"), at("11:30"), BASELINE, "cdn_5xx_rate", within=within
+    )
+
+    assert within == (("edge_location", "FRA2"), ("live_channel", "ch7"))
+    assert [(part.dimension, part.values) for part in explanation.slices][:2] == [
+        ("edge_location", ("FRA2",)),
+        ("path_group", ("/live/ch7",)),
+    ]
+    assert explanation.changed
+    # A total among the series, or two edges: the search starts from the whole.
+    assert flagged_slice(["cdn_5xx_rate", "cdn_5xx_rate{edge=FRA2}"]) == ()
+    assert flagged_slice(["cdn_5xx_rate{edge=FRA2}", "cdn_5xx_rate{edge=AMS1}"]) == ()
 
 
 def test_noise_is_not_explained() -> None:
@@ -403,7 +451,8 @@ def test_report_says_which_services_moved_with_a_metric_incident(lake: Lake) -> 
 
     html = report_of(lake)
 
-    assert "paycore −50% (−674.7σ) and paydecision −50% (−674.7σ) moved together; cif held" in html
+    # The incident's own series leads; the others that moved with it follow.
+    assert "paycore −50% (−674.7σ) anomalous; paydecision −50% (−674.7σ) moved too; cif held" in html
     assert '<td>metrics</td><td class="num">not ingested</td>' in html
 
 

@@ -341,6 +341,10 @@ def test_generate_rejects_meaningless_arguments(tmp_path: Path):
         generate(tmp_path, START, 0)
     with pytest.raises(ValueError, match="rate > 0"):
         generate(tmp_path, START, 1, rate=0)
+    with pytest.raises(ValueError, match=r"unknown anomaly kinds \['meteor'\]"):
+        generate(tmp_path, START, 3, kinds={"meteor": 1.0})
+    with pytest.raises(ValueError, match="add up to more than 0"):
+        generate(tmp_path, START, 3, kinds={"outage": 0.0})
 
 
 # --- placement, effects and labelling, without files ---------------------------------------------

@@ -15,7 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +42,7 @@ class SeverityLevel:
 
 DEFAULT_LEVELS = (
     SeverityLevel("info"),
-    SeverityLevel("warning", min_ratio=1.5, min_minutes=5),
+    SeverityLevel("warning", min_ratio=1.5, min_minutes=3),
     SeverityLevel("critical", min_ratio=3.0, min_minutes=15),
 )
 
@@ -298,27 +299,35 @@ def apply_cooldown(
     incidents: Iterable[Incident],
     cooldown: dt.timedelta,
     earlier: Iterable[tuple[Iterable[str], pd.Timestamp]] = (),
+    rank: Callable[[Incident], int] = lambda incident: 0,
 ) -> tuple[list[Incident], list[Incident]]:
     """Split incidents into those that alert and those held back: an incident is held back when every one
     of its series alerted (an alerting incident, or an ``earlier`` (series, end) pair) less than
-    ``cooldown`` before its start. A held-back incident does not extend the cooldown."""
-    last_alert: dict[str, pd.Timestamp] = {}
+    ``cooldown`` before its start, at least as severely (``rank``): a burst that grows from an info
+    into a warning is an escalation, and alerts. An ``earlier`` pair holds back any severity. A
+    held-back incident does not extend the cooldown."""
+    last_alert: dict[str, tuple[pd.Timestamp, int]] = {}
 
-    def note(series: Iterable[str], end: pd.Timestamp) -> None:
+    def note(series: Iterable[str], end: pd.Timestamp, level: int) -> None:
         for name in series:
-            last_alert[name] = max(end, last_alert.get(name, end))
+            previous_end, previous_level = last_alert.get(name, (end, level))
+            last_alert[name] = (max(end, previous_end), max(level, previous_level))
 
     for series, end in earlier:
-        note(series, end)
+        note(series, end, sys.maxsize)
     alerting, held = [], []
     for incident in sorted(incidents, key=lambda incident: incident.start):
+        level = rank(incident)
         if cooldown and all(
-            name in last_alert and incident.start - last_alert[name] < cooldown for name in incident.series
+            name in last_alert
+            and incident.start - last_alert[name][0] < cooldown
+            and level <= last_alert[name][1]
+            for name in incident.series
         ):
             held.append(incident)
         else:
             alerting.append(incident)
-            note(incident.series, incident.end)
+            note(incident.series, incident.end, level)
     return alerting, held
 
 
@@ -342,7 +351,11 @@ def decide(
         if any(meets_minimums(anomaly, rules) for anomaly in loud):
             by_start = sorted(found, key=lambda anomaly: (anomaly.start, anomaly.series, anomaly.detector))
             candidates.append(Incident(tuple(by_start), explained.cause))
-    alerting, held = apply_cooldown(candidates, rules.cooldown, earlier)
+
+    def rank(incident: Incident) -> int:
+        return rules.rank(severity(incident, rules.levels))
+
+    alerting, held = apply_cooldown(candidates, rules.cooldown, earlier, rank=rank)
     alerts = [Alert(ANOMALY, day, severity(incident, rules.levels), incident) for incident in alerting]
     return Decisions(alerts=alerts, below_minimums=below, snoozed=quiet, in_cooldown=held)
 

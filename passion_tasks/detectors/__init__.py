@@ -60,7 +60,10 @@ _REGISTRY: dict[str, str] = {
     "rate": "passion_tasks.detectors.counts:RateDetector",
     "percentile": "passion_tasks.detectors.counts:PercentileDetector",
     "count": "passion_tasks.detectors.counts:CountDetector",
+    "size": "passion_tasks.detectors.counts:SizeDetector",
     "constant": "passion_tasks.detectors.counts:ConstantDetector",
+    # a server metric against its daily profile
+    "profile": "passion_tasks.detectors.profiles:ProfileDetector",
     # baselines
     "rolling_mad": "passion_tasks.detectors.baselines:RollingMadDetector",
     "windowed_gaussian": "passion_tasks.detectors.baselines:WindowedGaussianDetector",

@@ -205,13 +205,11 @@ class Detector(BaseEstimator):
                     f"choose one of {', '.join(thresholds.THRESHOLD_METHODS)} or give a number"
                 )
             budget = (self.threshold_params or {}).get("incidents_per_30_days", thresholds.DEFAULT_BUDGET)
-            if self.threshold == "false_alarm_budget" and (
-                isinstance(budget, bool) or not isinstance(budget, int | float) or not budget > 0
-            ):
-                raise DetectorError(
-                    f"{self.name}: the false-alarm budget (incidents_per_30_days) must be a positive number "
-                    f"of false incidents per series per 30 days, got {budget!r}"
-                )
+            if self.threshold == "false_alarm_budget":
+                try:
+                    thresholds.check_budget(budget)
+                except ValueError as error:
+                    raise DetectorError(f"{self.name}: {error} (incidents_per_30_days)") from None
         elif self.threshold_params:
             raise DetectorError(f"{self.name}: threshold_params only apply to a threshold method")
         elif not self.threshold > 0:
@@ -225,7 +223,10 @@ class Detector(BaseEstimator):
             rows_per_day = pd.Timedelta(days=1) / self.step_
             budget = options.get("incidents_per_30_days", thresholds.DEFAULT_BUDGET)
             per_row = budget / (thresholds.DAYS_PER_BUDGET * rows_per_day)
-            options |= {"rows_per_day": rows_per_day, "fallback": self._uncalibrated_threshold(per_row)}
+            options |= {
+                "rows_per_day": rows_per_day,
+                "model_threshold": self._uncalibrated_threshold(per_row),
+            }
         try:
             value = thresholds.fit_threshold(raw_scores, self.threshold, **options)
         except (TypeError, ValueError) as exc:

@@ -4,16 +4,19 @@ A rate over 8 requests is not a rate over 8,000, nor is a percentile: a thin sli
 must not fire on noise, while a real change on a thin slice still must. So these detectors take the
 slice's requests per minute beside the series (``input_series``) and score a row by how unlikely its
 last minutes are under what training saw, as a surprise: ``-log10`` of a tail probability, combined
-over windows of 1, 5 and 15 minutes (Bonferroni), so a sharp outage and a slow leak both show. A row
-carries its windows' surprise only when it is itself worse than expected, so an event ends with its
-cause; on a noisy baseline a later minute that happens to be worse can carry it up to a window on.
+over windows of 1, 5 and 15 minutes (``surprise``; 5 and 15 for percentiles and sizes, whose single
+minutes are too wild to judge alone; an hour too for requests, while its last quarter departs). A
+row carries its windows' surprise only when it is itself worse than expected, so an event ends with
+its cause; on a noisy baseline a later minute that happens to be worse can carry it a window on.
 
 - ``RateDetector``: errors (or misses) among the requests, beta-binomial around the training rate;
   with no error at all in training the rate is Jeffreys' ``(0 + 0.5) / (N + 1)``: 3 errors in 10
   requests after 0 in 100,000 is certain, 1 in 100,000 is not.
 - ``PercentileDetector``: a latency percentile in log scale, against the training level of its hour of
   day, with a noise that shrinks with the minute's requests (``s0² + c / n``).
-- ``CountDetector``: requests per minute against their trailing median, negative binomial, both ways.
+- ``SizeDetector``: bytes against the requests' usual response size, both ways.
+- ``CountDetector``: requests per minute against their daily profile and trailing level, negative
+  binomial, both ways.
 
 ``ConstantDetector`` covers a server metric that never moved in training: any departure is news.
 """
@@ -27,40 +30,39 @@ import pandas as pd
 from scipy import stats
 
 from passion_tasks.detectors.base import Detector, DetectorError
-from passion_tasks.detectors.baselines import trailing_median_mad
-from passion_tasks.detectors.thresholds import MAD_TO_SIGMA
+from passion_tasks.detectors.profiles import daily_profile, minute_of_day
+from passion_tasks.detectors.surprise import (
+    WINDOWS,
+    SurpriseScores,
+    combined,
+    dispersion,
+    lag1_autocorrelation,
+    surprise,
+    trailing_sums,
+    z_surprise,
+)
+from passion_tasks.detectors.thresholds import robust_spread
 from passion_tasks.features.policy import RATES, metric_of, volume_series
 
-#: The windows, in rows, a row's surprise is taken over; the largest of them counts.
-WINDOWS = (1, 5, 15)
-#: Surprises are capped here: past it, every probability is "never".
-MAX_SURPRISE = 300.0
 #: Rows of an hour of day that training needs to learn that hour's own level.
 MIN_ROWS_PER_HOUR = 30
+#: A training minute whose surprise under the healthy rate is beyond this (a one in a million chance)
+#: is an incident of the training week, not part of the rate.
+OUTLYING = 6.0
+#: The windows of percentiles and sizes: 5 and 15 minutes, never one alone. A minute's percentile of
+#: a thin slice is a handful of requests from two modes (cache hits and misses) and flips between
+#: them when the hit ratio wobbles; a minute's bytes may be one large download. A latency or size
+#: change that matters lasts.
+MINUTES_TOGETHER = (5, 15)
+#: The windows of requests: an hour too, for an edge of two requests a minute that lost two thirds of
+#: them is twelve against thirty in a quarter of an hour (no surprise worth a page), 25 against 80 in
+#: an hour.
+COUNT_WINDOWS = (*WINDOWS, 60)
+#: The surprise of the last quarter of an hour that lets the hour's window speak.
+LATELY = 2.0
 
 
-def surprise(p: np.ndarray) -> np.ndarray:
-    """``-log10(p)``, 0 for p = 1, capped at ``MAX_SURPRISE``."""
-    with np.errstate(divide="ignore"):
-        return np.minimum(-np.log10(np.clip(p, 0.0, 1.0)), MAX_SURPRISE)
-
-
-def trailing_sums(values: np.ndarray, window: int) -> np.ndarray:
-    """The sum of each row's last ``window`` values (the row's own included); NaN count as 0."""
-    totals = np.concatenate([[0.0], np.cumsum(np.nan_to_num(values))])
-    rows = np.arange(1, len(values) + 1)
-    return totals[rows] - totals[np.maximum(rows - window, 0)]
-
-
-def combined(surprises: list[np.ndarray]) -> np.ndarray:
-    """The largest of the windows' surprises, less what looking at several windows costs (Bonferroni)."""
-    stacked = np.vstack(surprises)
-    best = np.nanmax(np.where(np.isnan(stacked), -np.inf, stacked), axis=0)
-    best[np.isinf(best)] = np.nan
-    return np.maximum(best - np.log10(len(surprises)), 0.0)
-
-
-class CountAwareDetector(Detector):
+class CountAwareDetector(SurpriseScores, Detector):
     """A CDN series judged with its slice's requests: the frame's second column."""
 
     learns_from_constant: ClassVar[bool] = True
@@ -84,17 +86,14 @@ class CountAwareDetector(Detector):
         requests = np.nan_to_num(frame.iloc[:, 1].to_numpy(dtype=float))
         return values, requests
 
-    def _uncalibrated_threshold(self, false_events_per_row: float) -> float | None:
-        # Scores are surprises of tail probabilities: a row reaches -log10(p) with chance p.
-        return float(-np.log10(false_events_per_row))
-
 
 class RateDetector(CountAwareDetector):
     """An error rate (or a hit ratio, which goes bad downwards) against its training rate, with counts.
 
     The bad requests of a window, ``k`` of ``n``, are beta-binomial around the training rate; the
     overdispersion (minutes that vary more than a coin would) is estimated on the training minutes by
-    the method of moments and is 0 for a rate that never moved.
+    the method of moments and is 0 for a rate that never moved. Both leave out the training minutes
+    that the rest of the week puts beyond ``OUTLYING`` (the week's own incidents).
     """
 
     name = "rate"
@@ -110,11 +109,21 @@ class RateDetector(CountAwareDetector):
 
     def _fit(self, frame: pd.DataFrame) -> None:
         bad, requests = self._bad(frame)
-        total = requests.sum()
-        if not total > 0:
+        if not requests.sum() > 0:
             raise DetectorError(f"{self.name}: no requests in the training range to learn a rate from")
-        self.rate_ = float((bad.sum() + 0.5) / (total + 1.0))
-        p = self.rate_
+        # A training week holds incidents too, and one 5xx burst would make a rate of 0 look like a
+        # rate that wanders. Minutes the healthy rate cannot explain are left out: first those whose
+        # windows a plain binomial finds beyond belief, then, against the rate and overdispersion of
+        # the rest, those still beyond it.
+        self._estimate(bad, requests)
+        self.overdispersion_ = 0.0
+        for _ in range(2):
+            kept = ~(np.nan_to_num(self._score_rows(frame)[0]) > OUTLYING)
+            self._estimate(bad[kept], requests[kept])
+
+    def _estimate(self, bad: np.ndarray, requests: np.ndarray) -> None:
+        """The rate (Jeffreys) and its overdispersion (method of moments) of these minutes."""
+        self.rate_ = p = float((bad.sum() + 0.5) / (requests.sum() + 1.0))
         spread = requests * (requests - 1) * p * (1 - p)
         excess = ((bad - requests * p) ** 2 - requests * p * (1 - p)).sum()
         self.overdispersion_ = float(np.clip(excess / spread.sum(), 0.0, 0.3)) if spread.sum() > 0 else 0.0
@@ -148,12 +157,22 @@ class PercentileDetector(CountAwareDetector):
 
     In log scale, a minute's percentile departs from the level by noise of variance ``s0² + c / n``:
     the quantile of ``n`` requests scatters like ``1 / n``, the rest (the mix of clients) does not.
-    Both are fitted on the training minutes binned by their requests. Only a slower percentile is
-    bad. A window's surprise combines its minutes' z-scores (Stouffer).
+    Both are fitted on the training minutes binned by their requests; a departure counts beyond one
+    step of the values' resolution (``_resolution``). Only a slower percentile is bad. A window's
+    surprise combines its minutes' z-scores (Stouffer), as alike as training's consecutive minutes
+    were.
     """
 
     name = "percentile"
-    _learned_attributes = ("hour_levels_", "level_", "noise_floor_", "noise_per_request_")
+    _learned_attributes = (
+        "hour_levels_",
+        "level_",
+        "resolution_",
+        "noise_floor_",
+        "noise_per_request_",
+        "dispersion_",
+        "autocorrelation_",
+    )
 
     def _fit(self, frame: pd.DataFrame) -> None:
         values, requests = self._columns(frame)
@@ -171,24 +190,35 @@ class PercentileDetector(CountAwareDetector):
                 for hour in range(24)
             ]
         )
+        self.resolution_ = _resolution(values[seen])
         residuals = logs[seen] - self.hour_levels_[hours[seen]]
         self.noise_floor_, self.noise_per_request_ = _noise_model(residuals, requests[seen])
+        self.dispersion_ = 1.0
+        self.dispersion_ = dispersion(self._z(frame)[0])
+        self.autocorrelation_ = lag1_autocorrelation(self._z(frame)[0])
 
-    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _departures(self, logs: np.ndarray, level: np.ndarray) -> np.ndarray:
+        """How far each log value is from its level beyond one step of the values' resolution: a
+        time to first byte logged in whole milliseconds, at 9 ms, cannot tell 9 from 10."""
+        band = np.log1p(self.resolution_ / np.exp(level))
+        gap = logs - level
+        return np.sign(gap) * np.maximum(np.abs(gap) - band, 0.0)
+
+    def _z(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Each minute's z-score (NaN without requests) and its hour's level, in log scale."""
         values, requests = self._columns(frame)
         level = self.hour_levels_[frame.index.hour.to_numpy()]
-        noise = np.sqrt(self.noise_floor_ + self.noise_per_request_ / np.maximum(requests, 1))
-        z = (self._logs(values, requests) - level) / noise
-        surprises = []
-        for window in WINDOWS:
-            counted = trailing_sums(np.isfinite(z).astype(float), window)
-            stouffer = trailing_sums(np.where(np.isfinite(z), z, 0.0), window) / np.sqrt(
-                np.maximum(counted, 1)
-            )
-            # As for rates: only a row that is itself slower carries its window's surprise.
-            tail = np.where(np.nan_to_num(z) > 0, stats.norm.sf(stouffer), 1.0)
-            surprises.append(np.where(counted > 0, surprise(tail), np.nan))
-        return combined(surprises), np.exp(level)
+        noise = np.sqrt(
+            self.dispersion_ * (self.noise_floor_ + self.noise_per_request_ / np.maximum(requests, 1))
+        )
+        return self._departures(self._logs(values, requests), level) / noise, level
+
+    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        z, level = self._z(frame)
+        return (
+            z_surprise(z, two_sided=False, autocorrelation=self.autocorrelation_, windows=MINUTES_TOGETHER),
+            np.exp(level),
+        )
 
     @staticmethod
     def _logs(values: np.ndarray, requests: np.ndarray) -> np.ndarray:
@@ -196,18 +226,88 @@ class PercentileDetector(CountAwareDetector):
             return np.where((requests > 0) & (values > 0), np.log(values), np.nan)
 
 
+class SizeDetector(CountAwareDetector):
+    """Bytes given the requests that fetched them, both ways: larger responses (a bitrate ladder pushed
+    by mistake) and smaller ones (viewers dropped to a low rendition) are news; how many requests
+    there are is the count detector's to judge, so a traffic drop is not a second incident here.
+
+    A minute's bytes are the sum of its ``n`` responses, whose sizes at that hour of day had a mean
+    and a variance in training: by the central limit theorem the sum departs from ``n`` times the
+    mean by noise of variance ``n`` times the variance. Both moments are learned per hour of day from
+    the training minutes (``variance = E[(bytes - n mean)^2] / n``). Sizes are heavy-tailed (one
+    download among a thin slice's segments is a minute's worth of bytes), so, as for percentiles,
+    minutes are judged together over 5 and 15 of them (Stouffer, each minute capped): a size change
+    that matters lasts.
+    """
+
+    name = "size"
+    _learned_attributes = ("hour_means_", "hour_variances_", "dispersion_", "autocorrelation_")
+
+    def _fit(self, frame: pd.DataFrame) -> None:
+        values, requests = self._columns(frame)
+        seen = np.isfinite(values) & (requests > 0)
+        if seen.sum() < 2 * MIN_ROWS_PER_HOUR:
+            raise DetectorError(f"{self.name}: {int(seen.sum())} training minutes with requests, too few")
+        hours = frame.index.hour.to_numpy()
+        overall = _size_moments(values[seen], requests[seen])
+        moments = [
+            _size_moments(values[seen & (hours == hour)], requests[seen & (hours == hour)])
+            if (seen & (hours == hour)).sum() >= MIN_ROWS_PER_HOUR
+            else overall
+            for hour in range(24)
+        ]
+        self.hour_means_ = np.array([mean for mean, _ in moments])
+        self.hour_variances_ = np.array([variance for _, variance in moments])
+        self.dispersion_ = 1.0
+        self.dispersion_ = dispersion(self._z(frame)[0])
+        self.autocorrelation_ = lag1_autocorrelation(self._z(frame)[0])
+
+    def _z(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        values, requests = self._columns(frame)
+        hours = frame.index.hour.to_numpy()
+        seen = np.isfinite(values) & (requests > 0)
+        expected = requests * self.hour_means_[hours]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (values - expected) / np.sqrt(self.dispersion_ * requests * self.hour_variances_[hours])
+        return np.where(seen, z, np.nan), np.where(np.isfinite(values), expected, np.nan)
+
+    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        z, expected = self._z(frame)
+        scores = z_surprise(
+            z, two_sided=True, autocorrelation=self.autocorrelation_, windows=MINUTES_TOGETHER
+        )
+        scores[~np.isfinite(z)] = np.nan
+        return scores, expected
+
+
+def _size_moments(values: np.ndarray, requests: np.ndarray) -> tuple[float, float]:
+    """The mean and the variance of one response's size, from minutes of ``values`` bytes over
+    ``requests`` responses (method of moments)."""
+    mean = float(values.sum() / requests.sum())
+    variance = float(((values - requests * mean) ** 2).sum() / requests.sum())
+    return mean, max(variance, (1e-3 * mean) ** 2, 1e-12)
+
+
+def _resolution(values: np.ndarray) -> float:
+    """The step between neighbouring values the training minutes took (the median gap between the
+    distinct ones): a millisecond for a percentile logged in milliseconds, next to nothing for a
+    percentile interpolated between thousands of requests."""
+    distinct = np.unique(values[np.isfinite(values)])
+    return float(np.median(np.diff(distinct))) if distinct.size > 1 else 0.0
+
+
 def _noise_model(residuals: np.ndarray, requests: np.ndarray, bins: int = 10) -> tuple[float, float]:
     """``(s0², c)`` of ``variance = s0² + c / n``: least squares over bins of minutes with alike ``n``,
-    each bin's variance a robust one (MAD), neither term negative."""
+    each bin's variance a robust one (``robust_spread``: a percentile recorded in whole milliseconds
+    sits on one value most minutes, and its spread is in the others), neither term negative."""
     edges = np.unique(np.quantile(requests, np.linspace(0, 1, bins + 1)))
     which = np.clip(np.searchsorted(edges, requests, side="right") - 1, 0, max(len(edges) - 2, 0))
     inverse, variance = [], []
     for b in np.unique(which):
         members = residuals[which == b]
         if members.size >= 10:
-            spread = MAD_TO_SIGMA * np.median(np.abs(members - np.median(members)))
             inverse.append(np.mean(1 / requests[which == b]))
-            variance.append(spread**2)
+            variance.append(robust_spread(members) ** 2)
     overall = float(np.var(residuals)) if residuals.size > 1 else 1.0
     if len(variance) < 2:
         return max(overall, 1e-6), 0.0
@@ -223,19 +323,26 @@ def _noise_model(residuals: np.ndarray, requests: np.ndarray, bins: int = 10) ->
 class CountDetector(CountAwareDetector):
     """Requests per minute against what training saw at that time of day, negative binomial, both ways.
 
-    The expectation is the training days' median at each minute of the day (smoothed over
-    ``smoothing`` minutes), times the level of the last ``window`` minutes relative to it, so that a
-    growing or shrinking service is followed while a drop (an edge or an encoder failing) or a surge
-    within the hour stands out. Each window of 1, 5 and 15 minutes has its own overdispersion, measured
-    on the training days: whatever the expectation misses there is noise, not news.
+    The expectation is the daily profile of the training days (``profiles.daily_profile``) times the
+    level of the last ``window`` minutes relative to it: the median over ``LEVEL_BLOCKS`` blocks of
+    those minutes of their requests over the profile's, each with a share of ``LEVEL_PRIOR`` more
+    requests (a median of means), so that a thin slice keeps the profile until its own requests say
+    otherwise, a growing or shrinking service is followed over two hours, and a drop shorter than one
+    does not move the level (nor makes the traffic after it a surge). A drop (an edge or an encoder
+    failing) or a surge stands out. Each window of 1, 5, 15 and 60 minutes (``COUNT_WINDOWS``) has its
+    own overdispersion, measured on the training days: whatever the expectation misses there is noise.
     """
 
     name = "count"
     _learned_attributes = ("profile_", "overdispersion_")
+    #: Requests the trailing level starts from, at the profile's level.
+    LEVEL_PRIOR: ClassVar[float] = 10.0
+    #: The trailing window is cut into this many blocks; the level is the median of theirs.
+    LEVEL_BLOCKS: ClassVar[int] = 6
 
     def __init__(
         self,
-        window: int = 60,
+        window: int = 120,
         smoothing: int = 15,
         threshold: str | float = "false_alarm_budget",
         threshold_params: dict[str, Any] | None = None,
@@ -250,12 +357,20 @@ class CountDetector(CountAwareDetector):
 
     def _expected(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         counts = frame.iloc[:, 0].to_numpy(dtype=float)
-        minutes = (frame.index.hour * 60 + frame.index.minute).to_numpy()
-        seasonal = self.profile_[minutes]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(seasonal > 0, counts / seasonal, np.nan)
-        level, _ = trailing_median_mad(ratio, self.window, self.window // 2)
-        level = pd.Series(level).ffill().fillna(1.0).to_numpy()
+        seasonal = self.profile_[minute_of_day(frame.index)]
+        seen = np.isfinite(counts)
+        block = max(self.window // self.LEVEL_BLOCKS, 1)
+        observed = trailing_sums(np.where(seen, counts, 0.0), block)
+        usual = trailing_sums(np.where(seen, seasonal, 0.0), block)
+        prior = self.LEVEL_PRIOR / self.LEVEL_BLOCKS
+        # The blocks before the row (the row itself is what is judged), each its own ratio to the
+        # profile; their median is the level, so that a drop of ten minutes does not lower the level
+        # for the hour after it and make normal traffic look like a surge.
+        ratios = [
+            (_shifted(observed, 1 + b * block) + prior) / (_shifted(usual, 1 + b * block) + prior)
+            for b in range(self.LEVEL_BLOCKS)
+        ]
+        level = np.median(np.vstack(ratios), axis=0)
         return counts, np.maximum(seasonal * level, 1.0 / self.window)
 
     def _fit(self, frame: pd.DataFrame) -> None:
@@ -266,31 +381,35 @@ class CountDetector(CountAwareDetector):
         counts = frame.iloc[:, 0]
         if counts.notna().sum() < 2 * self.window:
             raise DetectorError(f"{self.name}: window={self.window} needs {2 * self.window} training minutes")
-        by_minute = counts.groupby(counts.index.hour * 60 + counts.index.minute).median()
-        profile = by_minute.reindex(range(1440))
-        wrapped = pd.concat([profile.iloc[-self.smoothing :], profile, profile.iloc[: self.smoothing]])
-        smooth = wrapped.rolling(self.smoothing, center=True, min_periods=1).median()
-        self.profile_ = np.nan_to_num(smooth.iloc[self.smoothing : -self.smoothing].to_numpy(), nan=0.0)
+        self.profile_ = np.nan_to_num(daily_profile(counts, self.smoothing), nan=0.0)
         counts, expected = self._expected(frame)
-        self.overdispersion_ = np.array([_dispersion(counts, expected, window) for window in WINDOWS])
+        self.overdispersion_ = np.array([_dispersion(counts, expected, window) for window in COUNT_WINDOWS])
 
     def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         counts, expected = self._expected(frame)
         seen = np.isfinite(counts)
         direction = np.sign(np.where(seen, counts - expected, 0.0))
         surprises = []
-        for window, dispersion in zip(WINDOWS, self.overdispersion_, strict=True):
+        for window, overdispersion in zip(COUNT_WINDOWS, self.overdispersion_, strict=True):
             x = trailing_sums(np.where(seen, counts, 0.0), window)
             mean = trailing_sums(np.where(seen, expected, 0.0), window)
-            size = 1.0 / dispersion
+            size = 1.0 / overdispersion
             p = size / (size + np.maximum(mean, 1e-9))
             low, high = stats.nbinom.cdf(x, size, p), stats.nbinom.sf(x - 1, size, p)
-            # The row's own side decides which tail its window is judged on.
-            tail = np.where(direction < 0, low, np.where(direction > 0, high, 1.0))
+            # The row's own side decides which tail its window is judged on. The hour speaks for a
+            # row only while its last quarter of an hour is unusual too (one chance in a hundred):
+            # else a ten-minute drop would colour the hour after it.
+            side = direction if window <= WINDOWS[-1] else np.where(surprises[-1] >= LATELY, direction, 0.0)
+            tail = np.where(side < 0, low, np.where(side > 0, high, 1.0))
             surprises.append(surprise(np.minimum(1.0, 2 * tail)))
         scores = combined(surprises)
         scores[~seen] = np.nan
         return scores, expected
+
+
+def _shifted(values: np.ndarray, rows: int) -> np.ndarray:
+    """``values`` moved ``rows`` rows later, 0 before the first."""
+    return np.concatenate([np.zeros(min(rows, len(values))), values[: max(len(values) - rows, 0)]])
 
 
 def _dispersion(counts: np.ndarray, expected: np.ndarray, window: int) -> float:

@@ -82,30 +82,44 @@ def event_peaks(scores: ArrayLike, level: float, separation: int = EVENT_SEPARAT
     return np.maximum.reduceat(values[above], starts)
 
 
+def check_budget(incidents_per_30_days: object) -> float:
+    """A false-alarm budget as a number; a ValueError unless it is a positive one."""
+    budget = incidents_per_30_days
+    if isinstance(budget, bool) or not isinstance(budget, int | float) or not budget > 0:
+        raise ValueError(
+            "the false-alarm budget must be a positive number of false incidents per series per 30 days, "
+            f"got {budget!r}"
+        )
+    return float(budget)
+
+
 def false_alarm_budget_threshold(
     scores: ArrayLike,
     incidents_per_30_days: float = DEFAULT_BUDGET,
     *,
     rows_per_day: float = 1440.0,
-    fallback: float | None = None,
+    model_threshold: float | None = None,
 ) -> float:
     """The score above which false events are as rare as the budget: ``incidents_per_30_days`` events
     (runs of anomalous rows) per series per 30 days, estimated from the training scores.
 
     Peaks over threshold, as extreme value theory has it (Pickands; SPOT, Siffer et al. KDD 2017): the
     training scores' events above their ``TAIL_QUANTILE`` are declustered into one peak each, the
-    excesses of the peaks over that level are fitted, and the threshold is where the fitted rate of
-    events falls to the budget. It can lie beyond every training score: that is the point, a budget of
-    one false event a year is not seen in two weeks of history. The excesses are fitted with the
-    generalised Pareto distribution of shape 0, the exponential: the scores of the detectors here are
-    z-scores and surprises (``-log10 p``), whose tails are exponential or lighter, and a free shape
-    fitted to a few dozen peaks, lumpy where counts are small, reads a heavy tail into them and puts
-    the threshold at an extrapolation no data supports.
-    With fewer than ``MIN_TAIL_EVENTS`` events there is no tail to fit: the threshold is ``fallback``
-    (a detector whose scores are p-values knows it) or else the largest training score.
+    excesses of the peaks over that level are fitted (robustly: the scale from their median), and the
+    threshold is where the fitted rate of events falls to the budget. It can lie beyond every training
+    score: that is the point, a budget of one false event a year is not seen in two weeks of history.
+    The excesses are fitted with the generalised Pareto distribution of shape 0, the exponential: the
+    scores of the detectors here are z-scores and surprises (``-log10 p``), whose tails are exponential
+    or lighter, and a free shape fitted to a few dozen peaks, lumpy where counts are small, reads a
+    heavy tail into them and puts the threshold at an extrapolation no data supports.
+    A detector whose scores are p-values (``-log10 p``) knows its own threshold for the budget,
+    ``model_threshold``: the fitted one is never below it. The fit corrects a model whose tails are
+    lighter than the data's (a percentile that flips between cache hits and misses); extrapolating
+    eight e-folds from a few days' peaks is the less sure of the two when it comes out lower.
+    With fewer than ``MIN_TAIL_EVENTS`` distinct peaks there is no tail to fit: the threshold is
+    ``model_threshold`` if it lies above the tail's level, or else the largest training score.
     """
-    if not incidents_per_30_days > 0:
-        raise ValueError(f"the false-alarm budget must be a positive number, got {incidents_per_30_days!r}")
+    check_budget(incidents_per_30_days)
     values = np.asarray(scores, dtype=float).ravel()
     finite = values[np.isfinite(values)]
     if finite.size == 0:
@@ -113,14 +127,24 @@ def false_alarm_budget_threshold(
     wanted_rate = incidents_per_30_days / (DAYS_PER_BUDGET * rows_per_day)
     level = float(np.quantile(finite, TAIL_QUANTILE))
     peaks = event_peaks(values, level)
-    if peaks.size < MIN_TAIL_EVENTS:
-        return float(fallback) if fallback is not None else float(finite.max())
+    # A tail is fitted to peaks that take many values; a few values repeated (one error among two
+    # requests, then two) are the lumps of counts, and the detector's own probabilities are exact there.
+    if np.unique(peaks).size < MIN_TAIL_EVENTS:
+        # A detector's own threshold that a fiftieth of the training rows reach (a model that thought
+        # a percentile recorded in whole milliseconds could not move) is not one these data support.
+        if model_threshold is not None and model_threshold > level:
+            return float(model_threshold)
+        return float(finite.max())
     event_rate = peaks.size / values.size
     if wanted_rate >= event_rate:
         # A budget looser than the fitted level: the training peaks themselves say where it lies.
-        return float(np.quantile(peaks, 1 - wanted_rate / event_rate))
-    scale = float(np.mean(peaks - level))
-    return level + scale * float(np.log(event_rate / wanted_rate))
+        fitted = float(np.quantile(peaks, 1 - wanted_rate / event_rate))
+    else:
+        # The exponential's scale from the median excess, not the mean: a training week holds real
+        # incidents too, and a few of their peaks would stretch a mean, and the threshold with it.
+        scale = float(np.median(peaks - level)) / np.log(2)
+        fitted = level + scale * float(np.log(event_rate / wanted_rate))
+    return fitted if model_threshold is None else max(fitted, float(model_threshold))
 
 
 THRESHOLD_METHODS: dict[str, Callable[..., float]] = {

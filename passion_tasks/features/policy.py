@@ -2,8 +2,12 @@
 
 CDN series are watched overall, per edge and per live channel; the finer breakdowns (device, path,
 protocol, method) carry a few requests a minute, too noisy to alert on, and reports use them to
-explain an incident. Every server metric is watched. The seed's previous-hour open/close/max/min are
-model inputs, never watched on their own.
+explain an incident. A slice's median latency is watched overall only: CDN latencies have two modes
+(cache hits in milliseconds, misses in tens or hundreds of them), and the median of a slice's minute
+jumps from one to the other whenever its hit ratio crosses a half. The hit ratio is watched itself,
+and a slice's latency by its tail percentiles, on which latency objectives are written. Every server
+metric is watched. The seed's previous-hour open/close/max/min are model inputs, never watched on
+their own.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from collections.abc import Iterable
 
 INPUT_ONLY_SUFFIXES = ("_open", "_close", "_max", "_min")
 WATCHED_DIMS = ("", "edge", "channel")
+#: Metrics watched overall only, not per edge or channel.
+OVERALL_ONLY_SUFFIXES = ("_p50",)
 
 
 def is_input_only(name: str) -> bool:
@@ -26,7 +32,13 @@ def series_dim(name: str) -> str:
 
 def watched_series(names: Iterable[str]) -> list[str]:
     """The watched ones of ``names``, in their order."""
-    return [name for name in names if not is_input_only(name) and series_dim(name) in WATCHED_DIMS]
+    return [name for name in names if not is_input_only(name) and is_watched_dim(name)]
+
+
+def is_watched_dim(name: str) -> bool:
+    """Whether ``name``'s breakdown is watched: overall always, per edge and channel but for medians."""
+    dim = series_dim(name)
+    return dim == "" or (dim in WATCHED_DIMS and not metric_of(name).endswith(OVERALL_ONLY_SUFFIXES))
 
 
 #: CDN metrics that are a share of the minute's requests, and the direction in which they go bad.

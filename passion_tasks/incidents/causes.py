@@ -11,7 +11,7 @@ services left their baseline together.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -78,6 +78,7 @@ LOG_COLUMNS = [
     "cs_uri_stem",
     "sc_status",
     "device_family",
+    "live_channel",
     "edge_result_type",
     "sc_bytes",
     *LATENCIES,
@@ -236,6 +237,9 @@ def log_slices(logs: pd.DataFrame) -> pd.DataFrame:
         {
             "ts": logs["ts"],
             **{name: values.fillna(MISSING).astype("category") for name, values in dimensions.items()},
+            # Not a dimension of its own (its requests are those of its path): what a detector's
+            # channel series names, to find them.
+            "live_channel": logs["live_channel"],
             "is_4xx": (status >= 400) & (status < 500),
             "is_5xx": (status >= 500) & (status < 600),
             "is_hit": logs["edge_result_type"].isin(CACHE_HITS),
@@ -302,14 +306,32 @@ def explain_incident(
 
 
 def explain_rows(
-    rows: pd.DataFrame, start: pd.Timestamp, stop: pd.Timestamp, baseline: Window, metric: str
+    rows: pd.DataFrame,
+    start: pd.Timestamp,
+    stop: pd.Timestamp,
+    baseline: Window,
+    metric: str,
+    *,
+    elsewhere: Sequence[Window] = (),
+    within: Sequence[tuple[str, str]] = (),
 ) -> Explanation:
     """``explain_incident`` of rows already through ``log_slices``, to explain several metrics of
-    the same rows without preparing them again."""
+    the same rows without preparing them again.
+
+    The requests of the day's other incidents (``elsewhere``) are no baseline for a rate or a
+    latency: a 5xx burst on another edge an hour before would hide this one's. Volumes are per
+    minute of their window, and keep them. ``within`` (column, value) pairs are a slice the detectors
+    flagged alone (``edge_location`` or ``live_channel``, named by its path): the search starts
+    inside it, and it counts as changed only if the measure changed there."""
     measure = MEASURES[metric]
     during = rows[(rows["ts"] >= start) & (rows["ts"] < stop)]
     before = rows[(rows["ts"] >= baseline[0]) & (rows["ts"] < baseline[1])]
+    if measure.kind != "volume":
+        for other in elsewhere:
+            before = before[(before["ts"] < other[0]) | (before["ts"] >= other[1])]
     minutes = (_minutes(stop - start), _minutes(baseline[1] - baseline[0]))
+    # The same minutes of another day have the day's rhythm already.
+    same_clock = (start - baseline[0]) % pd.Timedelta(days=1) == pd.Timedelta(0) and minutes[0] == minutes[1]
     if measure.kind == "quantile":
         slow = before[measure.column].quantile(measure.q) if len(before) else np.inf
         during = during.assign(flag=during[measure.column] > slow)
@@ -319,10 +341,19 @@ def explain_rows(
     places = [d.column for d in DIMENSIONS if d.column != STATUS]
 
     tables = {
-        column: _contributions(measure, during, before, column, minutes)
+        column: _contributions(measure, during, before, column, minutes, same_clock)
         for column in places + [STATUS] * measure.by_status
     }
     breakdown = tuple(row for column, table in tables.items() for row in _top_rows(column, table))
+    flagged = _flagged_slices(during, within)
+    for part in flagged:
+        during = during[during[part.dimension].isin(part.values)]
+        before = before[before[part.dimension].isin(part.values)]
+        places.remove(part.dimension)
+    if flagged:
+        tables = {
+            column: _contributions(measure, during, before, column, minutes, same_clock) for column in places
+        }
     slices: list[Slice] = []
     explained = 1.0
     while candidates := [
@@ -334,11 +365,14 @@ def explain_rows(
         places.remove(best.dimension)
         during = during[during[best.dimension].isin(best.values)]
         before = before[before[best.dimension].isin(best.values)]
-        tables = {column: _contributions(measure, during, before, column, minutes) for column in places}
+        tables = {
+            column: _contributions(measure, during, before, column, minutes, same_clock) for column in places
+        }
     changed = bool(slices) or _overall_change(measure, during, before, minutes)
+    slices = [*flagged, *slices]
     mechanism = None
     if changed and measure.by_status:
-        mechanism = _mechanism(_contributions(measure, during, before, STATUS, minutes))
+        mechanism = _mechanism(_contributions(measure, during, before, STATUS, minutes, same_clock))
     return Explanation(
         metric=metric,
         measure=measure,
@@ -354,6 +388,20 @@ def explain_rows(
         requests=requests,
         breakdown=breakdown,
     )
+
+
+def _flagged_slices(during: pd.DataFrame, within: Sequence[tuple[str, str]]) -> list[Slice]:
+    """The slices of ``within`` as the incident's rows name them (a live channel by its path)."""
+    slices = []
+    for column, value in within:
+        inside = during[column] == value
+        if not inside.any():
+            return []
+        dimension = "path_group" if column == "live_channel" else column
+        names = during.loc[inside, dimension].value_counts()
+        slices.append(Slice(dimension, (str(names.index[0]),), 1.0, float(inside.mean())))
+        during = during[inside]
+    return slices
 
 
 def _varies(during: pd.DataFrame, before: pd.DataFrame, column: str) -> bool:
@@ -399,7 +447,12 @@ def _overall_change(
 
 
 def _contributions(
-    measure: Measure, during: pd.DataFrame, before: pd.DataFrame, column: str, minutes: tuple[float, float]
+    measure: Measure,
+    during: pd.DataFrame,
+    before: pd.DataFrame,
+    column: str,
+    minutes: tuple[float, float],
+    same_clock: bool = False,
 ) -> pd.DataFrame:
     """Per value of ``column``: the measure before and during, its part of the change and of the traffic.
 
@@ -421,9 +474,11 @@ def _contributions(
     if measure.kind == "volume":
         rate_before = table["sum_before"] / minutes[1]
         rate_during = table["sum_during"] / minutes[0]
-        # Traffic rises and falls through the day for every value alike: scale the baseline by the
-        # typical ratio, so only departures from it count (else an evening decline hides a surge).
-        trend = _weighted_median(rate_during / rate_before, rate_before)
+        # Traffic rises and falls through the day for every value alike: scale a baseline of other
+        # minutes by the typical ratio, so only departures from it count (else an evening decline
+        # hides a surge). The same minutes of another day need no scaling, and a median of two or
+        # three values would take one of them for the rhythm.
+        trend = 1.0 if same_clock else _weighted_median(rate_during / rate_before, rate_before)
         table["delta"] = rate_during - trend * rate_before
         table["noise"] = (
             table["squares_during"] / minutes[0] ** 2 + trend**2 * table["squares_before"] / minutes[1] ** 2
@@ -480,10 +535,22 @@ def _concentration(measure: Measure, column: str, table: pd.DataFrame) -> Slice 
     and each holds more than a change spread like the traffic would give it, by
     ``SIGNIFICANCE_Z`` times its noise. The slice must hold ``MIN_EXPLAINED_SHARE`` of the change
     and ``MIN_LIFT`` times more of it than of the traffic, in at most ``MAX_VALUES`` values and
-    not all there are. The whole change must be at least ``least``.
+    not all there are. The whole change of a share or quantile must be at least ``least``; a volume's
+    slice must change by ``MIN_VOLUME_CHANGE`` of its own baseline: a channel that lost most of its
+    requests barely moves the whole CDN's. Nor is a volume's change the sum of every part's: the
+    parts beyond their noise make it, so that a VOD title that grew a little over a long incident
+    does not outweigh the channel that lost most of its viewers.
     """
+    if table.empty:
+        return None
     total = table["delta"].sum()
-    if table.empty or abs(total) < table["least"].iloc[0]:
+    if measure.kind == "volume":
+        beyond_noise = table["delta"].abs() >= SIGNIFICANCE_Z * np.sqrt(table["noise"])
+        total = table["delta"].where(beyond_noise, 0.0).sum()
+        table = table.assign(change_share=table["delta"] / total if total else 0.0).sort_values(
+            "change_share", ascending=False, kind="stable"
+        )
+    if total == 0 or (measure.kind != "volume" and abs(total) < table["least"].iloc[0]):
         return None
     beyond_spread = (table["delta"] - table["traffic_share"] * total) * np.sign(total)
     significant = beyond_spread >= SIGNIFICANCE_Z * np.sqrt(table["noise"])
@@ -499,6 +566,8 @@ def _concentration(measure: Measure, column: str, table: pd.DataFrame) -> Slice 
     if count == 0 or count > MAX_VALUES or count >= present:
         return None
     chosen = table.iloc[:count]
+    if measure.kind == "volume" and abs(chosen["delta"].sum()) < MIN_VOLUME_CHANGE * chosen["before"].sum():
+        return None
     change_share = float(chosen["change_share"].sum())
     traffic_share = float(chosen["traffic_share"].sum())
     if change_share < MIN_EXPLAINED_SHARE or change_share < MIN_LIFT * traffic_share:
@@ -545,10 +614,13 @@ class Movement:
     change: float
     z: float
     seasonal: bool
+    #: Whether its detector flagged it in the incident: it moved, whatever its median did (a stall,
+    #: a spike of a few minutes in a longer window).
+    anomalous: bool = False
 
     @property
     def moved(self) -> bool:
-        return abs(self.z) >= MOVED_Z
+        return self.anomalous or abs(self.z) >= MOVED_Z
 
     def describe(self) -> str:
         return f"{self.series} {signed_percent(self.change)} ({signed_number(self.z)}σ)"
@@ -561,9 +633,10 @@ def co_movements(
     baseline: Window,
     *,
     season: pd.Timedelta = SEASON,
+    anomalous: Collection[str] = (),
 ) -> list[Movement]:
-    """How each column of ``frame`` (minutes x series) moved in ``[start, stop)`` against ``baseline``,
-    strongest first.
+    """How each column of ``frame`` (minutes x series) moved in ``[start, stop)`` against ``baseline``:
+    the ``anomalous`` ones (flagged in the incident) first, then the strongest.
 
     Server metrics follow the clock: an evening rise is no news when the evening before rose
     alike. Where ``frame`` also holds the minutes one ``season`` earlier, each series is divided by
@@ -592,9 +665,10 @@ def co_movements(
                 change=new_median / old_median - 1 if old_median else float("nan"),
                 z=(new_median - old_median) / spread,
                 seasonal=seasonal,
+                anomalous=str(series) in anomalous,
             )
         )
-    return sorted(movements, key=lambda movement: (-abs(movement.z), movement.series))
+    return sorted(movements, key=lambda movement: (not movement.anomalous, -abs(movement.z), movement.series))
 
 
 def _rows(index: pd.DatetimeIndex, window: Window) -> np.ndarray:
@@ -612,15 +686,19 @@ def _median(values: np.ndarray) -> float:
 
 
 def co_movement_sentence(movements: Sequence[Movement]) -> str:
-    """E.g. ``paycore −12% (−6.3σ) and paydecision −10% (−5.1σ) moved together; cif held``."""
-    moved = [movement for movement in movements if movement.moved]
+    """E.g. ``paycore −12% (−6.3σ) and paydecision −10% (−5.1σ) moved together; cif held``; the
+    anomalous series lead: ``paydecision2 −0.4% (−0.3σ) anomalous; cif +6.6% (+3.3σ) moved too``."""
+    flagged = [movement.describe() for movement in movements if movement.anomalous]
+    moved = [movement.describe() for movement in movements if movement.moved and not movement.anomalous]
     held = sorted(movement.series for movement in movements if not movement.moved)
-    if not moved:
+    if flagged:
+        text = f"{_and(flagged)} anomalous" + (f"; {_and(moved)} moved too" if moved else "")
+    elif not moved:
         return f"no service left its baseline by {MOVED_Z:g}σ or more"
-    if len(moved) == 1:
-        text = f"only {moved[0].describe()} moved"
+    elif len(moved) == 1:
+        text = f"only {moved[0]} moved"
     else:
-        text = f"{_and([movement.describe() for movement in moved])} moved together"
+        text = f"{_and(moved)} moved together"
     return text + (f"; {_and(held)} held" if held else "")
 
 

@@ -10,6 +10,7 @@ incident's ``cause`` is what an alert carries: a sentence and the slice it names
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from passion_tasks.features import read_series, ts_within
-from passion_tasks.features.policy import is_input_only
+from passion_tasks.features.policy import is_input_only, series_dim
 from passion_tasks.figures import day_span
 from passion_tasks.incidents import causes as drv
 from passion_tasks.incidents.model import Incident, group_incidents, with_severity
@@ -27,7 +28,7 @@ from passion_tasks.lake import Lake, PartitionNotFound, datasets
 #: Incidents of a day that are explained (their causes read from the logs), most important first: the
 #: report gives each a section, and only they can alert.
 EXPLAINED_INCIDENTS = 20
-#: Metrics of one CDN incident explained from the logs: the most severe ones, causes first.
+#: Metrics of one CDN incident explained from the logs: causes first, then the most severe.
 MAX_EXPLAINED = 3
 #: The metrics of an incident are explained causes first: failing requests are slow and small, a
 #: traffic drop moves the cache, not the reverse; latencies come last.
@@ -59,20 +60,30 @@ class Drivers:
         return found or [self.note]
 
 
-def incident_drivers(lake: Lake, day: dt.date, incident: Incident, services: pd.DataFrame | None) -> Drivers:
-    """Explain a CDN incident from the logs, a metrics incident from how the services moved."""
+def incident_drivers(
+    lake: Lake,
+    day: dt.date,
+    incident: Incident,
+    services: pd.DataFrame | None,
+    elsewhere: Sequence[drv.Window] = (),
+) -> Drivers:
+    """Explain a CDN incident from the logs (never against the requests of the day's other incidents,
+    ``elsewhere``), a metrics incident from how the services moved."""
     bounds = day_span(day)
     if incident.family == datasets.SERVER_METRICS:
         if services is None or services.empty:
             return Drivers(note=f"no metric features for {day}: cannot compare the services")
         baseline = drv.baseline_window(incident.start, incident.stop, bounds)
-        movements = drv.co_movements(services, incident.start, incident.stop, baseline)
+        movements = drv.co_movements(
+            services, incident.start, incident.stop, baseline, anomalous=set(incident.events["series"])
+        )
         return Drivers(movements=tuple(movements), baselines=(baseline,))
 
     metrics = list(dict.fromkeys(drv.metric_of(series) for series in incident.events["series"]))
-    metrics = sorted(
-        [metric for metric in metrics if metric in drv.MEASURES][:MAX_EXPLAINED], key=_cause_first
-    )
+    # Causes first, then by severity (the events' order): a thin 5xx slice under a louder latency.
+    metrics = sorted([metric for metric in metrics if metric in drv.MEASURES], key=_cause_first)[
+        :MAX_EXPLAINED
+    ]
     if not lake.has_partition(datasets.CDN_LOGS, day):
         return Drivers(note=f"no cdn_logs for {day}: the logs cannot say what drove it")
     if not metrics:
@@ -86,10 +97,33 @@ def incident_drivers(lake: Lake, day: dt.date, incident: Incident, services: pd.
     }
     spans = [(incident.start, incident.stop), *windows.values()]
     rows = drv.log_slices(read_logs(lake, min(start for start, _ in spans), max(stop for _, stop in spans)))
+    within = flagged_slice(incident.events["series"])
     explanations = tuple(
-        drv.explain_rows(rows, incident.start, incident.stop, windows[metric], metric) for metric in metrics
+        drv.explain_rows(
+            rows, incident.start, incident.stop, windows[metric], metric, elsewhere=elsewhere, within=within
+        )
+        for metric in metrics
     )
     return Drivers(explanations=explanations, baselines=tuple(windows[metric] for metric in metrics))
+
+
+#: The log column of each watched breakdown of the CDN series.
+BREAKDOWN_COLUMNS = {"edge": "edge_location", "channel": "live_channel"}
+
+
+def flagged_slice(series: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """The one edge, live channel or both that every series of a CDN incident breaks down to, as
+    (log column, value) pairs, when none of them is a total: the slice the detectors found alone,
+    where its explanation starts. Nothing when a total moved or the series disagree."""
+    values: dict[str, set[str]] = {}
+    for name in series:
+        dim = series_dim(name)
+        if dim not in BREAKDOWN_COLUMNS:
+            return ()
+        values.setdefault(dim, set()).add(name.partition("=")[2].removesuffix("}"))
+    if not values or any(len(found) > 1 for found in values.values()):
+        return ()
+    return tuple((BREAKDOWN_COLUMNS[dim], found.pop()) for dim, found in values.items())
 
 
 def _cause_first(metric: str) -> int:
@@ -181,9 +215,11 @@ def day_incidents(
     incidents = group_incidents(with_severity(events, scores))
     services = _services(lake, day) if any(i.family == datasets.SERVER_METRICS for i in incidents) else None
     found = []
+    spans = [(incident.start, incident.stop) for incident in incidents if incident.family == datasets.CDN]
     for number, incident in enumerate(incidents):
+        elsewhere = [span for span in spans if span != (incident.start, incident.stop)]
         drivers = (
-            incident_drivers(lake, day, incident, services)
+            incident_drivers(lake, day, incident, services, elsewhere)
             if number < explained
             else Drivers(note="not explained: the day has more important incidents")
         )

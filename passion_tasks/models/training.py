@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from passion_tasks.corpora.labels import label_windows, labels_on
+from passion_tasks.corpora.labels import Window, label_windows, labels_on
 from passion_tasks.detectors import Detector, DetectorError, detector_class, load_detector, make_detector
 from passion_tasks.errors import PassionError, UsageError
 from passion_tasks.features.policy import metric_kind
@@ -174,48 +174,65 @@ class TrainSummary:
 def train_each(
     lake: Lake,
     frame: pd.DataFrame,
-    plan: dict[str, str],
+    plan: dict[str, tuple[str, ...]],
     *,
     params: dict[str, dict[str, Any]],
     live_from: dt.date | None,
 ) -> TrainSummary:
-    """Train each series of ``plan`` (series -> detector) on ``frame`` with its detector's ``params``,
-    register it, and promote it from ``live_from`` if given. A detector reads the columns its class
-    names (``input_series``); a series that cannot be trained is reported and the others go on."""
+    """Train each series of ``plan`` (series -> detectors, in order of preference) on ``frame`` with
+    its detector's ``params``, register it, and promote it from ``live_from`` if given: the first of a
+    series' detectors that can be trained is, so a detector that needs more history than there is
+    falls back to the next. A detector reads the columns its class names (``input_series``); a series
+    none of whose detectors can be trained is reported, with each one's reason, and the others go on."""
     start, end = frame.index[0].date(), frame.index[-1].date()
     windows = label_windows(lake)
-    result = TrainSummary(", ".join(sorted(set(plan.values()))), start, end, promoted_from=live_from)
-    for name, detector in plan.items():
-        try:
-            inputs = detector_class(detector).input_series(name)
-            if missing := [column for column in inputs if column not in frame.columns]:
-                raise UsageError(f"{detector} judges {name} with {', '.join(missing)}, which has no features")
-            version = train_model(
-                lake,
-                frame[inputs],
-                detector,
-                params=params.get(detector),
-                labels=labels_on(frame.index, windows.get(name, [])),
-            )
-            if live_from is not None:
-                registry.promote(
-                    lake, name, detector, version.version, effective_from=live_from, reason="train"
+    used = sorted({detector for candidates in plan.values() for detector in candidates})
+    result = TrainSummary(", ".join(used), start, end, promoted_from=live_from)
+    for name, candidates in plan.items():
+        reasons = []
+        for detector in candidates:
+            try:
+                result.trained[name] = _train_one(
+                    lake, frame, name, detector, params.get(detector), windows, live_from
                 )
-            result.trained[name] = version.ref
-        except (PassionError, OSError) as error:
-            result.failed[name] = str(error)
+                break
+            except (PassionError, OSError) as error:
+                reasons.append(f"{detector}: {error}" if len(candidates) > 1 else str(error))
+        else:
+            result.failed[name] = "; ".join(reasons)
     return result
 
 
+def _train_one(
+    lake: Lake,
+    frame: pd.DataFrame,
+    name: str,
+    detector: str,
+    params: dict[str, Any] | None,
+    windows: dict[str, list[Window]],
+    live_from: dt.date | None,
+) -> str:
+    inputs = detector_class(detector).input_series(name)
+    if missing := [column for column in inputs if column not in frame.columns]:
+        raise UsageError(f"{detector} judges {name} with {', '.join(missing)}, which has no features")
+    version = train_model(
+        lake, frame[inputs], detector, params=params, labels=labels_on(frame.index, windows.get(name, []))
+    )
+    if live_from is not None:
+        registry.promote(lake, name, detector, version.version, effective_from=live_from, reason="train")
+    return version.ref
+
+
 #: What the nightly run trains for each kind of series (``features.policy.metric_kind``) unless told
-#: which detector: the count-aware statistics for the CDN's rates, percentiles and request counts, and
-#: for bytes and server metrics the best of fast candidates on the series' own history.
+#: which detector: the count-aware statistics for the CDN's rates, percentiles, requests and bytes per
+#: request, and for server metrics the best of fast candidates on the series' own history, the daily
+#: profile first (the fallback when there is no history to choose on).
 NIGHTLY_CANDIDATES = {
     "rate": ("rate",),
     "percentile": ("percentile",),
     "count": ("count",),
-    "volume": ("rolling_mad",),
-    "metric": ("rolling_mad", "seasonal_naive"),
+    "volume": ("size",),
+    "metric": ("profile", "rolling_mad", "seasonal_naive"),
 }
 
 

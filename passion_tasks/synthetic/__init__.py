@@ -25,7 +25,14 @@ import numpy as np
 import pyarrow as pa
 
 from passion_tasks.synthetic import catalog as cat
-from passion_tasks.synthetic.anomalies import Anomaly, apply_cdn_anomaly, apply_metric_anomaly, plan_anomalies
+from passion_tasks.synthetic.anomalies import (
+    ALL_KINDS,
+    CDN_KINDS,
+    Anomaly,
+    apply_cdn_anomaly,
+    apply_metric_anomaly,
+    plan_anomalies,
+)
 from passion_tasks.synthetic.cloudfront_logs import cloudfront_chunks, log_file_name, write_cloudfront_log
 from passion_tasks.synthetic.datastream2_logs import datastream2_chunks, datastream2_file_name
 from passion_tasks.synthetic.label_files import combined_windows, moved_series
@@ -38,7 +45,7 @@ from passion_tasks.synthetic.traffic import HOUR_MS, arrivals
 LABEL_WINDOWS = Path("labels") / "combined_windows.json"
 INJECTED = Path("labels") / "anomalies.json"
 
-__all__ = ["Anomaly", "GenerationSummary", "generate", "write_cloudfront_log"]
+__all__ = ["ALL_KINDS", "CDN_KINDS", "Anomaly", "GenerationSummary", "generate", "write_cloudfront_log"]
 
 
 @dataclass(frozen=True)
@@ -80,24 +87,37 @@ def generate(
     rate: float = 200.0,
     ds2: bool = False,
     anomalies: bool = True,
+    server_errors: bool = True,
+    kinds: dict[str, float] = CDN_KINDS,
 ) -> GenerationSummary:
     """Write `days` days of CDN logs and server metrics from `start`, with labelled anomalies.
 
     `rate` is the mean number of CloudFront requests a minute over all distributions (the daily
     and weekly cycles move around it); `ds2` adds an Akamai DataStream 2 stream carrying another
     quarter of that. The anomalies are placed from `seed`: none in the first two days (fewer when
-    `days` is shorter), at least one CDN and one metric anomaly on the last day.
+    `days` is shorter), at least one CDN and one metric anomaly on the last day; their CDN `kinds`
+    (kind -> weight) are the classic five unless told (``ALL_KINDS`` adds outages and thin slices).
+    Without `server_errors` healthy traffic never fails with 5xx: an error rate that is 0 until it is
+    not.
     """
     if days < 1 or rate <= 0 or seed < 0:
         raise ValueError(f"need days >= 1, rate > 0 and seed >= 0 (got {days}, {rate}, {seed})")
     if isinstance(start, dt.datetime):
         start = start.date()
     out = Path(out)
-    planned = plan_anomalies(start, days, seed) if anomalies else []
+    planned = plan_anomalies(start, days, seed, kinds) if anomalies else []
     streams = (*cat.CLOUDFRONT_STREAMS, cat.DS2) if ds2 else cat.CLOUDFRONT_STREAMS
     with GzipWriter() as writer:
         cdn_lines, ds2_lines, files, labelled = _write_cdn(
-            writer, out, start, days, seed, rate, streams, [a for a in planned if a.source == "cdn"]
+            writer,
+            out,
+            start,
+            days,
+            seed,
+            rate,
+            streams,
+            [a for a in planned if a.source == "cdn"],
+            server_errors,
         )
     metric_anomalies = [a for a in planned if a.source == "metrics"]
     points = _write_metrics(out, start, days, seed, metric_anomalies)
@@ -133,6 +153,7 @@ def _write_cdn(
     rate: float,
     streams: tuple[cat.Stream, ...],
     anomalies: list[Anomaly],
+    server_errors: bool = True,
 ) -> tuple[dict[str, int], dict[str, int], int, list[Anomaly]]:
     """Hour by hour: sample each stream, let the hour's anomalies act, write one file per stream.
 
@@ -152,7 +173,9 @@ def _write_cdn(
         for stream in streams:
             # One generator per stream and hour: a stream's files do not depend on the others.
             rng = np.random.default_rng([seed, stream.code, hour])
-            requests = sample_requests(rng, stream, *arrivals(rng, stream, hour_start_ms, rate, seed))
+            requests = sample_requests(
+                rng, stream, *arrivals(rng, stream, hour_start_ms, rate, seed), server_errors=server_errors
+            )
             healthy.append(requests)
             for number, anomaly in active:
                 acting = np.random.default_rng([seed, 65_537, number, stream.code, hour])

@@ -10,6 +10,11 @@ CDN kinds act on the requests of one target (an edge, a live channel or a device
 - ``device_regression``: a player release on one device family is `latency_factor` times slower,
   or fails `client_error_share` of its requests with 4xx.
 
+Two more CDN kinds, which ``generate(kinds=ALL_KINDS)`` adds (the incident evaluation uses them):
+
+- ``outage``: `error_share` of every request fails with 502/503/504, whatever edge or path serves it.
+- ``slice_5xx``: `error_share` of one edge's requests for one live channel fail: a thin slice.
+
 Metric kinds act on one service's series: ``spike`` (a few minutes at `factor` times the value),
 ``level_shift`` (`factor` times the value for up to an hour), ``stall`` (the value stops changing).
 """
@@ -38,6 +43,8 @@ CDN_KINDS = {
     "bytes_surge": 0.15,
     "device_regression": 0.15,
 }
+#: The CDN kinds with the outage and the thin slice, for the incident evaluation.
+ALL_KINDS = {**CDN_KINDS, "outage": 0.15, "slice_5xx": 0.2}
 METRIC_KINDS = {"spike": 0.4, "level_shift": 0.35, "stall": 0.25}
 #: Shortest and longest duration of each kind, in minutes.
 DURATIONS = {
@@ -46,6 +53,8 @@ DURATIONS = {
     "traffic_drop": (10, 45),
     "bytes_surge": (20, 60),
     "device_regression": (30, 60),
+    "outage": (5, 15),
+    "slice_5xx": (10, 30),
     "spike": (2, 8),
     "level_shift": (20, 60),
     "stall": (15, 60),
@@ -61,6 +70,8 @@ PRIMARY_METRIC = {
     "error_burst_5xx": "cdn_5xx_rate",
     "traffic_drop": "cdn_requests",
     "bytes_surge": "cdn_bytes",
+    "outage": "cdn_5xx_rate",
+    "slice_5xx": "cdn_5xx_rate",
 }
 _SERVER_ERRORS = {502: 0.3, 503: 0.4, 504: 0.3}
 _CLIENT_ERRORS = {404: 0.6, 403: 0.25, 400: 0.15}
@@ -73,12 +84,13 @@ class Anomaly:
     id: str
     kind: str
     source: str  # "cdn" or "metrics"
-    dim: str  # "edge", "channel", "device" or "service"
+    dim: str  # "edge", "channel", "device" or "service" (the whole CDN for an outage)
     value: str
     start: dt.datetime
     minutes: int
     magnitude: dict[str, float]
     series: tuple[str, ...] = ()  # labelled series, known once the data exists
+    channel: str = ""  # a slice_5xx's live channel, on its edge
 
     @property
     def end(self) -> dt.datetime:
@@ -104,6 +116,8 @@ class Anomaly:
         """The series the anomaly moves by construction; it is always labelled."""
         if self.source == "metrics":
             return series_name(self.value)
+        if self.dim == "service":
+            return PRIMARY_METRIC[self.kind]
         if self.kind == "device_regression":
             metric = "cdn_time_taken_p95" if "latency_factor" in self.magnitude else "cdn_4xx_rate"
         else:
@@ -122,16 +136,22 @@ class Anomaly:
             "minutes": self.minutes,
             "magnitude": self.magnitude,
             "series": list(self.series),
-        }
+        } | ({"channel": self.channel} if self.channel else {})
 
 
 # --- placement ---------------------------------------------------------------------------------
 
 
-def plan_anomalies(start: dt.date, days: int, seed: int) -> list[Anomaly]:
+def plan_anomalies(
+    start: dt.date, days: int, seed: int, kinds: dict[str, float] = CDN_KINDS
+) -> list[Anomaly]:
     """Anomalies for `days` days from `start`: none in the warm-up days, at least one CDN and one
     metric anomaly on the last day; CDN anomalies never share a clock hour, a service's never overlap.
     """
+    if unknown := sorted(set(kinds) - set(ALL_KINDS)):
+        raise ValueError(f"unknown anomaly kinds {unknown}; the CDN kinds are {', '.join(ALL_KINDS)}")
+    if not kinds or not all(weight >= 0 for weight in kinds.values()) or not sum(kinds.values()) > 0:
+        raise ValueError(f"anomaly kinds need non-negative weights that add up to more than 0, got {kinds}")
     rng = np.random.default_rng([seed, 2_718_281])
     first_day = min(WARMUP_DAYS, days - 1)
     cdn: list[Anomaly] = []
@@ -140,7 +160,7 @@ def plan_anomalies(start: dt.date, days: int, seed: int) -> list[Anomaly]:
         day = start + dt.timedelta(days=offset)
         at_least = 1 if offset == days - 1 else 0
         for _ in range(max(at_least, int(rng.poisson(CDN_PER_DAY)))):
-            if placed := _place_cdn(rng, day, cdn, seed):
+            if placed := _place_cdn(rng, day, cdn, seed, kinds):
                 cdn.append(placed)
         for _ in range(max(at_least, int(rng.poisson(METRIC_PER_DAY)))):
             if placed := _place_metric(rng, day, metrics):
@@ -152,15 +172,18 @@ def plan_anomalies(start: dt.date, days: int, seed: int) -> list[Anomaly]:
     ]
 
 
-def _place_cdn(rng: np.random.Generator, day: dt.date, placed: list[Anomaly], seed: int) -> Anomaly | None:
-    kind = _pick(rng, CDN_KINDS)
+def _place_cdn(
+    rng: np.random.Generator, day: dt.date, placed: list[Anomaly], seed: int, kinds: dict[str, float]
+) -> Anomaly | None:
+    kind = _pick(rng, kinds)
     dim, value = _cdn_target(rng, kind)
+    channel = cat.CHANNELS[int(choice(rng, cat.CHANNEL_WEIGHTS[:6], 1)[0])] if kind == "slice_5xx" else ""
     minutes = int(rng.integers(DURATIONS[kind][0], DURATIONS[kind][1], endpoint=True))
     magnitude = _cdn_magnitude(rng, kind)
     taken = {hour for anomaly in placed for hour in anomaly.hours}
     for _ in range(500):
         start = _midnight(day) + dt.timedelta(minutes=int(rng.integers(0, 1440 - minutes + 1)))
-        candidate = Anomaly("", kind, "cdn", dim, value, start, minutes, magnitude)
+        candidate = Anomaly("", kind, "cdn", dim, value, start, minutes, magnitude, channel=channel)
         if taken.isdisjoint(candidate.hours) and _busy_enough(candidate, seed):
             return candidate
     return None
@@ -192,6 +215,10 @@ def _cdn_target(rng: np.random.Generator, kind: str) -> tuple[str, str]:
         # A player release breaks one real device family; "Other" is every desktop browser at once.
         candidates = [i for i, name in enumerate(families) if name != "Other" and shares[i] >= 0.04]
         return "device", families[candidates[int(choice(rng, shares[candidates], 1)[0])]]
+    if kind == "outage":
+        return "service", "all"
+    if kind == "slice_5xx":
+        return "edge", cat.EDGES[int(choice(rng, tuple(e.weight for e in cat.EDGES), 1)[0])].code
     if kind == "bytes_surge" or rng.random() < 0.5:
         popular = cat.CHANNEL_WEIGHTS[:6]
         return "channel", cat.CHANNELS[int(choice(rng, popular, 1)[0])]
@@ -206,6 +233,10 @@ def _cdn_magnitude(rng: np.random.Generator, kind: str) -> dict[str, float]:
         return {"latency_factor": uniform(3, 8)}
     if kind == "error_burst_5xx":
         return {"error_share": uniform(0.15, 0.5)}
+    if kind == "outage":
+        return {"error_share": uniform(0.2, 0.5)}
+    if kind == "slice_5xx":
+        return {"error_share": uniform(0.3, 0.8)}
     if kind == "traffic_drop":
         return {"kept_share": uniform(0.05, 0.4)}
     if kind == "bytes_surge":
@@ -254,8 +285,12 @@ def _busy_enough(anomaly: Anomaly, seed: int) -> bool:
 def target_mask(requests: Requests, anomaly: Anomaly) -> np.ndarray:
     """The requests an anomaly acts on: its target's, inside its window."""
     in_window = (requests.ts_ms >= anomaly.start_ms) & (requests.ts_ms < anomaly.stop_ms)
-    if anomaly.dim == "edge":
+    if anomaly.dim == "service":
+        on_target = np.ones(len(requests), dtype=bool)
+    elif anomaly.dim == "edge":
         on_target = requests.edge == [edge.code for edge in cat.EDGES].index(anomaly.value)
+        if anomaly.channel:
+            on_target &= requests.channel == cat.CHANNELS.index(anomaly.channel)
     elif anomaly.dim == "channel":
         on_target = requests.channel == cat.CHANNELS.index(anomaly.value)
     else:

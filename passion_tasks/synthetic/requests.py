@@ -129,9 +129,15 @@ def lognormal(rng: np.random.Generator, median: np.ndarray | float, sigma: np.nd
 
 
 def sample_requests(
-    rng: np.random.Generator, stream: cat.Stream, ts_ms: np.ndarray, region: np.ndarray
+    rng: np.random.Generator,
+    stream: cat.Stream,
+    ts_ms: np.ndarray,
+    region: np.ndarray,
+    *,
+    server_errors: bool = True,
 ) -> Requests:
-    """What healthy viewers of `stream` ask for at `ts_ms` from `region`, and how it goes."""
+    """What healthy viewers of `stream` ask for at `ts_ms` from `region`, and how it goes; without
+    `server_errors` a healthy service never answers 5xx (or 000), as many do."""
     n = len(ts_ms)
     is_live = rng.random(n) < stream.live_share
     kind = np.where(
@@ -145,7 +151,7 @@ def sample_requests(
     client = choice(rng, tuple(c.weight for c in cat.CLIENTS), n).astype(np.int8)
     client_kind = _CLIENT_KIND[client]
 
-    status, result, detail = _outcomes(rng, kind)
+    status, result, detail = _outcomes(rng, kind, server_errors)
     object_size = _object_sizes(rng, kind, title, rendition)
     content_len, range_start, body_bytes = _payload(rng, status, object_size)
     method = (rng.random(n) < cat.HEAD_SHARE).astype(np.int8)
@@ -187,12 +193,17 @@ def sample_requests(
     )
 
 
-def _outcomes(rng: np.random.Generator, kind: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _outcomes(
+    rng: np.random.Generator, kind: np.ndarray, server_errors: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Status, cache result and detailed result type of each request."""
     n = len(kind)
-    error_statuses = np.array([*cat.BASELINE_ERRORS, 200], dtype=np.int16)
-    served = 1 - sum(cat.BASELINE_ERRORS.values())
-    status = error_statuses[choice(rng, (*cat.BASELINE_ERRORS.values(), served), n)]
+    baseline = {
+        code: share for code, share in cat.BASELINE_ERRORS.items() if server_errors or 400 <= code < 500
+    }
+    error_statuses = np.array([*baseline, 200], dtype=np.int16)
+    served = 1 - sum(baseline.values())
+    status = error_statuses[choice(rng, (*baseline.values(), served), n)]
     ok = status == 200
     not_modified_share = np.array([cat.NOT_MODIFIED_SHARE.get(k, 0.0) for k in range(len(cat.KINDS))])
     status[ok & (rng.random(n) < not_modified_share[kind])] = 304

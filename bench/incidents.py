@@ -1,0 +1,183 @@
+"""Incident-level evaluation of the nightly path: what an on-call engineer gets, day by day.
+
+For each seed and rate: 14 generated days with every incident kind (outages on a 5xx rate that was 0
+all week, thin-slice bursts, edge traffic drops, latency spikes, device regressions, metric spikes,
+shifts and stalls) and no 5xx in healthy traffic, landed and featurised; the nightly models
+(``passion train`` without a detector) trained on the first 7 days; the last 7 scored one by one, as
+the score DAG does, and judged against the labels (``evaluation.incidents``): found by the report,
+alerted (severity at least warning, the default route), the cause naming the labelled slice, the
+delay, and the report incidents and alerts with no label behind them. Then a week with no incident
+at all, which must send nothing.
+
+    python bench/incidents.py [--seeds 0,1,2] [--rates 30,300] [--days 14] [--train-days 7]
+
+Prints one row per seed and rate, the totals, and the labelled incidents that were missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import secrets
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from passion_tasks import steps
+from passion_tasks.alerting.rules import Rules, decide
+from passion_tasks.evaluation.incidents import DayOutcome, Found, Label, judge_day, summarise
+from passion_tasks.incidents.day import EXPLAINED_INCIDENTS, day_incidents
+from passion_tasks.lake import Lake, datasets
+from passion_tasks.synthetic import INJECTED
+
+START = dt.date(2026, 10, 1)
+#: The default route's minimum severity (``alerting.config``): what reaches a channel.
+ROUTED = "warning"
+
+
+def run(
+    seed: int,
+    rate: float,
+    days: int,
+    train_days: int,
+    *,
+    anomalies: bool,
+    echo,
+    verbose: bool = False,
+    keep: Path | None = None,
+) -> list[DayOutcome]:
+    with tempfile.TemporaryDirectory(prefix="passion-incidents-") as tmp:
+        where = keep / f"seed{seed}-rate{rate:g}{'' if anomalies else '-quiet'}" if keep else Path(tmp)
+        sources, lake = where / "sources", Lake((where / "lake").as_uri())
+        began = time.perf_counter()
+        steps.generate(
+            sources,
+            START,
+            days,
+            seed=seed,
+            rate=rate,
+            server_errors=False,
+            all_kinds=True,
+            anomalies=anomalies,
+        )
+        for offset in range(days):
+            day = START + dt.timedelta(days=offset)
+            for source in datasets.SOURCES:
+                steps.ingest_day(lake, source, day, str(sources))
+            steps.build_features(lake, day)
+        last_train = START + dt.timedelta(days=train_days - 1)
+        trained = steps.train(lake, train_from=START, train_to=last_train, promote=True)
+        labels = (
+            [Label.from_json(entry) for entry in json.loads((sources / INJECTED).read_text())["anomalies"]]
+            if anomalies
+            else []
+        )
+        rules = Rules()
+        earlier: list = []
+        outcomes = []
+        for offset in range(train_days, days):
+            day = START + dt.timedelta(days=offset)
+            steps.score_day(lake, day)
+            scores = lake.read_partition(datasets.SCORES, day).to_pandas()
+            events = lake.read_partition(datasets.EVENTS, day).to_pandas()
+            explained = day_incidents(lake, day, scores, events)
+            decisions = decide(day, explained[:EXPLAINED_INCIDENTS], scores, rules, (), earlier)
+            routed = [a for a in decisions.alerts if rules.rank(a.severity) >= rules.rank(ROUTED)]
+            earlier += [(alert.series, alert.incident.end) for alert in routed]
+            incidents = [
+                Found(
+                    e.incident.start,
+                    e.incident.stop,
+                    e.incident.family,
+                    e.cause.slice,
+                    e.incident.lead["series"],
+                )
+                for e in explained
+            ]
+            alerts = [
+                Found(
+                    a.incident.start,
+                    a.incident.end + pd.Timedelta(minutes=1),
+                    "cdn" if a.incident.peak.series.startswith("cdn_") else "metrics",
+                    (a.incident.cause.slice if a.incident.cause else {}),
+                    a.incident.peak.series,
+                )
+                for a in routed
+            ]
+            on_day = [label for label in labels if label.start.date() == day]
+            outcomes.append(judge_day(day, on_day, incidents, alerts))
+            if verbose:
+                echo_day(day, on_day, explained, decisions.alerts, echo)
+        week = "" if anomalies else ", no incident"
+        echo(
+            f"  seed {seed}, {rate:g}/min{week}: {len(trained.trained)} models, "
+            f"{len(trained.failed)} failed; {time.perf_counter() - began:.0f} s"
+        )
+        for outcome in outcomes:
+            for label in outcome.labels:
+                if label.id not in outcome.delays or label.id not in outcome.alerted:
+                    status = "missed" if label.id not in outcome.delays else "not alerted"
+                    echo(f"    {status}: {describe(label)}")
+                elif label.id not in outcome.causes_right:
+                    echo(f"    cause not named: {describe(label)}")
+        return outcomes
+
+
+def describe(label: Label) -> str:
+    minutes = (label.stop - label.start) / pd.Timedelta(minutes=1)
+    return (
+        f"{label.id} {label.kind} {label.dim}={label.value} {label.channel} "
+        f"{label.start:%m-%d %H:%M}+{minutes:.0f}m"
+    )
+
+
+def echo_day(day: dt.date, labels: list[Label], explained: list, alerts: list, echo) -> None:
+    """Every label of the day, then every report incident: matched or not, its alert and its cause."""
+    for label in labels:
+        echo(f"    {day} label {describe(label)}")
+    for entry in explained:
+        incident = entry.incident
+        sent = [alert.severity for alert in alerts if alert.incident.start == incident.start]
+        found = Found(incident.start, incident.stop, incident.family, {}, "")
+        verdict = "OK " if any(found.finds(label) for label in labels) else "FP "
+        echo(
+            f"      {verdict}{incident.start:%H:%M} {incident.minutes}m sev {incident.severity:.1f} "
+            f"{incident.lead['series']} ({len(incident.events)} ev) "
+            f"alert={sent[0] if sent else '-'} cause={entry.cause.text[:90]}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--rates", default="30,300")
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--train-days", type=int, default=7)
+    parser.add_argument("--verbose", action="store_true", help="print every label, incident and alert")
+    parser.add_argument("--no-quiet-week", dest="quiet_week", action="store_false")
+    parser.add_argument("--keep", type=Path, help="write the sources and lakes here, and keep them")
+    args = parser.parse_args()
+    # Production signs its models; so does the benchmark, with a key of its own.
+    os.environ.setdefault("PASSION_MODEL_KEY", secrets.token_hex(32))
+    rows, everything = [], []
+    output = {"echo": print, "verbose": args.verbose, "keep": args.keep}
+    for rate in [float(r) for r in args.rates.split(",")]:
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            outcomes = run(seed, rate, args.days, args.train_days, anomalies=True, **output)
+            everything += outcomes
+            rows.append({"seed": seed, "rate/min": rate, **summarise(outcomes).row()})
+        if args.quiet_week:
+            quiet = run(0, rate, args.days, args.train_days, anomalies=False, **output)
+            everything += quiet
+            rows.append({"seed": "quiet week", "rate/min": rate, **summarise(quiet).row()})
+    table = pd.DataFrame(rows)
+    print(table.to_string(index=False))
+    print("\nall:", summarise(everything).row())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Series against what they do at that minute of the day: a daily profile learned from the training
+days, followed at the level of the last minutes.
+
+A payments service does three times the business at 20:00 as at 04:00, and a CDN edge serves a
+fraction of its evening traffic at night: a trailing median of the last hour lags such a cycle by
+half an hour and, on its slopes, spreads its MAD over the trend itself, so it misses a 25% shift.
+The profile carries the cycle; the trailing level follows what the profile cannot know (growth,
+a quieter weekend, the drift of the day).
+
+- ``daily_profile``: the profile, shared with the count detector of CDN requests.
+- ``ProfileDetector``: a server metric's departure from profile plus level, both ways, and a value
+  that stopped changing (a stalled exporter, a stuck counter), each judged as a surprise.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from passion_tasks.detectors.base import Detector, DetectorError
+from passion_tasks.detectors.baselines import trailing_median_mad
+from passion_tasks.detectors.surprise import (
+    MAX_SURPRISE,
+    SurpriseScores,
+    combined,
+    dispersion,
+    lag1_autocorrelation,
+    z_surprise,
+)
+from passion_tasks.detectors.thresholds import robust_spread
+
+MINUTES_PER_DAY = 1440
+
+
+def minute_of_day(index: pd.DatetimeIndex) -> np.ndarray:
+    return (index.hour * 60 + index.minute).to_numpy()
+
+
+def daily_profile(values: pd.Series, smoothing: int) -> np.ndarray:
+    """What ``values`` (on a datetime index) are at each of the day's 1440 minutes: on each training
+    day the mean of the ``smoothing`` minutes around that minute, then the median over the days; NaN
+    where no day saw it.
+
+    The mean within a day because a thin count (0.6 requests a minute) has a median of 0 and a mean
+    of 0.6; the median across days because one bad training day must not move the profile.
+    """
+    by_day = values.groupby([values.index.normalize(), minute_of_day(values.index)]).mean().unstack()
+    minutes = by_day.reindex(columns=range(MINUTES_PER_DAY)).T  # one column per day
+    # Around midnight the window takes the other end of the same day: the cycle is daily.
+    wrapped = pd.concat([minutes.iloc[-smoothing:], minutes, minutes.iloc[:smoothing]])
+    smooth = wrapped.rolling(smoothing, center=True, min_periods=1).mean().iloc[smoothing:-smoothing]
+    return smooth.median(axis=1).to_numpy(dtype=float)
+
+
+class ProfileDetector(SurpriseScores, Detector):
+    """A server metric against its daily profile plus the offset of its last ``window`` rows (their
+    median: a quarter of an hour follows a payments day's drift, and takes in a shift only once it
+    has lasted half of it).
+
+    The residual, in units of its robust training spread, is judged over 1, 5 and 15 rows both ways
+    (``surprise.z_surprise``, as alike as training's consecutive rows were): a spike, a level shift
+    and a slow leak all show, and a shift keeps showing until the trailing offset has taken it in
+    (half the window). A value that repeats
+    itself is judged too: with a share ``q`` of repeats between consecutive training rows (Jeffreys:
+    ``(repeats + 0.5) / (pairs + 1)``), a run of ``r`` repeats has surprise ``-r log10 q``: a metric
+    that moved every minute of the week and then holds still for three is stalled, one that often
+    repeats is not. The two surprises combine as the windows do (Bonferroni).
+
+    Needs ``MIN_DAYS`` training days with values: with less there is no daily profile to learn, and
+    the nightly run falls back to the next candidate.
+    """
+
+    name = "profile"
+    _learned_attributes = ("profile_", "scale_", "autocorrelation_", "repeat_share_")
+    MIN_DAYS: ClassVar[int] = 2
+
+    def __init__(
+        self,
+        window: int = 15,
+        smoothing: int = 15,
+        threshold: str | float = "false_alarm_budget",
+        threshold_params: dict[str, Any] | None = None,
+    ):
+        super().__init__(threshold=threshold, threshold_params=threshold_params)
+        self.window = window
+        self.smoothing = smoothing
+
+    def _fit(self, frame: pd.DataFrame) -> None:
+        for name in ("window", "smoothing"):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or value < 2:
+                raise DetectorError(f"{self.name}: {name} must be an integer >= 2, got {value!r}")
+        target = frame.iloc[:, 0]
+        days = target.dropna().index.normalize().nunique()
+        if days < self.MIN_DAYS:
+            raise DetectorError(
+                f"{self.name}: a daily profile needs at least {self.MIN_DAYS} training days with values, "
+                f"got {days}"
+            )
+        profile = pd.Series(daily_profile(target, self.smoothing))
+        self.profile_ = profile.interpolate(limit_direction="both").to_numpy()
+        residuals, _ = self._residuals(frame)
+        self.scale_ = robust_spread(residuals[np.isfinite(residuals)])
+        if not self.scale_ > 0:
+            raise DetectorError(f"{self.name}: the training series follows its profile exactly")
+        # The robust spread sees the bulk of the minutes; a metric whose minutes scatter more than
+        # that in their tails gets a scale to match (``surprise.dispersion``).
+        self.scale_ *= np.sqrt(dispersion(residuals / self.scale_))
+        self.autocorrelation_ = lag1_autocorrelation(residuals / self.scale_)
+        values = target.to_numpy(dtype=float)
+        pairs = np.isfinite(values[1:]) & np.isfinite(values[:-1])
+        repeats = pairs & (values[1:] == values[:-1])
+        self.repeat_share_ = float((repeats.sum() + 0.5) / (pairs.sum() + 1.0))
+
+    def _residuals(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        values = frame.iloc[:, 0].to_numpy(dtype=float)
+        seasonal = self.profile_[minute_of_day(frame.index)]
+        offset, _ = trailing_median_mad(values - seasonal, self.window, self.window // 2)
+        expected = seasonal + pd.Series(offset).ffill().fillna(0.0).to_numpy()
+        return values - expected, expected
+
+    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        residuals, expected = self._residuals(frame)
+        departure = z_surprise(residuals / self.scale_, two_sided=True, autocorrelation=self.autocorrelation_)
+        repeats = self._repeats(frame.iloc[:, 0].to_numpy(dtype=float))
+        stalled = np.minimum(repeats * -np.log10(self.repeat_share_), MAX_SURPRISE)
+        scores = combined([departure, stalled])
+        scores[~np.isfinite(residuals)] = np.nan
+        return scores, expected
+
+    @staticmethod
+    def _repeats(values: np.ndarray) -> np.ndarray:
+        """How many consecutive rows up to each one repeated the value before them."""
+        same = np.zeros(len(values), dtype=bool)
+        same[1:] = values[1:] == values[:-1]
+        rows = np.arange(len(values))
+        last_change = np.maximum.accumulate(np.where(same, -1, rows))
+        return (rows - last_change).astype(float)
