@@ -174,6 +174,9 @@ def train(
         live_from=live_from,
     )
     summary.trained |= selected
+    if summary.trained:
+        detectors = {training.parse_model_ref(ref)[1] for ref in summary.trained.values()}
+        summary.detector = ", ".join(sorted(detectors))
     return summary
 
 
