@@ -336,7 +336,7 @@ def test_paths_group_by_their_folders_not_their_files() -> None:
     assert path_group(stems).to_pylist() == ["/img", "/img", "/vod/sintel", "/live/ch7", "/", None]
 
 
-def test_watched_series_are_totals_edges_and_channels_with_medians_overall_only() -> None:
+def test_watched_series_are_totals_edges_channels_and_the_health_of_devices() -> None:
     names = [
         "cdn_ttfb_p50",
         "cdn_ttfb_p50{edge=FRA2}",
@@ -344,6 +344,10 @@ def test_watched_series_are_totals_edges_and_channels_with_medians_overall_only(
         "cdn_time_taken_p50{channel=ch7}",
         "cdn_5xx_rate{channel=ch7}",
         "cdn_requests{device=Roku}",
+        "cdn_4xx_rate{device=Roku}",
+        "cdn_ttfb_p99{device=Roku}",
+        "cdn_ttfb_p50{device=Roku}",
+        "cdn_requests{path=/vod}",
         "cif",
         "cif_open",
     ]
@@ -351,5 +355,7 @@ def test_watched_series_are_totals_edges_and_channels_with_medians_overall_only(
         "cdn_ttfb_p50",
         "cdn_ttfb_p95{edge=FRA2}",
         "cdn_5xx_rate{channel=ch7}",
+        "cdn_4xx_rate{device=Roku}",
+        "cdn_ttfb_p99{device=Roku}",
         "cif",
     ]

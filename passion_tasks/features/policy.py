@@ -1,13 +1,13 @@
 """Which feature series are watched (trained, scored, alerted on) and which only feed models.
 
-CDN series are watched overall, per edge and per live channel; the finer breakdowns (device, path,
-protocol, method) carry a few requests a minute, too noisy to alert on, and reports use them to
-explain an incident. A slice's median latency is watched overall only: CDN latencies have two modes
-(cache hits in milliseconds, misses in tens or hundreds of them), and the median of a slice's minute
-jumps from one to the other whenever its hit ratio crosses a half. The hit ratio is watched itself,
-and a slice's latency by its tail percentiles, on which latency objectives are written. Every server
-metric is watched. The seed's previous-hour open/close/max/min are model inputs, never watched on
-their own.
+CDN series are watched overall, per edge and per live channel, and per device family for their
+error and hit rates and tail latencies (a player release that breaks one family shows nowhere else);
+the finer breakdowns (path, protocol, method) and a family's volumes only explain incidents. A
+slice's median latency is watched overall only: CDN latencies have two modes (cache hits in
+milliseconds, misses in tens or hundreds of them), and the median of a slice's minute jumps from one
+to the other whenever its hit ratio crosses a half. The hit ratio is watched itself, and a slice's
+latency by its tail percentiles, on which latency objectives are written. Every server metric is
+watched. The seed's previous-hour open/close/max/min are model inputs, never watched on their own.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ INPUT_ONLY_SUFFIXES = ("_open", "_close", "_max", "_min")
 WATCHED_DIMS = ("", "edge", "channel")
 #: Metrics watched overall only, not per edge or channel.
 OVERALL_ONLY_SUFFIXES = ("_p50",)
+#: Breakdowns watched for some metrics only (by their suffixes): a device family's requests and bytes
+#: follow its viewers' habits; its error rates and tail latencies are its player's health, and the
+#: count-aware detectors judge them with the family's own requests.
+PARTLY_WATCHED = {"device": ("_rate", "_ratio", "_p95", "_p99")}
 
 
 def is_input_only(name: str) -> bool:
@@ -36,9 +40,12 @@ def watched_series(names: Iterable[str]) -> list[str]:
 
 
 def is_watched_dim(name: str) -> bool:
-    """Whether ``name``'s breakdown is watched: overall always, per edge and channel but for medians."""
-    dim = series_dim(name)
-    return dim == "" or (dim in WATCHED_DIMS and not metric_of(name).endswith(OVERALL_ONLY_SUFFIXES))
+    """Whether ``name``'s breakdown is watched: overall always, per edge and channel but for medians, per
+    device for rates and tail latencies."""
+    dim, metric = series_dim(name), metric_of(name)
+    if dim in PARTLY_WATCHED:
+        return metric.endswith(PARTLY_WATCHED[dim])
+    return dim == "" or (dim in WATCHED_DIMS and not metric.endswith(OVERALL_ONLY_SUFFIXES))
 
 
 #: CDN metrics that are a share of the minute's requests, and the direction in which they go bad.
