@@ -218,6 +218,7 @@ def test_a_slice_the_detectors_flagged_alone_is_where_the_explanation_starts() -
     ]
     assert explanation.changed
     # A total among the series, or two edges: the search starts from the whole.
+    assert flagged_slice(["cdn_ttfb_p95{device=Roku}"]) == (("device_family", "Roku"),)
     assert flagged_slice(["cdn_5xx_rate", "cdn_5xx_rate{edge=FRA2}"]) == ()
     assert flagged_slice(["cdn_5xx_rate{edge=FRA2}", "cdn_5xx_rate{edge=AMS1}"]) == ()
 

@@ -321,8 +321,8 @@ def explain_rows(
     The requests of the day's other incidents (``elsewhere``) are no baseline for a rate or a
     latency: a 5xx burst on another edge an hour before would hide this one's. Volumes are per
     minute of their window, and keep them. ``within`` (column, value) pairs are a slice the detectors
-    flagged alone (``edge_location`` or ``live_channel``, named by its path): the search starts
-    inside it, and it counts as changed only if the measure changed there."""
+    flagged alone (``edge_location``, ``device_family``, or ``live_channel`` named by its path): the
+    search starts inside it, and it counts as changed only if the measure changed there."""
     measure = MEASURES[metric]
     during = rows[(rows["ts"] >= start) & (rows["ts"] < stop)]
     before = rows[(rows["ts"] >= baseline[0]) & (rows["ts"] < baseline[1])]

@@ -108,13 +108,13 @@ def incident_drivers(
 
 
 #: The log column of each watched breakdown of the CDN series.
-BREAKDOWN_COLUMNS = {"edge": "edge_location", "channel": "live_channel"}
+BREAKDOWN_COLUMNS = {"edge": "edge_location", "channel": "live_channel", "device": "device_family"}
 
 
 def flagged_slice(series: Iterable[str]) -> tuple[tuple[str, str], ...]:
-    """The one edge, live channel or both that every series of a CDN incident breaks down to, as
-    (log column, value) pairs, when none of them is a total: the slice the detectors found alone,
-    where its explanation starts. Nothing when a total moved or the series disagree."""
+    """The one edge, live channel and/or device family that every series of a CDN incident breaks down
+    to, as (log column, value) pairs, when none of them is a total: the slice the detectors found
+    alone, where its explanation starts. Nothing when a total moved or the series disagree."""
     values: dict[str, set[str]] = {}
     for name in series:
         dim = series_dim(name)
