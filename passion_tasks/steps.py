@@ -174,9 +174,6 @@ def train(
         live_from=live_from,
     )
     summary.trained |= selected
-    if summary.trained:
-        detectors = {training.parse_model_ref(ref)[1] for ref in summary.trained.values()}
-        summary.detector = ", ".join(sorted(detectors))
     return summary
 
 
@@ -198,6 +195,7 @@ def select(
     """
     from passion_tasks.evaluation.selection import select_detector
 
+    check_budget(budget)
     return select_detector(
         lake,
         series,
@@ -205,7 +203,7 @@ def select(
         train_from=train_from,
         train_to=train_to,
         lookback_days=lookback_days,
-        params={name: budgeted(name, detector_params(name), check_budget(budget)) for name in detectors},
+        params={name: budgeted(name, detector_params(name), budget) for name in detectors},
         promote=promote,
     )
 
@@ -267,52 +265,22 @@ def train_series(
     """One series' new models as detector -> model reference: each of ``detectors`` (as :func:`train`
     trains them), the winner of them with ``select_best`` (as :func:`select`), or without detectors
     what the nightly run trains for it; ``budget`` as :func:`train` has it."""
-    if not detectors:
-        summary = train(
-            lake,
-            series=[series],
-            train_to=train_to,
-            lookback_days=lookback_days,
-            promote=promote,
-            budget=budget,
-        )
-        log.info("%s", summary.summary())
-        if series in summary.failed:
-            raise PassionError(f"{series}: {summary.failed[series]}")
-        from passion_tasks.models.training import parse_model_ref
+    from passion_tasks.models.training import parse_model_ref
 
-        ref = summary.trained[series]
-        return {parse_model_ref(ref)[1]: ref}
-    if select_best:
-        chosen = select(
-            lake,
-            series,
-            detectors,
-            train_to=train_to,
-            lookback_days=lookback_days,
-            promote=promote,
-            budget=budget,
-        )
+    options = {"train_to": train_to, "lookback_days": lookback_days, "promote": promote, "budget": budget}
+    if select_best and detectors:
+        chosen = select(lake, series, detectors, **options)
         log.info("%s", chosen.summary())
         return {chosen.winner: chosen.model.ref}
-    trained, failed = {}, {}
-    for detector in detectors:
-        summary = train(
-            lake,
-            detector,
-            series=[series],
-            train_to=train_to,
-            lookback_days=lookback_days,
-            promote=promote,
-            budget=budget,
-        )
+    trained, failed = {}, []
+    # No detector: one run of what the nightly run trains for the series.
+    for detector in detectors or [None]:
+        summary = train(lake, detector, series=[series], **options)
         log.info("%s", summary.summary())
-        if series in summary.trained:
-            trained[detector] = summary.trained[series]
-        if series in summary.failed:
-            failed[detector] = summary.failed[series]
+        trained |= {parse_model_ref(ref)[1]: ref for ref in summary.trained.values()}
+        failed += summary.failed.values()
     if failed:
-        raise PassionError(f"{series}: " + "; ".join(failed.values()))
+        raise PassionError(f"{series}: " + "; ".join(failed))
     return trained
 
 

@@ -34,9 +34,8 @@ from passion_tasks.detectors.profiles import daily_profile, minute_of_day
 from passion_tasks.detectors.surprise import (
     WINDOWS,
     SurpriseScores,
+    calibrated,
     combined,
-    dispersion,
-    lag1_autocorrelation,
     surprise,
     trailing_sums,
     z_surprise,
@@ -193,9 +192,7 @@ class PercentileDetector(CountAwareDetector):
         self.resolution_ = _resolution(values[seen])
         residuals = logs[seen] - self.hour_levels_[hours[seen]]
         self.noise_floor_, self.noise_per_request_ = _noise_model(residuals, requests[seen])
-        self.dispersion_ = 1.0
-        self.dispersion_ = dispersion(self._z(frame)[0])
-        self.autocorrelation_ = lag1_autocorrelation(self._z(frame)[0])
+        self.dispersion_, self.autocorrelation_ = calibrated(self._z(frame)[0])
 
     def _departures(self, logs: np.ndarray, level: np.ndarray) -> np.ndarray:
         """How far each log value is from its level beyond one step of the values' resolution: a
@@ -205,20 +202,22 @@ class PercentileDetector(CountAwareDetector):
         return np.sign(gap) * np.maximum(np.abs(gap) - band, 0.0)
 
     def _z(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Each minute's z-score (NaN without requests) and its hour's level, in log scale."""
+        """Each minute's z-score under the noise model, before its dispersion (NaN without requests),
+        and its hour's level, in log scale."""
         values, requests = self._columns(frame)
         level = self.hour_levels_[frame.index.hour.to_numpy()]
-        noise = np.sqrt(
-            self.dispersion_ * (self.noise_floor_ + self.noise_per_request_ / np.maximum(requests, 1))
-        )
+        noise = np.sqrt(self.noise_floor_ + self.noise_per_request_ / np.maximum(requests, 1))
         return self._departures(self._logs(values, requests), level) / noise, level
 
     def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         z, level = self._z(frame)
-        return (
-            z_surprise(z, two_sided=False, autocorrelation=self.autocorrelation_, windows=MINUTES_TOGETHER),
-            np.exp(level),
+        scores = z_surprise(
+            z / np.sqrt(self.dispersion_),
+            two_sided=False,
+            autocorrelation=self.autocorrelation_,
+            windows=MINUTES_TOGETHER,
         )
+        return scores, np.exp(level)
 
     @staticmethod
     def _logs(values: np.ndarray, requests: np.ndarray) -> np.ndarray:
@@ -258,9 +257,7 @@ class SizeDetector(CountAwareDetector):
         ]
         self.hour_means_ = np.array([mean for mean, _ in moments])
         self.hour_variances_ = np.array([variance for _, variance in moments])
-        self.dispersion_ = 1.0
-        self.dispersion_ = dispersion(self._z(frame)[0])
-        self.autocorrelation_ = lag1_autocorrelation(self._z(frame)[0])
+        self.dispersion_, self.autocorrelation_ = calibrated(self._z(frame)[0])
 
     def _z(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         values, requests = self._columns(frame)
@@ -268,13 +265,16 @@ class SizeDetector(CountAwareDetector):
         seen = np.isfinite(values) & (requests > 0)
         expected = requests * self.hour_means_[hours]
         with np.errstate(divide="ignore", invalid="ignore"):
-            z = (values - expected) / np.sqrt(self.dispersion_ * requests * self.hour_variances_[hours])
+            z = (values - expected) / np.sqrt(requests * self.hour_variances_[hours])
         return np.where(seen, z, np.nan), np.where(np.isfinite(values), expected, np.nan)
 
     def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         z, expected = self._z(frame)
         scores = z_surprise(
-            z, two_sided=True, autocorrelation=self.autocorrelation_, windows=MINUTES_TOGETHER
+            z / np.sqrt(self.dispersion_),
+            two_sided=True,
+            autocorrelation=self.autocorrelation_,
+            windows=MINUTES_TOGETHER,
         )
         scores[~np.isfinite(z)] = np.nan
         return scores, expected
@@ -399,7 +399,8 @@ class CountDetector(CountAwareDetector):
             # The row's own side decides which tail its window is judged on. The hour speaks for a
             # row only while its last quarter of an hour is unusual too (one chance in a hundred):
             # else a ten-minute drop would colour the hour after it.
-            side = direction if window <= WINDOWS[-1] else np.where(surprises[-1] >= LATELY, direction, 0.0)
+            quarter = surprises[COUNT_WINDOWS.index(WINDOWS[-1])] if window > WINDOWS[-1] else None
+            side = direction if quarter is None else np.where(quarter >= LATELY, direction, 0.0)
             tail = np.where(side < 0, low, np.where(side > 0, high, 1.0))
             surprises.append(surprise(np.minimum(1.0, 2 * tail)))
         scores = combined(surprises)

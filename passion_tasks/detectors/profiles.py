@@ -24,9 +24,8 @@ from passion_tasks.detectors.baselines import trailing_median_mad
 from passion_tasks.detectors.surprise import (
     MAX_SURPRISE,
     SurpriseScores,
+    calibrated,
     combined,
-    dispersion,
-    lag1_autocorrelation,
     z_surprise,
 )
 from passion_tasks.detectors.thresholds import robust_spread
@@ -62,11 +61,11 @@ class ProfileDetector(SurpriseScores, Detector):
     The residual, in units of its robust training spread, is judged over 1, 5 and 15 rows both ways
     (``surprise.z_surprise``, as alike as training's consecutive rows were): a spike, a level shift
     and a slow leak all show, and a shift keeps showing until the trailing offset has taken it in
-    (half the window). A value that repeats
-    itself is judged too: with a share ``q`` of repeats between consecutive training rows (Jeffreys:
-    ``(repeats + 0.5) / (pairs + 1)``), a run of ``r`` repeats has surprise ``-r log10 q``: a metric
-    that moved every minute of the week and then holds still for three is stalled, one that often
-    repeats is not. The two surprises combine as the windows do (Bonferroni).
+    (half the window). A value that repeats itself is judged too: with a share ``q`` of repeats
+    between consecutive training rows (Jeffreys: ``(repeats + 0.5) / (pairs + 1)``), a run of ``r``
+    repeats has surprise ``-r log10 q``: a metric that moved every minute of the week and then holds
+    still for three is stalled, one that often repeats is not. The two surprises combine as the
+    windows do (Bonferroni).
 
     Needs ``MIN_DAYS`` training days with values: with less there is no daily profile to learn, and
     the nightly run falls back to the next candidate.
@@ -107,8 +106,8 @@ class ProfileDetector(SurpriseScores, Detector):
             raise DetectorError(f"{self.name}: the training series follows its profile exactly")
         # The robust spread sees the bulk of the minutes; a metric whose minutes scatter more than
         # that in their tails gets a scale to match (``surprise.dispersion``).
-        self.scale_ *= np.sqrt(dispersion(residuals / self.scale_))
-        self.autocorrelation_ = lag1_autocorrelation(residuals / self.scale_)
+        spread, self.autocorrelation_ = calibrated(residuals / self.scale_)
+        self.scale_ *= np.sqrt(spread)
         values = target.to_numpy(dtype=float)
         pairs = np.isfinite(values[1:]) & np.isfinite(values[:-1])
         repeats = pairs & (values[1:] == values[:-1])

@@ -81,9 +81,10 @@ def sum_variance(rows: np.ndarray, autocorrelation: float) -> np.ndarray:
 
 
 def lag1_autocorrelation(z: np.ndarray) -> float:
-    """The correlation of consecutive z-scores (both seen), clipped to ``[0, 0.95]``; z-scores beyond 5
-    count as 5, so that the incidents a training week holds do not make its minutes look alike."""
-    clipped = np.clip(z, -5.0, 5.0)
+    """The correlation of consecutive z-scores (both seen), clipped to ``[0, 0.95]``; z-scores beyond
+    ``Z_CAP`` count as ``Z_CAP``, so that the incidents a training week holds do not make its minutes
+    look alike."""
+    clipped = np.clip(z, -Z_CAP, Z_CAP)
     pairs = np.isfinite(clipped[1:]) & np.isfinite(clipped[:-1])
     if pairs.sum() < 3:
         return 0.0
@@ -105,9 +106,17 @@ def dispersion(z: np.ndarray) -> float:
     return float(max(1.0, np.mean(np.clip(seen, -Z_CAP, Z_CAP) ** 2)))
 
 
+def calibrated(z: np.ndarray) -> tuple[float, float]:
+    """The ``dispersion`` of training's z-scores as a noise model gave them, and the
+    ``lag1_autocorrelation`` of those z-scores once divided by its root."""
+    spread = dispersion(z)
+    return spread, lag1_autocorrelation(z / np.sqrt(spread))
+
+
 class SurpriseScores:
     """For a detector whose scores are surprises: a normal row reaches ``-log10(p)`` with chance ``p``,
-    which is the threshold when training gives too few events to calibrate one."""
+    which is the least a budget threshold can be, and the threshold when training gives too few
+    events to calibrate one (``thresholds.false_alarm_budget_threshold``)."""
 
     def _uncalibrated_threshold(self, false_events_per_row: float) -> float | None:
         return float(-np.log10(false_events_per_row))

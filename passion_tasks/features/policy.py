@@ -34,6 +34,11 @@ def series_dim(name: str) -> str:
     return name.partition("{")[2].partition("=")[0]
 
 
+def series_dim_value(name: str) -> str:
+    """The value of ``metric{dim=value}``, or "" for an overall series."""
+    return name.partition("{")[2].partition("=")[2].removesuffix("}")
+
+
 def watched_series(names: Iterable[str]) -> list[str]:
     """The watched ones of ``names``, in their order."""
     return [name for name in names if not is_input_only(name) and is_watched_dim(name)]

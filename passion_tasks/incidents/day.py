@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from passion_tasks.features import read_series, ts_within
-from passion_tasks.features.policy import is_input_only, series_dim
+from passion_tasks.features.policy import is_input_only, series_dim, series_dim_value
 from passion_tasks.figures import day_span
 from passion_tasks.incidents import causes as drv
 from passion_tasks.incidents.model import Incident, group_incidents, with_severity
@@ -120,7 +120,7 @@ def flagged_slice(series: Iterable[str]) -> tuple[tuple[str, str], ...]:
         dim = series_dim(name)
         if dim not in BREAKDOWN_COLUMNS:
             return ()
-        values.setdefault(dim, set()).add(name.partition("=")[2].removesuffix("}"))
+        values.setdefault(dim, set()).add(series_dim_value(name))
     if not values or any(len(found) > 1 for found in values.values()):
         return ()
     return tuple((BREAKDOWN_COLUMNS[dim], found.pop()) for dim, found in values.items())

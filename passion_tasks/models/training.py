@@ -152,12 +152,19 @@ def training_range(
 class TrainSummary:
     """What training a detector for some series did: the models registered, and the series that failed."""
 
-    detector: str
+    #: The detectors the run was asked to train ("a, b"), named while none was trained.
+    planned: str
     train_start: dt.date
     train_end: dt.date
     trained: dict[str, str] = field(default_factory=dict)  # series -> model ref
     failed: dict[str, str] = field(default_factory=dict)  # series -> reason
     promoted_from: dt.date | None = None
+
+    @property
+    def detector(self) -> str:
+        """The detectors of the models registered ("a, b"), or those planned when none was."""
+        trained = sorted({parse_model_ref(ref)[1] for ref in self.trained.values()})
+        return ", ".join(trained) or self.planned
 
     def summary(self) -> str:
         text = (
