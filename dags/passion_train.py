@@ -71,7 +71,8 @@ PARAMS = {
         type=["null", "number"],
         exclusiveMinimum=0,
         title="False-alarm budget",
-        description="False incidents per series per 30 days that the thresholds allow. Empty: 0.1.",
+        description="False incidents per series per 30 days that the thresholds allow. Empty: 0.1, "
+        "less where the series watched would make more than one false incident a day together.",
     ),
     "promote": Param(
         True,

@@ -332,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget",
         type=float,
         metavar="N",
-        help="false-alarm budget: false incidents per series per 30 days (default 0.1)",
+        help="false-alarm budget: false incidents per series per 30 days (default 0.1, less where the "
+        "series watched would make more than one false incident a day together)",
     )
     train.add_argument("--promote", action="store_true", help="make the new models live")
     train.add_argument(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from passion_tasks.defaults import HISTORY_DAYS, LOOKBACK_DAYS, detector_params
 from passion_tasks.errors import NoInputError, PassionError, UsageError
-from passion_tasks.lake import Day, Lake, as_day, datasets
+from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day, datasets
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def train(
     ``promote`` the new versions are live from ``effective_from``, by default the day after the range:
     a model never scores the days it learned from. A series that cannot be trained is reported and the
     others go on. ``budget`` (false incidents per series per 30 days) sets the false-alarm budget of
-    every model whose threshold is one.
+    every model whose threshold is one; the nightly run's default is ``nightly_budget``'s.
     """
     from passion_tasks.features import read_series
     from passion_tasks.features.policy import volume_series, watched_series
@@ -135,6 +135,8 @@ def train(
         raise UsageError("detector parameters need the detector they are for")
     check_budget(budget)
     start, end = training.training_range(lake, train_from, train_to, lookback_days)
+    if budget is None and detector is None:
+        budget = nightly_budget(lake, end)
     wanted = None if series is None else sorted({*series, *map(volume_series, series)})
     frame = read_series(lake, start, end, wanted)
     names = series or watched_series(frame.columns)
@@ -206,6 +208,24 @@ def select(
         params={name: budgeted(name, detector_params(name), budget) for name in detectors},
         promote=promote,
     )
+
+
+def nightly_budget(lake: Lake, day: Day) -> float:
+    """The false-alarm budget of each nightly model (``thresholds.series_budget``): the default one,
+    less where the deployment watches so many series (on ``day``) that their false incidents would
+    add up to more than ``thresholds.DEFAULT_DAILY_BUDGET`` a day."""
+    import pyarrow.compute as pc
+
+    from passion_tasks.detectors.thresholds import series_budget
+    from passion_tasks.features.policy import watched_series
+
+    try:
+        names = lake.read_partition(datasets.FEATURES, as_day(day), columns=["series"])["series"]
+    except PartitionNotFound:
+        return series_budget(0)
+    budget = series_budget(len(watched_series(pc.unique(names).to_pylist())))
+    log.info("nightly false-alarm budget: %.3g false incidents per series per 30 days", budget)
+    return budget
 
 
 def check_budget(budget: float | None) -> float | None:

@@ -750,9 +750,17 @@ def test_an_incident_alerts_whole_as_the_report_has_it() -> None:
 
 @pytest.mark.parametrize(
     ("ratio", "minutes", "expected"),
-    [(1.2, 30, "info"), (1.5, 3, "warning"), (5.0, 2, "info"), (3.0, 14, "warning"), (3.0, 15, "critical")],
+    [
+        (1.2, 30, "info"),  # long, but below every ratio minimum
+        (1.5, 3, "warning"),
+        (5.0, 1, "info"),
+        (5.0, 2, "warning"),  # fewer minutes at a higher ratio: as much evidence as 3 at 1.5
+        (3.0, 14, "warning"),
+        (3.0, 15, "critical"),
+        (8.0, 10, "critical"),
+    ],
 )
-def test_severity_needs_both_the_ratio_and_the_duration_of_a_level(
+def test_severity_needs_the_ratio_of_a_level_and_its_evidence(
     ratio: float, minutes: int, expected: str
 ) -> None:
     incident = Incident((anomaly(P95, "2026-11-21 10:00", f"2026-11-21 10:{minutes - 1:02d}", ratio),))
@@ -777,18 +785,22 @@ def test_the_ratio_is_the_peak_score_over_the_threshold_at_the_peak() -> None:
     ]
 
 
-def test_events_below_the_minimum_ratio_or_duration_do_not_alert() -> None:
+def test_events_below_the_minimum_ratio_or_evidence_do_not_alert() -> None:
     scores = pd.concat(
         [
-            day_scores(P95, [(600, 602)]),  # 2 minutes: too short
+            day_scores(P95, [(600, 602)], peak=5.0),  # 2 minutes at 1.25x: less than 3 at 1.1x
             day_scores(P99, [(600, 610)], peak=4.2),  # 1.05x the threshold: too weak for 1.1
             day_scores(LHR, [(700, 703)], peak=4.4),  # 3 minutes at 1.1x: just enough
+            day_scores(ERRORS, [(800, 802)], peak=16.0),  # 2 minutes at 4x: a spike, sure
         ]
     )
     decisions = decide(DAY, explained(scores), scores, Rules(min_ratio=1.1, min_minutes=3))
     # The 10:00 incident has no event that meets the minimums: it does not alert.
     assert sorted(a.series for a in decisions.below_minimums) == [P95, P99]
-    assert [(alert.series, alert.severity) for alert in decisions.alerts] == [((LHR,), "info")]
+    assert [(alert.series, alert.severity) for alert in decisions.alerts] == [
+        ((LHR,), "info"),
+        ((ERRORS,), "warning"),
+    ]
 
 
 def test_cooldown_needs_every_series_of_an_incident_to_be_cooling_down() -> None:

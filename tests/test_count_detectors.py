@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from passion_tasks.detectors import DetectorError, load_detector, make_detector
-from passion_tasks.detectors.thresholds import false_alarm_budget_threshold
+from passion_tasks.detectors.thresholds import false_alarm_budget_threshold, series_budget
 from passion_tasks.models.training import nightly_candidates
 
 DAY = 1440
@@ -118,6 +118,42 @@ def test_a_percentile_is_judged_with_its_sample_size() -> None:
     assert not fitted("percentile", faster)[1]["is_anomaly"].any()
 
 
+def thin_slice_latencies(slower: float, seed: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A slice of four requests a minute, four in five of them cache hits around 10 ms and the others
+    misses around 150 ms; every request of ``OUTAGE`` ``slower`` times slower. Its geometric mean and
+    its p95, each beside the requests."""
+    rng = np.random.default_rng(seed)
+    requests = requests_per_minute(4, seed=seed)
+    factor = np.ones(requests.size)
+    factor[OUTAGE] = slower
+    typical, tail = np.full(requests.size, np.nan), np.full(requests.size, np.nan)
+    for minute, n in enumerate(requests.astype(int)):
+        if n:
+            miss = rng.random(n) < 0.2
+            hit_or_miss = np.where(
+                miss, 0.15 * np.exp(rng.normal(0, 0.5, n)), 0.01 * np.exp(rng.normal(0, 0.3, n))
+            )
+            latencies = np.maximum(np.round(hit_or_miss * factor[minute], 3), 0.001)
+            typical[minute] = np.exp(np.log(latencies).mean())
+            tail[minute] = np.quantile(latencies, 0.95)
+    index = grid(requests.size)
+    return (
+        pd.DataFrame({"cdn_ttfb_gmean": typical, "cdn_requests": requests}, index=index),
+        pd.DataFrame({"cdn_ttfb_p95": tail, "cdn_requests": requests}, index=index),
+    )
+
+
+def test_a_slowdown_of_a_thin_slice_shows_in_its_geometric_mean_where_its_p95_hides_it() -> None:
+    typical, tail = thin_slice_latencies(slower=1)
+    assert not fitted("geometric_mean", typical)[1]["is_anomaly"].any()
+    typical, tail = thin_slice_latencies(slower=4)
+    flagged = np.flatnonzero(fitted("geometric_mean", typical)[1]["is_anomaly"].to_numpy())
+    # Fifteen minutes, sixty requests: the mean of their logs moved by log 4, the p95 (the slowest of
+    # four) by as much, inside a spread as wide as that.
+    assert flagged.size >= 8 and 600 <= flagged.min() < 610 and flagged.max() < 630
+    assert not fitted("percentile", tail)[1]["is_anomaly"].any()
+
+
 def test_a_traffic_drop_is_flagged_against_the_time_of_day() -> None:
     requests = requests_per_minute(40)
     frame = pd.DataFrame({"cdn_requests": requests}, index=grid(len(requests)))
@@ -145,16 +181,20 @@ def test_the_nightly_run_trains_by_kind_and_falls_back_for_what_never_moved() ->
     moving, flat = pd.Series([1.0, 2.0, 3.0]), pd.Series([0.0, 0.0, 0.0])
     assert nightly_candidates("cdn_5xx_rate{edge=FRA2}", flat) == ("rate",)
     assert nightly_candidates("cdn_ttfb_p99", moving) == ("percentile",)
+    assert nightly_candidates("cdn_ttfb_gmean{device=Roku}", moving) == ("geometric_mean",)
     assert nightly_candidates("cdn_requests{channel=ch7}", moving) == ("count",)
     assert nightly_candidates("cdn_bytes{edge=FRA2}", moving) == ("size",)
     assert nightly_candidates("paycore", moving) == ("profile", "rolling_mad", "seasonal_naive")
     assert nightly_candidates("paycore", flat) == ("constant",)
 
 
-@pytest.mark.parametrize("name", ["rate", "percentile", "size", "count", "profile", "constant"])
+@pytest.mark.parametrize(
+    "name", ["rate", "percentile", "geometric_mean", "size", "count", "profile", "constant"]
+)
 def test_saved_count_detectors_load_back_with_identical_scores(name: str, tmp_path) -> None:
     requests = requests_per_minute(20)
     frames = {
+        "geometric_mean": thin_slice_latencies(slower=1)[0],
         "rate": rate_frame(
             requests, np.random.default_rng(5).binomial(requests.astype(int), 0.01).astype(float)
         ),
@@ -189,6 +229,14 @@ def test_too_few_training_events_fall_back() -> None:
     scores[100] = 3.0
     assert false_alarm_budget_threshold(scores, model_threshold=5.6) == 5.6
     assert false_alarm_budget_threshold(scores) == 3.0
+
+
+def test_a_deployment_budget_is_shared_by_its_series() -> None:
+    assert series_budget(264) == 0.1
+    assert series_budget(1200) == pytest.approx(0.025, rel=1e-12)
+    assert series_budget(600, incidents_per_day=4.0) == 0.1
+    with pytest.raises(ValueError, match="positive number of false incidents a day, got 0"):
+        series_budget(600, incidents_per_day=0)
 
 
 @pytest.mark.parametrize("budget", [0, -1, "often", True])
@@ -318,10 +366,13 @@ def test_a_few_incident_peaks_in_training_do_not_stretch_the_budget_threshold() 
     assert false_alarm_budget_threshold(with_incidents) == pytest.approx(clean, rel=0.1)
 
 
-@pytest.mark.parametrize("name", ["rate", "percentile", "size", "count", "profile", "rolling_mad"])
+@pytest.mark.parametrize(
+    "name", ["rate", "percentile", "geometric_mean", "size", "count", "profile", "rolling_mad"]
+)
 def test_the_threshold_is_fitted_on_training_scores_only(name: str) -> None:
     requests = requests_per_minute(20)
     frames = {
+        "geometric_mean": thin_slice_latencies(slower=1)[0],
         "rate": rate_frame(requests, np.random.default_rng(5).binomial(requests.astype(int), 0.01) * 1.0),
         "percentile": latency_frame(requests),
         "size": bytes_frame(requests),

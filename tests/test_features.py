@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pytest
 
 from passion_tasks.features import build_features, previous_hour_ohlc, read_series
-from passion_tasks.features.cdn import OTHER, path_group
+from passion_tasks.features.cdn import OTHER, log_of_latency, path_group
 from passion_tasks.features.policy import watched_series
 from passion_tasks.lake import Lake, PartitionNotFound, schemas
 from passion_tasks.lake.schemas import MAX_NAME_PART, bounded_name
@@ -83,21 +83,21 @@ def test_cdn_features_per_minute_and_dimension(lake: Lake) -> None:
 
     report = build_features(lake, DAY)
 
-    # 11 metrics x (overall, 2 edges, 1 channel, 2 devices, 3 paths) + 3 protocols + 2 methods.
-    assert report.series == {"cdn": 104, "metrics": 0}
-    assert report.rows == {"cdn": 104 * 1440, "metrics": 0}
+    # 13 metrics x (overall, 2 edges, 1 channel, 2 devices, 3 paths) + 3 protocols + 2 methods.
+    assert report.series == {"cdn": 122, "metrics": 0}
+    assert report.rows == {"cdn": 122 * 1440, "metrics": 0}
     assert report.skipped == [
         "cdn_logs: ignored 1 row(s) outside 2026-11-21",
         "metrics: no partition for 2026-11-21",
     ]
     assert report.summary() == (
-        "2026-11-21: features cdn: 104 series, 149760 rows, metrics: 0 series, 0 rows\n"
+        "2026-11-21: features cdn: 122 series, 175680 rows, metrics: 0 series, 0 rows\n"
         "  skipped cdn_logs: ignored 1 row(s) outside 2026-11-21\n"
         "  skipped metrics: no partition for 2026-11-21"
     )
     stored = lake.read_partition("features", DAY, key={"source": "cdn"})
     per_series = stored.group_by("series").aggregate([("ts", "count_distinct")])
-    assert per_series.num_rows == 104
+    assert per_series.num_rows == 122
     assert set(per_series["ts_count_distinct"].to_pylist()) == {1440}
     ttfb_edge = stored.filter(pc.field("series") == "cdn_ttfb_p50{edge=FRA2}").slice(0, 1).to_pylist()[0]
     assert (ttfb_edge["metric"], ttfb_edge["dim"], ttfb_edge["dim_value"]) == ("cdn_ttfb_p50", "edge", "FRA2")
@@ -118,6 +118,8 @@ def test_cdn_features_per_minute_and_dimension(lake: Lake) -> None:
     assert value("cdn_ttfb_p50", "10:01") == pytest.approx(0.5, abs=1e-9)
     assert value("cdn_ttfb_p95", "10:00") == pytest.approx(0.29, abs=1e-9)  # linear between 0.2 and 0.3
     assert value("cdn_time_taken_p99", "10:03") == pytest.approx(0.3, abs=1e-9)
+    assert value("cdn_ttfb_gmean", "10:00") == pytest.approx((0.1 * 0.3 * 0.2) ** (1 / 3), abs=1e-9)
+    assert value("cdn_ttfb_gmean{edge=FRA2}", "10:00") == pytest.approx((0.1 * 0.3) ** (1 / 2), abs=1e-9)
     assert value("cdn_cache_hit_ratio", "10:00") == pytest.approx(2 / 3, abs=1e-12)
     assert value("cdn_cache_hit_ratio", "10:01") == 0.5  # OriginShieldHit counts, Miss does not
     for rate in ("cdn_5xx_rate", "cdn_ttfb_p50", "cdn_time_taken_p95", "cdn_cache_hit_ratio"):
@@ -286,7 +288,7 @@ def test_read_series_grid_columns_and_missing_days(lake: Lake) -> None:
     assert frame.index[0] == pd.Timestamp(at(DAY, "00:00"))
     assert frame.index[-1] == pd.Timestamp(at(later, "23:59"))
     assert (frame.index[1:] - frame.index[:-1] == pd.Timedelta(minutes=1)).all()
-    assert list(frame.columns) == sorted(frame.columns) and len(frame.columns) == 104 + 5
+    assert list(frame.columns) == sorted(frame.columns) and len(frame.columns) == 122 + 5
     assert frame.loc[pd.Timestamp(at(DAY + dt.timedelta(days=1), "10:00"))].isna().all()
     assert frame.at[pd.Timestamp(at(later, "12:00")), "cpu"] == 1.5
 
@@ -303,7 +305,7 @@ def test_rebuilding_a_day_replaces_it(lake: Lake) -> None:
     first = build_features(lake, DAY)
     second = build_features(lake, DAY)
     assert first == second
-    assert lake.read_partition("features", DAY).num_rows == 104 * 1440
+    assert lake.read_partition("features", DAY).num_rows == 122 * 1440
 
     # Logs withdrawn and metrics landed: the cdn leaf is replaced by an empty one, not left stale.
     lake.delete("cdn_logs")
@@ -336,6 +338,12 @@ def test_paths_group_by_their_folders_not_their_files() -> None:
     assert path_group(stems).to_pylist() == ["/img", "/img", "/vod/sintel", "/live/ch7", "/", None]
 
 
+def test_a_latency_under_a_millisecond_counts_as_one_in_the_logs() -> None:
+    logs = log_of_latency(pa.chunked_array([[0.0, 0.01, None]])).to_pylist()
+    assert logs[:2] == pytest.approx([math.log(0.001), math.log(0.01)], abs=1e-12)
+    assert logs[2] is None
+
+
 def test_watched_series_are_totals_edges_channels_and_the_health_of_devices() -> None:
     names = [
         "cdn_ttfb_p50",
@@ -347,6 +355,10 @@ def test_watched_series_are_totals_edges_channels_and_the_health_of_devices() ->
         "cdn_4xx_rate{device=Roku}",
         "cdn_ttfb_p99{device=Roku}",
         "cdn_ttfb_p50{device=Roku}",
+        "cdn_ttfb_gmean{device=Roku}",
+        "cdn_ttfb_p99",
+        "cdn_ttfb_p99{edge=FRA2}",
+        "cdn_ttfb_gmean{edge=FRA2}",
         "cdn_requests{path=/vod}",
         "cif",
         "cif_open",
@@ -356,6 +368,8 @@ def test_watched_series_are_totals_edges_channels_and_the_health_of_devices() ->
         "cdn_ttfb_p95{edge=FRA2}",
         "cdn_5xx_rate{channel=ch7}",
         "cdn_4xx_rate{device=Roku}",
-        "cdn_ttfb_p99{device=Roku}",
+        "cdn_ttfb_gmean{device=Roku}",
+        "cdn_ttfb_p99",
+        "cdn_ttfb_gmean{edge=FRA2}",
         "cif",
     ]

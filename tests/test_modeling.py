@@ -237,6 +237,7 @@ def test_detectors_list_names_the_whole_zoo(capsys) -> None:
         "likelihood",
         "rate",
         "percentile",
+        "geometric_mean",
         "size",
         "count",
         "profile",
@@ -280,6 +281,29 @@ def test_the_nightly_run_takes_a_budget_and_a_tighter_one_sets_a_higher_threshol
     for budget in (0, -1.0, True):
         with pytest.raises(UsageError, match="false-alarm budget must be a positive number"):
             steps.train(featured, series=["cif"], train_to="2026-11-04", budget=budget)
+
+
+def test_the_nightly_budget_shrinks_with_the_series_a_deployment_watches(lake: Lake) -> None:
+    def watching(edges: int, day: dt.date) -> float:
+        # Each edge's 5xx rate is watched; its median latency only explains incidents.
+        names = [
+            f"cdn_{metric}{{edge=E{edge}}}" for edge in range(edges) for metric in ("5xx_rate", "ttfb_p50")
+        ]
+        rows = {
+            "ts": [dt.datetime.combine(day, dt.time(), dt.UTC)] * len(names),
+            "series": names,
+            "metric": [name.partition("{")[0] for name in names],
+            "dim": ["edge"] * len(names),
+            "dim_value": [name.partition("=")[2].rstrip("}") for name in names],
+            "value": [0.0] * len(names),
+        }
+        lake.write_partition("features", day, pa.table(rows, schema=schemas.FEATURES), key={"source": "cdn"})
+        return steps.nightly_budget(lake, day)
+
+    # 300 series at 0.1 false incidents per 30 days make one a day; 1,200 at 0.025 too.
+    assert watching(100, dt.date(2026, 11, 1)) == 0.1
+    assert watching(1200, dt.date(2026, 11, 2)) == pytest.approx(0.025, rel=1e-12)
+    assert steps.nightly_budget(lake, dt.date(2026, 11, 3)) == 0.1
 
 
 def test_a_server_metric_with_one_training_day_falls_back_to_a_detector_that_can_learn_from_it(

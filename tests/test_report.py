@@ -21,7 +21,7 @@ from passion_tasks.incidents.causes import (
     explain_rows,
     log_slices,
 )
-from passion_tasks.incidents.day import flagged_slice
+from passion_tasks.incidents.day import flagged_slice, starting_slices
 from passion_tasks.incidents.model import group_incidents, with_severity
 from passion_tasks.lake import Lake, schemas
 from passion_tasks.models.scoring import group_events
@@ -223,6 +223,14 @@ def test_a_slice_the_detectors_flagged_alone_is_where_the_explanation_starts() -
     assert flagged_slice(["cdn_5xx_rate{edge=FRA2}", "cdn_5xx_rate{edge=AMS1}"]) == ()
 
 
+def test_a_total_that_echoes_one_slice_is_explained_inside_the_slice_when_the_whole_is_noise() -> None:
+    edge_and_total = ["cdn_bytes{channel=ch7}", "cdn_bytes"]
+    assert starting_slices(edge_and_total) == [(), (("live_channel", "ch7"),)]
+    assert starting_slices(["cdn_bytes{channel=ch7}"]) == [(("live_channel", "ch7"),)]
+    assert starting_slices(["cdn_bytes", "cdn_5xx_rate"]) == [()]
+    assert starting_slices(["cdn_bytes", "cdn_bytes{edge=FRA2}", "cdn_bytes{edge=AMS1}"]) == [()]
+
+
 def test_noise_is_not_explained() -> None:
     explanation = explain_incident(incident_logs(), at("11:00"), at("11:30"), BASELINE, "cdn_5xx_rate")
 
@@ -326,7 +334,8 @@ def test_overlapping_events_of_several_series_are_one_incident() -> None:
             day_scores("cdn_5xx_rate", list(range(660, 690))),  # 11:00-11:29
             day_scores("cdn_5xx_rate{edge=FRA2}", list(range(665, 680)), threshold=2.0),  # 11:05-11:19
             day_scores("paycore", list(range(670, 675))),  # a server metric: its own incident
-            day_scores("cdn_4xx_rate", [900]),  # 15:00, alone
+            day_scores("cdn_4xx_rate", [900], threshold=1.25),  # 15:00, alone, 8 times its threshold
+            day_scores("cdn_bytes", [1000]),  # 16:40, one minute at 2.5 times: no incident
         ],
         ignore_index=True,
     )
@@ -484,7 +493,10 @@ def test_data_quality_counts_minutes_without_data(lake: Lake) -> None:
 
 def test_report_escapes_names_and_caps_the_incidents_explained() -> None:
     scores = pd.concat(
-        [day_scores("<script>alert(1)</script>", [100, 300, 500]), day_scores(SERIES, [700])],
+        [
+            day_scores("<script>alert(1)</script>", [*range(100, 103), *range(300, 303), *range(500, 503)]),
+            day_scores(SERIES, list(range(700, 703))),
+        ],
         ignore_index=True,
     )
     incidents = group_incidents(with_severity(group_events(scores), scores))
@@ -498,7 +510,7 @@ def test_report_escapes_names_and_caps_the_incidents_explained() -> None:
 
 
 def test_report_without_recorded_thresholds() -> None:
-    scores = day_scores(SERIES, [845]).drop(columns="threshold")
+    scores = day_scores(SERIES, list(range(845, 848))).drop(columns="threshold")
     incidents = group_incidents(with_severity(group_events(scores), scores))
 
     html = day_report_html(DAY, scores, incidents, [Drivers(note="a note")], [])

@@ -23,7 +23,8 @@ anything else use :meth:`AlertConfig.from_env`, which reads:
 ``PASSION_ALERT_ROUTES``           instead of the default route, a JSON list of
                                    ``{"name", "channels": [...], "min_severity", "series": [globs]}``
 ``PASSION_ALERT_MIN_RATIO``        minimum peak score / threshold of an event (default 1.0)
-``PASSION_ALERT_MIN_MINUTES``      minimum event duration (default 3)
+``PASSION_ALERT_MIN_MINUTES``      minimum event duration at the minimum ratio (default 3); a higher ratio
+                                   needs fewer minutes, as much evidence (``alerting.rules``)
 ``PASSION_ALERT_COOLDOWN_MIN``     per-series cooldown between incidents (default 60; 0 = none)
 ``PASSION_ALERT_LEVELS``           JSON list of ``{"name", "min_ratio", "min_minutes"}``, mildest first
 ``PASSION_ALERT_NO_DATA_SEVERITY`` severity of a day without data (default ``critical``)

@@ -4,9 +4,14 @@ Pure functions of the day's incidents (``incidents.day``: the report's, with the
 (``schemas.SCORES``) and a :class:`Rules` object; nothing here reads the lake or sends anything.
 
 1. Each event of an incident gets its ``ratio``: its peak score over its model's threshold at the peak.
-2. Events below ``min_ratio`` or shorter than ``min_minutes``, and those of snoozed series, do not
-   alert; an incident alerts when one of its events does, and then as the report has it, whole.
-3. An incident's severity is the highest level whose ratio and duration minimums it meets.
+2. Events below ``min_ratio``, or with less evidence than ``min_minutes`` at ``min_ratio``, and those of
+   snoozed series, do not alert; an incident alerts when one of its events does, and then as the
+   report has it, whole.
+3. An incident's severity is the highest level whose minimums it meets, the same way.
+
+Evidence (``incidents.model.evidence``) is minutes times ``log2(1 + ratio)``: a minimum duration is
+the duration needed at the minimum ratio, and a stronger anomaly needs fewer minutes. A two-minute
+spike at 16 times its threshold is no noise, whereas three minutes just over it may be.
 4. An incident is held back when each of its series already alerted less than ``cooldown`` before it.
 """
 
@@ -24,6 +29,7 @@ import pandas as pd
 
 from passion_tasks.errors import UsageError
 from passion_tasks.incidents.day import Cause, ExplainedIncident
+from passion_tasks.incidents.model import MIN_MINUTES, MIN_RATIO, enough
 from passion_tasks.lake import datasets
 
 ANOMALY = "anomaly"
@@ -33,11 +39,15 @@ TIME_FORMAT = "%Y-%m-%d %H:%M UTC"
 
 @dataclass(frozen=True)
 class SeverityLevel:
-    """A severity an incident reaches when its peak ratio and its duration both reach these minimums."""
+    """A severity an incident reaches when its peak ratio reaches ``min_ratio`` and its evidence that of
+    ``min_minutes`` at ``min_ratio``."""
 
     name: str
     min_ratio: float = 0.0
     min_minutes: int = 0
+
+    def reached(self, ratio: float, minutes: int) -> bool:
+        return enough(ratio, minutes, self.min_ratio, self.min_minutes)
 
 
 DEFAULT_LEVELS = (
@@ -52,11 +62,13 @@ class Rules:
     """What makes an alert.
 
     ``levels`` go from the mildest to the most severe; the first one is the floor every incident has.
+    ``min_ratio`` and ``min_minutes`` apply on top of what makes an incident (``incidents.model``):
+    below its minimums, nothing is an incident to alert on.
     ``expected_datasets`` must have rows on the day, or the day itself is a ``no_data`` alert.
     """
 
-    min_ratio: float = 1.0
-    min_minutes: int = 3
+    min_ratio: float = MIN_RATIO
+    min_minutes: int = MIN_MINUTES
     cooldown: dt.timedelta = dt.timedelta(hours=1)
     levels: tuple[SeverityLevel, ...] = DEFAULT_LEVELS
     no_data_severity: str = "critical"
@@ -281,7 +293,7 @@ def _anomaly(row: Mapping[str, Any]) -> Anomaly:
 
 
 def meets_minimums(anomaly: Anomaly, rules: Rules) -> bool:
-    return anomaly.ratio >= rules.min_ratio and anomaly.minutes >= rules.min_minutes
+    return enough(anomaly.ratio, anomaly.minutes, rules.min_ratio, rules.min_minutes)
 
 
 def snoozed(anomaly: Anomaly, snoozes: Iterable[Snooze]) -> bool:
@@ -291,7 +303,7 @@ def snoozed(anomaly: Anomaly, snoozes: Iterable[Snooze]) -> bool:
 def severity(incident: Incident, levels: Sequence[SeverityLevel]) -> str:
     """The most severe level whose minimums the incident's peak ratio and span meet; at least the first."""
     ratio, minutes = incident.peak.ratio, incident.minutes
-    reached = [level.name for level in levels if ratio >= level.min_ratio and minutes >= level.min_minutes]
+    reached = [level.name for level in levels if level.reached(ratio, minutes)]
     return reached[-1] if reached else levels[0].name
 
 

@@ -61,6 +61,7 @@ _REGISTRY: dict[str, str] = {
     "percentile": "passion_tasks.detectors.counts:PercentileDetector",
     "count": "passion_tasks.detectors.counts:CountDetector",
     "size": "passion_tasks.detectors.counts:SizeDetector",
+    "geometric_mean": "passion_tasks.detectors.counts:GeometricMeanDetector",
     "constant": "passion_tasks.detectors.counts:ConstantDetector",
     # a server metric against its daily profile
     "profile": "passion_tasks.detectors.profiles:ProfileDetector",

@@ -67,6 +67,9 @@ TAIL_QUANTILE = 0.98
 DAYS_PER_BUDGET = 30
 #: False events per series per 30 days that a budget threshold allows unless told otherwise.
 DEFAULT_BUDGET = 0.1
+#: False incidents a day that all the series of a deployment allow together unless told otherwise: a CDN
+#: with many edges must not cry wolf more often than a small one.
+DEFAULT_DAILY_BUDGET = 1.0
 
 
 def event_peaks(scores: ArrayLike, level: float, separation: int = EVENT_SEPARATION) -> np.ndarray:
@@ -82,15 +85,19 @@ def event_peaks(scores: ArrayLike, level: float, separation: int = EVENT_SEPARAT
     return np.maximum.reduceat(values[above], starts)
 
 
-def check_budget(incidents_per_30_days: object) -> float:
+def check_budget(budget: object, unit: str = "false incidents per series per 30 days") -> float:
     """A false-alarm budget as a number; a ValueError unless it is a positive one."""
-    budget = incidents_per_30_days
     if isinstance(budget, bool) or not isinstance(budget, int | float) or not budget > 0:
-        raise ValueError(
-            "the false-alarm budget must be a positive number of false incidents per series per 30 days, "
-            f"got {budget!r}"
-        )
+        raise ValueError(f"the false-alarm budget must be a positive number of {unit}, got {budget!r}")
     return float(budget)
+
+
+def series_budget(series: int, incidents_per_day: float = DEFAULT_DAILY_BUDGET) -> float:
+    """The budget of each of ``series`` watched series (false events per 30 days) whose false events
+    together stay within ``incidents_per_day``: ``DEFAULT_BUDGET``, or less where that many series
+    at it would add up to more (300 series at 0.1 make one a day; 1,200 make four)."""
+    check_budget(incidents_per_day, "false incidents a day")
+    return min(DEFAULT_BUDGET, DAYS_PER_BUDGET * incidents_per_day / max(series, 1))
 
 
 def false_alarm_budget_threshold(

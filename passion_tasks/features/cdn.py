@@ -35,6 +35,10 @@ OTHER = "(other)"
 QUANTILES = {0.5: "p50", 0.95: "p95", 0.99: "p99"}
 LATENCIES = {"time_to_first_byte": "cdn_ttfb", "time_taken": "cdn_time_taken"}
 PERCENTILES = pd.MultiIndex.from_product([list(LATENCIES), list(QUANTILES)])
+#: The suffix of a latency's geometric mean over the minute's requests: the typical request's latency.
+GEOMETRIC_MEAN = "gmean"
+#: CDN logs give latencies in whole milliseconds: a 0 is "under one", and counts as one in a log.
+LATENCY_FLOOR = 0.001
 #: Metrics that are 0, not unknown, in a minute without requests.
 COUNTS = ["cdn_requests", "cdn_bytes"]
 
@@ -138,8 +142,19 @@ def request_frame(logs: pa.Table) -> pd.DataFrame:
         "is_5xx": pc.and_(pc.greater_equal(status, 500), pc.less(status, 600)),
         "is_hit": pc.is_in(logs["edge_result_type"], value_set=pa.array(CACHE_HITS)),
         **{name: logs[name] for name in LATENCIES},
+        **{log_latency(name): log_of_latency(logs[name]) for name in LATENCIES},
     }
     return pa.table(columns).to_pandas()
+
+
+def log_latency(column: str) -> str:
+    """The request frame's column of ``column``'s natural log."""
+    return f"log_{column}"
+
+
+def log_of_latency(latencies: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The natural log of each latency, ``LATENCY_FLOOR`` at least."""
+    return pc.ln(pc.max_element_wise(latencies.cast(pa.float64()), LATENCY_FLOOR, skip_nulls=False))
 
 
 def breakdown_frame(requests: pd.DataFrame, breakdown: Breakdown, grid: pd.DatetimeIndex) -> pd.DataFrame:
@@ -154,9 +169,11 @@ def breakdown_frame(requests: pd.DataFrame, breakdown: Breakdown, grid: pd.Datet
         quantiles = (
             grouped[list(LATENCIES)].quantile(list(QUANTILES)).unstack(-1).reindex(columns=PERCENTILES)
         )
+        log_means = grouped[[log_latency(column) for column in LATENCIES]].mean()
         for column, prefix in LATENCIES.items():
             for q, suffix in QUANTILES.items():
                 stats[f"{prefix}_{suffix}"] = quantiles[(column, q)]
+            stats[f"{prefix}_{GEOMETRIC_MEAN}"] = np.exp(log_means[log_latency(column)])
         stats["cdn_cache_hit_ratio"] = sums["is_hit"] / stats["cdn_requests"]
 
     # Every value of the dimension gets every metric, also when the day has no request to show it.

@@ -1,27 +1,35 @@
 """Which feature series are watched (trained, scored, alerted on) and which only feed models.
 
 CDN series are watched overall, per edge and per live channel, and per device family for their
-error and hit rates and tail latencies (a player release that breaks one family shows nowhere else);
-the finer breakdowns (path, protocol, method) and a family's volumes only explain incidents. A
-slice's median latency is watched overall only: CDN latencies have two modes (cache hits in
-milliseconds, misses in tens or hundreds of them), and the median of a slice's minute jumps from one
-to the other whenever its hit ratio crosses a half. The hit ratio is watched itself, and a slice's
-latency by its tail percentiles, on which latency objectives are written. Every server metric is
-watched. The seed's previous-hour open/close/max/min are model inputs, never watched on their own.
+error and hit rates and latencies (a player release that breaks one family shows nowhere else); the
+finer breakdowns (path, protocol, method) and a family's volumes only explain incidents. A slice's
+latency is watched by its p95, on which latency objectives are written, and by the geometric mean
+of its requests' latencies, the typical request: a slice of four requests a minute has a p95 and a
+p99 that are both its slowest request, and a latency change on it shows in the mean of the logs of
+all its requests, which the detector pools over minutes with their counts. The median and the p99
+are watched overall only: CDN latencies have two modes (cache hits in milliseconds, misses in tens
+or hundreds of them), and a slice's median jumps from one to the other whenever its hit ratio
+crosses a half. Every server metric is watched. The seed's previous-hour open/close/max/min are
+model inputs, never watched on their own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from passion_tasks.features.cdn import GEOMETRIC_MEAN
+
+#: CDN metrics that are the geometric mean of the minute's requests' latencies.
+GEOMETRIC_MEAN_SUFFIX = f"_{GEOMETRIC_MEAN}"
+
 INPUT_ONLY_SUFFIXES = ("_open", "_close", "_max", "_min")
 WATCHED_DIMS = ("", "edge", "channel")
 #: Metrics watched overall only, not per edge or channel.
-OVERALL_ONLY_SUFFIXES = ("_p50",)
+OVERALL_ONLY_SUFFIXES = ("_p50", "_p99")
 #: Breakdowns watched for some metrics only (by their suffixes): a device family's requests and bytes
-#: follow its viewers' habits; its error rates and tail latencies are its player's health, and the
+#: follow its viewers' habits; its error rates and latencies are its player's health, and the
 #: count-aware detectors judge them with the family's own requests.
-PARTLY_WATCHED = {"device": ("_rate", "_ratio", "_p95", "_p99")}
+PARTLY_WATCHED = {"device": ("_rate", "_ratio", "_p95", GEOMETRIC_MEAN_SUFFIX)}
 
 
 def is_input_only(name: str) -> bool:
@@ -45,8 +53,8 @@ def watched_series(names: Iterable[str]) -> list[str]:
 
 
 def is_watched_dim(name: str) -> bool:
-    """Whether ``name``'s breakdown is watched: overall always, per edge and channel but for medians, per
-    device for rates and tail latencies."""
+    """Whether ``name``'s breakdown is watched: overall always, per edge and channel but for medians and
+    p99s, per device for rates and latencies."""
     dim, metric = series_dim(name), metric_of(name)
     if dim in PARTLY_WATCHED:
         return metric.endswith(PARTLY_WATCHED[dim])
@@ -71,8 +79,9 @@ def volume_series(name: str) -> str:
 
 
 def metric_kind(name: str) -> str:
-    """What a series measures: ``rate`` and ``percentile`` (of a slice's requests), ``count`` (the
-    requests themselves), ``volume`` (bytes) for the CDN; ``metric`` for a server metric."""
+    """What a series measures: ``rate``, ``percentile`` and ``geometric_mean`` (of a slice's requests),
+    ``count`` (the requests themselves), ``volume`` (bytes) for the CDN; ``metric`` for a server
+    metric."""
     metric = metric_of(name)
     if not metric.startswith("cdn_"):
         return "metric"
@@ -80,4 +89,6 @@ def metric_kind(name: str) -> str:
         return "rate"
     if metric.endswith(PERCENTILE_SUFFIXES):
         return "percentile"
+    if metric.endswith(GEOMETRIC_MEAN_SUFFIX):
+        return "geometric_mean"
     return "count" if metric == VOLUME else "volume"

@@ -20,7 +20,14 @@ import pandas as pd
 import pyarrow as pa
 
 from passion_tasks.detectors.thresholds import robust_spread
-from passion_tasks.features.cdn import CACHE_HITS, LATENCIES, QUANTILES, path_group
+from passion_tasks.features.cdn import (
+    CACHE_HITS,
+    GEOMETRIC_MEAN,
+    LATENCIES,
+    LATENCY_FLOOR,
+    QUANTILES,
+    path_group,
+)
 
 #: A change, or its concentration in a slice, must exceed this many standard deviations of its noise.
 SIGNIFICANCE_Z = 3.0
@@ -92,23 +99,29 @@ class Measure:
     ``share``: the share of requests with the boolean ``column`` set (an error rate); ``volume``:
     the sum of ``column`` per minute (requests, bytes); ``quantile``: the ``q`` quantile of
     ``column`` (a latency percentile), whose change is attributed through the requests slower
-    than the baseline's quantile.
+    than the baseline's quantile; ``geometric_mean``: a latency's geometric mean, attributed the
+    same way through the baseline's median (``q`` 0.5).
     """
 
     label: str
-    kind: Literal["share", "volume", "quantile"]
+    kind: Literal["share", "volume", "quantile", "geometric_mean"]
     column: str
     q: float = 0.0
     #: Whether the status class can say which responses carry the change: not for the error rates,
     #: which are status classes.
     by_status: bool = True
 
+    @property
+    def latency(self) -> bool:
+        """Whether it measures latencies, and attributes their change through the slow requests."""
+        return self.kind in ("quantile", "geometric_mean")
+
     def format(self, value: float) -> str:
         if not np.isfinite(value):
             return "n/a"
         if self.kind == "share":
             return _percent(value)
-        if self.kind == "quantile":
+        if self.latency:
             return f"{_digits(value)} s" if value >= 1 else f"{_digits(value * 1000)} ms"
         if self.column == "sc_bytes":
             return f"{_digits(value / 1e6)} MB/min"
@@ -127,6 +140,8 @@ def _measures() -> dict[str, Measure]:
         label = prefix.removeprefix("cdn_").replace("_", " ")
         for q, suffix in QUANTILES.items():
             measures[f"{prefix}_{suffix}"] = Measure(f"{label} {suffix}", "quantile", column, q)
+        typical = Measure(f"{label} geometric mean", "geometric_mean", column, 0.5)
+        measures[f"{prefix}_{GEOMETRIC_MEAN}"] = typical
     return measures
 
 
@@ -332,7 +347,7 @@ def explain_rows(
     minutes = (_minutes(stop - start), _minutes(baseline[1] - baseline[0]))
     # The same minutes of another day have the day's rhythm already.
     same_clock = (start - baseline[0]) % pd.Timedelta(days=1) == pd.Timedelta(0) and minutes[0] == minutes[1]
-    if measure.kind == "quantile":
+    if measure.latency:
         slow = before[measure.column].quantile(measure.q) if len(before) else np.inf
         during = during.assign(flag=during[measure.column] > slow)
         before = before.assign(flag=before[measure.column] > slow)
@@ -413,8 +428,8 @@ def _minutes(span: pd.Timedelta) -> float:
 
 
 def _weight(measure: Measure) -> str:
-    """The per-row numerator of the measure: a flag for shares and quantiles, the summed column else."""
-    return "flag" if measure.kind == "quantile" else measure.column
+    """The per-row numerator of the measure: a flag for latencies, the summed (or shared) column else."""
+    return "flag" if measure.latency else measure.column
 
 
 def _value(measure: Measure, rows: pd.DataFrame, minutes: float) -> float:
@@ -424,7 +439,14 @@ def _value(measure: Measure, rows: pd.DataFrame, minutes: float) -> float:
         return float("nan")
     if measure.kind == "quantile":
         return float(rows[measure.column].quantile(measure.q))
+    if measure.kind == "geometric_mean":
+        return float(np.exp(_log_latency(rows[measure.column]).mean()))
     return float(rows[measure.column].mean())
+
+
+def _log_latency(latencies: pd.Series) -> pd.Series:
+    """The logs a geometric mean of latencies averages (``features.cdn.log_of_latency``)."""
+    return np.log(latencies.astype(float).clip(lower=LATENCY_FLOOR))
 
 
 def _overall_change(
@@ -520,6 +542,8 @@ def _weighted_median(values: pd.Series, weights: pd.Series) -> float:
 
 
 def _values_by(measure: Measure, rows: pd.DataFrame, column: str, minutes: float) -> pd.Series:
+    if measure.kind == "geometric_mean":
+        return np.exp(_log_latency(rows[measure.column]).groupby(rows[column], observed=True).mean())
     grouped = rows.groupby(column, observed=True)[measure.column]
     if measure.kind == "volume":
         return grouped.sum() / minutes

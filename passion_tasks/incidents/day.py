@@ -97,13 +97,21 @@ def incident_drivers(
     }
     spans = [(incident.start, incident.stop), *windows.values()]
     rows = drv.log_slices(read_logs(lake, min(start for start, _ in spans), max(stop for _, stop in spans)))
-    within = flagged_slice(incident.events["series"])
-    explanations = tuple(
-        drv.explain_rows(
-            rows, incident.start, incident.stop, windows[metric], metric, elsewhere=elsewhere, within=within
+    for within in starting_slices(incident.events["series"]):
+        explanations = tuple(
+            drv.explain_rows(
+                rows,
+                incident.start,
+                incident.stop,
+                windows[metric],
+                metric,
+                elsewhere=elsewhere,
+                within=within,
+            )
+            for metric in metrics
         )
-        for metric in metrics
-    )
+        if any(explanation.changed for explanation in explanations):
+            break
     return Drivers(explanations=explanations, baselines=tuple(windows[metric] for metric in metrics))
 
 
@@ -124,6 +132,18 @@ def flagged_slice(series: Iterable[str]) -> tuple[tuple[str, str], ...]:
     if not values or any(len(found) > 1 for found in values.values()):
         return ()
     return tuple((BREAKDOWN_COLUMNS[dim], found.pop()) for dim, found in values.items())
+
+
+def starting_slices(series: Iterable[str]) -> list[tuple[tuple[str, str], ...]]:
+    """Where the explanation of a CDN incident starts, in the order to try: the slice every series
+    breaks down to (``flagged_slice``); else the whole CDN, then the slice its breakdown series alone
+    break down to. A total that left its noise for two minutes of a channel's twenty is the channel's
+    echo, and the channel's change may be plain inside it while the whole CDN's is within its noise."""
+    series = list(series)
+    if alone := flagged_slice(series):
+        return [alone]
+    inside = flagged_slice([name for name in series if series_dim(name)])
+    return [(), inside] if inside else [()]
 
 
 def _cause_first(metric: str) -> int:

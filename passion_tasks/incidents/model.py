@@ -15,6 +15,12 @@ import pandas as pd
 
 from passion_tasks.lake import datasets
 
+#: An incident has an event of at least this ratio of its peak score to its threshold ...
+MIN_RATIO = 1.0
+#: ... and at least the evidence of this many minutes at it (fewer, further above it): a minute that
+#: grazes its threshold is the false-alarm budget at work (a few a day among hundreds of series), not
+#: news. Weaker events belong to the incident they overlap, or to none.
+MIN_MINUTES = 3
 #: Events of one family at most this far apart belong to the same incident: a breakdown that echoes its
 #: parent (an edge's 5xx rate with the overall one, the p99 with the p95) lands in the parent's incident.
 MERGE_GAP = pd.Timedelta(minutes=5)
@@ -69,13 +75,25 @@ class Incident:
 
     @property
     def rank(self) -> float:
-        """Order of the report: duration times the log of severity.
+        """Order of the report: the ``evidence`` of its span at its severity."""
+        return evidence(self.minutes, self.severity if np.isfinite(self.severity) else 1.0)
 
-        The log because a score 100 times its threshold is a sure anomaly, not a 50 times worse
-        one than a score twice its threshold, whereas 30 minutes of it are 30 times one minute.
-        """
-        severity = self.severity if np.isfinite(self.severity) else 1.0
-        return self.minutes * math.log2(1 + severity)
+
+def evidence(minutes: float, ratio: float) -> float:
+    """How much an anomaly weighs: its minutes times the log of its score over the threshold.
+
+    The log because a score 100 times its threshold is a sure anomaly, not a 50 times worse one than a
+    score twice its threshold, whereas 30 minutes of it are 30 times one minute. The report ranks its
+    incidents by it, and the alert rules trade a minimum duration for a higher ratio with it.
+    """
+    return minutes * math.log2(1 + ratio)
+
+
+def enough(
+    ratio: float, minutes: float, min_ratio: float = MIN_RATIO, min_minutes: float = MIN_MINUTES
+) -> bool:
+    """Whether ``minutes`` at ``ratio`` reach ``min_ratio`` and weigh at least ``min_minutes`` at it."""
+    return ratio >= min_ratio and evidence(minutes, ratio) >= evidence(min_minutes, min_ratio)
 
 
 def with_severity(events: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
@@ -95,7 +113,8 @@ def group_incidents(events: pd.DataFrame, *, gap: pd.Timedelta = MERGE_GAP) -> l
     """Events (with ``severity``) grouped into incidents, most important first (``Incident.rank``).
 
     Within a family, an event joins the incident before it when it starts at most ``gap`` after
-    that incident's last minute.
+    that incident's last minute. An incident needs one event that is ``enough`` (an event without a
+    recorded threshold counts as just over it).
     """
     incidents: list[Incident] = []
     ordered = events.assign(family=events["series"].map(family)).sort_values(
@@ -105,7 +124,9 @@ def group_incidents(events: pd.DataFrame, *, gap: pd.Timedelta = MERGE_GAP) -> l
         reach = rows["end"].cummax().shift()
         number = (rows["start"] > reach + gap).cumsum()
         for _, members in rows.groupby(number, sort=True):
-            incidents.append(Incident(_most_severe_first(members.drop(columns="family"))))
+            ratios = members["severity"].fillna(1.0)
+            if any(map(enough, ratios, members["minutes"])):
+                incidents.append(Incident(_most_severe_first(members.drop(columns="family"))))
     return sorted(incidents, key=lambda incident: (-incident.rank, incident.start, incident.lead["series"]))
 
 

@@ -231,12 +231,13 @@ def _train_one(
 
 
 #: What the nightly run trains for each kind of series (``features.policy.metric_kind``) unless told
-#: which detector: the count-aware statistics for the CDN's rates, percentiles, requests and bytes per
+#: which detector: the count-aware statistics for the CDN's rates, latencies, requests and bytes per
 #: request, and for server metrics the best of fast candidates on the series' own history, the daily
 #: profile first (the fallback when there is no history to choose on).
 NIGHTLY_CANDIDATES = {
     "rate": ("rate",),
     "percentile": ("percentile",),
+    "geometric_mean": ("geometric_mean",),
     "count": ("count",),
     "volume": ("size",),
     "metric": ("profile", "rolling_mad", "seasonal_naive"),
