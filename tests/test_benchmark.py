@@ -14,7 +14,7 @@ import pytest
 
 from passion_tasks.detectors.baselines import RollingMadDetector
 from passion_tasks.errors import UsageError
-from passion_tasks.evaluation import benchmark, metrics
+from passion_tasks.evaluation import benchmark, metrics, vus
 from passion_tasks.evaluation.benchmark import BenchmarkSeries, Progress, detector_frame, run_benchmark
 from passion_tasks.evaluation.nab import score_results_dir
 from passion_tasks.evaluation.nab_corpus import DataFile, NabCorpus, read_profiles
@@ -119,6 +119,14 @@ def test_leaderboard_rows_sum_the_series(nab_run) -> None:
     row = board.detectors.set_index("detector").loc["rolling_mad"]
     assert row["fit_seconds"] == pytest.approx(series["fit_seconds"].sum())
     assert series["error"].isna().all()
+    # Threshold-free areas are each series' mean. nyc_taxi's autocorrelation is highest at a week of half
+    # hours (336, 0.887; a day, 48, has 0.799): beyond TSB-AD's 300, so its window is TSB-AD's 125.
+    assert series.loc["realKnownCause/nyc_taxi.csv", "vus_window"] == 125
+    for area in ("vus_pr", "vus_roc", "auc"):
+        assert row[area] == pytest.approx(series[area].mean(), abs=1e-12)
+        assert series[area].between(0, 1).all()
+    # Point-wise F1 never credits more than the point-adjusted one, which counts whole segments found.
+    assert (series["point_f1"].fillna(0) <= series["pa_f1"].fillna(0) + 1e-12).all()
 
 
 def test_training_sees_only_the_probationary_rows(nab_root: Path, tmp_path: Path, monkeypatch) -> None:
@@ -264,6 +272,45 @@ def test_point_adjustment_credits_a_whole_segment() -> None:
     counts = metrics.point_adjusted_counts(labels, detected)
     assert counts == metrics.Counts(tp=3, fp=1, fn=2, tn=4)
     assert (counts.precision, counts.recall, counts.f1) == (0.75, 0.6, 2 / 3)
+
+
+def test_point_wise_and_event_wise_f1_beside_the_adjusted_one() -> None:
+    labels = [0, 1, 1, 1, 0, 0, 1, 1, 0, 0]
+    detected = [0, 0, 1, 0, 0, 1, 0, 0, 0, 0]
+    # Rows as they are: one of five labelled rows, one of two detections right.
+    assert metrics.point_counts(labels, detected) == metrics.Counts(tp=1, fp=1, fn=4, tn=4)
+    events = metrics.event_counts(labels, detected)
+    assert (events.found, events.segments) == (1, 2)
+    # Segment recall 1/2, row precision 1/2.
+    assert events.f1 == 0.5
+    assert (events + events).f1 == 0.5
+    assert metrics.event_counts(labels, [0] * 10).f1 == 0.0
+    assert math.isnan(metrics.event_counts([0] * 10, detected).f1)
+
+
+def test_vus_credits_a_score_that_rises_near_its_segment() -> None:
+    rows = np.arange(300)
+    labels = np.zeros(300, dtype=int)
+    labels[100:110] = 1
+    labels[200:205] = 1
+    on = labels + 0.001 * np.sin(rows)
+    early = np.roll(on, -4)  # the same scores, four rows before their segments
+    assert vus.vus(labels, on, window=20) == (1.0, 1.0)
+    # TSB-AD's own RangeAUC_volume_opt gives 0.8820875863810682 and 0.6690231962116363 here, where
+    # the point-wise average precision of the early scores is 0.23.
+    roc, pr = vus.vus(labels, early, window=20)
+    assert roc == pytest.approx(0.8820875863810682, abs=1e-12)
+    assert pr == pytest.approx(0.6690231962116363, abs=1e-12)
+    assert all(math.isnan(value) for value in vus.vus(np.zeros(300), on, window=20))
+
+
+def test_the_vus_window_is_the_series_period() -> None:
+    rows = np.arange(5000)
+    noise = np.random.default_rng(3).normal(0, 0.1, rows.size)
+    assert vus.sliding_window(np.sin(2 * np.pi * rows / 48) + noise) == 48
+    # A period longer than 300 rows, or none at all: TSB-AD's 125.
+    assert vus.sliding_window(np.sin(2 * np.pi * rows / 350)) == vus.FALLBACK_WINDOW
+    assert vus.sliding_window(np.ones(500)) == vus.FALLBACK_WINDOW
 
 
 def test_f1_is_undefined_without_labels_or_detections() -> None:

@@ -54,6 +54,7 @@ from passion_tasks.errors import UsageError
 from passion_tasks.evaluation import leaderboard, metrics, nab
 from passion_tasks.evaluation.leaderboard import DETECTOR_COLUMNS, SERIES_COLUMNS, Leaderboard
 from passion_tasks.evaluation.nab_corpus import DataFile, NabCorpus, Profile, load_corpus, result_path
+from passion_tasks.evaluation.vus import sliding_window, vus
 from passion_tasks.models.training import training_labels
 
 PROFILES = ("fast", "full")
@@ -378,8 +379,10 @@ def evaluate(
     runs: dict[str, dict[str, DetectorRun]],
     published: pd.DataFrame,
 ) -> Leaderboard:
-    """The leaderboard of ``runs``: NAB scores, point-adjusted figures and AUC over the test parts."""
+    """The leaderboard of ``runs``: NAB scores, VUS, ROC AUC, and point-wise, event-wise and
+    point-adjusted F1 over the test parts."""
     scoring = NabCorpus({series.name: series.scoring for series in data.series}, data.profiles)
+    windows = {series.name: vus_window(series) for series in data.series}
     detector_rows, series_rows = [], []
     for name, by_series in runs.items():
         scores = {series: run.scores for series, run in by_series.items()}
@@ -388,27 +391,41 @@ def evaluate(
         own = metrics.nab_profile_scores(flags, scoring, FLAG_THRESHOLD)
         standard = scoring.profiles["standard"]
         threshold = nab.optimise_threshold(scores, scoring, standard)[0] if scoring.window_count else np.nan
-        counts = metrics.Counts()
-        test_labels, test_scores, aucs = [], [], []
+        counts, events = metrics.Counts(), metrics.Events()
+        test_labels, test_scores, by_row = [], [], []
         for series in data.series:
             run = by_series[series.name]
             test = slice(series.train_rows, None)
             series_counts = metrics.point_adjusted_counts(series.labels[test], run.flagged[test])
-            auc = metrics.roc_auc(series.labels[test], run.scores[test])
+            series_events = metrics.event_counts(series.labels[test], run.flagged[test])
             counts += series_counts
+            events += series_events
             test_labels.append(series.labels[test])
             test_scores.append(run.scores[test])
-            aucs.append(auc)
+            areas = {
+                "auc": metrics.roc_auc(series.labels[test], run.scores[test]),
+                **dict(
+                    zip(
+                        ("vus_roc", "vus_pr"),
+                        vus(series.labels[test], run.scores[test], windows[series.name]),
+                        strict=True,
+                    )
+                ),
+            }
+            by_row.append(areas)
             series_rows.append(
                 {
                     "detector": name,
                     "series": series.name,
                     "test_rows": series.scoring.rows - series.train_rows,
                     "segments": len(series.scoring.windows),
-                    "precision": series_counts.precision,
-                    "recall": series_counts.recall,
-                    "f1": series_counts.f1,
-                    "auc": auc,
+                    "vus_window": windows[series.name],
+                    **areas,
+                    "point_f1": series_events.rows.f1,
+                    "event_f1": series_events.f1,
+                    "pa_precision": series_counts.precision,
+                    "pa_recall": series_counts.recall,
+                    "pa_f1": series_counts.f1,
                     "nab_standard_raw": (
                         nab.score_file(run.scores, series.scoring, standard, threshold)
                         if scoring.window_count
@@ -420,18 +437,22 @@ def evaluate(
                 }
             )
         oracle = metrics.best_point_adjusted_f1(test_labels, test_scores)
-        defined_aucs = [auc for auc in aucs if not np.isnan(auc)]
         detector_rows.append(
             {
                 "detector": name,
                 **{f"nab_{profile_name}": value for profile_name, value in optimised.items()},
                 "nab_standard_own_threshold": own["standard"],
-                "precision": counts.precision,
-                "recall": counts.recall,
-                "f1": counts.f1,
-                "best_f1_oracle": oracle.f1,
-                "best_f1_oracle_threshold": oracle.threshold,
-                "auc": float(np.mean(defined_aucs)) if defined_aucs else np.nan,
+                **{
+                    area: _mean_defined([row[area] for row in by_row])
+                    for area in ("vus_pr", "vus_roc", "auc")
+                },
+                "point_f1": events.rows.f1,
+                "event_f1": events.f1,
+                "pa_precision": counts.precision,
+                "pa_recall": counts.recall,
+                "pa_f1": counts.f1,
+                "best_pa_f1_oracle": oracle.f1,
+                "best_pa_f1_oracle_threshold": oracle.threshold,
                 "fit_seconds": sum(run.fit_seconds for run in by_series.values()),
                 "score_seconds": sum(run.score_seconds for run in by_series.values()),
                 "series": len(by_series),
@@ -443,6 +464,17 @@ def evaluate(
     )
     series_table = pd.DataFrame(series_rows, columns=list(SERIES_COLUMNS))
     return Leaderboard(corpus, profile, detectors, series_table, published, _method(corpus, data))
+
+
+def vus_window(series: BenchmarkSeries) -> int:
+    """The buffer window of a series' VUS: the period of its first metric that varies (``vus``)."""
+    varying = [column for column in range(series.values.shape[1]) if np.nanstd(series.values[:, column]) > 0]
+    return sliding_window(series.values[:, varying[0] if varying else 0])
+
+
+def _mean_defined(values: list[float]) -> float:
+    defined = [value for value in values if not np.isnan(value)]
+    return float(np.mean(defined)) if defined else np.nan
 
 
 def _method(corpus: str, data: CorpusData) -> dict[str, str]:
@@ -464,8 +496,13 @@ def _method(corpus: str, data: CorpusData) -> dict[str, str]:
         "out)",
         "NAB scores": f"{windows}; one threshold per profile optimised over the corpus, as NAB does; "
         "'own threshold' scores the flags instead",
-        "F1": "point-adjusted (a detected row in a labelled segment detects the whole segment), at the "
-        "detector's own threshold, rows pooled over series; best F1 (oracle) uses the test labels",
+        "VUS": "VUS-PR and VUS-ROC as TSB-AD computes them (buffers of 0 to the series' period, 250 "
+        "thresholds) per series (test part), averaged over the series with both classes; the period is "
+        "that of the series' first varying metric (TSB-AD's find_length_rank)",
+        "F1": "at the detector's own threshold, rows pooled over series: point-wise (rows as they are), "
+        "event-wise (labelled segments with a flagged row, with the precision of rows) and point-adjusted "
+        "(PA: a detected row in a labelled segment detects the whole segment, which flatters); best PA F1 "
+        "(oracle) uses the test labels",
         "AUC": "ROC AUC of the mapped scores per series (test part), averaged over series with both classes",
         "failures": "a series a detector cannot be trained on scores 0 everywhere and is listed",
     }

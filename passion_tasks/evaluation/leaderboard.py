@@ -21,19 +21,25 @@ from matplotlib.figure import Figure
 from passion_tasks.figures import png_data_uri
 
 #: The detectors table's columns, in order. NAB scores use one threshold per profile optimised over
-#: the corpus (NAB's rule); the others use the detector's own threshold unless named ``oracle``.
+#: the corpus (NAB's rule); VUS and ROC AUC need no threshold (each series' mean); the F1s use the
+#: detector's own threshold, rows pooled over the series, unless named ``oracle``. ``pa_`` figures are
+#: point-adjusted, which flatters (``metrics``).
 DETECTOR_COLUMNS = (
     "detector",
     "nab_standard",
     "nab_reward_low_FP_rate",
     "nab_reward_low_FN_rate",
     "nab_standard_own_threshold",
-    "precision",
-    "recall",
-    "f1",
-    "best_f1_oracle",
-    "best_f1_oracle_threshold",
+    "vus_pr",
+    "vus_roc",
     "auc",
+    "point_f1",
+    "event_f1",
+    "pa_precision",
+    "pa_recall",
+    "pa_f1",
+    "best_pa_f1_oracle",
+    "best_pa_f1_oracle_threshold",
     "fit_seconds",
     "score_seconds",
     "series",
@@ -44,10 +50,15 @@ SERIES_COLUMNS = (
     "series",
     "test_rows",
     "segments",
-    "precision",
-    "recall",
-    "f1",
+    "vus_window",
+    "vus_pr",
+    "vus_roc",
     "auc",
+    "point_f1",
+    "event_f1",
+    "pa_precision",
+    "pa_recall",
+    "pa_f1",
     "nab_standard_raw",
     "fit_seconds",
     "score_seconds",
@@ -88,7 +99,17 @@ class Leaderboard:
     def summary(self) -> str:
         """The detectors table as plain text, for a terminal."""
         shown = self.detectors[
-            ["detector", "nab_standard", "f1", "precision", "recall", "auc", "fit_seconds", "score_seconds"]
+            [
+                "detector",
+                "nab_standard",
+                "vus_pr",
+                "vus_roc",
+                "point_f1",
+                "event_f1",
+                "pa_f1",
+                "fit_seconds",
+                "score_seconds",
+            ]
         ]
         failed = self.detectors.loc[self.detectors["failed_series"] > 0, ["detector", "failed_series"]]
         text = f"{self.corpus} benchmark ({self.profile} profile)\n" + shown.to_string(
@@ -187,8 +208,8 @@ def _nab_figure(board: Leaderboard) -> Figure | None:
 
 
 def _quality_figure(detectors: pd.DataFrame) -> Figure:
-    """Point-adjusted precision, recall and F1 at each detector's own threshold, and ROC AUC."""
-    measures = ["precision", "recall", "f1", "auc"]
+    """VUS-PR, VUS-ROC, and point-wise, event-wise and point-adjusted F1 at each detector's own threshold."""
+    measures = ["vus_pr", "vus_roc", "point_f1", "event_f1", "pa_f1"]
     figure = Figure(figsize=(8, 0.8 + 0.5 * len(detectors)))
     axes = figure.add_subplot()
     rows = np.arange(len(detectors))
@@ -199,7 +220,7 @@ def _quality_figure(detectors: pd.DataFrame) -> Figure:
     axes.set_xlim(0, 1)
     axes.invert_yaxis()
     axes.legend(loc="lower right")
-    axes.set_title("Point-adjusted precision, recall, F1 (own threshold) and ROC AUC")
+    axes.set_title("VUS-PR, VUS-ROC; point-wise, event-wise, point-adjusted F1 (own threshold)")
     figure.tight_layout()
     return figure
 

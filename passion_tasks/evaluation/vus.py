@@ -1,0 +1,172 @@
+"""Volume under the surface: threshold-free accuracy of anomaly scores that credits a score rising
+near a labelled segment, not only on it.
+
+Paparrizos et al., "Volume Under the Surface: A New Accuracy Evaluation Measure for Time-Series
+Anomaly Detection", PVLDB 15(11), 2022. For each buffer length from 0 to a window, every labelled
+segment is widened by half the buffer on both sides with labels that fade as the square root of the
+distance; precision, recall (weighted by the share of segments with a detection) and the false
+positive rate are taken at 250 thresholds, and the areas under the ROC and precision-recall curves
+are averaged over the buffer lengths: VUS-ROC and VUS-PR. TSB-AD (Liu and Paparrizos, NeurIPS 2024)
+ranks detectors by VUS-PR, with the window the series' period (``sliding_window``).
+
+Computed as TSB-AD's ``RangeAUC_volume_opt`` and ``find_length_rank`` compute them (Apache-2.0),
+vectorised over thresholds and checked against them to the last digits; the TSB-AD package itself
+needs numpy < 2 and torch, neither of which Passion can take.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.signal import argrelextrema
+
+#: Thresholds at which the curves are taken: evenly spaced ranks of the sorted scores.
+THRESHOLDS = 250
+#: The window of a series without a clear period, and the bounds of a period taken as one.
+FALLBACK_WINDOW = 125
+PERIOD_BOUNDS = (3, 300)
+#: The longest lag, and the most rows, the autocorrelation looks at.
+MAX_LAG = 400
+MAX_ROWS = 20_000
+#: Lags too short to be a period: the autocorrelation's local maxima are searched from here.
+FIRST_LAG = 3
+
+
+def sliding_window(values: ArrayLike) -> int:
+    """A series' period: the lag of the highest local maximum of its autocorrelation, from lag 3 to
+    400, or ``FALLBACK_WINDOW`` when that lag is under 3 or over 300 (TSB-AD's ``find_length_rank``)."""
+    x = np.asarray(values, dtype=float).ravel()[:MAX_ROWS]
+    x = x[np.isfinite(x)]
+    correlation = _autocorrelation(x, MAX_LAG)[FIRST_LAG:]
+    peaks = argrelextrema(correlation, np.greater)[0]
+    if peaks.size == 0:
+        return FALLBACK_WINDOW
+    lag = int(peaks[np.argmax(correlation[peaks])])
+    if not PERIOD_BOUNDS[0] <= lag <= PERIOD_BOUNDS[1]:
+        return FALLBACK_WINDOW
+    return lag + FIRST_LAG
+
+
+def _autocorrelation(x: np.ndarray, lags: int) -> np.ndarray:
+    """The sample autocorrelation of ``x`` at lags 0 to ``lags`` (at most its length less one), by FFT,
+    each lag's sum over the whole length (statsmodels' ``acf(fft=True)``)."""
+    if x.size < 2:
+        return np.ones(1)
+    centred = x - x.mean()
+    size = 1 << int(np.ceil(np.log2(2 * x.size - 1)))
+    spectrum = np.fft.rfft(centred, size)
+    covariance = np.fft.irfft(spectrum * np.conj(spectrum), size)[: min(lags, x.size - 1) + 1]
+    return covariance / covariance[0] if covariance[0] > 0 else np.ones(covariance.size)
+
+
+def vus(
+    labels: ArrayLike, scores: ArrayLike, window: int, thresholds: int = THRESHOLDS
+) -> tuple[float, float]:
+    """``(VUS-ROC, VUS-PR)`` of ``scores`` against the row ``labels`` over buffers of 0 to ``window``
+    rows; NaN for both without a labelled row or without a normal one."""
+    labels = np.asarray(labels, dtype=bool).ravel()
+    scores = np.asarray(scores, dtype=float).ravel()
+    rows = labels.size
+    if not labels.any() or labels.all():
+        return np.nan, np.nan
+    segments = _segments(labels)
+    cuts = -np.sort(-scores)[np.linspace(0, rows - 1, thresholds).astype(int)]
+    # The rows any buffer reaches: the only ones whose labels the buffers change.
+    reach = _covering(_merged(segments, window, rows), rows)
+    curves = _Curves(
+        segments=segments,
+        reach=reach,
+        labelled=labels[reach],
+        scores=scores[reach],
+        cuts=cuts,
+        flagged=(scores[None, reach] >= cuts[:, None]).astype(float),
+        predicted=(scores[None, :] >= cuts[:, None]).sum(axis=1),
+        positives=int(labels.sum()),
+        rows=rows,
+    )
+    roc, pr = np.mean([curves.areas(buffer) for buffer in range(window + 1)], axis=0)
+    return float(roc), float(pr)
+
+
+@dataclass(frozen=True)
+class _Curves:
+    """What every buffer length shares: the labelled segments, the rows the buffers reach, their scores
+    and flags (thresholds x rows) at each cut, and the rows flagged in all at each cut."""
+
+    segments: np.ndarray
+    reach: np.ndarray
+    labelled: np.ndarray
+    scores: np.ndarray
+    cuts: np.ndarray
+    flagged: np.ndarray
+    predicted: np.ndarray
+    positives: int
+    rows: int
+
+    def areas(self, buffer: int) -> tuple[float, float]:
+        """The areas under the range ROC and precision-recall curves at one buffer length.
+
+        A row's weight is 1 on a segment; in a zone (a segment widened by the buffer) its fading label
+        where it is flagged; elsewhere its label as it is. True positives are the flagged rows' weights.
+        """
+        soft = _soft_labels(self.segments, buffer, self.rows)[self.reach]
+        zones = _merged(self.segments, buffer, self.rows)
+        in_zone = np.isin(self.reach, _covering(zones, self.rows))
+        around = ~self.labelled
+        true_positives = self.flagged @ soft
+        weights = self.positives + self.flagged[:, in_zone & around] @ soft[in_zone & around]
+        weights += soft[~in_zone & around].sum()
+        # A zone is found at a cut when its highest score reaches the cut.
+        zoned = self.scores[in_zone]
+        highest = np.maximum.reduceat(zoned, np.searchsorted(self.reach[in_zone], zones[:, 0]))
+        found = (highest[None, :] >= self.cuts[:, None]).sum(axis=1)
+        positives_now = (self.positives + weights) / 2
+        tpr = np.minimum(true_positives / positives_now, 1.0) * found / len(zones)
+        fpr = (self.predicted - true_positives) / (self.rows - positives_now)
+        precision = true_positives / self.predicted
+        tpr_curve, fpr_curve = np.concatenate([[0.0], tpr, [1.0]]), np.concatenate([[0.0], fpr, [1.0]])
+        roc = float(np.dot(np.diff(fpr_curve), (tpr_curve[1:] + tpr_curve[:-1]) / 2))
+        pr = float(np.dot(np.diff(np.concatenate([[0.0], tpr])), precision))
+        return roc, pr
+
+
+def _segments(labels: np.ndarray) -> np.ndarray:
+    """Runs of labelled rows as ``(first, last)`` rows, both inclusive."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], labels.astype(np.int8), [0]])))
+    return np.column_stack([edges[::2], edges[1::2] - 1])
+
+
+def _merged(segments: np.ndarray, buffer: int, rows: int) -> np.ndarray:
+    """The segments widened by ``buffer // 2`` rows on both sides, those that then overlap merged."""
+    half = buffer // 2
+    zones = [[max(segments[0, 0] - half, 0), 0]]
+    for (_, last), (first, _) in itertools.pairwise(segments):
+        if last + half < first - half:
+            zones[-1][1] = last + half
+            zones.append([first - half, 0])
+    zones[-1][1] = min(segments[-1, 1] + half, rows - 1)
+    return np.array(zones)
+
+
+def _covering(zones: np.ndarray, rows: int) -> np.ndarray:
+    """The rows inside ``zones``, in order."""
+    mask = np.zeros(rows, dtype=bool)
+    for first, last in zones:
+        mask[first : last + 1] = True
+    return np.flatnonzero(mask)
+
+
+def _soft_labels(segments: np.ndarray, buffer: int, rows: int) -> np.ndarray:
+    """1 on the segments, fading as ``sqrt(1 - distance / buffer)`` over ``buffer // 2`` rows on both
+    sides, capped at 1 where two fades meet."""
+    soft = np.zeros(rows)
+    for first, last in segments:
+        soft[first : last + 1] = 1.0
+        after = np.arange(last + 1, min(last + buffer // 2 + 1, rows))
+        soft[after] += np.sqrt(1 - (after - last) / buffer)
+        before = np.arange(max(first - buffer // 2, 0), first)
+        soft[before] += np.sqrt(1 - (first - before) / buffer)
+    return np.minimum(soft, 1.0)
