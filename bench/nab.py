@@ -13,8 +13,11 @@ file a detector refuses (``art_flatline``: a constant training series) scores 0 
 
 ``--neighbours`` adds the likelihood detector with one parameter moved at a time from its defaults
 (the best configuration found): their median is what a configuration near the best scores, the
-honest figure next to the best one. NAB's published scoreboard (``results/final_results.json``)
-is printed beneath.
+honest figure next to the best one. Each configuration's two-fold standard score stands beside its
+full-corpus one (``evaluation.two_fold``: the threshold chosen on one half of the files, scored on
+the other, and swapped), and last the likelihood configurations run are judged two-fold together:
+the configuration and threshold chosen on one half, scored on the other. NAB's published scoreboard
+(``results/final_results.json``) is printed beneath.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from passion_tasks.evaluation.benchmark import BenchmarkSeries, detector_frame, 
 from passion_tasks.evaluation.leaderboard import published_scoreboard
 from passion_tasks.evaluation.nab import nab_scores
 from passion_tasks.evaluation.nab_corpus import NabCorpus
+from passion_tasks.evaluation.two_fold import two_fold_score
 
 #: name -> (detector, parameters). ``likelihood`` with its defaults is the best configuration found.
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -109,14 +113,22 @@ def main() -> None:
     data = load_corpus_data("nab", args.nab_root)
     corpus = NabCorpus({one.name: one.scoring for one in data.series}, data.profiles)
     print(f"NAB: {len(data.series)} files, {sum(one.scoring.rows for one in data.series):,} rows")
-    print(f"{'configuration':<36} {'standard':>9} {'low FP':>8} {'low FN':>8} {'seconds':>8}")
-    neighbour_scores = []
+    print(f"{'configuration':<36} {'standard':>9} {'low FP':>8} {'low FN':>8} {'seconds':>8} {'two-fold':>9}")
+    standard = corpus.profiles["standard"]
+    neighbour_scores, likelihood_scores = [], {}
     for name, (detector, params) in chosen.items():
         began = time.perf_counter()
         scores, refused = corpus_scores(detector, params, data.series)
         seconds = time.perf_counter() - began
         result = nab_scores(scores, corpus)
-        print(f"{name:<36} " + " ".join(f"{result[p]:>8.2f}" for p in PROFILES) + f" {seconds:>8.1f}")
+        honest = two_fold_score({name: scores}, corpus, standard).score
+        print(
+            f"{name:<36} "
+            + " ".join(f"{result[p]:>8.2f}" for p in PROFILES)
+            + f" {seconds:>8.1f} {honest:>9.2f}"
+        )
+        if detector == "likelihood":
+            likelihood_scores[name] = scores
         for reason in refused:
             print(f"    refused, scored 0: {reason}")
         if name in NEIGHBOURS:
@@ -126,6 +138,14 @@ def main() -> None:
         median = np.median(neighbour_scores, axis=0)
         label = f"median of {len(neighbour_scores)} neighbours"
         print(f"{label:<36} " + " ".join(f"{value:>8.2f}" for value in median))
+
+    if len(likelihood_scores) > 1:
+        together = two_fold_score(likelihood_scores, corpus, standard)
+        picks = "; ".join(f"{name} at {threshold:.4f}" for name, threshold in together.chosen)
+        print(
+            f"\nlikelihood, its {len(likelihood_scores)} configurations chosen two-fold: standard "
+            f"{together.score:.2f} (chosen on each half, in turn: {picks})"
+        )
 
     print("\nNAB's published scoreboard (results/final_results.json)")
     for row in published_scoreboard(data.folder / "results" / "final_results.json").itertuples():

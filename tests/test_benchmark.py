@@ -104,6 +104,8 @@ def test_leaderboard_files_hold_the_same_figures(nab_run) -> None:
     page = (out / "leaderboard.html").read_text()
     assert page.count("data:image/png;base64,") == 3
     assert "ARTime" in page and "windowed_gaussian" in page
+    # The detectors and the per-series tables sort by any column.
+    assert page.count('<table class="sortable">') == 2 and "table.sortable" in page
 
 
 def test_leaderboard_rows_sum_the_series(nab_run) -> None:

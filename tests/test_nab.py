@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from passion_tasks.evaluation import nab
+from passion_tasks.evaluation import nab, two_fold
 from passion_tasks.evaluation.nab_corpus import (
     DataFile,
     NabCorpus,
@@ -656,3 +656,50 @@ def test_passion_nab_score_prints_one_json_object(results_root: Path, reference_
     shipped = reference_data / "nab" / "config" / "thresholds.json"
     assert cli.main([*args, "--thresholds", str(shipped)]) == 0
     assert json.loads(capsys.readouterr().out)["reward_low_FP_rate"] == 63.12
+
+
+# -- two-fold ----------------------------------------------------------------------------------------
+
+
+def test_nabs_files_split_in_two_fixed_halves_within_each_folder(corpus: NabCorpus) -> None:
+    first, second = two_fold.halves(list(corpus.files))
+    assert (first, second) == two_fold.halves(list(reversed(corpus.files)))
+    assert sorted(first + second) == sorted(corpus.files) and len(first) == len(second) == 29
+    for folder in {name.rpartition("/")[0] for name in corpus.files}:
+        counts = [sum(name.startswith(folder + "/") for name in half) for half in (first, second)]
+        assert abs(counts[0] - counts[1]) <= 1
+
+
+def test_settings_chosen_on_one_half_are_scored_on_the_other() -> None:
+    names = ["a/1.csv", "b/1.csv", "a/2.csv", "b/2.csv"]
+    files = {name: data_file(100, [[40, 49]], name) for name in names}
+    corpus = NabCorpus(files, {PROFILE.name: PROFILE})
+
+    def scores(hit: float, false: float) -> np.ndarray:
+        values = np.zeros(100)
+        values[[40, 95]] = [hit, false]
+        return values
+
+    # Steady: the hit at 0.6 under a false positive at 0.7 everywhere. Overfit: perfect on the first
+    # half (a hit at 0.9), and on the second its hit at 0.1 under a false positive at 0.9.
+    steady = {name: scores(0.6, 0.7) for name in names}
+    overfit = {name: scores(0.9, 0.0) if name.endswith("1.csv") else scores(0.1, 0.9) for name in names}
+    split = (["a/1.csv", "b/1.csv"], ["a/2.csv", "b/2.csv"])
+    null, perfect = nab.null_score(corpus, PROFILE), nab.perfect_score(corpus, PROFILE)
+    tp, fp, fn = PROFILE.tp_weight, PROFILE.fp_weight, PROFILE.fn_weight
+
+    both = two_fold.two_fold_score({"steady": steady, "overfit": overfit}, corpus, PROFILE, split)
+    # Overfit wins the first half (2 TP against 2 TP - 2 FP) and on the second misses both windows
+    # with a false positive each; on the second half steady and overfit tie (TP - FP each) and steady,
+    # first, is chosen.
+    assert both.chosen == (("overfit", 0.9), ("steady", 0.6))
+    assert both.score == pytest.approx(nab.normalised_score(2 * (-fn - fp) + 2 * (tp - fp), null, perfect))
+    alone = two_fold.two_fold_score({"steady": steady}, corpus, PROFILE, split)
+    assert alone.score == pytest.approx(nab.normalised_score(4 * (tp - fp), null, perfect))
+    assert alone.score > both.score
+    assert math.isnan(two_fold.two_fold_score({"steady": steady}, _first(corpus), PROFILE).score)
+
+
+def _first(corpus: NabCorpus) -> NabCorpus:
+    name = next(iter(corpus.files))
+    return NabCorpus({name: corpus.files[name]}, corpus.profiles)
