@@ -299,10 +299,12 @@ def test_overlapping_events_of_several_series_are_one_incident(lake: Lake, recei
     ]
     assert [a["series"] for a in payloads[0]["anomalies"]] == [P95, P99, ERRORS]
     assert [p["severity"] for p in payloads] == ["critical", "warning"]
+    # The day has no log rows to explain it from: the cause is the edge the detectors flagged alone.
     assert payloads[0]["title"] == (
-        "cdn_5xx_rate{edge=FRA2} and 2 more series anomalous 2026-11-21 14:05-14:26 UTC "
+        "cdn_5xx_rate{edge=FRA2} and 2 more series anomalous at edge FRA2 alone 2026-11-21 14:05-14:26 UTC "
         "(22 min, peak 4.0x threshold)"
     )
+    assert payloads[0]["cause"]["slice"] == {"edge": "FRA2"}
 
 
 def test_a_snoozed_series_sends_nothing_until_the_snooze_ends(lake: Lake, receiver: Receiver) -> None:
@@ -399,7 +401,10 @@ def test_slack_gets_blocks_with_title_severity_series_times_and_the_report(
     assert [(d.channel, d.alert.severity) for d in run.sent] == [("slack", "critical")]
     request = receiver.requests[0]
     assert request.path == "/services/T0/B0/tok"
-    title = f"[CRITICAL] {P95} anomalous 2026-11-21 14:05-14:24 UTC (20 min, peak 3.5x threshold)"
+    title = (
+        f"[CRITICAL] {P95} anomalous at edge FRA2 alone 2026-11-21 14:05-14:24 UTC "
+        "(20 min, peak 3.5x threshold)"
+    )
     blocks = request.json()["blocks"]
     assert request.json()["text"] == title
     assert blocks[0] == {"type": "header", "text": {"type": "plain_text", "text": title}}
@@ -507,7 +512,7 @@ def test_email_goes_over_starttls_with_login_and_the_incident_plot(lake: Lake, t
     assert (recipients, over_tls) == (["oncall@example.com", "sre@example.com"], True)
     mail = email.message_from_bytes(content, policy=email.policy.default)
     assert mail["Subject"] == (
-        f"[Passion WARNING] {P95} and 1 more series anomalous 2026-11-21 14:05-14:14 UTC "
+        f"[Passion WARNING] {P95} and 1 more series anomalous at edge FRA2 alone 2026-11-21 14:05-14:14 UTC "
         "(10 min, peak 2.5x threshold)"
     )
     assert "Report: " + lake.uri("reports/dt=2026-11-21/index.html") in mail.get_body().get_content()

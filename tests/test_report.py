@@ -21,7 +21,7 @@ from passion_tasks.incidents.causes import (
     explain_rows,
     log_slices,
 )
-from passion_tasks.incidents.day import flagged_slice, starting_slices
+from passion_tasks.incidents.day import Cause, cause_of, flagged_slice, starting_slices
 from passion_tasks.incidents.model import group_incidents, with_severity
 from passion_tasks.lake import Lake, schemas
 from passion_tasks.models.scoring import group_events
@@ -221,6 +221,20 @@ def test_a_slice_the_detectors_flagged_alone_is_where_the_explanation_starts() -
     assert flagged_slice(["cdn_ttfb_p95{device=Roku}"]) == (("device_family", "Roku"),)
     assert flagged_slice(["cdn_5xx_rate", "cdn_5xx_rate{edge=FRA2}"]) == ()
     assert flagged_slice(["cdn_5xx_rate{edge=FRA2}", "cdn_5xx_rate{edge=AMS1}"]) == ()
+
+
+def test_an_incident_the_logs_cannot_explain_still_names_the_slice_the_detectors_flagged() -> None:
+    def cause(*series: str) -> Cause:
+        scores = pd.concat([day_scores(name, list(range(600, 605))) for name in series], ignore_index=True)
+        (incident,) = group_incidents(with_severity(group_events(scores), scores))
+        return cause_of(incident, Drivers(note="the logs show nothing beyond their noise"))
+
+    assert cause("cdn_requests{channel=ch24}") == Cause(
+        "cdn_requests{channel=ch24} anomalous at path /live/ch24 alone", {"path": "/live/ch24"}
+    )
+    assert cause("cdn_5xx_rate{edge=FRA2}", "cdn_5xx_rate").slice == {"edge": "FRA2"}
+    # Nothing narrower than the whole CDN: no slice.
+    assert cause("cdn_5xx_rate", "cdn_4xx_rate") == Cause("cdn_4xx_rate and 1 more series anomalous", {})
 
 
 def test_a_total_that_echoes_one_slice_is_explained_inside_the_slice_when_the_whole_is_noise() -> None:

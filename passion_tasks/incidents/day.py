@@ -208,9 +208,27 @@ def cause_of(incident: Incident, drivers: Drivers) -> Cause:
             drv.co_movement_sentence(drivers.movements), {"service": ", ".join(moved)} if moved else {}
         )
     others = incident.events["series"].nunique() - 1
-    return Cause(
-        f"{incident.lead['series']}" + (f" and {others} more series" if others else "") + " anomalous", {}
+    text = f"{incident.lead['series']}" + (f" and {others} more series" if others else "") + " anomalous"
+    # The logs did not show the change beyond their noise; the slice the detectors flagged alone is
+    # still where it happened.
+    where = (
+        _slice_names(starting_slices(incident.events["series"])[-1])
+        if incident.family == datasets.CDN
+        else {}
     )
+    if where:
+        text += " at " + ", ".join(f"{dimension} {value}" for dimension, value in where.items()) + " alone"
+    return Cause(text, where)
+
+
+def _slice_names(within: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """A flagged slice as a cause names it (``edge``, ``path``, ``device``): a live channel by its path."""
+    names = {}
+    for column, value in within:
+        if column == BREAKDOWN_COLUMNS["channel"]:
+            column, value = "path_group", f"/live/{value}"
+        names[drv.DIMENSION_NAMES[column]] = value
+    return names
 
 
 @dataclass(frozen=True)
