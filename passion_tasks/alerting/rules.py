@@ -8,11 +8,11 @@ Pure functions of the day's incidents (``incidents.day``: the report's, with the
    snoozed series, do not alert; an incident alerts when one of its events does, and then as the
    report has it, whole.
 3. An incident's severity is the highest level whose minimums it meets, the same way.
+4. An incident is held back when each of its series already alerted less than ``cooldown`` before it.
 
 Evidence (``incidents.model.evidence``) is minutes times ``log2(1 + ratio)``: a minimum duration is
 the duration needed at the minimum ratio, and a stronger anomaly needs fewer minutes. A two-minute
 spike at 16 times its threshold is no noise, whereas three minutes just over it may be.
-4. An incident is held back when each of its series already alerted less than ``cooldown`` before it.
 """
 
 from __future__ import annotations

@@ -404,15 +404,11 @@ def evaluate(
             events += series_events
             test_labels.append(series.labels[test])
             test_scores.append(run.scores[test])
+            vus_roc, vus_pr = vus(series.labels[test], run.scores[test], windows[series.name])
             areas = {
                 "auc": metrics.roc_auc(series.labels[test], run.scores[test]),
-                **dict(
-                    zip(
-                        ("vus_roc", "vus_pr"),
-                        vus(series.labels[test], run.scores[test], windows[series.name]),
-                        strict=True,
-                    )
-                ),
+                "vus_roc": vus_roc,
+                "vus_pr": vus_pr,
             }
             by_row.append(areas)
             series_rows.append(

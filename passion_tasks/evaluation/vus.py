@@ -23,6 +23,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.signal import argrelextrema
 
+from passion_tasks.evaluation.metrics import label_runs
+
 #: Thresholds at which the curves are taken: evenly spaced ranks of the sorted scores.
 THRESHOLDS = 250
 #: The window of a series without a clear period, and the bounds of a period taken as one.
@@ -72,7 +74,7 @@ def vus(
     rows = labels.size
     if not labels.any() or labels.all():
         return np.nan, np.nan
-    segments = _segments(labels)
+    segments = label_runs(labels)
     cuts = -np.sort(-scores)[np.linspace(0, rows - 1, thresholds).astype(int)]
     # The rows any buffer reaches: the only ones whose labels the buffers change.
     reach = _covering(_merged(segments, window, rows), rows)
@@ -131,12 +133,6 @@ class _Curves:
         roc = float(np.dot(np.diff(fpr_curve), (tpr_curve[1:] + tpr_curve[:-1]) / 2))
         pr = float(np.dot(np.diff(np.concatenate([[0.0], tpr])), precision))
         return roc, pr
-
-
-def _segments(labels: np.ndarray) -> np.ndarray:
-    """Runs of labelled rows as ``(first, last)`` rows, both inclusive."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], labels.astype(np.int8), [0]])))
-    return np.column_stack([edges[::2], edges[1::2] - 1])
 
 
 def _merged(segments: np.ndarray, buffer: int, rows: int) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from numpy.typing import ArrayLike
 
 from passion_tasks.lake import Day, schemas
 
@@ -142,7 +143,7 @@ def request_frame(logs: pa.Table) -> pd.DataFrame:
         "is_5xx": pc.and_(pc.greater_equal(status, 500), pc.less(status, 600)),
         "is_hit": pc.is_in(logs["edge_result_type"], value_set=pa.array(CACHE_HITS)),
         **{name: logs[name] for name in LATENCIES},
-        **{log_latency(name): log_of_latency(logs[name]) for name in LATENCIES},
+        **{log_latency(name): log_of_latency(logs[name].to_numpy()) for name in LATENCIES},
     }
     return pa.table(columns).to_pandas()
 
@@ -152,9 +153,9 @@ def log_latency(column: str) -> str:
     return f"log_{column}"
 
 
-def log_of_latency(latencies: pa.ChunkedArray) -> pa.ChunkedArray:
-    """The natural log of each latency, ``LATENCY_FLOOR`` at least."""
-    return pc.ln(pc.max_element_wise(latencies.cast(pa.float64()), LATENCY_FLOOR, skip_nulls=False))
+def log_of_latency(latencies: ArrayLike) -> np.ndarray:
+    """The natural log of each latency (in seconds), ``LATENCY_FLOOR`` at least; NaN stays NaN."""
+    return np.log(np.maximum(np.asarray(latencies, dtype=float), LATENCY_FLOOR))
 
 
 def breakdown_frame(requests: pd.DataFrame, breakdown: Breakdown, grid: pd.DatetimeIndex) -> pd.DataFrame:

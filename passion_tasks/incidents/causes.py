@@ -24,8 +24,8 @@ from passion_tasks.features.cdn import (
     CACHE_HITS,
     GEOMETRIC_MEAN,
     LATENCIES,
-    LATENCY_FLOOR,
     QUANTILES,
+    log_of_latency,
     path_group,
 )
 
@@ -440,13 +440,8 @@ def _value(measure: Measure, rows: pd.DataFrame, minutes: float) -> float:
     if measure.kind == "quantile":
         return float(rows[measure.column].quantile(measure.q))
     if measure.kind == "geometric_mean":
-        return float(np.exp(_log_latency(rows[measure.column]).mean()))
+        return float(np.exp(np.nanmean(log_of_latency(rows[measure.column]))))
     return float(rows[measure.column].mean())
-
-
-def _log_latency(latencies: pd.Series) -> pd.Series:
-    """The logs a geometric mean of latencies averages (``features.cdn.log_of_latency``)."""
-    return np.log(latencies.astype(float).clip(lower=LATENCY_FLOOR))
 
 
 def _overall_change(
@@ -543,7 +538,8 @@ def _weighted_median(values: pd.Series, weights: pd.Series) -> float:
 
 def _values_by(measure: Measure, rows: pd.DataFrame, column: str, minutes: float) -> pd.Series:
     if measure.kind == "geometric_mean":
-        return np.exp(_log_latency(rows[measure.column]).groupby(rows[column], observed=True).mean())
+        logs = pd.Series(log_of_latency(rows[measure.column]), index=rows.index)
+        return np.exp(logs.groupby(rows[column], observed=True).mean())
     grouped = rows.groupby(column, observed=True)[measure.column]
     if measure.kind == "volume":
         return grouped.sum() / minutes

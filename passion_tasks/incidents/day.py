@@ -23,6 +23,7 @@ from passion_tasks.features.policy import is_input_only, series_dim, series_dim_
 from passion_tasks.figures import day_span
 from passion_tasks.incidents import causes as drv
 from passion_tasks.incidents.model import Incident, group_incidents, with_severity
+from passion_tasks.ingest.convert import live_path
 from passion_tasks.lake import Lake, PartitionNotFound, datasets
 
 #: Incidents of a day that are explained (their causes read from the logs), most important first: the
@@ -226,7 +227,7 @@ def _slice_names(within: Iterable[tuple[str, str]]) -> dict[str, str]:
     names = {}
     for column, value in within:
         if column == BREAKDOWN_COLUMNS["channel"]:
-            column, value = "path_group", f"/live/{value}"
+            column, value = "path_group", live_path(value)
         names[drv.DIMENSION_NAMES[column]] = value
     return names
 

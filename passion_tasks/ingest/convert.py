@@ -177,6 +177,11 @@ def _unquote_all(values: pa.Array) -> pa.Array:
     return pa.array([unquote(value) if value and "%" in value else value for value in values.to_pylist()])
 
 
+def live_path(channel: str) -> str:
+    """The path prefix of a live channel's requests (``LIVE_CHANNEL``): ``/live/<ch>``."""
+    return f"/live/{channel}"
+
+
 def live_channels(uri_stems: pa.Array) -> pa.Array:
     """``<ch>`` of ``/live/<ch>/...`` paths, else null."""
     return pc.struct_field(pc.extract_regex(uri_stems, LIVE_CHANNEL), [0])
