@@ -97,6 +97,12 @@ def test_leaderboard_files_hold_the_same_figures(nab_run) -> None:
     document = json.loads((out / "leaderboard.json").read_text())
     assert [row["nab_standard"] for row in document["detectors"]] == board.detectors["nab_standard"].tolist()
     assert len(document["series"]) == 2 * 3
+    # The keys scripts read (issue 14's contract).
+    contract = {"vus_pr", "vus_roc", "f1_pointwise", "f1_event"} | {
+        f"nab_{profile}_2fold" for profile in ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+    }
+    assert all(contract <= set(row) for row in document["detectors"])
+    assert all(math.isfinite(row[key]) for row in document["detectors"] for key in contract)
     published = {row["detector"]: row["standard"] for row in document["published"]}
     assert published["numenta"] == pytest.approx(70.10, abs=0.005)
     assert published["null"] == 0.0
@@ -128,7 +134,7 @@ def test_leaderboard_rows_sum_the_series(nab_run) -> None:
         assert row[area] == pytest.approx(series[area].mean(), abs=1e-12)
         assert series[area].between(0, 1).all()
     # Point-wise F1 never credits more than the point-adjusted one, which counts whole segments found.
-    assert (series["point_f1"].fillna(0) <= series["pa_f1"].fillna(0) + 1e-12).all()
+    assert (series["f1_pointwise"].fillna(0) <= series["pa_f1"].fillna(0) + 1e-12).all()
 
 
 def test_training_sees_only_the_probationary_rows(nab_root: Path, tmp_path: Path, monkeypatch) -> None:

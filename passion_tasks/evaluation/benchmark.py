@@ -392,7 +392,12 @@ def evaluate(
         own = metrics.nab_profile_scores(flags, scoring, FLAG_THRESHOLD)
         standard = scoring.profiles["standard"]
         threshold = nab.optimise_threshold(scores, scoring, standard)[0] if scoring.window_count else np.nan
-        honest = two_fold_score({name: scores}, scoring, standard).score if scoring.window_count else np.nan
+        two_fold = {
+            profile_name: (
+                two_fold_score({name: scores}, scoring, profile).score if scoring.window_count else np.nan
+            )
+            for profile_name, profile in scoring.profiles.items()
+        }
         counts, events = metrics.Counts(), metrics.Events()
         test_labels, test_scores, by_row = [], [], []
         for series in data.series:
@@ -419,8 +424,8 @@ def evaluate(
                     "segments": len(series.scoring.windows),
                     "vus_window": windows[series.name],
                     **areas,
-                    "point_f1": series_events.rows.f1,
-                    "event_f1": series_events.f1,
+                    "f1_pointwise": series_events.rows.f1,
+                    "f1_event": series_events.f1,
                     "pa_precision": series_counts.precision,
                     "pa_recall": series_counts.recall,
                     "pa_f1": series_counts.f1,
@@ -440,13 +445,13 @@ def evaluate(
                 "detector": name,
                 **{f"nab_{profile_name}": value for profile_name, value in optimised.items()},
                 "nab_standard_own_threshold": own["standard"],
-                "nab_standard_two_fold": honest,
+                **{f"nab_{profile_name}_2fold": value for profile_name, value in two_fold.items()},
                 **{
                     area: _mean_defined([row[area] for row in by_row])
                     for area in ("vus_pr", "vus_roc", "auc")
                 },
-                "point_f1": events.rows.f1,
-                "event_f1": events.f1,
+                "f1_pointwise": events.rows.f1,
+                "f1_event": events.f1,
                 "pa_precision": counts.precision,
                 "pa_recall": counts.recall,
                 "pa_f1": counts.f1,

@@ -31,12 +31,14 @@ DETECTOR_COLUMNS = (
     "nab_reward_low_FP_rate",
     "nab_reward_low_FN_rate",
     "nab_standard_own_threshold",
-    "nab_standard_two_fold",
+    "nab_standard_2fold",
+    "nab_reward_low_FP_rate_2fold",
+    "nab_reward_low_FN_rate_2fold",
     "vus_pr",
     "vus_roc",
     "auc",
-    "point_f1",
-    "event_f1",
+    "f1_pointwise",
+    "f1_event",
     "pa_precision",
     "pa_recall",
     "pa_f1",
@@ -56,8 +58,8 @@ SERIES_COLUMNS = (
     "vus_pr",
     "vus_roc",
     "auc",
-    "point_f1",
-    "event_f1",
+    "f1_pointwise",
+    "f1_event",
     "pa_precision",
     "pa_recall",
     "pa_f1",
@@ -104,11 +106,11 @@ class Leaderboard:
             [
                 "detector",
                 "nab_standard",
-                "nab_standard_two_fold",
+                "nab_standard_2fold",
                 "vus_pr",
                 "vus_roc",
-                "point_f1",
-                "event_f1",
+                "f1_pointwise",
+                "f1_event",
                 "pa_f1",
                 "fit_seconds",
                 "score_seconds",
@@ -212,7 +214,7 @@ def _nab_figure(board: Leaderboard) -> Figure | None:
 
 def _quality_figure(detectors: pd.DataFrame) -> Figure:
     """VUS-PR, VUS-ROC, and point-wise, event-wise and point-adjusted F1 at each detector's own threshold."""
-    measures = ["vus_pr", "vus_roc", "point_f1", "event_f1", "pa_f1"]
+    measures = ["vus_pr", "vus_roc", "f1_pointwise", "f1_event", "pa_f1"]
     figure = Figure(figsize=(8, 0.8 + 0.5 * len(detectors)))
     axes = figure.add_subplot()
     rows = np.arange(len(detectors))
