@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 
 from passion_tasks.detectors.baselines import RollingMadDetector
+from passion_tasks.detectors.calibration import online_surprise
+from passion_tasks.detectors.windows import FALLBACK_PERIOD, period_length
 from passion_tasks.errors import UsageError
 from passion_tasks.evaluation import benchmark, metrics, vus
 from passion_tasks.evaluation.benchmark import BenchmarkSeries, Progress, detector_frame, run_benchmark
@@ -74,13 +76,15 @@ def test_nab_results_follow_nabs_layout(nab_run, reference_data: Path) -> None:
     assert rows["value"].tolist() == source["value"].tolist()
     # nyc_taxi's 5 windows: int(0.10 * 10320 / 5) = 206 rows around each anomaly, both ends included.
     assert rows["label"].sum() == 5 * 207
-    # The scores are s / (1 + s) of rolling_mad fitted on the 750 probationary rows.
+    # The scores are s / (1 + s) of the calibrated scores of rolling_mad fitted on the 750 probationary
+    # rows: the surprise of each under the raw scores before it.
     frame = pd.DataFrame(
         {"value": source["value"].to_numpy()},
         index=pd.DatetimeIndex(pd.to_datetime(source["timestamp"]), name="ts").tz_localize("UTC"),
     )
     raw = RollingMadDetector().fit(frame.iloc[:750]).decision_function(frame).to_numpy()
-    assert rows["anomaly_score"].to_numpy().tolist() == (raw / (1 + raw)).tolist()
+    calibrated = online_surprise(raw, 750)
+    assert rows["anomaly_score"].to_numpy().tolist() == (calibrated / (1 + calibrated)).tolist()
     assert rows["anomaly_score"].between(0, 1, inclusive="left").all()
 
 
@@ -315,10 +319,12 @@ def test_vus_credits_a_score_that_rises_near_its_segment() -> None:
 def test_the_vus_window_is_the_series_period() -> None:
     rows = np.arange(5000)
     noise = np.random.default_rng(3).normal(0, 0.1, rows.size)
-    assert vus.sliding_window(np.sin(2 * np.pi * rows / 48) + noise) == 48
+    assert period_length(np.sin(2 * np.pi * rows / 48) + noise) == 48
     # A period longer than 300 rows, or none at all: TSB-AD's 125.
-    assert vus.sliding_window(np.sin(2 * np.pi * rows / 350)) == vus.FALLBACK_WINDOW
-    assert vus.sliding_window(np.ones(500)) == vus.FALLBACK_WINDOW
+    assert period_length(np.sin(2 * np.pi * rows / 350)) == FALLBACK_PERIOD
+    assert period_length(np.ones(500)) == FALLBACK_PERIOD
+    # The second rank: the highest maximum at a longer lag than the first's, two periods here.
+    assert period_length(np.sin(2 * np.pi * rows / 48) + noise, rank=2) == 96
 
 
 def test_f1_is_undefined_without_labels_or_detections() -> None:

@@ -37,9 +37,14 @@ PARAMS: dict[str, dict] = {
     "pca": {},
     "xgboost": {},
     "fusion": {},
+    "sub_pca": {"window": 30},
+    "kmeans_ad": {"window": 30},
+    "poly": {"window": 30},
 }
 #: ROC AUC on the test day, a little below the value measured (in the comment). Models that adapt
-#: within minutes (a 10-row window, an hour's mean) stop scoring the plateau before it ends.
+#: within minutes (a 10-row window, an hour's mean) stop scoring the plateau before it ends. KMeansAD
+#: judges a window's shape alone, and half an hour of a daily cycle has none but its noise: it is
+#: judged on periodic data (``test_subsequence_detectors``).
 AUC_BOUNDS = {
     "rolling_mad": 0.94,  # 0.9630
     "windowed_gaussian": 0.74,  # 0.7681
@@ -51,6 +56,8 @@ AUC_BOUNDS = {
     "pca": 0.94,  # 0.9644
     "xgboost": 0.95,  # 0.9716
     "fusion": 0.97,  # 0.9916
+    "sub_pca": 0.94,  # 0.9583
+    "poly": 0.93,  # 0.9516
 }
 LAG_DETECTORS = ["isolation_forest", "one_class_svm", "elliptic_envelope", "kmeans", "pca", "xgboost"]
 
@@ -96,7 +103,7 @@ def fitted(name: str) -> Detector:
 # -- every detector -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(PARAMS))
+@pytest.mark.parametrize("name", list(AUC_BOUNDS))
 def test_planted_anomalies_rank_above_normal_rows(name: str) -> None:
     scores = fitted(name).decision_function(TEST_FRAME)
     assert roc_auc_score(TEST_LABELS[TEST], scores.iloc[TEST]) > AUC_BOUNDS[name]

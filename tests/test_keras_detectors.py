@@ -270,6 +270,8 @@ def test_invalid_parameters_are_refused() -> None:
         make_detector("gru", window=8, validation_split=1.0).fit(frame)
     with pytest.raises(DetectorError, match="epochs must be an integer >= 1, got 0"):
         make_detector("gru", window=8, epochs=0).fit(frame)
+    with pytest.raises(DetectorError, match=r"windows_per_epoch must be None or an integer >= 4 \* batch"):
+        make_detector("gru", window=8, windows_per_epoch=100).fit(frame)
     with pytest.raises(DetectorError, match="cnn1d: cannot build the model with window=4"):
         make_detector("cnn1d", window=4).fit(frame)
 
@@ -290,6 +292,7 @@ def test_registry_builds_each_model_with_the_seeds_defaults() -> None:
         "lstm_autoencoder": (30, 32),
     }
     assert all(p["epochs"] == 10 and p["validation_split"] == 0.1 for p in defaults.values())
+    assert all(p["windows_per_epoch"] == 4096 for p in defaults.values())
     assert detector_class("cnn1d") is Cnn1dDetector
     assert detector_class("lstm_autoencoder") is LstmAutoencoderDetector
     assert clone(make_detector("cnn1d", window=60)).get_params()["window"] == 60
@@ -315,6 +318,18 @@ def test_window_batches_copy_one_batch_of_the_strided_views_at_a_time() -> None:
     assert sorted(first_epoch) == list(positions)
     assert not np.array_equal(first_epoch, positions)
     assert not np.array_equal(first_epoch, shuffled.positions)
+
+    # A sample per epoch: as many windows each time, drawn afresh from all of them.
+    sampled = WindowBatches(windows, positions, batch_size=4, targets=targets, seed=0, per_epoch=8)
+    assert len(sampled) == 2
+    epochs = []
+    for _ in range(6):
+        epochs.append(sampled.positions.copy())
+        sampled.on_epoch_end()
+    assert all(len(set(epoch)) == 8 and set(epoch) <= set(positions) for epoch in epochs)
+    assert len(set(np.concatenate(epochs))) > 16
+    # A sample as large as the positions is a shuffle.
+    assert len(WindowBatches(windows, positions, batch_size=4, targets=targets, seed=0, per_epoch=23)) == 6
 
 
 def test_validation_windows_are_the_last_ones_in_time() -> None:

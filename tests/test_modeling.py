@@ -242,6 +242,10 @@ def test_detectors_list_names_the_whole_zoo(capsys) -> None:
         "count",
         "profile",
         "constant",
+        "sub_pca",
+        "kmeans_ad",
+        "poly",
+        "usad",
     } == set(names)
 
 

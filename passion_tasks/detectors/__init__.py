@@ -47,6 +47,8 @@ _REGISTRY: dict[str, str] = {
     "lstm_ohlc": "passion_tasks.detectors.keras_detectors:LstmOhlcDetector",
     "mlstm_fcn": "passion_tasks.detectors.keras_detectors:MlstmFcnDetector",
     "lstm_autoencoder": "passion_tasks.detectors.keras_detectors:LstmAutoencoderDetector",
+    # Keras, a multivariate method of TSB-AD's best
+    "usad": "passion_tasks.detectors.usad:UsadDetector",
     # scikit-learn and XGBoost
     "isolation_forest": "passion_tasks.detectors.sklearn_detectors:IsolationForestDetector",
     "one_class_svm": "passion_tasks.detectors.sklearn_detectors:OneClassSvmDetector",
@@ -56,6 +58,10 @@ _REGISTRY: dict[str, str] = {
     "xgboost": "passion_tasks.detectors.supervised:XGBoostDetector",
     "fusion": "passion_tasks.detectors.fusion:FusionDetector",
     "likelihood": "passion_tasks.detectors.likelihood:AnomalyLikelihoodDetector",
+    # TSB-AD's best simple univariate methods, causal
+    "sub_pca": "passion_tasks.detectors.subsequences:SubPcaDetector",
+    "kmeans_ad": "passion_tasks.detectors.subsequences:KMeansAdDetector",
+    "poly": "passion_tasks.detectors.subsequences:PolyDetector",
     # count-aware CDN statistics, and a series that never moved
     "rate": "passion_tasks.detectors.counts:RateDetector",
     "percentile": "passion_tasks.detectors.counts:PercentileDetector",
@@ -70,6 +76,10 @@ _REGISTRY: dict[str, str] = {
     "windowed_gaussian": "passion_tasks.detectors.baselines:WindowedGaussianDetector",
     "seasonal_naive": "passion_tasks.detectors.baselines:SeasonalNaiveDetector",
 }
+
+
+#: The modules whose detectors are Keras networks: they import TensorFlow.
+_KERAS_MODULES = ("passion_tasks.detectors.keras_detectors", "passion_tasks.detectors.usad")
 
 
 def detector_names() -> list[str]:
@@ -92,8 +102,7 @@ def detector_class(name: str) -> type[Detector]:
 
 def uses_keras(name: str) -> bool:
     """Whether detector ``name`` is a Keras network (known without importing TensorFlow)."""
-    detector_class_path = _REGISTRY.get(name, "")
-    return detector_class_path.startswith("passion_tasks.detectors.keras_detectors:")
+    return _REGISTRY.get(name, "").partition(":")[0] in _KERAS_MODULES
 
 
 def make_detector(name: str, **params: Any) -> Detector:

@@ -65,6 +65,13 @@ class Detector(BaseEstimator):
     #: Detectors that use them implement ``_fit(frame, labels)``, labels as a bool array per row
     #: (``None`` when optional and not given).
     label_use: ClassVar[Literal["ignored", "optional", "required"]] = "ignored"
+    #: Whether the score reflects every column of the frame (a window of all of them), not only the
+    #: target's: such a detector is fitted once on an entity's metrics, the others once per metric.
+    reads_every_column: ClassVar[bool] = False
+    #: Whether the scores are already on a scale one threshold serves for every series (a surprise
+    #: ``-log10 p`` of the detector's own probability model, or a record-relative likelihood), so the
+    #: calibration stage (``calibration``) leaves them as they are.
+    calibrated: ClassVar[bool] = False
     #: Whether a target that never moved in training still gives a model: an error rate that was 0
     #: all week is the most common series in operations, and its first errors must not go unseen.
     learns_from_constant: ClassVar[bool] = False

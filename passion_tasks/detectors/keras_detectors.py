@@ -18,6 +18,10 @@ Where Passion departs from the seeds, on purpose:
 - No window tensor. Windows are strided views of the scaled series (``windows.py``) fed to Keras through
   a ``PyDataset`` that copies one batch at a time: a 1440-step window over 30 days of minutes costs
   ``batch_size * 1440 * features`` floats in memory, not the seed's 500 MB.
+- A sample of windows per epoch. Each epoch trains on ``windows_per_epoch`` windows drawn afresh (4,096
+  by default; ``None``: all), validation on an evenly spaced quarter of that, with early stopping on it:
+  the seeds' window of 1,440 steps and 10 epochs then train in minutes on two cores, not the better part
+  of an hour per series-month (``bench/networks.py`` measures both).
 - The autoencoder learns to reconstruct its input window; the CDN seed passed the next value as the
   target, which Keras broadcast against the reconstruction.
 
@@ -49,12 +53,14 @@ import pandas as pd
 
 from passion_tasks.detectors.architectures import ARCHITECTURES, OHLC_FEATURES
 from passion_tasks.detectors.base import Detector, DetectorError
-from passion_tasks.detectors.windows import forecast_pairs, sliding_windows
+from passion_tasks.detectors.windows import evenly_spaced, forecast_pairs, sliding_windows
 from passion_tasks.features import previous_hour_ohlc
 
 MODEL_FILE = "model.keras"
 #: Fewer gap-free training windows than this leave nothing to fit and validate on.
 MIN_TRAINING_WINDOWS = 10
+#: Training windows drawn for each epoch (a fresh sample each time), by default.
+WINDOWS_PER_EPOCH = 4096
 #: Windows per inference batch: a few tens of MB for a 1440-step window; scores do not depend on it.
 PREDICT_BATCH = 256
 
@@ -63,7 +69,9 @@ class WindowBatches(keras.utils.PyDataset):
     """The windows at ``positions`` (with their ``targets``) in batches, copied one batch at a time.
 
     ``windows`` and ``targets`` are indexed alike, typically strided views; only the batch being served is
-    materialised, as float32. With a ``seed`` the positions are shuffled before each epoch.
+    materialised, as float32. With a ``seed`` the positions are shuffled before each epoch, and with
+    ``per_epoch`` each epoch is a fresh random sample of that many of them: over the epochs the model
+    sees windows from the whole range, at the cost of a few thousand windows an epoch.
     """
 
     def __init__(
@@ -73,10 +81,13 @@ class WindowBatches(keras.utils.PyDataset):
         batch_size: int,
         targets: np.ndarray | None = None,
         seed: int | None = None,
+        per_epoch: int | None = None,
     ):
         super().__init__()
         self.windows = windows
-        self.positions = np.array(positions)
+        self.candidates = np.array(positions)
+        self.per_epoch = per_epoch if per_epoch is not None and per_epoch < len(self.candidates) else None
+        self.positions = self.candidates[: self.per_epoch]
         self.batch_size = batch_size
         self.targets = targets
         self._rng = None if seed is None else np.random.default_rng(seed)
@@ -96,8 +107,12 @@ class WindowBatches(keras.utils.PyDataset):
         return inputs, self.targets[rows].astype(np.float32)
 
     def on_epoch_end(self) -> None:
-        if self._rng is not None:
+        if self._rng is None:
+            return
+        if self.per_epoch is None:
             self._rng.shuffle(self.positions)
+        else:
+            self.positions = self._rng.choice(self.candidates, self.per_epoch, replace=False)
 
 
 class KerasDetector(Detector):
@@ -117,6 +132,7 @@ class KerasDetector(Detector):
         batch_size: int = 64,
         validation_split: float = 0.1,
         patience: int = 3,
+        windows_per_epoch: int | None = WINDOWS_PER_EPOCH,
         random_state: int = 0,
         verbose: int = 0,
         threshold: str | float = "robust",
@@ -127,6 +143,7 @@ class KerasDetector(Detector):
         self.epochs = epochs
         self.batch_size = batch_size
         self.validation_split = validation_split
+        self.windows_per_epoch = windows_per_epoch
         self.patience = patience
         self.random_state = random_state
         self.verbose = verbose
@@ -166,21 +183,40 @@ class KerasDetector(Detector):
         keras.utils.set_random_seed(self.random_state)
         self.model_ = self._build_model(scaled.shape[1])
         monitor = "val_loss" if len(validation) else "loss"
+        # A month of minutes holds 40,000 windows; every epoch over all of them at 1440 steps takes
+        # minutes on two cores. Each epoch draws its own sample; validation is a fixed, evenly spaced one.
+        checked = (
+            validation
+            if self.windows_per_epoch is None
+            else evenly_spaced(validation, self.windows_per_epoch // 4)
+        )
         history = self.model_.fit(
-            WindowBatches(windows, train, self.batch_size, targets, seed=self.random_state),
+            WindowBatches(
+                windows,
+                train,
+                self.batch_size,
+                targets,
+                seed=self.random_state,
+                per_epoch=self.windows_per_epoch,
+            ),
             validation_data=(
-                WindowBatches(windows, validation, self.batch_size, targets) if len(validation) else None
+                WindowBatches(windows, checked, self.batch_size, targets) if len(checked) else None
             ),
             epochs=self.epochs,
             callbacks=[
+                *self._callbacks(),
                 keras.callbacks.EarlyStopping(
                     monitor=monitor, patience=self.patience, restore_best_weights=True
-                )
+                ),
             ],
             verbose=self.verbose,
         )
         self.training_loss_ = [float(loss) for loss in history.history["loss"]]
         self.validation_loss_ = [float(loss) for loss in history.history.get("val_loss", [])]
+
+    def _callbacks(self) -> list[keras.callbacks.Callback]:
+        """Callbacks the training needs beyond early stopping (none by default)."""
+        return []
 
     def _build_model(self, features: int) -> keras.Model:
         try:
@@ -201,6 +237,14 @@ class KerasDetector(Detector):
             value = getattr(self, name)
             if not isinstance(value, int | np.integer) or value < minimum:
                 raise DetectorError(f"{self.name}: {name} must be an integer >= {minimum}, got {value!r}")
+        if self.windows_per_epoch is not None and not (
+            isinstance(self.windows_per_epoch, int | np.integer)
+            and self.windows_per_epoch >= 4 * self.batch_size
+        ):
+            raise DetectorError(
+                f"{self.name}: windows_per_epoch must be None or an integer >= 4 * batch_size, "
+                f"got {self.windows_per_epoch!r}"
+            )
         if not 0 <= self.validation_split < 1:
             raise DetectorError(
                 f"{self.name}: validation_split must be in [0, 1), got {self.validation_split!r}"
@@ -290,6 +334,7 @@ class Cnn1dDetector(KerasForecaster):
         batch_size: int = 32,
         validation_split: float = 0.1,
         patience: int = 3,
+        windows_per_epoch: int | None = WINDOWS_PER_EPOCH,
         random_state: int = 0,
         verbose: int = 0,
         threshold: str | float = "robust",
@@ -301,6 +346,7 @@ class Cnn1dDetector(KerasForecaster):
             batch_size=batch_size,
             validation_split=validation_split,
             patience=patience,
+            windows_per_epoch=windows_per_epoch,
             random_state=random_state,
             verbose=verbose,
             threshold=threshold,
@@ -340,6 +386,7 @@ class LstmAutoencoderDetector(KerasDetector):
     """LSTM(128) encoder-decoder reconstructing the last ``window`` rows (the CDN seed: 30 rows, batch 32)."""
 
     name = "lstm_autoencoder"
+    reads_every_column = True
 
     def __init__(
         self,
@@ -348,6 +395,7 @@ class LstmAutoencoderDetector(KerasDetector):
         batch_size: int = 32,
         validation_split: float = 0.1,
         patience: int = 3,
+        windows_per_epoch: int | None = WINDOWS_PER_EPOCH,
         random_state: int = 0,
         verbose: int = 0,
         threshold: str | float = "robust",
@@ -359,6 +407,7 @@ class LstmAutoencoderDetector(KerasDetector):
             batch_size=batch_size,
             validation_split=validation_split,
             patience=patience,
+            windows_per_epoch=windows_per_epoch,
             random_state=random_state,
             verbose=verbose,
             threshold=threshold,

@@ -67,6 +67,7 @@ class AnomalyLikelihoodDetector(Detector):
     """
 
     name = "likelihood"
+    calibrated = True
     _learned_attributes = (
         "value_min_",
         "value_max_",

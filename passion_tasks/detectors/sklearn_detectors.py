@@ -26,7 +26,7 @@ from sklearn.svm import OneClassSVM
 
 from passion_tasks.detectors.base import Detector, DetectorError
 from passion_tasks.detectors.thresholds import robust_spread
-from passion_tasks.detectors.windows import sliding_windows
+from passion_tasks.detectors.windows import evenly_spaced, sliding_windows
 
 MODEL_FILE = "model.skops"
 
@@ -90,6 +90,7 @@ class LagFeatureDetector(Detector):
     """
 
     _learned_attributes: ClassVar[tuple[str, ...]] = ("center_", "scale_")
+    reads_every_column = True
 
     def __init__(
         self,
@@ -179,7 +180,7 @@ class SklearnDetector(LagFeatureDetector):
                 f"got {self.max_train_rows!r}"
             )
         complete = features[self._scorable(features, frame)]
-        self.estimator_ = self._new_estimator().fit(_evenly_spaced(complete, self.max_train_rows))
+        self.estimator_ = self._new_estimator().fit(evenly_spaced(complete, self.max_train_rows))
 
     def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         features = self._features(frame)
@@ -200,13 +201,6 @@ class SklearnDetector(LagFeatureDetector):
             raise DetectorError(f"{folder}: {MODEL_FILE} is missing") from None
         except skops.io.exceptions.UntrustedTypesFoundException as exc:
             raise DetectorError(f"{folder / MODEL_FILE}: refusing to load untrusted types: {exc}") from exc
-
-
-def _evenly_spaced(rows: np.ndarray, limit: int | None) -> np.ndarray:
-    """At most ``limit`` rows taken at a regular stride, so a subsample covers the whole range."""
-    if limit is None or len(rows) <= limit:
-        return rows
-    return rows[:: -(-len(rows) // limit)]
 
 
 # -- the detectors ------------------------------------------------------------------------------

@@ -118,5 +118,7 @@ class SurpriseScores:
     which is the least a budget threshold can be, and the threshold when training gives too few
     events to calibrate one (``thresholds.false_alarm_budget_threshold``)."""
 
+    calibrated = True
+
     def _uncalibrated_threshold(self, false_events_per_row: float) -> float | None:
         return float(-np.log10(false_events_per_row))

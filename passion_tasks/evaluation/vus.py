@@ -7,9 +7,9 @@ segment is widened by half the buffer on both sides with labels that fade as the
 distance; precision, recall (weighted by the share of segments with a detection) and the false
 positive rate are taken at 250 thresholds, and the areas under the ROC and precision-recall curves
 are averaged over the buffer lengths: VUS-ROC and VUS-PR. TSB-AD (Liu and Paparrizos, NeurIPS 2024)
-ranks detectors by VUS-PR, with the window the series' period (``sliding_window``).
+ranks detectors by VUS-PR, with the window the series' period (``detectors.windows.period_length``).
 
-Computed as TSB-AD's ``RangeAUC_volume_opt`` and ``find_length_rank`` compute them (Apache-2.0),
+Computed as TSB-AD's ``RangeAUC_volume_opt`` computes it (Apache-2.0),
 vectorised over thresholds and checked against them to the last digits; the TSB-AD package itself
 needs numpy < 2 and torch, neither of which Passion can take.
 """
@@ -21,47 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.signal import argrelextrema
 
 from passion_tasks.evaluation.metrics import label_runs
 
 #: Thresholds at which the curves are taken: evenly spaced ranks of the sorted scores.
 THRESHOLDS = 250
-#: The window of a series without a clear period, and the bounds of a period taken as one.
-FALLBACK_WINDOW = 125
-PERIOD_BOUNDS = (3, 300)
-#: The longest lag, and the most rows, the autocorrelation looks at.
-MAX_LAG = 400
-MAX_ROWS = 20_000
-#: Lags too short to be a period: the autocorrelation's local maxima are searched from here.
-FIRST_LAG = 3
-
-
-def sliding_window(values: ArrayLike) -> int:
-    """A series' period: the lag of the highest local maximum of its autocorrelation, from lag 3 to
-    400, or ``FALLBACK_WINDOW`` when that lag is under 3 or over 300 (TSB-AD's ``find_length_rank``)."""
-    x = np.asarray(values, dtype=float).ravel()[:MAX_ROWS]
-    x = x[np.isfinite(x)]
-    correlation = _autocorrelation(x, MAX_LAG)[FIRST_LAG:]
-    peaks = argrelextrema(correlation, np.greater)[0]
-    if peaks.size == 0:
-        return FALLBACK_WINDOW
-    lag = int(peaks[np.argmax(correlation[peaks])])
-    if not PERIOD_BOUNDS[0] <= lag <= PERIOD_BOUNDS[1]:
-        return FALLBACK_WINDOW
-    return lag + FIRST_LAG
-
-
-def _autocorrelation(x: np.ndarray, lags: int) -> np.ndarray:
-    """The sample autocorrelation of ``x`` at lags 0 to ``lags`` (at most its length less one), by FFT,
-    each lag's sum over the whole length (statsmodels' ``acf(fft=True)``)."""
-    if x.size < 2:
-        return np.ones(1)
-    centred = x - x.mean()
-    size = 1 << int(np.ceil(np.log2(2 * x.size - 1)))
-    spectrum = np.fft.rfft(centred, size)
-    covariance = np.fft.irfft(spectrum * np.conj(spectrum), size)[: min(lags, x.size - 1) + 1]
-    return covariance / covariance[0] if covariance[0] > 0 else np.ones(covariance.size)
 
 
 def vus(

@@ -1,0 +1,61 @@
+"""The calibration stage: a detector's raw score as the surprise of its tail probability.
+
+Raw scores mean different things from one detector, and one series, to the next: a residual in the
+units of its series, a Mahalanobis distance in as many dimensions as a window has rows. NAB's one
+threshold over a whole corpus, and a maximum over the metrics of an entity, need scores on one scale.
+As Merlion separates a model from its post-processing (calibration, then threshold), a raw score ``s``
+becomes ``-log10 P(S >= s)`` under the scores a detector gave to normal-looking data before it:
+
+- in the bulk, the share of the reference scores at or above ``s`` (their empirical tail);
+- beyond the reference's ``thresholds.TAIL_QUANTILE``, an exponential tail fitted to the excesses over
+  that level (peaks over threshold with shape 0, as ``thresholds.false_alarm_budget_threshold`` fits
+  it, the scale from the median excess, so a training incident does not stretch it), so that a score
+  past every reference one is still ranked by how far past it lies.
+
+``online_surprise`` is the causal form used on a series: each block of rows is calibrated on the
+training scores and every score before the block, as HTM's anomaly likelihood learns its
+distribution as it goes. Nothing here sees a label.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from passion_tasks.detectors.surprise import MAX_SURPRISE
+from passion_tasks.detectors.thresholds import TAIL_QUANTILE
+
+#: Rows calibrated together on the scores before them: a refit costs a sort of the history.
+BLOCK_ROWS = 64
+#: Reference scores a calibration needs; with fewer, every score's surprise is 0 (no opinion).
+MIN_REFERENCE = 10
+
+
+def tail_surprise(scores: ArrayLike, reference: ArrayLike) -> np.ndarray:
+    """``-log10 P(S >= s)`` of each score under the finite ``reference`` scores (see the module);
+    NaN scores stay NaN, and with fewer than ``MIN_REFERENCE`` reference scores every surprise is 0."""
+    values = np.asarray(scores, dtype=float)
+    known = np.sort(np.asarray(reference, dtype=float)[np.isfinite(reference)])
+    if known.size < MIN_REFERENCE:
+        return np.where(np.isnan(values), np.nan, 0.0)
+    level = float(np.quantile(known, TAIL_QUANTILE))
+    share = (known.size - np.searchsorted(known, values, side="left")) / known.size
+    excess = known[known > level] - level
+    scale = float(np.median(excess)) / np.log(2) if excess.size else 0.0
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        fitted = (1 - TAIL_QUANTILE) * np.exp(-(values - level) / scale) if scale > 0 else 0 * values
+        surprise = -np.log10(np.where(values > level, fitted, share))
+    return np.where(np.isnan(values), np.nan, np.clip(surprise, 0.0, MAX_SURPRISE))
+
+
+def online_surprise(scores: ArrayLike, reference_rows: int, block: int = BLOCK_ROWS) -> np.ndarray:
+    """The ``tail_surprise`` of each row of ``scores``, causally: the first ``reference_rows`` (the
+    training part) against themselves, then each ``block`` of later rows against every score before
+    the block."""
+    values = np.asarray(scores, dtype=float)
+    surprises = np.empty_like(values)
+    surprises[:reference_rows] = tail_surprise(values[:reference_rows], values[:reference_rows])
+    for start in range(reference_rows, values.size, block):
+        stop = min(start + block, values.size)
+        surprises[start:stop] = tail_surprise(values[start:stop], values[:start])
+    return surprises
