@@ -16,7 +16,7 @@ from passion_tasks.detectors.baselines import RollingMadDetector
 from passion_tasks.detectors.calibration import online_surprise
 from passion_tasks.detectors.windows import FALLBACK_PERIOD, period_length
 from passion_tasks.errors import UsageError
-from passion_tasks.evaluation import benchmark, metrics, vus
+from passion_tasks.evaluation import benchmark, leaderboard, metrics, vus
 from passion_tasks.evaluation.benchmark import BenchmarkSeries, Progress, detector_frame, run_benchmark
 from passion_tasks.evaluation.nab import score_results_dir
 from passion_tasks.evaluation.nab_corpus import DataFile, NabCorpus, read_profiles
@@ -111,7 +111,12 @@ def test_leaderboard_files_hold_the_same_figures(nab_run) -> None:
     assert published["numenta"] == pytest.approx(70.10, abs=0.005)
     assert published["null"] == 0.0
     assert published["perfect"] == 100.0
+    # TSB-AD's univariate leaders beside a NAB run, each with Passion's figure where it ran the method.
+    tsb_ad = {row["method"]: row for row in document["published_tsb_ad"]}
+    assert list(tsb_ad) == ["Sub-PCA", "KShapeAD", "POLY", "Series2Graph", "KMeansAD"]
+    assert tsb_ad["Sub-PCA"]["published_vus_pr"] == 0.42 and tsb_ad["Sub-PCA"]["passion_vus_pr"] is None
     page = (out / "leaderboard.html").read_text()
+    assert "TSB-AD's published VUS-PR" in page
     assert page.count("data:image/png;base64,") == 3
     assert "ARTime" in page and "windowed_gaussian" in page
     # The detectors and the per-series tables sort by any column.
@@ -399,3 +404,15 @@ def test_missing_labels_are_a_clear_error(nab_root: Path, tmp_path: Path, monkey
     with pytest.raises(UsageError, match=r"missing file .*nab/labels/combined_windows\.json"):
         run_benchmark("nab", ["rolling_mad"], out=tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_tsb_ads_rows_follow_the_corpus_and_take_passions_figure_where_it_ran_the_method() -> None:
+    detectors = pd.DataFrame({"detector": ["pca", "usad", "rolling_mad"], "vus_pr": [0.25, 0.2, 0.1]})
+    board = benchmark.Leaderboard("smd", "fast", detectors, pd.DataFrame(), pd.DataFrame(), {})
+    rows = leaderboard.tsb_ad_rows(board)
+    assert rows["measured_on"].unique().tolist() == ["multivariate", "smd"]
+    assert rows.set_index(["method", "measured_on"]).loc[("PCA", "smd"), "passion_vus_pr"] == 0.25
+    assert rows.set_index("method").loc["USAD", "passion_vus_pr"] == 0.2
+    assert math.isnan(rows.set_index("method").loc["IForest", "passion_vus_pr"])
+    elsewhere = benchmark.Leaderboard("cdn", "fast", detectors, pd.DataFrame(), pd.DataFrame(), {})
+    assert leaderboard.tsb_ad_rows(elsewhere).empty

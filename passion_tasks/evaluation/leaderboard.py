@@ -72,6 +72,35 @@ PUBLISHED_COLUMNS = ("detector", "standard", "reward_low_FP_rate", "reward_low_F
 NAB_PROFILE_NAMES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 PERFECT = "perfect"
 
+#: TSB-AD's published VUS-PR (Liu and Paparrizos, NeurIPS 2024): its leaders on its own curated datasets
+#: and splits (TSB-AD-U, univariate; TSB-AD-M, multivariate), which hold parts of these corpora but are not
+#: them, and its PCA on its SMD subset. Each row: TSB-AD's method, where it was measured, its VUS-PR, and
+#: the Passion detector that implements the method ("" for none).
+TSB_AD_VUS_PR = (
+    ("Sub-PCA", "univariate", 0.42, "sub_pca"),
+    ("KShapeAD", "univariate", 0.40, ""),
+    ("POLY", "univariate", 0.39, "poly"),
+    ("Series2Graph", "univariate", 0.39, ""),
+    ("KMeansAD", "univariate", 0.37, "kmeans_ad"),
+    ("CNN", "multivariate", 0.31, ""),
+    ("OmniAnomaly", "multivariate", 0.31, ""),
+    ("PCA", "multivariate", 0.31, "pca"),
+    ("LSTMAD", "multivariate", 0.31, ""),
+    ("USAD", "multivariate", 0.30, "usad"),
+    ("IForest", "multivariate", 0.20, "isolation_forest"),
+    ("PCA", "smd", 0.364, "pca"),
+)
+#: The published rows each corpus is shown beside: the univariate ones for single series, the
+#: multivariate ones (and SMD's own) for entities of many metrics.
+TSB_AD_SCOPES = {
+    "nab": ("univariate",),
+    "kpi": ("univariate",),
+    "nasa-http": ("univariate",),
+    "asd": ("multivariate",),
+    "smd": ("multivariate", "smd"),
+}
+TSB_AD_COLUMNS = ("method", "measured_on", "published_vus_pr", "passion_detector", "passion_vus_pr")
+
 FILES = {
     "detectors": "leaderboard.parquet",
     "series": "series.parquet",
@@ -144,6 +173,19 @@ def published_scoreboard(path: Path) -> pd.DataFrame:
     )
 
 
+def tsb_ad_rows(board: Leaderboard) -> pd.DataFrame:
+    """TSB-AD's published rows for the board's corpus (``TSB_AD_COLUMNS``), each beside the VUS-PR of
+    the Passion detector that implements its method where the run has one (else NaN)."""
+    ours = board.detectors.set_index("detector")["vus_pr"]
+    scopes = TSB_AD_SCOPES.get(board.corpus, ())
+    rows = [
+        (method, scope, published, detector, float(ours.get(detector, np.nan)) if detector else np.nan)
+        for method, scope, published, detector in TSB_AD_VUS_PR
+        if scope in scopes
+    ]
+    return pd.DataFrame(rows, columns=list(TSB_AD_COLUMNS))
+
+
 def write_leaderboard(board: Leaderboard, out: Path) -> dict[str, Path]:
     """Write the leaderboard's Parquet, JSON and HTML files into ``out``; returns them by kind."""
     out.mkdir(parents=True, exist_ok=True)
@@ -157,6 +199,7 @@ def write_leaderboard(board: Leaderboard, out: Path) -> dict[str, Path]:
         "detectors": _records(board.detectors),
         "series": _records(board.series),
         "published": _records(board.published),
+        "published_tsb_ad": _records(tsb_ad_rows(board)),
     }
     paths["json"].write_text(json.dumps(document, indent=1, allow_nan=False), encoding="utf-8")
     paths["html"].write_text(leaderboard_html(board), encoding="utf-8")
@@ -176,6 +219,7 @@ def leaderboard_html(board: Leaderboard) -> str:
         method=board.method,
         detectors=_formatted(board.detectors),
         published=_formatted(board.published),
+        tsb_ad=_formatted(tsb_ad_rows(board)),
         failures=_formatted(board.series[board.series["error"].notna()]),
         series=_formatted(board.series),
         figures={name: png_data_uri(figure) for name, figure in figures.items() if figure is not None},
