@@ -1,12 +1,13 @@
 """The seed's networks at their own settings: window 1,440, 10 epochs, a month of minutes per series.
 
-    python bench/networks.py [--days 30] [--detectors lstm,gru,...] [--windows-per-epoch 4096]
+    python bench/networks.py [--days 30] [--detectors lstm,gru,...] [--windows-per-epoch N]
 
-Per network, in its own process: the fit with a fresh sample of ``--windows-per-epoch`` training
-windows each epoch and early stopping on the last tenth of the training windows in time (the default),
-against the baseline measured in the same run, one epoch over every window (``windows_per_epoch=None``),
-from which the seeds' ten full epochs are extrapolated. Quality: ROC AUC of each on a scored day with a
-spike, a level shift and a stall planted in it (the series is the generator's ``cif`` metric).
+Per network, in its own process: the fit with a fresh sample of training windows each epoch (the
+detectors' ``windows_per_epoch``, or ``--windows-per-epoch``) and early stopping on the last tenth of the
+training windows in time (the default), against the baseline measured in the same run, one epoch over
+every window (``windows_per_epoch=None``), from which the seeds' ten full epochs are extrapolated.
+Quality: ROC AUC of each on a scored day with a spike, a level shift and a stall planted in it (the
+series is the generator's ``cif`` metric).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def planted_day(frame):
     return test, labels[1440:]
 
 
-def run_one(name: str, days: int, epochs: int, per_epoch: int | None) -> dict:
+def run_one(name: str, days: int, epochs: int, per_epoch: int | None, every_window: bool) -> dict:
     from sklearn.metrics import roc_auc_score
 
     from passion_tasks.detectors import make_detector
@@ -58,7 +59,10 @@ def run_one(name: str, days: int, epochs: int, per_epoch: int | None) -> dict:
     train = frame.iloc[: days * 1440]
     test, labels = planted_day(frame)
     began = time.perf_counter()
-    detector = make_detector(name, epochs=epochs, windows_per_epoch=per_epoch).fit(train)
+    sample = {"windows_per_epoch": per_epoch} if per_epoch else {}
+    if every_window:
+        sample = {"windows_per_epoch": None}
+    detector = make_detector(name, epochs=epochs, **sample).fit(train)
     fit_s = time.perf_counter() - began
     scores = detector.decision_function(test).to_numpy()[1440:]
     return {
@@ -70,9 +74,12 @@ def run_one(name: str, days: int, epochs: int, per_epoch: int | None) -> dict:
     }
 
 
-def measured(name: str, days: int, epochs: int, per_epoch: int | None) -> dict | str:
+def measured(name: str, days: int, epochs: int, per_epoch: int | None, every_window: bool) -> dict | str:
+    """One fit in its own process: with ``per_epoch`` windows an epoch (None: the detector's default),
+    or with every window each epoch."""
     command = [sys.executable, __file__, "--one", name, "--days", str(days), "--epochs", str(epochs)]
-    command += ["--windows-per-epoch", str(per_epoch or 0)]
+    command += ["--windows-per-epoch", str(per_epoch)] if per_epoch else []
+    command += ["--every-window"] if every_window else []
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         return done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
@@ -83,16 +90,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--detectors", default=",".join(NETWORKS))
-    parser.add_argument("--windows-per-epoch", type=int, default=4096)
+    parser.add_argument("--windows-per-epoch", type=int, help="default: the detectors' own")
+    parser.add_argument("--every-window", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, default=SEED_EPOCHS, help=argparse.SUPPRESS)
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.days, args.epochs, args.windows_per_epoch or None)))
+        figures = run_one(args.one, args.days, args.epochs, args.windows_per_epoch, args.every_window)
+        print(json.dumps(figures))
         return
     print(
         f"{args.days} days of 1-minute data, window 1440, {SEED_EPOCHS} epochs; {os.cpu_count()} CPUs. "
-        f"sampled: {args.windows_per_epoch} windows an epoch, early stopping; all: one epoch over every "
+        f"sampled: {args.windows_per_epoch or 'the default number of'} windows an epoch, early stopping; "
+        "all: one epoch over every "
         f"window (the seeds' {SEED_EPOCHS} extrapolated)"
     )
     print(
@@ -100,8 +110,8 @@ def main() -> None:
         f"{'all: 1 epoch s':>15} {'x10 s':>8} {'AUC':>6} {'speed-up':>9}"
     )
     for name in args.detectors.split(","):
-        sampled = measured(name, args.days, SEED_EPOCHS, args.windows_per_epoch)
-        full = measured(name, args.days, 1, None)
+        sampled = measured(name, args.days, SEED_EPOCHS, args.windows_per_epoch, every_window=False)
+        full = measured(name, args.days, 1, None, every_window=True)
         if isinstance(sampled, str) or isinstance(full, str):
             print(f"{name:<10} failed: {sampled if isinstance(sampled, str) else full}")
             continue

@@ -292,7 +292,7 @@ def test_registry_builds_each_model_with_the_seeds_defaults() -> None:
         "lstm_autoencoder": (30, 32),
     }
     assert all(p["epochs"] == 10 and p["validation_split"] == 0.1 for p in defaults.values())
-    assert all(p["windows_per_epoch"] == 4096 for p in defaults.values())
+    assert all(p["windows_per_epoch"] == 3072 for p in defaults.values())
     assert detector_class("cnn1d") is Cnn1dDetector
     assert detector_class("lstm_autoencoder") is LstmAutoencoderDetector
     assert clone(make_detector("cnn1d", window=60)).get_params()["window"] == 60

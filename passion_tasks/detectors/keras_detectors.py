@@ -18,7 +18,7 @@ Where Passion departs from the seeds, on purpose:
 - No window tensor. Windows are strided views of the scaled series (``windows.py``) fed to Keras through
   a ``PyDataset`` that copies one batch at a time: a 1440-step window over 30 days of minutes costs
   ``batch_size * 1440 * features`` floats in memory, not the seed's 500 MB.
-- A sample of windows per epoch. Each epoch trains on ``windows_per_epoch`` windows drawn afresh (4,096
+- A sample of windows per epoch. Each epoch trains on ``windows_per_epoch`` windows drawn afresh (3,072
   by default; ``None``: all), validation on an evenly spaced quarter of that, with early stopping on it:
   the seeds' window of 1,440 steps and 10 epochs then train in minutes on two cores, not the better part
   of an hour per series-month (``bench/networks.py`` measures both).
@@ -60,7 +60,7 @@ MODEL_FILE = "model.keras"
 #: Fewer gap-free training windows than this leave nothing to fit and validate on.
 MIN_TRAINING_WINDOWS = 10
 #: Training windows drawn for each epoch (a fresh sample each time), by default.
-WINDOWS_PER_EPOCH = 4096
+WINDOWS_PER_EPOCH = 3072
 #: Windows per inference batch: a few tens of MB for a 1440-step window; scores do not depend on it.
 PREDICT_BATCH = 256
 

@@ -138,6 +138,7 @@ class Leaderboard:
                 "nab_standard_2fold",
                 "vus_pr",
                 "vus_roc",
+                "auc",
                 "f1_pointwise",
                 "f1_event",
                 "pa_f1",
