@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from cluster import Cluster, fleet_names, train_fleet, write_fleet
 
+from passion_tasks import steps
 from passion_tasks.lake import Lake
 
 DAYS = [dt.date(2026, 11, 18) + dt.timedelta(days=offset) for offset in range(3)]
@@ -54,7 +55,7 @@ def score_run(cluster: Cluster, lake: Lake, count: int, series_per_task: int) ->
     )
     scoring = [row for row in cluster.task_instances("passion_score", run_id) if row["task_id"] == "score"]
     phase = max(row["end_date"] for row in scoring) - min(row["start_date"] for row in scoring)
-    scored = {leaf.key["series"] for leaf in lake.leaves("scores", DAYS[2])}
+    scored = steps.scored_series(lake, DAYS[2])
     if len(scored) != count:
         raise RuntimeError(f"{len(scored)} series scored, not {count}")
     return {

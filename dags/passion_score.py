@@ -8,9 +8,10 @@ Same timetable as ``passion_ingest`` (01:00 UTC, for the day before). Runs of th
 (``passion_airflow.day_lease``); a sensor in reschedule mode waits for the day's features. Scoring fans
 out, by dynamic task mapping, over batches of the series that have a live model on the day (the
 ``series_per_task`` Param, default ``PASSION_SCORE_SERIES_PER_TASK`` or 25):
-each series writes its own ``scores/dt=D/series=S/`` and ``events/dt=D/series=S/`` leaves, so a backfill
-(``airflow backfill create --dag-id passion_score --from-date ... --to-date ...``) scores history with
-each day's own model, and re-running a day replaces its rows.
+each batch writes one file to ``scores/dt=D/`` and one to ``events/dt=D/`` whose rows replace its series'
+earlier rows (``passion_tasks.lake.batches``), so a backfill (``airflow backfill create --dag-id
+passion_score --from-date ... --to-date ...``) scores history with each day's own model, and re-running a
+day, a batch or a series replaces exactly its rows.
 
 ``PASSION_FEATURES_TIMEOUT_S`` and ``PASSION_FEATURES_POKE_S`` (read when the file is parsed) set how
 long and how often the sensor waits (default: 6 hours, every 5 minutes).

@@ -354,11 +354,9 @@ def score_day(
 
 def scored_series(lake: Lake, day: Day) -> list[str]:
     """The series with scores on ``day``."""
-    return sorted(
-        leaf.key[datasets.SERIES_KEY]
-        for leaf in lake.leaves(datasets.SCORES, day)
-        if datasets.SERIES_KEY in leaf.key
-    )
+    from passion_tasks.lake import batches
+
+    return sorted(batches.members(lake, datasets.SCORES, day))
 
 
 def report_day(lake: Lake, day: Day) -> str:

@@ -452,7 +452,9 @@ def test_airflow_ingests_then_scores_a_day_of_a_local_lake(
     assert lake.read_partition("metrics", day).num_rows == 5 * 1440
     assert model_versions(lake, day) == {name: [f"{name}/rolling_mad@v1"] for name in [*SERIES, SPIKY]}
     assert len(scores_of(lake, day)) == 1440 * (len(SERIES) + 1)
-    assert [leaf.key["series"] for leaf in lake.leaves("scores", day)] == sorted([*SERIES, SPIKY])
+    assert steps.scored_series(lake, day) == sorted([*SERIES, SPIKY])
+    # One file a day for the whole batch, in each of the two datasets.
+    assert [len(leaf.files) for leaf in lake.leaves("scores", day)] == [1]
     assert lake.exists(f"reports/dt={day}/index.html")
     events = Counter(lake.read_partition("events", day, columns=["series"])["series"].to_pylist())
     assert SPIKY in events
@@ -480,7 +482,8 @@ def test_rescoring_a_day_replaces_it_with_the_same_rows(
     assert again.stdout.count("scored 3 series") == 1 and again.stdout.count("scored 1 series") == 1
     files_after = {file for leaf in lake.leaves("scores", day) for file in leaf.files}
     pd.testing.assert_frame_equal(scores_of(lake, day), before)
-    assert len(files_after) == len(files_before) == len(SERIES) + 1
+    # The first run's batch is replaced by the two new ones: a file each, none of the first run's.
+    assert (len(files_before), len(files_after)) == (1, 2)
     assert files_after.isdisjoint(files_before)
 
 
@@ -501,8 +504,7 @@ def test_a_series_that_cannot_be_scored_fails_its_batch_and_the_others_are_kept(
     conf = {"day": DAYS[2].isoformat(), "series_per_task": 2}
     result = dags_test(airflow_env | {"PASSION_LAKE": lake.url}, "passion_score", conf)
     assert "1 of 2 series not scored: {'cif': " in result.stdout, result.stdout[-5000:]
-    scored = sorted(leaf.key["series"] for leaf in lake.leaves("scores", DAYS[2]))
-    assert scored == ["cdn_requests", "paycore"]
+    assert steps.scored_series(lake, DAYS[2]) == ["cdn_requests", "paycore"]
     # The report and the alert still cover the series that were scored.
     assert lake.exists(f"reports/dt={DAYS[2]}/index.html")
 

@@ -61,7 +61,7 @@ from passion_tasks.errors import ExitCode, UsageError
 from passion_tasks.incidents.day import Cause, Drivers, ExplainedIncident
 from passion_tasks.incidents.model import group_incidents, with_severity
 from passion_tasks.lake import Lake, schemas
-from passion_tasks.models.scoring import group_events
+from passion_tasks.models.scoring import group_events, write_batch
 
 DAY = dt.date(2026, 11, 21)
 NOW = dt.datetime(2026, 11, 22, 1, 0, tzinfo=dt.UTC)
@@ -101,14 +101,11 @@ def day_scores(
 
 
 def write_day(lake: Lake, *scores: pd.DataFrame, day: dt.date = DAY, cdn_rows: int = 1) -> None:
-    """Scores and events per series, as ``steps.score_day`` writes them, and ``cdn_rows`` log rows."""
-    for frame in scores:
-        key = {"series": frame["series"].iloc[0]}
-        events = group_events(frame)
-        lake.write_partition("scores", day, pa.Table.from_pandas(frame, schema=schemas.SCORES), key=key)
-        lake.write_partition(
-            "events", day, pa.Table.from_pandas(events, schema=schemas.EVENTS, preserve_index=False), key=key
-        )
+    """Scores and events of the series, one batch as ``steps.score_day`` writes them, and ``cdn_rows`` log
+    rows."""
+    write_batch(
+        lake, day, pd.concat(scores, ignore_index=True), [frame["series"].iloc[0] for frame in scores]
+    )
     row = {
         "ts": pd.Timestamp(day, tz="UTC"),
         "sc_status": 200,

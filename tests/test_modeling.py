@@ -24,16 +24,20 @@ DAYS = 6
 SPIKE = pd.Timestamp("2026-11-06 12:00", tz="UTC")
 
 
-def write_features(lake: Lake) -> None:
-    """Six days of a noisy daily cycle for ``cif``, with a 10-minute surge on the last day."""
+def write_features(lake: Lake, names: tuple[str, ...] = ("cif",)) -> None:
+    """Six days of a noisy daily cycle for ``cif`` (and each other series named), with a 10-minute surge
+    on the last day."""
     index = pd.date_range(pd.Timestamp(START, tz="UTC"), periods=DAYS * 1440, freq="min")
     minutes = np.arange(len(index))
     values = (
         1000 + 300 * np.sin(2 * np.pi * minutes / 1440) + np.random.default_rng(3).normal(0, 10, len(index))
     )
     values[(index >= SPIKE) & (index < SPIKE + pd.Timedelta(minutes=10))] += 400
-    frame = pd.DataFrame(
-        {"ts": index, "series": "cif", "metric": "cif", "dim": "", "dim_value": "", "value": values}
+    frame = pd.concat(
+        pd.DataFrame(
+            {"ts": index, "series": name, "metric": name, "dim": "", "dim_value": "", "value": values}
+        )
+        for name in names
     )
     for day, rows in frame.groupby(frame["ts"].dt.date):
         table = pa.Table.from_pandas(rows, schema=schemas.FEATURES, preserve_index=False)
@@ -93,6 +97,44 @@ def test_backfill_scores_each_day_with_the_model_live_that_day(featured: Lake) -
     again = lake.read_partition("scores", "2026-11-06").to_pandas()
     assert len(again) == 1440
     assert set(again["model_version"]) == {"cif/rolling_mad@v1"}
+
+
+def test_a_series_scored_again_replaces_its_rows_in_its_days_batch_and_no_others(lake: Lake) -> None:
+    write_features(lake, names=("cif", "cof"))
+    day = "2026-11-06"
+    five_days = {"train_from": START, "train_to": "2026-11-05", "promote": True}
+    steps.train(lake, "rolling_mad", series=["cif", "cof"], **five_days)
+    # A day scored before scores were written by batches: a leaf per series, retired by the next batch.
+    stale = pd.DataFrame(
+        {
+            "ts": pd.date_range(day, periods=5, freq="min", tz="UTC"),
+            "series": "cof",
+            "detector": "rolling_mad",
+        }
+    ).assign(
+        model_version="cof/rolling_mad@v0",
+        value=1.0,
+        expected=1.0,
+        score=0.0,
+        threshold=1.0,
+        is_anomaly=False,
+    )
+    table = pa.Table.from_pandas(stale, schema=schemas.SCORES, preserve_index=False)
+    lake.write_partition("scores", day, table, schema=schemas.SCORES, key={"series": "cof"})
+
+    assert steps.score_day(lake, day).series_scored == 2
+    [leaf] = lake.leaves("scores", day)
+    assert (len(leaf.files), leaf.rows) == (1, 2 * 1440)
+    assert steps.scored_series(lake, day) == ["cif", "cof"]
+
+    steps.train(lake, "rolling_mad", series=["cof"], params={"window": 30}, **five_days)
+    steps.score_day(lake, day, series=["cof"])
+    scores = lake.read_partition("scores", day, columns=["series", "model_version"]).to_pandas()
+    assert scores.value_counts().to_dict() == {
+        ("cif", "cif/rolling_mad@v1"): 1440,
+        ("cof", "cof/rolling_mad@v2"): 1440,
+    }
+    assert len(lake.partition("scores", day).files) == 2
 
 
 def test_a_tampered_artifact_is_refused_at_scoring(featured: Lake) -> None:

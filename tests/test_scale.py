@@ -9,6 +9,8 @@ from collections import Counter
 import pytest
 from cluster import Cluster, fleet_names, train_fleet, write_fleet
 
+from passion_tasks.lake import batches
+
 pytestmark = pytest.mark.scale
 
 DAYS = [dt.date(2026, 11, 18) + dt.timedelta(days=offset) for offset in range(3)]
@@ -40,12 +42,13 @@ def test_score_fans_out_over_two_celery_workers_and_scores_every_series_once() -
         assert scoring[0]["rendered_map_index"] == f"{SERIES[0]} +2"
 
         # Each series was in exactly one task's batch, and the lake holds exactly its one day of scores.
-        batches = cluster.returned("passion_score", run_id, "score")
-        scored = [name for index in sorted(batches) for name in batches[index]["series"]]
+        returned = cluster.returned("passion_score", run_id, "score")
+        scored = [name for index in sorted(returned) for name in returned[index]["series"]]
         assert scored == SERIES
-        leaves = {leaf.key["series"]: leaf for leaf in lake.leaves("scores", DAYS[2])}
-        assert sorted(leaves) == SERIES
-        assert {leaf.rows for leaf in leaves.values()} == {1440}
+        assert batches.members(lake, "scores", DAYS[2]) == dict.fromkeys(SERIES, 1440)
+        # A file per mapped task, not a leaf per series.
+        [leaf] = lake.leaves("scores", DAYS[2])
+        assert len(leaf.files) == len(SERIES) // SERIES_PER_TASK
         table = lake.read_partition("scores", DAYS[2], columns=["series", "model_version"])
         assert sorted(set(table["model_version"].to_pylist())) == [
             f"{name}/rolling_mad@v1" for name in SERIES

@@ -2,6 +2,7 @@
 
 - ``store``: the ``Lake`` (local or S3), partitions committed through manifests, blobs;
 - ``versioned``: conditional writes, which order concurrent commits;
+- ``batches``: a day's leaf written by batches, each replacing its members' rows;
 - ``leases``: one run at a time per DAG and day;
 - ``vacuum``: removing what killed or superseded writes left;
 - ``schemas``: the Arrow schemas of the datasets; ``datasets``: their names and partition keys.

@@ -12,8 +12,8 @@ dataset                layout                                             writte
 ``FEATURES``           ``features/dt=D/source=cdn|metrics/``              features
 ``LABELS``             ``labels/<set>/combined_windows.json``             corpus import, demo
 ``MODELS``             ``models/<series>/<detector>/vN/``                 models.registry
-``SCORES``             ``scores/dt=D/series=S/``                          scoring
-``EVENTS``             ``events/dt=D/series=S/``                          scoring
+``SCORES``             ``scores/dt=D/`` (a file per batch, ``batches``)   scoring
+``EVENTS``             ``events/dt=D/`` (a file per batch, ``batches``)   scoring
 ``REPORTS``            ``reports/dt=D/index.html``                        reporting
 ``ALERTS``             ``alerts/dt=D/sent.jsonl``, ``alerts/snoozes.json``  alerting
 ``EXPLORE``            ``explore/<from>_<to>/index.html``                 reporting.explore
@@ -45,7 +45,8 @@ SOURCES = (CDN, SERVER_METRICS)
 #: The dataset each source lands in.
 LANDS_IN = {CDN: CDN_LOGS, SERVER_METRICS: METRICS}
 
-#: Partition keys below ``dt=``: a feature leaf's source, a scored series.
+#: Partition keys below ``dt=``: a feature leaf's source; a scored series, in lakes scored before
+#: scores were written by batches (scoring retires those leaves as it re-scores their series).
 SOURCE_KEY = "source"
 SERIES_KEY = "series"
 

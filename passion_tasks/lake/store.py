@@ -198,13 +198,16 @@ class PartitionWriter:
             self._writer.write(data.select(self._schema.names).cast(self._schema))
             self.rows += data.num_rows
 
-    def commit(self) -> Partition:
+    def publish(self) -> str:
+        """Close the file and make it visible under its final name, uncommitted; returns that name."""
         self._writer.close()
         self._sink.close()
-        final = posixpath.join(self._leaf, self._file)
-        self._lake._publish(self._staging, final)
+        self._lake._publish(self._staging, posixpath.join(self._leaf, self._file))
+        return self._file
+
+    def commit(self) -> Partition:
         return self._lake._commit_manifest(
-            self._leaf, [self._file], self.rows, self.meta, self.started_at, self._base
+            self._leaf, [self.publish()], self.rows, self.meta, self.started_at, self._base
         )
 
     def abort(self) -> None:

@@ -1,21 +1,22 @@
 """Scoring a day: each series with the model live that day, into the lake's ``scores`` rows, and from
-scores to ``events``. One series' bad model or unwritable name fails that series alone."""
+scores to ``events``, a batch of series at a time. One series' bad model fails that series alone."""
 
 from __future__ import annotations
 
 import datetime as dt
-import math
+import posixpath
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from passion_tasks.detectors import Detector
 from passion_tasks.errors import ExitCode, NoInputError, PassionError
-from passion_tasks.features.series import grid_step
-from passion_tasks.lake import Lake, datasets, schemas
+from passion_tasks.lake import MANIFEST, Lake, batches, datasets, schemas
 
 SCORE_COLUMNS = schemas.SCORES.names
 
@@ -65,30 +66,43 @@ def group_events(scores: pd.DataFrame, max_gap: str = "5min") -> pd.DataFrame:
     """Incidents in the columns of ``schemas.EVENTS``: runs of anomalous rows of one series and detector.
 
     Two anomalous rows at most ``max_gap`` apart belong to the same event. ``minutes`` is the time
-    the event spans, its last row's grid step included. Ordered by start, series, detector.
+    the event spans, its last row's grid step included (the series' smallest interval between distinct
+    timestamps, as ``features.series.grid_step``). Ordered by start, series, detector. One pass over
+    every series of a batch at once.
     """
-    gap = pd.Timedelta(max_gap)
-    events = []
-    for (series, detector), rows in scores.groupby(["series", "detector"], sort=True):
-        rows = rows.sort_values("ts", kind="stable")
-        step = grid_step(rows["ts"])
-        anomalous = rows[rows["is_anomaly"]]
-        event_number = (anomalous["ts"].diff() > gap).cumsum()
-        for _, event in anomalous.groupby(event_number):
-            peak = event.iloc[event["score"].to_numpy().argmax()]
-            start, end = event["ts"].iloc[0], event["ts"].iloc[-1]
-            events.append(
-                {
-                    "start": start,
-                    "end": end,
-                    "series": series,
-                    "detector": detector,
-                    "peak_score": float(peak["score"]),
-                    "peak_ts": peak["ts"],
-                    "minutes": math.ceil((end - start + step) / pd.Timedelta(minutes=1)),
-                }
-            )
-    table = pa.Table.from_pylist(events, schema=schemas.EVENTS).to_pandas()
+    rows = scores.sort_values(["series", "detector", "ts"], kind="stable", ignore_index=True)
+    group = rows.groupby(["series", "detector"], sort=False).ngroup().to_numpy()
+    ts = rows["ts"].to_numpy("datetime64[ns]").view("int64")
+    steps = np.diff(ts)
+    distinct = (group[1:] == group[:-1]) & (steps > 0)
+    step = pd.Series(steps[distinct]).groupby(group[1:][distinct]).min()
+    step = step.reindex(range(group.max() + 1 if len(group) else 0), fill_value=pd.Timedelta(minutes=1).value)
+    anomalous = np.flatnonzero(rows["is_anomaly"].to_numpy(bool))
+    of, at = group[anomalous], ts[anomalous]
+    starts = np.ones(len(anomalous), dtype=bool)
+    starts[1:] = (of[1:] != of[:-1]) | (np.diff(at) > pd.Timedelta(max_gap).value)
+    event = np.cumsum(starts) - 1
+    first = np.flatnonzero(starts)
+    last = np.append(first[1:], len(anomalous))[: len(first)] - 1
+    # The first row of each event's highest score: a stable sort by event, then by score descending.
+    peak = np.lexsort((-rows["score"].to_numpy(float)[anomalous], event))[first]
+    spans = at[last] - at[first] + step.to_numpy()[of[first]]
+
+    def at_rows(column: str, chosen: np.ndarray) -> pd.Series:
+        return rows[column].take(anomalous[chosen]).reset_index(drop=True)
+
+    events = pd.DataFrame(
+        {
+            "start": at_rows("ts", first),
+            "end": at_rows("ts", last),
+            "series": at_rows("series", first),
+            "detector": at_rows("detector", first),
+            "peak_score": at_rows("score", peak),
+            "peak_ts": at_rows("ts", peak),
+            "minutes": np.ceil(spans / pd.Timedelta(minutes=1).value).astype("int32"),
+        }
+    )
+    table = pa.Table.from_pandas(events, schema=schemas.EVENTS, preserve_index=False).to_pandas()
     return table.sort_values(["start", "series", "detector"], kind="stable").reset_index(drop=True)
 
 
@@ -156,27 +170,31 @@ def score_each(lake: Lake, day: dt.date, frame: pd.DataFrame, names: list[str]) 
     """Score ``day`` for each series named, with the model live that day; ``frame`` holds the day and
     the history before it. Raises (``raise_for_failures``) only when no series could be scored.
 
-    On a remote lake the series are scored on threads: their time is round trips.
+    The series scored are written as one batch (``write_batch``). On a remote lake the models are
+    loaded on threads: their time is round trips.
     """
     summary = ScoreSummary(day=day)
     outcomes = lake.map_io(lambda name: _outcome(lake, name, day, frame), names)
+    scored: dict[str, pd.DataFrame] = {}
     for name, outcome in zip(names, outcomes, strict=True):
         if isinstance(outcome, str):
             summary.skipped[name] = outcome
         elif isinstance(outcome, PassionError | OSError):
             summary.failed[name] = outcome
         else:
-            summary.series_scored += 1
-            summary.anomalous_minutes += outcome[0]
-            summary.events += outcome[1]
-    if not summary.series_scored:
+            scored[name] = outcome
+    if not scored:
         summary.raise_for_failures()
+    scores = pd.concat(scored.values(), ignore_index=True)
+    events = write_batch(lake, day, scores, list(scored))
+    summary.series_scored = len(scored)
+    summary.anomalous_minutes = int(scores["is_anomaly"].sum())
+    summary.events = len(events)
     return summary
 
 
-def score_series(lake: Lake, name: str, day: dt.date, frame: pd.DataFrame) -> tuple[int, int] | str:
-    """Score one series' day and replace its two leaves: (anomalous minutes, events), or why it had no
-    model. Each series is its own leaf (``scores/dt=D/series=S``), so it can be re-scored alone."""
+def score_series(lake: Lake, name: str, day: dt.date, frame: pd.DataFrame) -> pd.DataFrame | str:
+    """One series' scores on ``day``, or why it had no model."""
     from passion_tasks.models import training
 
     with tempfile.TemporaryDirectory(prefix="passion-score-") as tmp:
@@ -184,19 +202,39 @@ def score_series(lake: Lake, name: str, day: dt.date, frame: pd.DataFrame) -> tu
     if loaded is None:
         return f"no model was live on {day}; run `passion train --series '{name}' --promote`"
     model, version = loaded
-    scores = score_frame(
+    return score_frame(
         model, frame[list(version.features)], series=name, model_version=version.ref, start=as_utc(day)
     )
+
+
+def write_batch(lake: Lake, day: dt.date, scores: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """Write the ``scores`` of the series ``names`` and their events (``group_events``), which it
+    returns: in each dataset one file, whose rows replace the series' earlier rows of the day
+    (``lake.batches``), so a series or a batch can be re-scored alone."""
     events = group_events(scores)
-    key = {datasets.SERIES_KEY: name}
-    lake.write_partition(datasets.SCORES, day, _table(scores, schemas.SCORES), schema=schemas.SCORES, key=key)
-    lake.write_partition(datasets.EVENTS, day, _table(events, schemas.EVENTS), schema=schemas.EVENTS, key=key)
-    return int(scores["is_anomaly"].sum()), len(events)
+    for dataset, schema, rows in (
+        (datasets.SCORES, schemas.SCORES, scores),
+        (datasets.EVENTS, schemas.EVENTS, events),
+    ):
+        table = _table(rows, schema)
+        batches.replace_members(lake, dataset, day, table, column="series", members=names, schema=schema)
+        _retire_series_leaves(lake, dataset, day, set(names))
+    return events
+
+
+def _retire_series_leaves(lake: Lake, dataset: str, day: dt.date, names: set[str]) -> None:
+    """Drop the per-series leaves (``<dataset>/dt=D/series=S/``) that Passion wrote before batches, for
+    the series a batch has just replaced: their rows would be read twice."""
+    for path in lake.list_files(lake.leaf(dataset, day)):
+        folder, file = posixpath.split(path)
+        name, _, value = posixpath.basename(folder).partition("=")
+        if file == MANIFEST and name == datasets.SERIES_KEY and unquote(value) in names:
+            lake.delete(path)
 
 
 def _outcome(
     lake: Lake, name: str, day: dt.date, frame: pd.DataFrame
-) -> tuple[int, int] | str | PassionError | OSError:
+) -> pd.DataFrame | str | PassionError | OSError:
     try:
         return score_series(lake, name, day, frame)
     except (PassionError, OSError) as error:
