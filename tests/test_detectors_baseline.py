@@ -19,6 +19,7 @@ from passion_tasks.detectors import (
 )
 from passion_tasks.detectors.baselines import RollingMadDetector
 from passion_tasks.errors import ExitCode, PassionError
+from passion_tasks.models.scoring import scoring_rows
 
 TRAIN_DAYS = 3
 DAY = 1440  # rows per day on a one-minute grid
@@ -152,6 +153,19 @@ def test_gaps_give_zero_scores_and_carry_the_baseline() -> None:
     # values: the last 30 before the gap.
     last_level = np.median(gappy["requests"].to_numpy()[long_gap.start - 30 : long_gap.start])
     assert result["expected"].iloc[long_gap.stop] == pytest.approx(last_level, rel=1e-12)
+
+
+def test_a_day_scored_with_its_context_alone_scores_as_with_all_its_history() -> None:
+    frame, _ = with_anomalies(daily_cycle())
+    frame.iloc[SHIFT - 200 : SHIFT - 80, 0] = np.nan  # an outage of two hours within the day
+    detector = fitted(frame, persistence=3)
+    day = frame.index[TRAIN_DAYS * DAY]
+    assert detector.context() == pd.Timedelta(minutes=60 + 2) + pd.Timedelta(days=1)
+
+    rows = scoring_rows(detector, frame, day)
+    assert rows.index[0] == day - detector.context()
+    whole, alone = detector.detect(frame).loc[day:], detector.detect(rows).loc[day:]
+    pd.testing.assert_frame_equal(alone, whole, check_exact=True)
 
 
 def test_scores_at_the_start_of_a_frame_without_history_are_zero() -> None:

@@ -170,6 +170,11 @@ class Detector(BaseEstimator):
         """True where ``score >= threshold_``."""
         return self.detect(frame)["is_anomaly"]
 
+    def context(self) -> pd.Timedelta | None:
+        """How much history before a row can change its score: scoring a day reads no more than this
+        before the day (``models.scoring.scoring_rows``). None: all the history it is given."""
+        return None
+
     def save(self, path: str | Path) -> Path:
         """Write the fitted detector into the folder ``path``; ``load_detector(path)`` reads it back."""
         from passion_tasks.detectors.persistence import save_detector

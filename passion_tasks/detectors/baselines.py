@@ -30,6 +30,9 @@ class RollingMadDetector(Detector):
 
     ``persistence`` > 1 scores each row by the median z-score of its last ``persistence`` rows, so a
     deviation must last that long to score high: one noisy minute of a low-volume rate does not.
+
+    Scoring a day reads a day of history and the windows before it (``context``), not all of it: the
+    same scores, unless an outage of over a day precedes the day (its first values then score 0).
     """
 
     name = "rolling_mad"
@@ -70,6 +73,11 @@ class RollingMadDetector(Detector):
         if self.persistence > 1:
             scores = pd.Series(scores).rolling(self.persistence, min_periods=1).median().to_numpy()
         return scores, expected
+
+    def context(self) -> pd.Timedelta:
+        # The windows behind the last ``persistence`` scores, and a day more: a baseline carried across
+        # an outage (windows with fewer than ``min_periods`` values) comes from before the outage.
+        return (self.window + self.persistence - 1) * self.step_ + pd.Timedelta(days=1)
 
     def _min_periods(self) -> int:
         return self.window // 2 if self.min_periods is None else self.min_periods

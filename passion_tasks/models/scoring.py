@@ -43,23 +43,29 @@ def score_frame(
     pass the tail of the previous day with the day to score so its first minutes have history.
     """
     result = detector.detect(frame)
-    scores = pd.DataFrame(
+    index = frame.index.tz_convert("UTC")
+    kept = slice(None) if start is None else slice(index.searchsorted(as_utc(start)), None)
+    return pd.DataFrame(
         {
-            "ts": frame.index.tz_convert("UTC"),
+            "ts": index[kept],
             "series": series,
             "detector": detector.name,
             "model_version": model_version,
-            "value": frame[detector.feature_names_in_[0]].astype("float64").to_numpy(),
-            "expected": result["expected"].to_numpy(),
-            "score": result["score"].to_numpy(),
+            "value": frame[detector.feature_names_in_[0]].to_numpy("float64")[kept],
+            "expected": result["expected"].to_numpy()[kept],
+            "score": result["score"].to_numpy()[kept],
             "threshold": detector.threshold_,
-            "is_anomaly": result["is_anomaly"].to_numpy(),
+            "is_anomaly": result["is_anomaly"].to_numpy()[kept],
         },
         columns=SCORE_COLUMNS,
     )
-    if start is not None:
-        scores = scores[scores["ts"] >= as_utc(start)]
-    return scores.reset_index(drop=True)
+
+
+def scoring_rows(model: Detector, frame: pd.DataFrame, start: Instant) -> pd.DataFrame:
+    """The rows of ``frame`` a model scores the rows from ``start`` on with: those, and the history
+    before them that can change their scores (``Detector.context``)."""
+    context = model.context()
+    return frame if context is None else frame.iloc[frame.index.searchsorted(as_utc(start) - context) :]
 
 
 def group_events(scores: pd.DataFrame, max_gap: str = "5min") -> pd.DataFrame:
@@ -202,9 +208,8 @@ def score_series(lake: Lake, name: str, day: dt.date, frame: pd.DataFrame) -> pd
     if loaded is None:
         return f"no model was live on {day}; run `passion train --series '{name}' --promote`"
     model, version = loaded
-    return score_frame(
-        model, frame[list(version.features)], series=name, model_version=version.ref, start=as_utc(day)
-    )
+    rows = scoring_rows(model, frame, day)[list(version.features)]
+    return score_frame(model, rows, series=name, model_version=version.ref, start=as_utc(day))
 
 
 def write_batch(lake: Lake, day: dt.date, scores: pd.DataFrame, names: list[str]) -> pd.DataFrame:
