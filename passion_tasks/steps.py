@@ -315,7 +315,7 @@ def series_to_score(lake: Lake, day: Day) -> list[str]:
 
     def has_live_model(name: str) -> bool:
         try:
-            return registry.live(lake, name, day) is not None
+            return registry.live_promotion(lake, name, day) is not None
         except (PassionError, OSError):
             # Planned all the same: scoring it fails that series alone, with its name and error.
             return True

@@ -103,9 +103,8 @@ def day_scores(
 def write_day(lake: Lake, *scores: pd.DataFrame, day: dt.date = DAY, cdn_rows: int = 1) -> None:
     """Scores and events of the series, one batch as ``steps.score_day`` writes them, and ``cdn_rows`` log
     rows."""
-    write_batch(
-        lake, day, pd.concat(scores, ignore_index=True), [frame["series"].iloc[0] for frame in scores]
-    )
+    table = pa.Table.from_pandas(pd.concat(scores), schema=schemas.SCORES, preserve_index=False)
+    write_batch(lake, day, table, [frame["series"].iloc[0] for frame in scores])
     row = {
         "ts": pd.Timestamp(day, tz="UTC"),
         "sc_status": 200,

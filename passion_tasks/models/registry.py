@@ -462,10 +462,15 @@ def live(lake: Lake, series: str, on: Day | None = None) -> ModelVersion | None:
     That is the latest promotion taking effect on or before the day; of promotions taking effect
     on the same day, the one made last.
     """
+    promotion = live_promotion(lake, series, on)
+    return None if promotion is None else _read_model(lake, series, promotion.detector, promotion.version)
+
+
+def live_promotion(lake: Lake, series: str, on: Day | None = None) -> Promotion | None:
+    """The promotion that made :func:`live`'s model live, from the promotion history alone (one read,
+    no manifest): what a caller that fetches the model next needs."""
     timeline = _timeline(_promotions(lake, series), _day_or_today(on))
-    if not timeline:
-        return None
-    return _read_model(lake, series, timeline[-1].detector, timeline[-1].version)
+    return timeline[-1] if timeline else None
 
 
 def require_live(lake: Lake, series: str, on: Day | None = None) -> ModelVersion:

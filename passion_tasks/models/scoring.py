@@ -8,11 +8,13 @@ import posixpath
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from passion_tasks.detectors import Detector
 from passion_tasks.errors import ExitCode, NoInputError, PassionError
@@ -42,23 +44,52 @@ def score_frame(
     Rows before ``start`` are scored too, as context for windowed detectors, and then dropped:
     pass the tail of the previous day with the day to score so its first minutes have history.
     """
+    columns = score_columns(detector, frame, series=series, model_version=model_version, start=start)
+    return scores_table(columns).to_pandas()
+
+
+def score_columns(
+    detector: Detector,
+    frame: pd.DataFrame,
+    *,
+    series: str,
+    model_version: str,
+    start: Instant | None = None,
+) -> dict[str, Any]:
+    """``score_frame``'s columns, unassembled: an array per column of ``SCORE_COLUMNS``, but those that
+    hold one value for the series (its name, detector, model, threshold), which hold that value."""
     result = detector.detect(frame)
     index = frame.index.tz_convert("UTC")
     kept = slice(None) if start is None else slice(index.searchsorted(as_utc(start)), None)
-    return pd.DataFrame(
-        {
-            "ts": index[kept],
-            "series": series,
-            "detector": detector.name,
-            "model_version": model_version,
-            "value": frame[detector.feature_names_in_[0]].to_numpy("float64")[kept],
-            "expected": result["expected"].to_numpy()[kept],
-            "score": result["score"].to_numpy()[kept],
-            "threshold": detector.threshold_,
-            "is_anomaly": result["is_anomaly"].to_numpy()[kept],
-        },
-        columns=SCORE_COLUMNS,
-    )
+    return {
+        "ts": index[kept].tz_localize(None).to_numpy("datetime64[ms]"),
+        "series": series,
+        "detector": detector.name,
+        "model_version": model_version,
+        "value": frame[detector.feature_names_in_[0]].to_numpy("float64")[kept],
+        "expected": result["expected"].to_numpy("float64")[kept],
+        "score": result["score"].to_numpy("float64")[kept],
+        "threshold": float(detector.threshold_),
+        "is_anomaly": result["is_anomaly"].to_numpy(bool)[kept],
+    }
+
+
+def scores_table(batch: dict[str, Any] | list[dict[str, Any]]) -> pa.Table:
+    """One table in ``schemas.SCORES`` of the ``score_columns`` of one series or of a batch of them."""
+    parts = [batch] if isinstance(batch, dict) else batch
+    rows = [len(part["score"]) for part in parts]
+    arrays = []
+    for column in schemas.SCORES:
+        values = [part[column.name] for part in parts]
+        if np.ndim(values[0]) == 0:
+            # One value per series: a dictionary of the batch's values, each row an index into it.
+            array = pa.DictionaryArray.from_arrays(
+                pa.array(np.repeat(np.arange(len(parts), dtype=np.int32), rows)), pa.array(values)
+            )
+            arrays.append(array.cast(column.type))
+        else:
+            arrays.append(pa.array(np.concatenate(values) if values else [], type=column.type))
+    return pa.Table.from_arrays(arrays, schema=schemas.SCORES)
 
 
 def scoring_rows(model: Detector, frame: pd.DataFrame, start: Instant) -> pd.DataFrame:
@@ -181,7 +212,7 @@ def score_each(lake: Lake, day: dt.date, frame: pd.DataFrame, names: list[str]) 
     """
     summary = ScoreSummary(day=day)
     outcomes = lake.map_io(lambda name: _outcome(lake, name, day, frame), names)
-    scored: dict[str, pd.DataFrame] = {}
+    scored: dict[str, dict[str, Any]] = {}
     for name, outcome in zip(names, outcomes, strict=True):
         if isinstance(outcome, str):
             summary.skipped[name] = outcome
@@ -191,16 +222,16 @@ def score_each(lake: Lake, day: dt.date, frame: pd.DataFrame, names: list[str]) 
             scored[name] = outcome
     if not scored:
         summary.raise_for_failures()
-    scores = pd.concat(scored.values(), ignore_index=True)
+    scores = scores_table(list(scored.values()))
     events = write_batch(lake, day, scores, list(scored))
     summary.series_scored = len(scored)
-    summary.anomalous_minutes = int(scores["is_anomaly"].sum())
+    summary.anomalous_minutes = int(pc.sum(scores["is_anomaly"]).as_py() or 0)
     summary.events = len(events)
     return summary
 
 
-def score_series(lake: Lake, name: str, day: dt.date, frame: pd.DataFrame) -> pd.DataFrame | str:
-    """One series' scores on ``day``, or why it had no model."""
+def score_series(lake: Lake, name: str, day: dt.date, frame: pd.DataFrame) -> dict[str, Any] | str:
+    """One series' scores on ``day`` (``score_columns``), or why it had no model."""
     from passion_tasks.models import training
 
     with tempfile.TemporaryDirectory(prefix="passion-score-") as tmp:
@@ -209,19 +240,20 @@ def score_series(lake: Lake, name: str, day: dt.date, frame: pd.DataFrame) -> pd
         return f"no model was live on {day}; run `passion train --series '{name}' --promote`"
     model, version = loaded
     rows = scoring_rows(model, frame, day)[list(version.features)]
-    return score_frame(model, rows, series=name, model_version=version.ref, start=as_utc(day))
+    return score_columns(model, rows, series=name, model_version=version.ref, start=as_utc(day))
 
 
-def write_batch(lake: Lake, day: dt.date, scores: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+def write_batch(lake: Lake, day: dt.date, scores: pa.Table, names: list[str]) -> pd.DataFrame:
     """Write the ``scores`` of the series ``names`` and their events (``group_events``), which it
     returns: in each dataset one file, whose rows replace the series' earlier rows of the day
     (``lake.batches``), so a series or a batch can be re-scored alone."""
-    events = group_events(scores)
-    for dataset, schema, rows in (
+    # Events come from the series with an anomalous row; their other rows give each one's grid step.
+    flagged = pc.unique(scores.filter(scores["is_anomaly"])["series"])
+    events = group_events(scores.filter(pc.is_in(scores["series"], flagged)).to_pandas())
+    for dataset, schema, table in (
         (datasets.SCORES, schemas.SCORES, scores),
-        (datasets.EVENTS, schemas.EVENTS, events),
+        (datasets.EVENTS, schemas.EVENTS, _table(events, schemas.EVENTS)),
     ):
-        table = _table(rows, schema)
         batches.replace_members(lake, dataset, day, table, column="series", members=names, schema=schema)
         _retire_series_leaves(lake, dataset, day, set(names))
     return events
@@ -239,7 +271,7 @@ def _retire_series_leaves(lake: Lake, dataset: str, day: dt.date, names: set[str
 
 def _outcome(
     lake: Lake, name: str, day: dt.date, frame: pd.DataFrame
-) -> pd.DataFrame | str | PassionError | OSError:
+) -> dict[str, Any] | str | PassionError | OSError:
     try:
         return score_series(lake, name, day, frame)
     except (PassionError, OSError) as error:

@@ -94,25 +94,31 @@ def load_model(lake: Lake, series: str, detector: str, version: str | int | None
             if not versions:
                 raise UsageError(f"no {detector} model is registered for {series!r}; train one first")
             version = max(versions, key=lambda m: int(m.version[1:])).version
-    folder, model = registry.fetch(lake, series, detector, version, into=Path(workdir) / "model")
-    try:
-        return load_detector(folder, expected=model.detector)
-    except DetectorError as error:
-        # The files passed their checksums, so the lake handed back what the manifest names; a saved
-        # detector that still cannot be restored is refused like any other model that fails its checks.
-        raise registry.ArtifactIntegrityError(
-            f"model {model.ref} cannot be loaded: {error}. {registry.WHAT_TO_DO}"
-        ) from None
+    return _fetched(lake, series, detector, version, workdir)[0]
 
 
 def live_model(
     lake: Lake, series: str, day: Day, workdir: Path
 ) -> tuple[Detector, registry.ModelVersion] | None:
     """The model that was live for ``series`` on ``day``, loaded; ``None`` if none was."""
-    version = registry.live(lake, series, on=as_day(day))
-    if version is None:
+    promotion = registry.live_promotion(lake, series, on=as_day(day))
+    if promotion is None:
         return None
-    return load_model(lake, series, version.detector, version.version, workdir), version
+    return _fetched(lake, series, promotion.detector, promotion.version, workdir)
+
+
+def _fetched(
+    lake: Lake, series: str, detector: str, version: str | int, workdir: Path
+) -> tuple[Detector, registry.ModelVersion]:
+    folder, model = registry.fetch(lake, series, detector, version, into=Path(workdir) / "model")
+    try:
+        return load_detector(folder, expected=model.detector), model
+    except DetectorError as error:
+        # The files passed their checksums, so the lake handed back what the manifest names; a saved
+        # detector that still cannot be restored is refused like any other model that fails its checks.
+        raise registry.ArtifactIntegrityError(
+            f"model {model.ref} cannot be loaded: {error}. {registry.WHAT_TO_DO}"
+        ) from None
 
 
 def parse_model_ref(ref: str) -> tuple[str, str, str | None]:
