@@ -341,15 +341,20 @@ def score_batches(lake: Lake, day: Day, series_per_batch: int) -> list[list[str]
 def score_day(
     lake: Lake, day: Day, *, series: list[str] | None = None, history_days: int = HISTORY_DAYS
 ) -> ScoreSummary:
-    """Score ``day`` for each series (default: every watched one) with the model live on that day,
-    reading ``history_days`` before it as the models' context (``models.scoring.score_each``)."""
-    from passion_tasks.features import read_series
+    """Score ``day`` for each series (default: every watched one with features in the ``history_days``
+    before it, or on it) with the model live on that day, reading at most ``history_days`` before it
+    as the models' context (``models.scoring.score_each``)."""
+    import pyarrow.compute as pc
+
     from passion_tasks.features.policy import watched_series
     from passion_tasks.models.scoring import score_each
 
     day = as_day(day)
-    frame = read_series(lake, day - dt.timedelta(days=history_days), day, series)
-    return score_each(lake, day, frame, series or watched_series(frame.columns))
+    if not series:
+        start = day - dt.timedelta(days=history_days)
+        names = lake.read_range(datasets.FEATURES, start, day, columns=["series"])["series"]
+        series = sorted(watched_series(pc.unique(names).to_pylist()))
+    return score_each(lake, day, series, history_days)
 
 
 def scored_series(lake: Lake, day: Day) -> list[str]:

@@ -19,7 +19,7 @@ from passion_tasks.detectors import (
 )
 from passion_tasks.detectors.baselines import RollingMadDetector
 from passion_tasks.errors import ExitCode, PassionError
-from passion_tasks.models.scoring import scoring_rows
+from passion_tasks.models.scoring import history_needed, scoring_rows
 
 TRAIN_DAYS = 3
 DAY = 1440  # rows per day on a one-minute grid
@@ -166,6 +166,15 @@ def test_a_day_scored_with_its_context_alone_scores_as_with_all_its_history() ->
     assert rows.index[0] == day - detector.context()
     whole, alone = detector.detect(frame).loc[day:], detector.detect(rows).loc[day:]
     pd.testing.assert_frame_equal(alone, whole, check_exact=True)
+
+
+def test_a_batch_reads_the_days_of_history_its_models_need() -> None:
+    mad = fitted(daily_cycle(), persistence=3)  # its windows and a day: 2 days before the scored one
+    assert history_needed([mad], history_days=8) == 2
+    assert history_needed([mad], history_days=1) == 1
+    # A model that may use all the history it gets (a season, say) gets all the batch reads.
+    assert make_detector("seasonal_naive").context() is None
+    assert history_needed([mad, make_detector("seasonal_naive")], history_days=8) == 8
 
 
 def test_scores_at_the_start_of_a_frame_without_history_are_zero() -> None:

@@ -4,6 +4,7 @@ scores to ``events``, a batch of series at a time. One series' bad model fails t
 from __future__ import annotations
 
 import datetime as dt
+import math
 import posixpath
 import tempfile
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import pyarrow.compute as pc
 from passion_tasks.detectors import Detector
 from passion_tasks.errors import ExitCode, NoInputError, PassionError
 from passion_tasks.lake import MANIFEST, Lake, batches, datasets, schemas
+from passion_tasks.models.registry import ModelVersion
 
 SCORE_COLUMNS = schemas.SCORES.names
 
@@ -203,23 +205,39 @@ class ScoreSummary:
         raise SeriesNotScored(message, self.exit_code)
 
 
-def score_each(lake: Lake, day: dt.date, frame: pd.DataFrame, names: list[str]) -> ScoreSummary:
-    """Score ``day`` for each series named, with the model live that day; ``frame`` holds the day and
-    the history before it. Raises (``raise_for_failures``) only when no series could be scored.
+def score_each(lake: Lake, day: dt.date, names: list[str], history_days: int) -> ScoreSummary:
+    """Score ``day`` for each series named, with the model live that day, reading as much history as
+    the models need (``history_needed``, at most ``history_days``). Raises (``raise_for_failures``)
+    only when no series could be scored.
 
     The series scored are written as one batch (``write_batch``). On a remote lake the models are
     loaded on threads: their time is round trips.
     """
+    from passion_tasks.features import read_series
+
     summary = ScoreSummary(day=day)
-    outcomes = lake.map_io(lambda name: _outcome(lake, name, day, frame), names)
-    scored: dict[str, dict[str, Any]] = {}
-    for name, outcome in zip(names, outcomes, strict=True):
+    loaded: dict[str, tuple[Detector, ModelVersion]] = {}
+    for name, outcome in zip(names, lake.map_io(lambda name: _loaded(lake, name, day), names), strict=True):
         if isinstance(outcome, str):
             summary.skipped[name] = outcome
         elif isinstance(outcome, PassionError | OSError):
             summary.failed[name] = outcome
         else:
-            scored[name] = outcome
+            loaded[name] = outcome
+    if not loaded:
+        summary.raise_for_failures()
+    features = sorted({feature for _, version in loaded.values() for feature in version.features})
+    days = history_needed([model for model, _ in loaded.values()], history_days)
+    frame = read_series(lake, day - dt.timedelta(days=days), day, features)
+    scored = {}
+    for name, (model, version) in loaded.items():
+        rows = scoring_rows(model, frame, day)[list(version.features)]
+        try:
+            scored[name] = score_columns(
+                model, rows, series=name, model_version=version.ref, start=as_utc(day)
+            )
+        except PassionError as error:
+            summary.failed[name] = error
     if not scored:
         summary.raise_for_failures()
     scores = scores_table(list(scored.values()))
@@ -230,17 +248,13 @@ def score_each(lake: Lake, day: dt.date, frame: pd.DataFrame, names: list[str]) 
     return summary
 
 
-def score_series(lake: Lake, name: str, day: dt.date, frame: pd.DataFrame) -> dict[str, Any] | str:
-    """One series' scores on ``day`` (``score_columns``), or why it had no model."""
-    from passion_tasks.models import training
-
-    with tempfile.TemporaryDirectory(prefix="passion-score-") as tmp:
-        loaded = training.live_model(lake, name, day, Path(tmp))
-    if loaded is None:
-        return f"no model was live on {day}; run `passion train --series '{name}' --promote`"
-    model, version = loaded
-    rows = scoring_rows(model, frame, day)[list(version.features)]
-    return score_columns(model, rows, series=name, model_version=version.ref, start=as_utc(day))
+def history_needed(models: list[Detector], history_days: int) -> int:
+    """Whole days before a scored day that hold every model's ``context``; ``history_days`` when a
+    model needs all the history it can get, or more than that."""
+    contexts = [model.context() for model in models]
+    if any(context is None for context in contexts):
+        return history_days
+    return min(history_days, max(math.ceil(context / pd.Timedelta(days=1)) for context in contexts))
 
 
 def write_batch(lake: Lake, day: dt.date, scores: pa.Table, names: list[str]) -> pd.DataFrame:
@@ -269,13 +283,20 @@ def _retire_series_leaves(lake: Lake, dataset: str, day: dt.date, names: set[str
             lake.delete(path)
 
 
-def _outcome(
-    lake: Lake, name: str, day: dt.date, frame: pd.DataFrame
-) -> dict[str, Any] | str | PassionError | OSError:
+def _loaded(
+    lake: Lake, name: str, day: dt.date
+) -> tuple[Detector, ModelVersion] | str | PassionError | OSError:
+    """The series' live model, why it has none, or the error that kept it from loading."""
+    from passion_tasks.models import training
+
     try:
-        return score_series(lake, name, day, frame)
+        with tempfile.TemporaryDirectory(prefix="passion-score-") as tmp:
+            loaded = training.live_model(lake, name, day, Path(tmp))
     except (PassionError, OSError) as error:
         return error
+    if loaded is None:
+        return f"no model was live on {day}; run `passion train --series '{name}' --promote`"
+    return loaded
 
 
 def _table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
