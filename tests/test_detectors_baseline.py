@@ -168,13 +168,26 @@ def test_a_day_scored_with_its_context_alone_scores_as_with_all_its_history() ->
     pd.testing.assert_frame_equal(alone, whole, check_exact=True)
 
 
+def test_a_seasonal_forecast_needs_one_season_of_context() -> None:
+    frame, _ = with_anomalies(daily_cycle())
+    detector = make_detector("seasonal_naive").fit(frame.iloc[: TRAIN_DAYS * DAY])
+    day = frame.index[TRAIN_DAYS * DAY]
+    assert detector.context() == pd.Timedelta(days=1)
+
+    whole = detector.detect(frame).loc[day:]
+    alone = detector.detect(scoring_rows(detector, frame, day)).loc[day:]
+    pd.testing.assert_frame_equal(alone, whole, check_exact=True)
+
+
 def test_a_batch_reads_the_days_of_history_its_models_need() -> None:
     mad = fitted(daily_cycle(), persistence=3)  # its windows and a day: 2 days before the scored one
     assert history_needed([mad], history_days=8) == 2
     assert history_needed([mad], history_days=1) == 1
-    # A model that may use all the history it gets (a season, say) gets all the batch reads.
-    assert make_detector("seasonal_naive").context() is None
-    assert history_needed([mad, make_detector("seasonal_naive")], history_days=8) == 8
+    weekly = make_detector("seasonal_naive", season="7D").fit(daily_cycle(days=15).iloc[: 14 * DAY])
+    assert history_needed([mad, weekly], history_days=8) == 7
+    # A model that may use all the history it gets (NAB's window of 6,400 rows) gets all the batch reads.
+    assert make_detector("windowed_gaussian").context() is None
+    assert history_needed([mad, make_detector("windowed_gaussian")], history_days=8) == 8
 
 
 def test_scores_at_the_start_of_a_frame_without_history_are_zero() -> None:

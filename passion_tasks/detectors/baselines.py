@@ -230,6 +230,9 @@ class SeasonalNaiveDetector(Detector):
         if not self.scale_ > 0:
             raise DetectorError(f"{self.name}: the training series repeats exactly every {self.season}")
 
+    def context(self) -> pd.Timedelta:
+        return self.season_steps_ * self.step_
+
     def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         values = frame.iloc[:, 0]
         return np.abs(self._residuals(values)) / self.scale_, values.shift(self.season_steps_).to_numpy()
