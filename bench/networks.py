@@ -59,10 +59,10 @@ def run_one(name: str, days: int, epochs: int, per_epoch: int | None, every_wind
     train = frame.iloc[: days * 1440]
     test, labels = planted_day(frame)
     began = time.perf_counter()
-    sample = {"windows_per_epoch": per_epoch} if per_epoch else {}
-    if every_window:
-        sample = {"windows_per_epoch": None}
-    detector = make_detector(name, epochs=epochs, **sample).fit(train)
+    params = {"epochs": epochs}
+    if every_window or per_epoch:
+        params["windows_per_epoch"] = None if every_window else per_epoch
+    detector = make_detector(name, **params).fit(train)
     fit_s = time.perf_counter() - began
     scores = detector.decision_function(test).to_numpy()[1440:]
     return {
@@ -102,8 +102,7 @@ def main() -> None:
     print(
         f"{args.days} days of 1-minute data, window 1440, {SEED_EPOCHS} epochs; {os.cpu_count()} CPUs. "
         f"sampled: {args.windows_per_epoch or 'the default number of'} windows an epoch, early stopping; "
-        "all: one epoch over every "
-        f"window (the seeds' {SEED_EPOCHS} extrapolated)"
+        f"all: one epoch over every window (the seeds' {SEED_EPOCHS} extrapolated)"
     )
     print(
         f"{'network':<10} {'sampled fit s':>14} {'epochs':>7} {'val loss':>9} {'AUC':>6} "

@@ -88,13 +88,16 @@ def missing_features(lake: Lake, day: Day) -> list[str]:
     ]
 
 
-def series_on(lake: Lake, day: Day) -> list[str]:
-    """The watched series with features on ``day``, sorted."""
+def series_on(lake: Lake, day: Day, *, since: Day | None = None) -> list[str]:
+    """The watched series with features on ``day`` (or on any day from ``since`` to it), sorted."""
     import pyarrow.compute as pc
 
     from passion_tasks.features.policy import watched_series
 
-    table = lake.read_partition(datasets.FEATURES, day, columns=["series"])
+    if since is None:
+        table = lake.read_partition(datasets.FEATURES, day, columns=["series"])
+    else:
+        table = lake.read_range(datasets.FEATURES, since, day, columns=["series"])
     return sorted(watched_series(pc.unique(table["series"]).to_pylist()))
 
 
@@ -344,17 +347,11 @@ def score_day(
     """Score ``day`` for each series (default: every watched one with features in the ``history_days``
     before it, or on it) with the model live on that day, reading at most ``history_days`` before it
     as the models' context (``models.scoring.score_each``)."""
-    import pyarrow.compute as pc
-
-    from passion_tasks.features.policy import watched_series
     from passion_tasks.models.scoring import score_each
 
     day = as_day(day)
-    if not series:
-        start = day - dt.timedelta(days=history_days)
-        names = lake.read_range(datasets.FEATURES, start, day, columns=["series"])["series"]
-        series = sorted(watched_series(pc.unique(names).to_pylist()))
-    return score_each(lake, day, series, history_days)
+    names = series or series_on(lake, day, since=day - dt.timedelta(days=history_days))
+    return score_each(lake, day, names, history_days)
 
 
 def scored_series(lake: Lake, day: Day) -> list[str]:

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from passion_tasks.lake.store import MANIFEST, Day, Lake, LakeError, Partition, PartitionWriter
+from passion_tasks.lake.store import MANIFEST, Day, Lake, LakeError, LeafFile, Partition
 
 #: The manifest's key for what each file holds.
 PARTS = "parts"
@@ -113,12 +113,12 @@ def _part(table: pa.Table, column: str) -> dict[str, Any]:
 def _write(lake: Lake, dataset: str, day: Day, table: pa.Table, schema: pa.Schema) -> str:
     leaf = lake.leaf(dataset, day)
     lake._ensure_parent(posixpath.join(leaf, MANIFEST))
-    writer = PartitionWriter(lake, leaf, schema, None)
+    file = LeafFile(lake, leaf, schema)
     try:
-        writer.write(table)
-        return writer.publish()
+        file.write(table)
+        return file.publish()
     except BaseException:
-        writer.abort()
+        file.abort()
         raise
 
 

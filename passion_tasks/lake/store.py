@@ -177,18 +177,14 @@ class Partition:
     meta: Mapping[str, Any]
 
 
-class PartitionWriter:
-    """Streams record batches of one leaf into a Parquet file, committed on ``commit()``."""
+class LeafFile:
+    """One Parquet file streamed into a leaf, under its final name once published, named by no manifest
+    until a commit names it."""
 
-    def __init__(self, lake: Lake, leaf: str, schema: pa.Schema, meta: Mapping[str, Any] | None):
+    def __init__(self, lake: Lake, leaf: str, schema: pa.Schema):
         self._lake, self._leaf, self._schema = lake, leaf, schema
-        self.meta: dict[str, Any] = dict(meta or {})
-        #: When this run began, and the leaf's manifest as it saw it then: what its commit replaces.
-        self.started_at = dt.datetime.now(dt.UTC)
-        self._base = lake.versions.read(posixpath.join(leaf, MANIFEST))
-        self._token = uuid.uuid4().hex[:12]
-        self._file = f"part-{self._token}-0.parquet"
-        self._staging = lake._staging_path(posixpath.join(leaf, self._file))
+        self.name = f"part-{uuid.uuid4().hex[:12]}-0.parquet"
+        self._staging = lake._staging_path(posixpath.join(leaf, self.name))
         self._sink = lake.fs.open_output_stream(self._staging)
         self._writer = pq.ParquetWriter(self._sink, schema, compression="zstd")
         self.rows = 0
@@ -199,25 +195,47 @@ class PartitionWriter:
             self.rows += data.num_rows
 
     def publish(self) -> str:
-        """Close the file and make it visible under its final name, uncommitted; returns that name."""
+        """Close the file and make it visible under its final name; returns that name."""
         self._writer.close()
         self._sink.close()
-        self._lake._publish(self._staging, posixpath.join(self._leaf, self._file))
-        return self._file
-
-    def commit(self) -> Partition:
-        return self._lake._commit_manifest(
-            self._leaf, [self.publish()], self.rows, self.meta, self.started_at, self._base
-        )
+        self._lake._publish(self._staging, posixpath.join(self._leaf, self.name))
+        return self.name
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
             self._writer.close()
         with contextlib.suppress(Exception):
             self._sink.close()
-        for path in {self._staging, self._lake._path(posixpath.join(self._leaf, self._file))}:
+        for path in {self._staging, self._lake._path(posixpath.join(self._leaf, self.name))}:
             with contextlib.suppress(Exception):
                 self._lake.fs.delete_file(path)
+
+
+class PartitionWriter:
+    """Streams record batches of one leaf into a Parquet file, committed on ``commit()``."""
+
+    def __init__(self, lake: Lake, leaf: str, schema: pa.Schema, meta: Mapping[str, Any] | None):
+        self._lake, self._leaf = lake, leaf
+        self.meta: dict[str, Any] = dict(meta or {})
+        #: When this run began, and the leaf's manifest as it saw it then: what its commit replaces.
+        self.started_at = dt.datetime.now(dt.UTC)
+        self._base = lake.versions.read(posixpath.join(leaf, MANIFEST))
+        self._file = LeafFile(lake, leaf, schema)
+
+    @property
+    def rows(self) -> int:
+        return self._file.rows
+
+    def write(self, data: pa.Table | pa.RecordBatch) -> None:
+        self._file.write(data)
+
+    def commit(self) -> Partition:
+        return self._lake._commit_manifest(
+            self._leaf, [self._file.publish()], self.rows, self.meta, self.started_at, self._base
+        )
+
+    def abort(self) -> None:
+        self._file.abort()
 
 
 class Lake:

@@ -47,7 +47,7 @@ def score_frame(
     pass the tail of the previous day with the day to score so its first minutes have history.
     """
     columns = score_columns(detector, frame, series=series, model_version=model_version, start=start)
-    return scores_table(columns).to_pandas()
+    return scores_table([columns]).to_pandas()
 
 
 def score_columns(
@@ -76,9 +76,8 @@ def score_columns(
     }
 
 
-def scores_table(batch: dict[str, Any] | list[dict[str, Any]]) -> pa.Table:
-    """One table in ``schemas.SCORES`` of the ``score_columns`` of one series or of a batch of them."""
-    parts = [batch] if isinstance(batch, dict) else batch
+def scores_table(parts: list[dict[str, Any]]) -> pa.Table:
+    """One table in ``schemas.SCORES`` of the ``score_columns`` of a batch of series."""
     rows = [len(part["score"]) for part in parts]
     arrays = []
     for column in schemas.SCORES:
@@ -231,7 +230,7 @@ def score_each(lake: Lake, day: dt.date, names: list[str], history_days: int) ->
     frame = read_series(lake, day - dt.timedelta(days=days), day, features)
     scored = {}
     for name, (model, version) in loaded.items():
-        rows = scoring_rows(model, frame, day)[list(version.features)]
+        rows = scoring_rows(model, frame[list(version.features)], day)
         try:
             scored[name] = score_columns(
                 model, rows, series=name, model_version=version.ref, start=as_utc(day)
