@@ -163,6 +163,14 @@ def cmd_alert(args: argparse.Namespace) -> int:
     return run.exit_code
 
 
+def cmd_live(args: argparse.Namespace) -> int:
+    ran = steps.live_batches(Lake(args.lake), args.input, now=args.now)
+    for batch in ran:
+        print(batch.summary())
+    failed = any(batch.alerts is not None and batch.alerts.failed for batch in ran)
+    return ExitCode.FAILED if failed else ExitCode.OK
+
+
 def cmd_explore(args: argparse.Namespace) -> int:
     print(steps.explore(Lake(args.lake), args.start, args.end, series=args.series, target=args.target))
     return ExitCode.OK
@@ -258,6 +266,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     print(f"\nReport: {uri}")
     return ExitCode.OK
+
+
+def _instant(text: str) -> dt.datetime:
+    try:
+        instant = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time: {text!r}") from None
+    return instant.replace(tzinfo=dt.UTC) if instant.tzinfo is None else instant
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -451,6 +467,20 @@ def build_parser() -> argparse.ArgumentParser:
     alert.add_argument("--day", type=_day, required=True, metavar="YYYY-MM-DD")
     _lake_option(alert)
     alert.set_defaults(handler=cmd_alert)
+
+    live = commands.add_parser(
+        "live",
+        help="one micro-batch: land the new CDN log files of yesterday and today, score and alert",
+    )
+    live.add_argument("--input", required=True, metavar="PATH_OR_URL", help="folder or s3:// prefix")
+    live.add_argument(
+        "--now",
+        type=_instant,
+        metavar="ISO_TIME",
+        help="the time the batch runs at, UTC (default: now): the days it works on, and when a day is over",
+    )
+    _lake_option(live)
+    live.set_defaults(handler=cmd_live)
 
     partitions = commands.add_parser("partitions", help="list a dataset's days and row counts")
     partitions.add_argument("dataset", help="e.g. cdn_logs, metrics, features, scores")

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from passion_tasks.ingest.report import IngestReport
     from passion_tasks.lake import VacuumReport
     from passion_tasks.lake.leases import Lease
+    from passion_tasks.live import MicroBatch
     from passion_tasks.models.registry import ModelVersion, Promotion, SigningReport
     from passion_tasks.models.scoring import ScoreSummary
     from passion_tasks.models.training import TrainSummary
@@ -373,6 +374,21 @@ def alert_day(lake: Lake, day: Day, config: AlertConfig | None = None) -> AlertR
     from passion_tasks.alerting import alert_day as run_alerts
 
     return run_alerts(lake, day, config)
+
+
+def live_batches(
+    lake: Lake, input: str, *, now: dt.datetime | None = None, config: AlertConfig | None = None
+) -> list[MicroBatch]:
+    """A micro-batch of yesterday and of today (UTC, at ``now``): land the CDN log files under ``input``
+    that are new, score the minutes they complete with the day's live models, alert on them
+    (``passion_tasks.live``). Yesterday's go on until its last files and minute are in."""
+    from passion_tasks.live import micro_batch
+
+    now = now or dt.datetime.now(dt.UTC)
+    today = now.astimezone(dt.UTC).date()
+    return [
+        micro_batch(lake, day, input, now=now, config=config) for day in (today - dt.timedelta(days=1), today)
+    ]
 
 
 def explore(

@@ -1,13 +1,17 @@
-"""Shared fixtures: a temporary local lake, the reference data, and a real S3-protocol server."""
+"""Shared fixtures: a temporary local lake, the reference data, a real S3-protocol server, and a local
+webhook that records the alerts posted to it."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -80,3 +84,26 @@ def s3_bucket(s3_env: S3Options) -> str:
     name = f"passion-{uuid.uuid4().hex[:10]}"
     boto3.client("s3", endpoint_url=s3_env.endpoint_url, region_name="us-east-1").create_bucket(Bucket=name)
     return name
+
+
+class AlertHook(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.server.payloads.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def alert_hook() -> Iterator[ThreadingHTTPServer]:
+    """A webhook on 127.0.0.1 for a module's alerts: each posted JSON body lands in ``payloads``."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), AlertHook)
+    server.payloads = []
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()

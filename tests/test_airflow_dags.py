@@ -251,6 +251,7 @@ print(json.dumps({
     assert parsed["dags"] == [
         "passion_benchmark",
         "passion_ingest",
+        "passion_live",
         "passion_maintenance",
         "passion_score",
         "passion_train",
@@ -263,6 +264,7 @@ print(json.dumps({
         "passion_score": "CronDataIntervalTimetable",
         "passion_train": "CronTriggerTimetable",
         "passion_maintenance": "CronTriggerTimetable",
+        "passion_live": "CronTriggerTimetable",
         "passion_benchmark": "NullTimetable",
     }
     assert parsed["sensor_mode"] == "reschedule"
@@ -306,6 +308,7 @@ EXECUTION_TIMEOUTS = {
     "passion_ingest.features": 2 * 3600,
     "passion_ingest.land_cdn": 2 * 3600,
     "passion_ingest.land_metrics": 2 * 3600,
+    "passion_live.micro_batch": 15 * 60,
     "passion_maintenance.vacuum": 2 * 3600,
     "passion_score.alert": 15 * 60,
     "passion_score.report": 2 * 3600,
@@ -438,6 +441,36 @@ def scored_local_lake(
     scored = dags_test(env, "passion_score", day)
     webhook.server.shutdown()
     return lake, scored, webhook.payloads()
+
+
+@pytest.mark.slow
+def test_the_live_dag_lands_and_scores_the_new_files_of_a_day(
+    airflow_env: dict[str, str], sources: Path, landed: Path, tmp_path: Path
+) -> None:
+    lake = copy_lake(landed, tmp_path)
+    train_baseline(lake, until=DAYS[1], live_from=DAYS[2])
+    webhook = Webhook()
+    env = airflow_env | {
+        "PASSION_LAKE": lake.url,
+        "PASSION_SOURCES": sources_setting(sources),
+        "AIRFLOW_CONN_PASSION_ALERTS": webhook.connection,
+    }
+    # Ten minutes after the day's end: its files all land, and all of its minutes are complete.
+    now = dt.datetime.combine(DAYS[3], dt.time(0, 10)).isoformat()
+    ran = dags_test(env, "passion_live", {"now": now})
+    webhook.server.shutdown()
+    assert ran.returncode == 0, ran.stdout[-5000:]
+    scores = lake.read_partition("live_scores", DAYS[2]).to_pandas()
+    assert scores.groupby("series")["ts"].nunique().to_dict() == {"cdn_requests": 1440}
+    assert set(scores["model_version"]) == {"cdn_requests/rolling_mad@v1"}
+    state = json.loads(lake.read_bytes(f"live/dt={DAYS[2]}/state.json"))
+    assert state["scored_until"] == f"{DAYS[3]}T00:00:00+00:00"
+    assert len(state["landed"]) == len(list((sources / "cdn").rglob(f"*{DAYS[2]}*")))
+    # A batch that finds nothing new does nothing: the lake's scores stay as they were.
+    again = dags_test(env, "passion_live", {"now": now})
+    assert again.returncode == 0, again.stdout[-5000:]
+    assert "nothing new" in again.stdout
+    assert lake.read_partition("live_scores", DAYS[2]).to_pandas().equals(scores)
 
 
 @pytest.mark.slow

@@ -192,8 +192,35 @@ def test_the_nightly_run_trains_by_kind_and_falls_back_for_what_never_moved() ->
     "name", ["rate", "percentile", "geometric_mean", "size", "count", "profile", "constant"]
 )
 def test_saved_count_detectors_load_back_with_identical_scores(name: str, tmp_path) -> None:
+    frame = detector_frames()[name]
+    detector, result = fitted(name, frame)
+    loaded = load_detector(detector.save(tmp_path / name))
+    pd.testing.assert_frame_equal(loaded.detect(frame.iloc[TRAIN:]), result)
+
+
+@pytest.mark.parametrize(
+    ("name", "rows"), [("rate", 14), ("percentile", 14), ("geometric_mean", 14), ("size", 14), ("count", 179)]
+)
+def test_a_count_detector_scores_a_row_from_its_context_alone(name: str, rows: int) -> None:
+    # What scoring reads before a day (``scoring_rows``) and a micro-batch before its first minute.
+    frame = detector_frames()[name]
+    detector, result = fitted(name, frame)
+    assert detector.context() == pd.Timedelta(minutes=rows)
+    start = TRAIN + 600
+    cut = detector.detect(frame.iloc[start - rows :])
+    pd.testing.assert_frame_equal(cut.iloc[rows:], result.iloc[600:])
+    # With a row less, some row's score changes: the context is no longer than what the score reads.
+    changed = [
+        detector.detect(frame.iloc[TRAIN + row - rows + 1 : TRAIN + row + 1]).iloc[-1]["score"]
+        != result.iloc[row]["score"]
+        for row in range(600, 900)
+    ]
+    assert any(changed)
+
+
+def detector_frames() -> dict[str, pd.DataFrame]:
     requests = requests_per_minute(20)
-    frames = {
+    return {
         "geometric_mean": thin_slice_latencies(slower=1)[0],
         "rate": rate_frame(
             requests, np.random.default_rng(5).binomial(requests.astype(int), 0.01).astype(float)
@@ -204,9 +231,6 @@ def test_saved_count_detectors_load_back_with_identical_scores(name: str, tmp_pa
         "profile": metric_frame(),
         "constant": pd.DataFrame({"flag": np.ones(len(requests))}, index=grid(len(requests))),
     }
-    detector, result = fitted(name, frames[name])
-    loaded = load_detector(detector.save(tmp_path / name))
-    pd.testing.assert_frame_equal(loaded.detect(frames[name].iloc[TRAIN:]), result)
 
 
 # -- the budget ------------------------------------------------------------------------------------

@@ -405,6 +405,7 @@ def test_volumes_mount_the_repository_folders_airflow_reads(deployed: dict[str, 
         "passion_score.py",
         "passion_train.py",
         "passion_benchmark.py",
+        "passion_live.py",
         "passion_maintenance.py",
     }
     assert (DOCKER / "../plugins/passion_airflow/settings.py").is_file()

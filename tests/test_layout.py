@@ -26,6 +26,7 @@ LAYERS = [
     {"evaluation", "incidents"},
     {"reporting"},
     {"alerting"},
+    {"live"},
     {"steps"},
     {"demo"},
     {"cli"},

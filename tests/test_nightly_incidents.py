@@ -13,9 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pandas as pd
 import pytest
@@ -36,30 +34,8 @@ QUIET, INCIDENTS = dt.date(2026, 10, 4), dt.date(2026, 10, 5)
 SEED, KINDS = 19, {"outage": 0.5, "latency_spike": 0.5}
 
 
-class Hook(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        self.server.payloads.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
-def webhook() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    server.payloads = []
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(scope="module")
-def nightly(tmp_path_factory: pytest.TempPathFactory, webhook: ThreadingHTTPServer) -> dict:
+def nightly(tmp_path_factory: pytest.TempPathFactory, alert_hook: ThreadingHTTPServer) -> dict:
     """The lake after training and scoring, the labels, and each scored day's alert payloads."""
     root = tmp_path_factory.mktemp("nightly")
     sources, lake = root / "sources", Lake((root / "lake").as_uri())
@@ -70,15 +46,15 @@ def nightly(tmp_path_factory: pytest.TempPathFactory, webhook: ThreadingHTTPServ
             steps.ingest_day(lake, source, day, str(sources))
         steps.build_features(lake, day)
     trained = steps.train(lake, train_from=START, train_to=TRAIN_TO, promote=True)
-    url = f"http://127.0.0.1:{webhook.server_address[1]}/alerts"
+    url = f"http://127.0.0.1:{alert_hook.server_address[1]}/alerts"
     config = AlertConfig(webhook=WebhookChannel(url=Secret(url), secret=Secret("s" * 32)))
     payloads = {}
     for day in (QUIET, INCIDENTS):
         steps.score_day(lake, day)
         steps.report_day(lake, day)
-        webhook.payloads.clear()
+        alert_hook.payloads.clear()
         steps.alert_day(lake, day, config)
-        payloads[day] = list(webhook.payloads)
+        payloads[day] = list(alert_hook.payloads)
     labels = [Label.from_json(entry) for entry in json.loads((sources / INJECTED).read_text())["anomalies"]]
     return {"lake": lake, "trained": trained, "labels": labels, "payloads": payloads}
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from passion_tasks.alerting.rules import ANOMALY
+from passion_tasks.alerting.rules import ANOMALY, Alert
 from passion_tasks.lake import Lake, LakeError, datasets
 
 SENT = "sent"
@@ -66,6 +66,24 @@ class Ledger:
             entry["dedup_key"] == dedup_key and entry["channel"] == channel and entry["status"] == SENT
             for entry in self.entries
         )
+
+    def continued(self, alert: Alert, channel: str) -> list[dict[str, Any]]:
+        """The anomaly alerts sent to ``channel`` whose incident ``alert``'s incident continues: one of
+        its series, over a span that meets it. A micro-batch decides an incident while it is still
+        growing; later batches, and the nightly run, see it again with more minutes and series."""
+        if alert.incident is None:
+            return []
+        series, start, end = set(alert.series), alert.incident.start, alert.incident.end
+        return [
+            entry
+            for entry in self.entries
+            if entry["channel"] == channel
+            and entry["status"] == SENT
+            and (incident := entry.get("incident") or {}).get("kind") == ANOMALY
+            and series & set(incident["series"])
+            and pd.Timestamp(incident["start"]) <= end
+            and start <= pd.Timestamp(incident["end"])
+        ]
 
     def record(self, entry: dict[str, Any]) -> None:
         self.entries.append(entry)

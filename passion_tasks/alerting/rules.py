@@ -205,6 +205,8 @@ class Alert:
     severity: str
     incident: Incident | None = None
     missing: Mapping[str, str] = field(default_factory=dict)
+    #: The dedup key of the alert sent for this incident before it grew more severe (see ``escalates``).
+    update_of: str | None = None
 
     @property
     def series(self) -> tuple[str, ...]:
@@ -212,9 +214,12 @@ class Alert:
 
     @property
     def dedup_key(self) -> str:
-        """The same alert for the same day has the same key, whenever and however often it is decided."""
+        """The same alert for the same day has the same key, whenever and however often it is decided;
+        an update's key names its severity, so each escalation is sent once."""
         start = self.incident.start.isoformat() if self.incident else ""
         text = "|".join([self.kind, self.day.isoformat(), ",".join(self.series), start])
+        if self.update_of:
+            text += f"|update:{self.severity}"
         return hashlib.sha256(text.encode()).hexdigest()
 
     @property
@@ -230,7 +235,8 @@ class Alert:
             f"{incident.start:%Y-%m-%d %H:%M}-{incident.end:%H:%M} UTC "
             f"({incident.minutes} min, peak {peak.ratio:.1f}x threshold)"
         )
-        return f"{incident.cause.text if incident.cause else subject + ' anomalous'} {when}"
+        update = f"Now {self.severity}: " if self.update_of else ""
+        return f"{update}{incident.cause.text if incident.cause else subject + ' anomalous'} {when}"
 
     def summary(self) -> dict[str, Any]:
         """The alert as plain JSON values, as logged in ``sent.jsonl`` and posted to webhooks."""
@@ -243,6 +249,8 @@ class Alert:
         }
         if self.incident is None:
             return summary | {"missing": dict(self.missing)}
+        if self.update_of:
+            summary["update_of"] = self.update_of
         cause = self.incident.cause
         return summary | {
             "start": self.incident.start.isoformat(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -19,6 +20,7 @@ from passion_tasks.alerting.rules import (
     Alert,
     Anomaly,
     Incident,
+    Rules,
     Snooze,
     decide,
     no_data_alert,
@@ -27,6 +29,7 @@ from passion_tasks.alerting.rules import (
 from passion_tasks.errors import ExitCode, NoInputError, UsageError
 from passion_tasks.incidents.day import EXPLAINED_INCIDENTS, day_incidents
 from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day, datasets, schemas
+from passion_tasks.models.scoring import events_of
 from passion_tasks.reporting import report_path
 
 SNOOZES_PATH = f"{datasets.ALERTS}/snoozes.json"
@@ -91,19 +94,33 @@ class AlertRun:
 
 
 def alert_day(
-    lake: Lake, day: Day, config: AlertConfig | None = None, *, now: dt.datetime | None = None
+    lake: Lake,
+    day: Day,
+    config: AlertConfig | None = None,
+    *,
+    now: dt.datetime | None = None,
+    live: bool = False,
 ) -> AlertRun:
     """Decide the day's alerts and deliver each one to its routes' channels once.
 
     ``config`` defaults to :meth:`AlertConfig.from_env`; ``now`` (UTC) is the ``sent_at`` written down.
     Every delivery is recorded in ``alerts/dt=D/sent.jsonl``; one already sent is skipped, one that
-    failed is tried again.
+    failed is tried again. An incident already alerted (``Ledger.continued``) is sent again only when
+    it has grown more severe, as an update of the first alert.
+
+    ``live`` decides from the day's micro-batch scores so far (``live_scores``) instead of the nightly
+    run's, and sends no ``no_data`` alert: the day is not over.
     """
     config = config or AlertConfig.from_env()
     day = as_day(day)
     sent_at = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
-    scores = day_rows(lake, datasets.SCORES, day, schemas.SCORES)
-    incidents = day_incidents(lake, day, scores, day_rows(lake, datasets.EVENTS, day, schemas.EVENTS))
+    if live:
+        table = day_table(lake, datasets.LIVE_SCORES, day, schemas.SCORES)
+        scores, events = table.to_pandas(), events_of(table)
+    else:
+        scores = day_rows(lake, datasets.SCORES, day, schemas.SCORES)
+        events = day_rows(lake, datasets.EVENTS, day, schemas.EVENTS)
+    incidents = day_incidents(lake, day, scores, events)
     decisions = decide(
         day,
         incidents[:EXPLAINED_INCIDENTS],
@@ -113,7 +130,7 @@ def alert_day(
         earlier=ledgers.alerted_incidents(ledgers.read_entries(lake, day - dt.timedelta(days=1))),
     )
     rows = {dataset: dataset_rows(lake, dataset, day) for dataset in config.rules.expected_datasets}
-    no_data = no_data_alert(day, rows, config.rules)
+    no_data = None if live else no_data_alert(day, rows, config.rules)
     run = AlertRun(
         day=day,
         alerts=[no_data, *decisions.alerts] if no_data else decisions.alerts,
@@ -124,16 +141,17 @@ def alert_day(
     )
     ledger = ledgers.Ledger(lake, day)
     channels, routes, report = config.channels, config.routes_in_effect(), report_url(lake, day, config)
-    for alert in run.alerts:
-        targets = route_targets(alert, routes, config.rules)
+    for decided in run.alerts:
+        targets = route_targets(decided, routes, config.rules)
         if not targets:
-            run.unrouted.append(alert)
+            run.unrouted.append(decided)
             continue
-        message = AlertMessage(alert, report, sent_at, _plot(scores, alert.incident))
         for route, channel in targets:
-            if ledger.delivered(alert.dedup_key, channel):
-                run.duplicates.append(Delivery(alert, route, channel))
+            alert = news(decided, ledger, channel, config.rules)
+            if alert is None:
+                run.duplicates.append(Delivery(decided, route, channel))
                 continue
+            message = AlertMessage(alert, report, sent_at, _plot(scores, alert.incident))
             try:
                 channels[channel].send(message)
             except DeliveryError as error:
@@ -158,13 +176,32 @@ def alert_day(
     return run
 
 
+def news(alert: Alert, ledger: ledgers.Ledger, channel: str, rules: Rules) -> Alert | None:
+    """What ``channel`` is to get of ``alert``: the alert itself, the update of an alert sent for the
+    same incident (when the incident is now more severe than every alert sent for it), or nothing
+    when it was sent already."""
+    if ledger.delivered(alert.dedup_key, channel):
+        return None
+    earlier = ledger.continued(alert, channel)
+    if not earlier:
+        return alert
+    if rules.rank(alert.severity) <= max(rules.rank(entry["incident"]["severity"]) for entry in earlier):
+        return None
+    update = dataclasses.replace(alert, update_of=earlier[0]["dedup_key"])
+    return None if ledger.delivered(update.dedup_key, channel) else update
+
+
 def day_rows(lake: Lake, dataset: str, day: dt.date, schema: pa.Schema) -> pd.DataFrame:
     """The day's rows of ``dataset`` in ``schema``'s columns; none when the day has no partition."""
+    return day_table(lake, dataset, day, schema).to_pandas()
+
+
+def day_table(lake: Lake, dataset: str, day: dt.date, schema: pa.Schema) -> pa.Table:
+    """``day_rows`` as an Arrow table."""
     try:
-        table = lake.read_partition(dataset, day, columns=schema.names)
+        return lake.read_partition(dataset, day, columns=schema.names)
     except PartitionNotFound:
-        table = schema.empty_table()
-    return table.to_pandas()
+        return schema.empty_table()
 
 
 def dataset_rows(lake: Lake, dataset: str, day: dt.date) -> int | None:

@@ -72,9 +72,18 @@ class CountAwareDetector(SurpriseScores, Detector):
     ):
         super().__init__(threshold=threshold, threshold_params=threshold_params)
 
+    #: The rows before a row that its score reads (its trailing windows less the row itself).
+    lookback_rows: ClassVar[int] = max(MINUTES_TOGETHER) - 1
+
     @classmethod
     def input_series(cls, series: str) -> list[str]:
         return [series, volume_series(series)]
+
+    def context(self) -> pd.Timedelta:
+        return self._lookback() * self.step_
+
+    def _lookback(self) -> int:
+        return self.lookback_rows
 
     def _columns(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         if frame.shape[1] != 2:
@@ -98,6 +107,7 @@ class RateDetector(CountAwareDetector):
 
     name = "rate"
     _learned_attributes = ("rate_", "overdispersion_")
+    lookback_rows: ClassVar[int] = max(WINDOWS) - 1
 
     def _bad(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Bad requests and requests per row: errors, or misses for a hit ratio."""
@@ -382,6 +392,10 @@ class CountDetector(CountAwareDetector):
     @classmethod
     def input_series(cls, series: str) -> list[str]:
         return [series]
+
+    def _lookback(self) -> int:
+        # The level reads the ``window`` rows before a row; the hour's window sums 59 rows of levels.
+        return self.window + max(COUNT_WINDOWS) - 1
 
     def _expected(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         counts = frame.iloc[:, 0].to_numpy(dtype=float)

@@ -17,7 +17,7 @@ from passion_tasks.ingest.landing import (
     quarantine_file,
     start_file,
 )
-from passion_tasks.ingest.quarantine import Quarantine
+from passion_tasks.ingest.quarantine import Quarantine, TableWriter
 from passion_tasks.ingest.report import IngestReport
 from passion_tasks.lake import Day, Lake, as_day, datasets
 from passion_tasks.lake.schemas import CDN_LOGS
@@ -39,19 +39,20 @@ def ingest_cdn_day(lake: Lake, day: Day, input: str) -> IngestReport:
 
     def land(landed: RowGroups, quarantine: Quarantine) -> None:
         for file, kind in plan:
-            _land_file(file, kind, day, landed, quarantine, report)
+            land_file(file, kind, day, landed, quarantine, report)
 
     return land_day(lake, report, CDN_LOGS, land)
 
 
-def _land_file(
+def land_file(
     file: InputFile,
     kind: str,
     day: dt.date,
-    landed: RowGroups,
+    landed: TableWriter,
     quarantine: Quarantine,
     report: IngestReport,
 ) -> None:
+    """Parse one log file of ``kind`` into ``landed`` (its good rows of ``day``) and ``quarantine``."""
     if not start_file(file, kind, quarantine, report):
         return
     log_format = LOG_FORMATS[kind]

@@ -33,13 +33,15 @@ DATE_IN_PATH = re.compile(r"(?<!\d)(\d{4})[-/](\d{2})[-/](\d{2})(?!\d)")
 
 @dataclass(frozen=True)
 class InputFile:
-    """One input file: where to read it, the name reports and quarantine rows give it, and the
-    days its path names (below the input folder)."""
+    """One input file: where to read it, the name reports and quarantine rows give it, the days its
+    path names (below the input folder), and its ``version`` when it was listed (size and
+    modification time: a file delivered again, or replaced, has another)."""
 
     fs: pafs.FileSystem
     path: str
     name: str
     days: frozenset[dt.date] = frozenset()
+    version: str = ""
 
     @property
     def stem(self) -> str:
@@ -73,16 +75,24 @@ def day_files(
     if info.type == pafs.FileType.NotFound:
         raise NoInputError(f"no input for {day}: {input} does not exist")
     if info.type == pafs.FileType.File:
-        return [InputFile(fs, root, _display_name(input, root), days_in_path(posixpath.basename(root)))]
+        name = _display_name(input, root)
+        return [InputFile(fs, root, name, days_in_path(posixpath.basename(root)), _version(info))]
     selector = pafs.FileSelector(root, recursive=True)
-    paths = sorted(
-        entry.path
-        for entry in fs.get_file_info(selector)
-        if entry.type == pafs.FileType.File and not posixpath.basename(entry.path).startswith((".", "_"))
+    entries = sorted(
+        (entry for entry in fs.get_file_info(selector) if entry.type == pafs.FileType.File),
+        key=lambda entry: entry.path,
     )
     # Only the part below the input counts: a dated input folder names no file's day.
     files = [
-        InputFile(fs, path, _display_name(input, path), days_in_path(path[len(root) :])) for path in paths
+        InputFile(
+            fs,
+            entry.path,
+            _display_name(input, entry.path),
+            days_in_path(entry.path[len(root) :]),
+            _version(entry),
+        )
+        for entry in entries
+        if not posixpath.basename(entry.path).startswith((".", "_"))
     ]
     chosen = [file for file in files if day in file.days]
     if not chosen and undated:
@@ -90,6 +100,10 @@ def day_files(
     if not chosen:
         raise NoInputError(f"no input files for {day} under {input}")
     return chosen
+
+
+def _version(info: pafs.FileInfo) -> str:
+    return f"{info.size}:{info.mtime_ns}"
 
 
 def _display_name(input: str, path: str) -> str:

@@ -77,6 +77,21 @@ class RowGroups:
             self._pending, self._pending_rows = [], 0
 
 
+class Collected:
+    """Keeps the tables written to it, for a file landed on its own (``ingest.arrivals``); it stands
+    in for a partition's writer where the rows of one file are few enough to hold."""
+
+    def __init__(self, schema: pa.Schema):
+        self.schema = schema
+        self._tables: list[pa.Table] = []
+
+    def write(self, table: pa.Table) -> None:
+        self._tables.append(table)
+
+    def table(self) -> pa.Table:
+        return pa.concat_tables(self._tables) if self._tables else self.schema.empty_table()
+
+
 def land_day(
     lake: Lake,
     report: IngestReport,

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Protocol
 
 import pyarrow as pa
 
-from passion_tasks.lake import PartitionWriter
 from passion_tasks.lake.schemas import QUARANTINE
 
 #: Single rejected lines are buffered and written this many at a time.
 FLUSH_ROWS = 10_000
 
 
+class TableWriter(Protocol):
+    """Where landed rows go: a partition's writer, its row groups, or tables collected for one file."""
+
+    def write(self, table: pa.Table) -> None: ...
+
+
 class Quarantine:
     """Streams one day's rejected lines into its quarantine partition and counts them by reason."""
 
-    def __init__(self, writer: PartitionWriter):
+    def __init__(self, writer: TableWriter):
         self._writer = writer
         self._pending: dict[str, list] = {name: [] for name in QUARANTINE.names}
         self.counts: Counter[str] = Counter()

@@ -3,7 +3,7 @@
 Scoring writes a day as many batches (a mapped task each, or one series re-scored by hand). One leaf
 per series made a day of 15,000 series 30,000 objects; one file per batch makes it as many files as
 batches. The leaf's manifest names, for each file, the members it holds (the values of a column, such
-as ``series``) and its rows::
+as ``series``, or a minute of ``ts``) and its rows::
 
     {"files": [...], "rows": N, "parts": {"part-....parquet": {"rows": n, "members": {"cpu": 1440, ...}}}}
 
@@ -54,7 +54,7 @@ def replace_members(
     """Replace every row of ``members`` (values of ``column``) in the day's leaf by ``table``'s rows,
     atomically. A member with no row in ``table`` is left with none: its earlier rows go."""
     replaced = frozenset(members)
-    present = set(pc.unique(table[column]).to_pylist()) if table.num_rows else set()
+    present = set(member_names(table[column])) if table.num_rows else set()
     if strangers := present - replaced:
         raise LakeError(f"rows of {sorted(strangers)[:5]} are not among the members the batch replaces")
     leaf = lake.leaf(dataset, day)
@@ -92,6 +92,19 @@ def replace_members(
     raise LakeError(f"{lake.uri(leaf)}: {MERGE_ATTEMPTS} commits in a row conflicted with other batches")
 
 
+def member_names(values: pa.Array | pa.ChunkedArray) -> list[str]:
+    """The distinct members among ``values``, as the manifest names them: a value as Arrow casts it to
+    a string (a minute of a ``ts`` column: ``2026-10-05 11:23:00.000Z``)."""
+    return pc.unique(values.cast(pa.string())).to_pylist()
+
+
+def written_whole(lake: Lake, dataset: str, day: Day) -> bool:
+    """Whether the day's leaf exists and was written in one piece (``Lake.partition_writer``), so that
+    a batch cannot replace its members."""
+    manifest = lake._read_manifest(posixpath.join(lake.leaf(dataset, day), MANIFEST))
+    return manifest is not None and PARTS not in manifest
+
+
 def members(lake: Lake, dataset: str, day: Day) -> dict[str, int]:
     """Each member of the day's leaf with its rows; none when the day has no leaf written by batches."""
     manifest = lake._read_manifest(posixpath.join(lake.leaf(dataset, day), MANIFEST)) or {}
@@ -101,7 +114,7 @@ def members(lake: Lake, dataset: str, day: Day) -> dict[str, int]:
 
 
 def _part(table: pa.Table, column: str) -> dict[str, Any]:
-    counts = pc.value_counts(table[column]).to_pylist()
+    counts = pc.value_counts(table[column].cast(pa.string())).to_pylist()
     return {
         "rows": table.num_rows,
         "members": {
@@ -128,5 +141,5 @@ def _without(
     """The file ``name`` rewritten with the rows of ``kept`` alone, as a part of the manifest."""
     source = lake._path(posixpath.join(lake.leaf(dataset, day), name))
     dataset_of_file = pads.dataset(source, filesystem=lake.fs, format="parquet")
-    table = dataset_of_file.to_table(filter=pc.field(column).isin(list(kept)))
+    table = dataset_of_file.to_table(filter=pc.field(column).cast(pa.string()).isin(list(kept)))
     return {_write(lake, dataset, day, table, schema): _part(table, column)}

@@ -14,6 +14,8 @@ dataset                layout                                             writte
 ``MODELS``             ``models/<series>/<detector>/vN/``                 models.registry
 ``SCORES``             ``scores/dt=D/`` (a file per batch, ``batches``)   scoring
 ``EVENTS``             ``events/dt=D/`` (a file per batch, ``batches``)   scoring
+``LIVE_SCORES``        ``live_scores/dt=D/`` (a file per micro-batch)     models.live
+``LIVE``               ``live/dt=D/state.json``                           live
 ``REPORTS``            ``reports/dt=D/index.html``                        reporting
 ``ALERTS``             ``alerts/dt=D/sent.jsonl``, ``alerts/snoozes.json``  alerting
 ``EXPLORE``            ``explore/<from>_<to>/index.html``                 reporting.explore
@@ -32,6 +34,8 @@ LABELS = "labels"
 MODELS = "models"
 SCORES = "scores"
 EVENTS = "events"
+LIVE_SCORES = "live_scores"
+LIVE = "live"
 REPORTS = "reports"
 ALERTS = "alerts"
 EXPLORE = "explore"

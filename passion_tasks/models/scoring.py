@@ -209,12 +209,30 @@ def score_each(lake: Lake, day: dt.date, names: list[str], history_days: int) ->
     the models need (``history_needed``, at most ``history_days``). Raises (``raise_for_failures``)
     only when no series could be scored.
 
-    The series scored are written as one batch (``write_batch``). On a remote lake the models are
-    loaded on threads: their time is round trips.
+    The series scored are written as one batch (``write_batch``).
     """
     from passion_tasks.features import read_series
 
     summary = ScoreSummary(day=day)
+    loaded = load_models(lake, day, names, summary)
+    features = sorted({feature for _, version in loaded.values() for feature in version.features})
+    days = history_needed([model for model, _ in loaded.values()], history_days)
+    frame = read_series(lake, day - dt.timedelta(days=days), day, features)
+    scored = score_loaded(loaded, frame, as_utc(day), summary)
+    scores = scores_table(list(scored.values()))
+    events = write_batch(lake, day, scores, list(scored))
+    summary.series_scored = len(scored)
+    summary.anomalous_minutes = int(pc.sum(scores["is_anomaly"]).as_py() or 0)
+    summary.events = len(events)
+    return summary
+
+
+def load_models(
+    lake: Lake, day: dt.date, names: list[str], summary: ScoreSummary
+) -> dict[str, tuple[Detector, ModelVersion]]:
+    """The model live on ``day`` of each series named that has one that loads; the others go to
+    ``summary`` (skipped: none live; failed: its error). Raises (``raise_for_failures``) when no
+    model loads. On a remote lake the models are loaded on threads: their time is round trips."""
     loaded: dict[str, tuple[Detector, ModelVersion]] = {}
     for name, outcome in zip(names, lake.map_io(lambda name: _loaded(lake, name, day), names), strict=True):
         if isinstance(outcome, str):
@@ -225,26 +243,28 @@ def score_each(lake: Lake, day: dt.date, names: list[str], history_days: int) ->
             loaded[name] = outcome
     if not loaded:
         summary.raise_for_failures()
-    features = sorted({feature for _, version in loaded.values() for feature in version.features})
-    days = history_needed([model for model, _ in loaded.values()], history_days)
-    frame = read_series(lake, day - dt.timedelta(days=days), day, features)
+    return loaded
+
+
+def score_loaded(
+    loaded: dict[str, tuple[Detector, ModelVersion]],
+    frame: pd.DataFrame,
+    start: pd.Timestamp,
+    summary: ScoreSummary,
+) -> dict[str, dict[str, Any]]:
+    """The ``score_columns`` of each loaded model's rows of ``frame`` from ``start`` on (with the
+    history before it its model needs); a model that fails goes to ``summary``, and when none is left
+    ``raise_for_failures`` raises."""
     scored = {}
     for name, (model, version) in loaded.items():
-        rows = scoring_rows(model, frame[list(version.features)], day)
+        rows = scoring_rows(model, frame[list(version.features)], start)
         try:
-            scored[name] = score_columns(
-                model, rows, series=name, model_version=version.ref, start=as_utc(day)
-            )
+            scored[name] = score_columns(model, rows, series=name, model_version=version.ref, start=start)
         except PassionError as error:
             summary.failed[name] = error
     if not scored:
         summary.raise_for_failures()
-    scores = scores_table(list(scored.values()))
-    events = write_batch(lake, day, scores, list(scored))
-    summary.series_scored = len(scored)
-    summary.anomalous_minutes = int(pc.sum(scores["is_anomaly"]).as_py() or 0)
-    summary.events = len(events)
-    return summary
+    return scored
 
 
 def history_needed(models: list[Detector], history_days: int) -> int:
@@ -256,13 +276,18 @@ def history_needed(models: list[Detector], history_days: int) -> int:
     return min(history_days, max(math.ceil(context / pd.Timedelta(days=1)) for context in contexts))
 
 
+def events_of(scores: pa.Table) -> pd.DataFrame:
+    """``group_events`` of a table of scores, reading only the series with an anomalous row (their
+    other rows give each one's grid step)."""
+    flagged = pc.unique(scores.filter(scores["is_anomaly"])["series"])
+    return group_events(scores.filter(pc.is_in(scores["series"], flagged)).to_pandas())
+
+
 def write_batch(lake: Lake, day: dt.date, scores: pa.Table, names: list[str]) -> pd.DataFrame:
     """Write the ``scores`` of the series ``names`` and their events (``group_events``), which it
     returns: in each dataset one file, whose rows replace the series' earlier rows of the day
     (``lake.batches``), so a series or a batch can be re-scored alone."""
-    # Events come from the series with an anomalous row; their other rows give each one's grid step.
-    flagged = pc.unique(scores.filter(scores["is_anomaly"])["series"])
-    events = group_events(scores.filter(pc.is_in(scores["series"], flagged)).to_pandas())
+    events = events_of(scores)
     for dataset, schema, table in (
         (datasets.SCORES, schemas.SCORES, scores),
         (datasets.EVENTS, schemas.EVENTS, _table(events, schemas.EVENTS)),

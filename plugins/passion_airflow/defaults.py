@@ -36,6 +36,9 @@ TASK_TIMEOUT = dt.timedelta(hours=2)
 #: The alert task: each delivery has its own deadline (``PASSION_ALERT_TIMEOUT_S``, 10 s by default),
 #: so 15 minutes hold reading the day and some 90 deliveries to receivers that never answer.
 ALERT_TIMEOUT = dt.timedelta(minutes=15)
+#: One micro-batch of ``passion_live``: new files, the minutes they complete, the alerts. Past it, the
+#: next run (every 5 minutes, never two at once) picks up what this one left.
+LIVE_TIMEOUT = dt.timedelta(minutes=15)
 #: One poke of the features sensor (a listing of the lake). In reschedule mode ``execution_timeout``
 #: bounds each poke, not the wait: the sensor's own ``timeout`` (6 hours by default) still ends that.
 POKE_TIMEOUT = dt.timedelta(minutes=10)
