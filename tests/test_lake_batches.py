@@ -12,7 +12,7 @@ import threading
 import pyarrow as pa
 import pytest
 
-from passion_tasks.lake import MANIFEST, Lake, LakeError, batches
+from passion_tasks.lake import MANIFEST, Lake, LakeError, batches, schemas
 
 DAY = dt.date(2026, 12, 3)
 SCHEMA = pa.schema([("series", pa.string()), ("minute", pa.int64()), ("score", pa.float64())])
@@ -105,6 +105,28 @@ def test_a_leaf_written_whole_is_not_merged_into(lake: Lake) -> None:
     with pytest.raises(LakeError, match="was written whole, not by batches"):
         write(lake, {"mem": 2.0})
     assert day_scores(lake) == {"cpu": [1.0] * 3}
+
+
+def test_minutes_are_members_too_and_a_batch_replaces_exactly_its_minutes(lake: Lake) -> None:
+    # A micro-batch's rows are members by minute (``models.live``): a later one re-scores from a minute.
+    minutes = pa.array(
+        [dt.datetime(2026, 12, 3, 0, minute, tzinfo=dt.UTC) for minute in range(6)], schemas.TS
+    )
+
+    def micro_batch(first: int, score: float) -> None:
+        table = pa.table({"ts": minutes[first:], "score": pa.array([score] * (6 - first))})
+        members = batches.member_names(minutes[first:])
+        batches.replace_members(
+            lake, "live_scores", DAY, table, column="ts", members=members, schema=table.schema
+        )
+
+    micro_batch(0, 1.0)
+    micro_batch(4, 2.0)
+    rows = lake.read_partition("live_scores", DAY).sort_by("ts")
+    assert rows["score"].to_pylist() == [1.0, 1.0, 1.0, 1.0, 2.0, 2.0]
+    members = batches.members(lake, "live_scores", DAY)
+    assert members == {f"2026-12-03 00:0{minute}:00.000Z": 1 for minute in range(6)}
+    assert [len(leaf.files) for leaf in lake.leaves("live_scores", DAY)] == [2]
 
 
 def test_batches_committing_at_once_all_land(lake: Lake) -> None:

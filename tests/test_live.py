@@ -174,8 +174,15 @@ def test_a_late_file_is_landed_and_scored_when_it_lands(live: dict) -> None:
     assert late.first_minute == dt.datetime(2026, 10, 5, 11, 0, tzinfo=dt.UTC)
 
 
-def test_a_file_delivered_again_lands_once_and_a_changed_one_replaces_its_rows(tmp_path: Path) -> None:
-    lake, folder = Lake((tmp_path / "lake").as_uri()), tmp_path / "in"
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_file_delivered_again_lands_once_and_a_changed_one_replaces_its_rows(
+    where: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if where == "local":
+        lake = Lake((tmp_path / "lake").as_uri())
+    else:
+        lake = Lake(f"s3://{request.getfixturevalue('s3_bucket')}/lake")
+    folder = tmp_path / "in"
     generate(tmp_path / "src", DAY, 1, SEED, rate=30, anomalies=False)
     (first, second) = sorted((tmp_path / "src").glob("cdn/*/*/*2026-10-05-0[12].*.gz"))[:2]
     folder.mkdir()

@@ -265,7 +265,7 @@ class Detector(BaseEstimator):
             )
         if step is not None and step != self.step_:
             raise DetectorError(f"{self.name}: fitted on a {self.step_} grid, got a {step} grid")
-        return _as_float(frame[fitted])
+        return _as_float(frame if list(frame.columns) == fitted else frame[fitted])
 
 
 def _grid_step(frame: pd.DataFrame) -> pd.Timedelta | None:
@@ -279,8 +279,8 @@ def _grid_step(frame: pd.DataFrame) -> pd.Timedelta | None:
         raise DetectorError("the frame has no feature columns")
     if len(index) < 2:
         return None
-    steps = np.unique(np.diff(index.asi8))
-    if len(steps) != 1 or steps[0] <= 0:
+    steps = np.diff(index.asi8)
+    if steps[0] <= 0 or (steps != steps[0]).any():
         raise DetectorError(
             "the frame's timestamps must be increasing on a regular grid; reindex it and mark gaps with NaN"
         )
@@ -293,4 +293,5 @@ def _as_float(frame: pd.DataFrame) -> pd.DataFrame:
         values = frame.astype("float64")
     except (TypeError, ValueError) as exc:
         raise DetectorError(f"every feature must be numeric: {exc}") from exc
-    return values.where(np.isfinite(values))
+    # Most frames hold no infinity: they are returned as they are, without a copy.
+    return values.where(np.isfinite(values)) if np.isinf(values.to_numpy()).any() else values

@@ -66,9 +66,8 @@ class RollingMadDetector(Detector):
     def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         values = frame.iloc[:, 0].to_numpy()
         median, mad = trailing_median_mad(values, self.window, self._min_periods())
-        baseline = pd.DataFrame({"median": median, "scale": MAD_TO_SIGMA * mad}).ffill()
-        expected = baseline["median"].to_numpy()
-        scale = np.maximum(baseline["scale"].to_numpy(), self.scale_floor_)
+        expected = forward_filled(median)
+        scale = np.maximum(MAD_TO_SIGMA * forward_filled(mad), self.scale_floor_)
         scores = np.abs(values - expected) / scale
         if self.persistence > 1:
             scores = pd.Series(scores).rolling(self.persistence, min_periods=1).median().to_numpy()
@@ -115,6 +114,13 @@ def trailing_median_mad(values: np.ndarray, window: int, min_periods: int) -> tu
         median[chunk] = _median_of_rows(block, count)
         mad[chunk] = _median_of_rows(np.abs(block - median[chunk, None]), count)
     return median, mad
+
+
+def forward_filled(values: np.ndarray) -> np.ndarray:
+    """Each NaN replaced by the last value before it that is not NaN (NaN while there is none yet)."""
+    rows = np.arange(len(values))
+    last = np.maximum.accumulate(np.where(np.isnan(values), 0, rows))
+    return values[last]
 
 
 def _median_of_rows(block: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -178,9 +184,8 @@ class WindowedGaussianDetector(Detector):
     def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         values = frame.iloc[:, 0]
         history = values.shift(1).rolling(self.window, min_periods=self._min_periods())
-        baseline = pd.DataFrame({"mean": history.mean(), "std": history.std(ddof=0)}).ffill()
-        expected = baseline["mean"].to_numpy()
-        scale = np.maximum(baseline["std"].to_numpy(), self.scale_floor_)
+        expected = forward_filled(history.mean().to_numpy())
+        scale = np.maximum(forward_filled(history.std(ddof=0).to_numpy()), self.scale_floor_)
         return np.abs(values.to_numpy() - expected) / scale, expected
 
     def _min_periods(self) -> int:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from passion_tasks.detectors.base import Detector, DetectorError
-from passion_tasks.detectors.baselines import trailing_median_mad
+from passion_tasks.detectors.baselines import forward_filled, trailing_median_mad
 from passion_tasks.detectors.surprise import (
     MAX_SURPRISE,
     SurpriseScores,
@@ -117,7 +117,8 @@ class ProfileDetector(SurpriseScores, Detector):
         values = frame.iloc[:, 0].to_numpy(dtype=float)
         seasonal = self.profile_[minute_of_day(frame.index)]
         offset, _ = trailing_median_mad(values - seasonal, self.window, self.window // 2)
-        expected = seasonal + pd.Series(offset).ffill().fillna(0.0).to_numpy()
+        offset = forward_filled(offset)
+        expected = seasonal + np.where(np.isnan(offset), 0.0, offset)
         return values - expected, expected
 
     def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

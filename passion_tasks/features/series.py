@@ -86,14 +86,11 @@ def read_series(lake: Lake, start: Day, end: Day, series: list[str] | None = Non
 
 def wide_frame(table: pa.Table, grid: pd.DatetimeIndex, series: list[str] | None = None) -> pd.DataFrame:
     """FEATURES rows (``ts``, ``series``, ``value``) as a wide frame on ``grid``, one column per series
-    (those of ``table``, or exactly ``series``), sorted; rows off the grid are left out."""
+    (those of ``table``, or exactly ``series``), sorted. Every row must be on the grid and of a series
+    named."""
     names = sorted(set(series) if series is not None else pc.unique(table["series"]).to_pylist())
     rows = (table["ts"].cast(pa.int64()).to_numpy() - grid.asi8[0]) // 60_000
-    columns = pc.index_in(table["series"], value_set=pa.array(names, pa.string())).to_numpy(
-        zero_copy_only=False
-    )
-    kept = (rows >= 0) & (rows < len(grid)) & ~np.isnan(columns.astype(float))
+    columns = pc.index_in(table["series"], value_set=pa.array(names, pa.string())).to_numpy()
     matrix = np.full((len(grid), len(names)), np.nan)
-    values = table["value"].to_numpy(zero_copy_only=False)
-    matrix[rows[kept], columns[kept].astype(int)] = values[kept]
+    matrix[rows, columns] = table["value"].to_numpy(zero_copy_only=False)
     return pd.DataFrame(matrix, index=grid, columns=pd.Index(names, dtype=str, name="series"))

@@ -19,6 +19,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from passion_tasks.detectors import Detector
 from passion_tasks.features import minute_grid, read_series
@@ -49,7 +50,11 @@ def live_frame(
     with contextlib.suppress(PartitionNotFound):
         before = read_series(lake, first, last, features) if days else before
     grid = pd.date_range(pd.Timestamp(day, tz="UTC"), end, freq="min", inclusive="left", unit="ms", name="ts")
-    return pd.concat([before, wide_frame(today, grid, features)])
+    wanted = pc.and_(
+        pc.is_in(today["series"], pa.array(features, pa.string())),
+        pc.less(today["ts"], pa.scalar(end.to_pydatetime(), schemas.TS)),
+    )
+    return pd.concat([before, wide_frame(today.filter(wanted), grid, features)])
 
 
 def minutes(start: pd.Timestamp, end: pd.Timestamp) -> list[str]:
