@@ -54,7 +54,7 @@ def lower_bound(lake: Lake, names: list[str]) -> float:
     frame = read_series(lake, day - dt.timedelta(days=HISTORY_DAYS), day, names)
     with tempfile.TemporaryDirectory() as tmp:
         models = [training.live_model(lake, name, day, Path(tmp, name)) for name in names]
-    rows = [scoring_rows(model, frame[list(version.features)], day) for model, version in models]
+    rows = [scoring_rows(model, frame, day, list(version.features)) for model, version in models]
     began = time.perf_counter()
     for (model, _), scored in zip(models, rows, strict=True):
         model.detect(scored)

@@ -8,24 +8,30 @@ is alerted once, and again only when it grows more severe); the nightly run stay
 and gives the same scores to the same minutes. Runs never overlap (``max_active_runs=1``, and a lease
 per day in the lake against a run by hand); catchup is off, as a batch works on what has landed, not
 on an interval. The ``now`` Param replays a batch at another time (the days, and whether a day is over).
+
+``PASSION_LIVE_CRON`` (read when the file is parsed; default ``*/5 * * * *``) sets the cadence: a file
+waits for the next run, so its alert comes within the cadence plus the batch's seconds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 
 from airflow.sdk import CronTriggerTimetable, Param, dag, task
 from passion_airflow.defaults import DEFAULT_ARGS, LIVE_TIMEOUT, START_DATE, TAGS
 from passion_airflow.notifiers import alert_config
 from passion_airflow.settings import lake, source_inputs
 
+LIVE_CRON = os.environ.get("PASSION_LIVE_CRON", "*/5 * * * *")
+
 log = logging.getLogger(__name__)
 
 
 @dag(
     dag_id="passion_live",
-    schedule=CronTriggerTimetable("*/5 * * * *", timezone="UTC"),
+    schedule=CronTriggerTimetable(LIVE_CRON, timezone="UTC"),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,

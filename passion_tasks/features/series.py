@@ -91,6 +91,7 @@ def wide_frame(table: pa.Table, grid: pd.DatetimeIndex, series: list[str] | None
     names = sorted(set(series) if series is not None else pc.unique(table["series"]).to_pylist())
     rows = (table["ts"].cast(pa.int64()).to_numpy() - grid.asi8[0]) // 60_000
     columns = pc.index_in(table["series"], value_set=pa.array(names, pa.string())).to_numpy()
-    matrix = np.full((len(grid), len(names)), np.nan)
+    # Column-major, as the lake holds each series' minutes together: the values land in order.
+    matrix = np.full((len(grid), len(names)), np.nan, order="F")
     matrix[rows, columns] = table["value"].to_numpy(zero_copy_only=False)
     return pd.DataFrame(matrix, index=grid, columns=pd.Index(names, dtype=str, name="series"))

@@ -93,11 +93,23 @@ def scores_table(parts: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schemas.SCORES)
 
 
-def scoring_rows(model: Detector, frame: pd.DataFrame, start: Instant) -> pd.DataFrame:
+def scoring_rows(
+    model: Detector, frame: pd.DataFrame, start: Instant, columns: list[str] | None = None
+) -> pd.DataFrame:
     """The rows of ``frame`` a model scores the rows from ``start`` on with: those, and the history
-    before them that can change their scores (``Detector.context``)."""
+    before them that can change their scores (``Detector.context``); of the ``columns`` named, or all."""
     context = model.context()
-    return frame if context is None else frame.iloc[frame.index.searchsorted(as_utc(start) - context) :]
+    first = 0 if context is None else frame.index.searchsorted(as_utc(start) - context)
+    if columns is None:
+        return frame.iloc[first:]
+    # Taken from the frame's array: a frame of thousands of series is sliced, not indexed by label.
+    positions = frame.columns.get_indexer(columns)
+    if (positions < 0).any():
+        raise KeyError(
+            f"no feature {[c for c, p in zip(columns, positions, strict=True) if p < 0]} in the frame"
+        )
+    named = pd.Index(columns, dtype=str, name=frame.columns.name)
+    return pd.DataFrame(frame.to_numpy()[first:, positions], index=frame.index[first:], columns=named)
 
 
 def group_events(scores: pd.DataFrame, max_gap: str = "5min") -> pd.DataFrame:
@@ -234,7 +246,14 @@ def load_models(
     ``summary`` (skipped: none live; failed: its error). Raises (``raise_for_failures``) when no
     model loads. On a remote lake the models are loaded on threads: their time is round trips."""
     loaded: dict[str, tuple[Detector, ModelVersion]] = {}
-    for name, outcome in zip(names, lake.map_io(lambda name: _loaded(lake, name, day), names), strict=True):
+    # Each model's files land in a folder of one working folder, removed once they are all loaded.
+    with tempfile.TemporaryDirectory(prefix="passion-score-") as tmp:
+
+        def load(numbered: tuple[int, str]) -> tuple[Detector, ModelVersion] | str | PassionError | OSError:
+            return _loaded(lake, numbered[1], day, Path(tmp, str(numbered[0])))
+
+        outcomes = lake.map_io(load, list(enumerate(names)))
+    for name, outcome in zip(names, outcomes, strict=True):
         if isinstance(outcome, str):
             summary.skipped[name] = outcome
         elif isinstance(outcome, PassionError | OSError):
@@ -257,7 +276,7 @@ def score_loaded(
     ``raise_for_failures`` raises."""
     scored = {}
     for name, (model, version) in loaded.items():
-        rows = scoring_rows(model, frame[list(version.features)], start)
+        rows = scoring_rows(model, frame, start, list(version.features))
         try:
             scored[name] = score_columns(model, rows, series=name, model_version=version.ref, start=start)
         except PassionError as error:
@@ -308,14 +327,14 @@ def _retire_series_leaves(lake: Lake, dataset: str, day: dt.date, names: set[str
 
 
 def _loaded(
-    lake: Lake, name: str, day: dt.date
+    lake: Lake, name: str, day: dt.date, workdir: Path
 ) -> tuple[Detector, ModelVersion] | str | PassionError | OSError:
-    """The series' live model, why it has none, or the error that kept it from loading."""
+    """The series' live model (its files fetched into ``workdir``), why it has none, or the error that
+    kept it from loading."""
     from passion_tasks.models import training
 
     try:
-        with tempfile.TemporaryDirectory(prefix="passion-score-") as tmp:
-            loaded = training.live_model(lake, name, day, Path(tmp))
+        loaded = training.live_model(lake, name, day, workdir)
     except (PassionError, OSError) as error:
         return error
     if loaded is None:
