@@ -49,6 +49,9 @@ from passion_tasks.models.scoring import ScoreSummary, load_models, score_loaded
 SETTLE = pd.Timedelta(minutes=5)
 #: A stream of files this far behind the most advanced one is not waited for (``complete_until``).
 STALLED = pd.Timedelta(hours=1)
+#: How long a batch holds its day's lease: a batch that dies holds up the next ones no longer than this
+#: (the ``passion_live`` task's own time limit is 15 minutes).
+LEASE_TTL = dt.timedelta(minutes=20)
 STATE = "state.json"
 
 
@@ -108,7 +111,7 @@ def micro_batch(
         return MicroBatch(day, note=note)
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     lease = posixpath.join(datasets.LIVE, f"dt={day.isoformat()}")
-    leases.acquire(lake, lease, holder)
+    leases.acquire(lake, lease, holder, ttl=LEASE_TTL)
     try:
         return _micro_batch(lake, day, input, now, config, history_days)
     finally:

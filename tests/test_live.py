@@ -221,6 +221,24 @@ def test_a_batch_of_a_day_another_batch_holds_fails_and_changes_nothing(live: di
     assert not lake.exists(f"live/dt={day}/state.json")
 
 
+def test_a_batch_that_dies_holds_its_day_no_longer_than_the_live_lease(
+    live: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake, day = live["lake"], dt.date(2026, 10, 8)
+
+    def dies(*args: object) -> None:
+        raise MemoryError("killed")
+
+    monkeypatch.setattr("passion_tasks.live._micro_batch", dies)
+    monkeypatch.setattr(leases, "release", lambda *args, **kwargs: False)
+    with pytest.raises(MemoryError):
+        micro_batch(lake, day, str(live["delivered"]))
+    name = f"live/dt={day}"
+    held = leases.current(lake, name)
+    assert held is not None and held.expires_at - held.acquired_at == dt.timedelta(minutes=20)
+    assert leases.current(lake, name, now=held.acquired_at + dt.timedelta(minutes=21)) is None
+
+
 def test_a_minute_is_complete_once_every_stream_has_passed_it_or_the_day_is_over() -> None:
     def at(text: str) -> pd.Timestamp:
         return pd.Timestamp(text, tz="UTC")
