@@ -205,7 +205,7 @@ class Alert:
     severity: str
     incident: Incident | None = None
     missing: Mapping[str, str] = field(default_factory=dict)
-    #: The dedup key of the alert sent for this incident before it grew more severe (see ``escalates``).
+    #: The dedup key of the alert sent for this incident before it grew more severe (``run.news``).
     update_of: str | None = None
 
     @property
