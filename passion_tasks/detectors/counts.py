@@ -479,6 +479,10 @@ class ConstantDetector(Detector):
     def __init__(self, threshold: str | float = 1e-9, threshold_params: dict[str, Any] | None = None):
         super().__init__(threshold=threshold, threshold_params=threshold_params)
 
+    def context(self) -> pd.Timedelta:
+        # A row is judged alone.
+        return pd.Timedelta(0)
+
     def _fit(self, frame: pd.DataFrame) -> None:
         observed = frame.iloc[:, 0].dropna()
         if observed.nunique() != 1:
