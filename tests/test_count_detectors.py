@@ -209,16 +209,16 @@ def test_a_count_detector_scores_a_row_from_its_context_alone(name: str, rows: i
     assert detector.context() == pd.Timedelta(minutes=rows)
     start = TRAIN + 600
     cut = detector.detect(frame.iloc[start - rows :])
-    pd.testing.assert_frame_equal(cut.iloc[rows:], result.iloc[600:])
+    # Trailing sums are cumulative sums from where the frame starts: equal but for the last bits.
+    pd.testing.assert_frame_equal(cut.iloc[rows:], result.iloc[600:], check_exact=False, rtol=1e-9)
     if not rows:
         return
     # With a row less, some row's score changes: the context is no longer than what the score reads.
-    changed = [
+    shorter = [
         detector.detect(frame.iloc[TRAIN + row - rows + 1 : TRAIN + row + 1]).iloc[-1]["score"]
-        != result.iloc[row]["score"]
         for row in range(600, 900)
     ]
-    assert any(changed)
+    assert not np.allclose(shorter, result["score"].iloc[600:900], rtol=1e-6, atol=1e-9)
 
 
 def detector_frames() -> dict[str, pd.DataFrame]:

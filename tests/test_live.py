@@ -163,7 +163,6 @@ def test_the_outage_alerts_once_from_the_batch_that_lands_it_and_the_nightly_run
     # server metrics, which only it scores.
     sent = {name for payloads in live["payloads"] for payload in payloads for name in payload["series"]}
     assert live["nightly_alerts"].duplicates
-    assert {delivery.alert.dedup_key for delivery in live["nightly_alerts"].duplicates}
     for payload in live["nightly_payloads"]:
         assert not any(name.startswith("cdn_") for name in payload["series"]), payload["title"]
     assert sent and all(name.startswith("cdn_") for name in sent)

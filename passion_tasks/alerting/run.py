@@ -129,8 +129,11 @@ def alert_day(
         config.snoozes + lake_snoozes(lake),
         earlier=ledgers.alerted_incidents(ledgers.read_entries(lake, day - dt.timedelta(days=1))),
     )
-    rows = {dataset: dataset_rows(lake, dataset, day) for dataset in config.rules.expected_datasets}
-    no_data = None if live else no_data_alert(day, rows, config.rules)
+    # Mid-day (``live``) a dataset without rows is the day not being over, not missing data.
+    no_data = None
+    if not live:
+        rows = {dataset: dataset_rows(lake, dataset, day) for dataset in config.rules.expected_datasets}
+        no_data = no_data_alert(day, rows, config.rules)
     run = AlertRun(
         day=day,
         alerts=[no_data, *decisions.alerts] if no_data else decisions.alerts,

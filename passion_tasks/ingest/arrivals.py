@@ -79,6 +79,10 @@ def land_arrival(lake: Lake, day: dt.date, file: InputFile) -> Arrival:
 
 
 def _landed_before(lake: Lake, day: dt.date, name: str) -> pa.ChunkedArray:
+    """The minutes of the rows an earlier version of the file landed; the manifest says whether there is
+    one, so a new file reads none of the day's rows."""
+    if name not in batches.members(lake, datasets.CDN_LOGS, day):
+        return pa.chunked_array([], schemas.TS)
     try:
         table = lake.read_partition(datasets.CDN_LOGS, day, columns=["ts"], filter=pads.field(MEMBER) == name)
     except PartitionNotFound:
