@@ -5,8 +5,10 @@
 A fleet of N server metrics (a daily cycle with noise, ``tests/cluster.py``) gets two days of features
 and a ``rolling_mad`` model each, trained on them and live on the third day; ``steps.score_day`` then
 scores that day into the lake, in this process, as the ``passion_score`` task and ``passion score`` do.
-The lower bound is the same models' arithmetic on the same rows (``models.scoring.scoring_rows``) with
-nothing read or written: every model already loaded, every frame already in memory. ``--lake s3`` puts
+The lower bound is the same models' arithmetic on the same rows (the passes of ``models.scoring``,
+each on the series × steps matrix of its models) with nothing read or written: every model already
+loaded, every matrix already in memory. A micro-batch then scores the day's 5 minutes before 20:00
+as ``passion live`` does once its files have landed (``--minutes``). ``--lake s3`` puts
 the lake on moto's S3 server on 127.0.0.1, spoken to over HTTP. Peak RSS is this process's; objects
 written are the files the scoring added to the lake. The last line is the contract of issue 15.
 """
@@ -26,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+import pandas as pd
 from cluster import fleet_names, train_fleet, write_fleet
 
 from passion_tasks import steps
@@ -45,20 +48,46 @@ def objects(lake: Lake) -> int:
 
 
 def lower_bound(lake: Lake, names: list[str]) -> float:
-    """Seconds of the models' arithmetic alone on the day and its history, models and frames in memory."""
+    """Seconds of the models' arithmetic alone on the day and its history: the passes the scoring makes
+    (``models.scoring.passes``), each on its series × steps matrix, models and matrices in memory."""
+    from passion_tasks.detectors.base import detect_batch
     from passion_tasks.features import read_series
     from passion_tasks.models import training
-    from passion_tasks.models.scoring import scoring_rows
+    from passion_tasks.models.scoring import as_utc, passes, scoring_rows
 
     day = DAYS[2]
     frame = read_series(lake, day - dt.timedelta(days=HISTORY_DAYS), day, names)
-    with tempfile.TemporaryDirectory() as tmp:
-        models = [training.live_model(lake, name, day, Path(tmp, name)) for name in names]
-    rows = [scoring_rows(model, frame, day, list(version.features)) for model, version in models]
+    loaded = {name: training.live_model(lake, name, day) for name in names}
+    work = []
+    for group in passes(loaded):
+        models = [loaded[name][0] for name in group]
+        rows = scoring_rows(models[0], frame, day, [loaded[name][1].features[0] for name in group])
+        work.append((models, rows.to_numpy().T.copy(), rows.index, rows.index.searchsorted(as_utc(day))))
     began = time.perf_counter()
-    for (model, _), scored in zip(models, rows, strict=True):
-        model.detect(scored)
+    for models, values, index, start in work:
+        detect_batch(models, values, index, start)
     return time.perf_counter() - began
+
+
+def micro_batch(lake: Lake, names: list[str], minutes: int) -> tuple[float, int]:
+    """Seconds a micro-batch at 20:00 takes to score the day's last ``minutes`` as the live path
+    scores them (``live.micro_batch`` once its files are landed): the models live that day loaded, the
+    day so far and the history they need read, the new minutes scored and written to ``live_scores``;
+    and the score rows written."""
+    from passion_tasks.models.live import live_frame, write_live_scores
+    from passion_tasks.models.scoring import ScoreSummary, load_models, score_loaded, scores_table
+
+    day = DAYS[2]
+    end = pd.Timestamp(day, tz="UTC") + pd.Timedelta(hours=20)
+    start = end - pd.Timedelta(minutes=minutes)
+    began = time.perf_counter()
+    summary = ScoreSummary(day=day)
+    loaded = load_models(lake, day, names, summary)
+    today = lake.read_partition(datasets.FEATURES, day)
+    frame = live_frame(lake, day, today, end, loaded, HISTORY_DAYS)
+    scores = scores_table(list(score_loaded(loaded, frame, start, summary).values()))
+    write_live_scores(lake, day, scores, start, end)
+    return time.perf_counter() - began, scores.num_rows
 
 
 def moto_lake(count: int) -> tuple[Lake, subprocess.Popen]:
@@ -95,6 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=1000)
     parser.add_argument("--lake", choices=("local", "s3"), default="local")
+    parser.add_argument("--minutes", type=int, default=5, help="the micro-batch's new minutes")
     args = parser.parse_args()
     os.environ.setdefault("PASSION_MODEL_KEY", "b" * 64)
     with tempfile.TemporaryDirectory(prefix="passion-bench-score-") as tmp:
@@ -120,11 +150,18 @@ def main() -> None:
                 raise SystemExit(f"scored {summary.series_scored} series, not {args.series}")
             scored_rows = lake.read_partition(datasets.SCORES, DAYS[2]).num_rows
             bound = lower_bound(lake, names)
+            batch_seconds, batch_rows = micro_batch(lake, names, args.minutes)
+            if batch_rows != args.series * args.minutes:
+                raise SystemExit(f"the micro-batch wrote {batch_rows} score rows")
         finally:
             if server is not None:
                 server.terminate()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{args.lake} lake: {scored_rows:,} score rows; peak RSS {peak:.0f} MiB (preparation included)")
+    print(
+        f"micro-batch: {args.minutes} minutes of {args.series} series scored in {batch_seconds:.1f} s "
+        "(models loaded, history and the day so far read, live_scores written)"
+    )
     print(
         f"scored {args.series} series-days in {seconds:.1f} s ({args.series / seconds:.1f} series-days/s); "
         f"lower bound {bound:.1f} s; ratio {seconds / bound:.1f}; objects written {written}"

@@ -11,7 +11,7 @@ import skops.io
 from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
-from passion_tasks.detectors import DetectorError, load_detector, make_detector
+from passion_tasks.detectors import DetectorError, load_detector, make_detector, restore_detector
 from passion_tasks.detectors.base import Detector
 from passion_tasks.detectors.sklearn_detectors import lag_feature_names, lag_features
 from passion_tasks.detectors.thresholds import robust_spread
@@ -120,6 +120,9 @@ def test_save_and_load_give_identical_results(name: str, tmp_path) -> None:
     loaded = load_detector(folder)
     assert loaded.get_params() == detector.get_params()
     pd.testing.assert_frame_equal(loaded.detect(TEST_FRAME), detector.detect(TEST_FRAME))
+    # The registry's verified files, restored from memory (model files through a temporary folder).
+    restored = restore_detector({file: (folder / file).read_bytes() for file in files}, expected=name)
+    pd.testing.assert_frame_equal(restored.detect(TEST_FRAME), detector.detect(TEST_FRAME))
 
 
 @pytest.mark.parametrize("name", list(PARAMS))

@@ -15,9 +15,11 @@ from passion_tasks.detectors import (
     detector_names,
     load_detector,
     make_detector,
+    restore_detector,
     thresholds,
 )
-from passion_tasks.detectors.baselines import RollingMadDetector
+from passion_tasks.detectors.base import detect_batch
+from passion_tasks.detectors.baselines import RollingMadDetector, trailing_median
 from passion_tasks.errors import ExitCode, PassionError
 from passion_tasks.models.scoring import history_needed, scoring_rows
 
@@ -166,6 +168,60 @@ def test_a_day_scored_with_its_context_alone_scores_as_with_all_its_history() ->
     assert rows.index[0] == day - detector.context()
     whole, alone = detector.detect(frame).loc[day:], detector.detect(rows).loc[day:]
     pd.testing.assert_frame_equal(alone, whole, check_exact=True)
+
+
+def test_models_scored_in_one_pass_score_as_each_alone_from_the_first_step_kept() -> None:
+    """``detect_batch`` on a series × steps matrix gives each model what ``detect`` gives it, from the
+    step it keeps on, whatever the others hold: gaps, an outage across that step (the baseline then
+    comes from before it), other scale floors."""
+    frames = [with_anomalies(daily_cycle(seed=seed))[0] for seed in (1, 2, 3)]
+    frames[1].iloc[SHIFT - 200 : SHIFT - 80, 0] = np.nan
+    frames[2].iloc[TRAIN_DAYS * DAY - 50 : TRAIN_DAYS * DAY + 70, 0] = np.nan
+    frames[2].iloc[TRAIN_DAYS * DAY + 300 :: 7, 0] = np.inf  # non-finite values are missing ones
+    models = [
+        fitted(frame, persistence=3, scale_floor=floor)
+        for frame, floor in zip(frames, (0.05, 0.5, 5.0), strict=True)
+    ]
+    day = frames[0].index[TRAIN_DAYS * DAY]
+    values = np.stack([frame["requests"].to_numpy() for frame in frames])
+    start = TRAIN_DAYS * DAY
+
+    expected, scores, flags = detect_batch(models, values, frames[0].index, start)
+
+    assert flags[:, start:].any(axis=1).all()
+    for row, (model, frame) in enumerate(zip(models, frames, strict=True)):
+        alone = model.detect(frame).loc[day:]
+        np.testing.assert_array_equal(expected[row, start:], alone["expected"].to_numpy())
+        np.testing.assert_array_equal(scores[row, start:], alone["score"].to_numpy())
+        np.testing.assert_array_equal(flags[row, start:], alone["is_anomaly"].to_numpy())
+
+
+def test_a_pass_takes_models_of_one_class_and_key_on_their_grid() -> None:
+    frame = daily_cycle()
+    index, values = frame.index, np.stack([frame["requests"].to_numpy()] * 2)
+    with pytest.raises(DetectorError, match="cannot be scored in one batch"):
+        detect_batch([fitted(frame), fitted(frame, persistence=3)], values, index)
+    with pytest.raises(DetectorError, match="cannot be scored in one batch"):
+        detect_batch(
+            [fitted(frame), make_detector("seasonal_naive").fit(frame.iloc[: TRAIN_DAYS * DAY])],
+            values,
+            index,
+        )
+    with pytest.raises(DetectorError, match="fitted on a 0 days 00:01:00 grid, got a 0 days 00:02:00 grid"):
+        detect_batch([fitted(frame)], values[:1, ::2], index[::2])
+    with pytest.raises(DetectorError, match=r"2 models on 5760 steps, got values of shape \(1, 5760\)"):
+        detect_batch([fitted(frame), fitted(frame)], values[:1], index)
+
+
+def test_a_trailing_median_is_pandas_rolling_median_with_one_value_needed() -> None:
+    values = np.random.default_rng(3).normal(size=(3, 400))
+    values[0, 10:30] = np.nan
+    values[1, :5] = np.nan
+    values[2, ::3] = np.nan
+    for window in (1, 2, 3, 8):
+        expected = pd.DataFrame(values.T).rolling(window, min_periods=1).median().to_numpy().T
+        np.testing.assert_array_equal(trailing_median(values, window), expected)
+        np.testing.assert_array_equal(trailing_median(values[1], window), expected[1])
 
 
 def test_a_seasonal_forecast_needs_one_season_of_context() -> None:
@@ -375,3 +431,15 @@ def test_save_and_load_give_identical_scores(tmp_path) -> None:
     pd.testing.assert_series_equal(loaded.decision_function(frame), detector.decision_function(frame))
     with pytest.raises(DetectorError, match="holds no saved detector"):
         load_detector(tmp_path / "nothing-here")
+
+    files = {path.name: path.read_bytes() for path in folder.iterdir()}
+    restored = restore_detector(files, expected="rolling_mad", source="cif/rolling_mad@v1")
+    pd.testing.assert_series_equal(restored.decision_function(frame), detector.decision_function(frame))
+    with pytest.raises(DetectorError, match="cif/rolling_mad@v1 holds a saved 'rolling_mad' detector where"):
+        restore_detector(files, expected="seasonal_naive", source="cif/rolling_mad@v1")
+    with pytest.raises(DetectorError, match=r"the saved files: arrays\.npz is missing"):
+        restore_detector({"detector.json": files["detector.json"]})
+    with pytest.raises(DetectorError, match=r"arrays\.npz cannot be read"):
+        restore_detector({**files, "arrays.npz": b"PK not a zip"})
+    with pytest.raises(DetectorError, match="hold no saved detector"):
+        restore_detector({"arrays.npz": files["arrays.npz"]})

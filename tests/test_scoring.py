@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -9,7 +11,15 @@ import pytest
 
 from passion_tasks.detectors import make_detector
 from passion_tasks.lake import schemas
-from passion_tasks.models.scoring import SCORE_COLUMNS, as_utc, group_events, score_frame
+from passion_tasks.models.scoring import (
+    SCORE_COLUMNS,
+    ScoreSummary,
+    as_utc,
+    group_events,
+    passes,
+    score_frame,
+    score_loaded,
+)
 
 T0 = pd.Timestamp("2026-11-21", tz="UTC")
 
@@ -50,6 +60,35 @@ def test_score_frame_keeps_the_day_and_uses_earlier_rows_as_context() -> None:
     table = pa.Table.from_pandas(scores, schema=schemas.SCORES, preserve_index=False)
     assert table.num_rows == 1440
     assert table.column("is_anomaly").to_pylist().count(True) == 1
+
+
+def test_models_that_share_a_pass_are_scored_as_each_alone_and_a_bad_one_fails_alone() -> None:
+    base = two_days()
+    frame = pd.DataFrame({name: base["requests"] * scale for name, scale in (("a", 1), ("b", 3), ("c", 7))})
+    models = {name: make_detector("rolling_mad").fit(frame[[name]].iloc[:1440]) for name in "abc"}
+    models["d"] = make_detector("rolling_mad", window=30).fit(frame[["a"]].iloc[:1440])
+    del models["c"].threshold_  # a model that cannot score makes its pass fail
+    # What scoring reads of a model's registry entry: the features it scores, and its reference.
+    loaded = {
+        name: (model, SimpleNamespace(features=(model.feature_names_in_[0],), ref=f"{name}/rolling_mad@v1"))
+        for name, model in models.items()
+    }
+    assert passes(loaded) == [["a", "b", "c"], ["d"]]
+    summary = ScoreSummary(day=T0.date())
+
+    scored = score_loaded(loaded, frame, T0, summary)
+
+    assert list(scored) == ["a", "b", "d"]
+    assert list(summary.failed) == ["c"]
+    assert "not fitted yet" in str(summary.failed["c"])
+    for name in scored:
+        model, version = loaded[name]
+        alone = score_frame(model, frame[[version.features[0]]], series=name, model_version="x", start=T0)
+        np.testing.assert_array_equal(scored[name]["score"], alone["score"].to_numpy())
+        np.testing.assert_array_equal(scored[name]["expected"], alone["expected"].to_numpy())
+        np.testing.assert_array_equal(scored[name]["value"], alone["value"].to_numpy())
+        assert scored[name]["is_anomaly"].sum() == alone["is_anomaly"].sum() == 1
+        assert scored[name]["ts"][0] == np.datetime64("2026-11-21T00:00")
 
 
 def test_score_frame_without_start_scores_every_row() -> None:

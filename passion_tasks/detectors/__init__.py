@@ -18,6 +18,7 @@ _LAZY = {
     "DetectorError": "passion_tasks.detectors.base",
     "UnknownDetectorError": "passion_tasks.detectors.base",
     "load_detector": "passion_tasks.detectors.persistence",
+    "restore_detector": "passion_tasks.detectors.persistence",
 }
 
 
@@ -35,6 +36,7 @@ __all__ = [
     "detector_names",
     "load_detector",
     "make_detector",
+    "restore_detector",
     "uses_keras",
 ]
 

@@ -20,6 +20,7 @@ results live here, so every detector behaves the same at the edges.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -105,6 +106,15 @@ class Detector(BaseEstimator):
         """
         raise NotImplementedError
 
+    @classmethod
+    def _score_matrix(
+        cls, models: Sequence[Detector], values: np.ndarray, start: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``_score_rows`` of each of ``models`` (one class, one ``batch_key``) on its target's values,
+        a row of ``values`` (series × steps, float, missing values NaN), as two series × steps arrays.
+        The steps before ``start`` are context: their own scores and expected values are not needed."""
+        raise NotImplementedError
+
     def _uncalibrated_threshold(self, false_events_per_row: float) -> float | None:
         """The score whose chance of being reached by a normal row is ``false_events_per_row``, for a
         detector that knows it without training data (its scores are p-values); None for the others."""
@@ -173,6 +183,11 @@ class Detector(BaseEstimator):
     def context(self) -> pd.Timedelta | None:
         """How much history before a row can change its score: scoring a day reads no more than this
         before the day (``models.scoring.scoring_rows``). None: all the history it is given."""
+        return None
+
+    def batch_key(self) -> Hashable | None:
+        """Models of one class with equal keys are scored together in one pass over a series × steps
+        matrix of their targets (``detect_batch``); None, the default: this model is scored alone."""
         return None
 
     def save(self, path: str | Path) -> Path:
@@ -268,15 +283,47 @@ class Detector(BaseEstimator):
         return _as_float(frame if list(frame.columns) == fitted else frame[fitted])
 
 
+def detect_batch(
+    models: Sequence[Detector], values: np.ndarray, index: pd.DatetimeIndex, start: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``detect`` of many models in one pass: row i of ``values`` (series × steps, on ``index``) is the
+    target of ``models[i]``, and the models share a class and a ``batch_key``. Returns ``expected``,
+    ``score`` and ``is_anomaly``, each series × steps, as ``detect`` gives them model by model, from
+    step ``start`` on: the steps before it are the history those need, and their own results are not
+    computed (they read as the detector leaves them)."""
+    kind, key = type(models[0]), models[0].batch_key()
+    if key is None or any(type(model) is not kind or model.batch_key() != key for model in models):
+        names = sorted({model.name for model in models})
+        raise DetectorError(f"models of {names} cannot be scored in one batch")
+    step = _index_step(index)
+    for model in models:
+        if not hasattr(model, "threshold_"):
+            raise DetectorError(f"{model.name}: not fitted yet; call fit first")
+        if step is not None and step != model.step_:
+            raise DetectorError(f"{model.name}: fitted on a {model.step_} grid, got a {step} grid")
+    values = np.asarray(values, dtype="float64")
+    if values.shape != (len(models), len(index)):
+        raise DetectorError(f"{len(models)} models on {len(index)} steps, got values of shape {values.shape}")
+    if not np.isfinite(values).all():
+        values = np.where(np.isfinite(values), values, np.nan)
+    raw_scores, expected = kind._score_matrix(models, values, start)
+    scores = np.nan_to_num(raw_scores, nan=0.0)
+    thresholds = np.array([model.threshold_ for model in models], dtype="float64")[:, None]
+    return expected, scores, scores >= thresholds
+
+
 def _grid_step(frame: pd.DataFrame) -> pd.Timedelta | None:
     """The frame's grid step; raises unless the index is a tz-aware regular DatetimeIndex."""
     if not isinstance(frame, pd.DataFrame):
         raise DetectorError(f"expected a DataFrame, got {type(frame).__name__}")
-    index = frame.index
-    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
-        raise DetectorError("the frame must be indexed by a tz-aware (UTC) DatetimeIndex")
     if frame.columns.empty:
         raise DetectorError("the frame has no feature columns")
+    return _index_step(frame.index)
+
+
+def _index_step(index: pd.Index) -> pd.Timedelta | None:
+    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
+        raise DetectorError("the frame must be indexed by a tz-aware (UTC) DatetimeIndex")
     if len(index) < 2:
         return None
     steps = np.diff(index.asi8)

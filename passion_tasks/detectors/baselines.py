@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -64,13 +65,25 @@ class RollingMadDetector(Detector):
         self.scale_floor_ = self.scale_floor * robust_spread(observed)
 
     def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        values = frame.iloc[:, 0].to_numpy()
-        median, mad = trailing_median_mad(values, self.window, self._min_periods())
+        scores, expected = self._score_matrix([self], frame.iloc[:, 0].to_numpy()[None])
+        return scores[0], expected[0]
+
+    def batch_key(self) -> tuple[int, int, int]:
+        return self.window, self._min_periods(), self.persistence
+
+    @classmethod
+    def _score_matrix(
+        cls, models: Sequence[Detector], values: np.ndarray, start: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        first = models[0]
+        # A score from ``start`` on is the median of the last ``persistence`` rows' deviations.
+        needed = max(start - first.persistence + 1, 0)
+        median, mad = trailing_median_mad(values, first.window, first._min_periods(), needed)
         expected = forward_filled(median)
-        scale = np.maximum(MAD_TO_SIGMA * forward_filled(mad), self.scale_floor_)
-        scores = np.abs(values - expected) / scale
-        if self.persistence > 1:
-            scores = pd.Series(scores).rolling(self.persistence, min_periods=1).median().to_numpy()
+        floors = np.array([model.scale_floor_ for model in models])[:, None]
+        scores = np.abs(values - expected) / np.maximum(MAD_TO_SIGMA * forward_filled(mad), floors)
+        if first.persistence > 1:
+            scores = trailing_median(scores, first.persistence)
         return scores, expected
 
     def context(self) -> pd.Timedelta:
@@ -95,32 +108,65 @@ class RollingMadDetector(Detector):
             raise DetectorError(f"{self.name}: scale_floor must be positive, got {self.scale_floor!r}")
 
 
-def trailing_median_mad(values: np.ndarray, window: int, min_periods: int) -> tuple[np.ndarray, np.ndarray]:
-    """Median and MAD (unscaled) of the ``window`` values before each row, ignoring NaN.
+def trailing_median_mad(
+    values: np.ndarray, window: int, min_periods: int, start: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Median and MAD (unscaled) of the ``window`` values before each row, ignoring NaN, along the last
+    axis (a series, or a series × steps matrix: each series its own row).
 
-    NaN where fewer than ``min_periods`` of those values are observed.
+    NaN where fewer than ``min_periods`` of those values are observed, and before step ``start`` but
+    at a series' last step with enough of them: forward filled from there, the rows from ``start`` on
+    read what they would read with every row computed.
     """
-    n = len(values)
-    observed = np.concatenate([[0], np.cumsum(~np.isnan(values))])
-    starts = np.maximum(np.arange(n) - window, 0)
-    counts = observed[np.arange(n)] - observed[starts]
-    # Row t of the view is values[t - window : t], with NaN before the first value.
-    windows = sliding_window_view(np.concatenate([np.full(window, np.nan), values[:-1]]), window)
-    median = np.full(n, np.nan)
-    mad = np.full(n, np.nan)
-    rows = np.flatnonzero(counts >= min_periods)
-    for chunk in np.array_split(rows, max(1, len(rows) * window // _CHUNK_VALUES)):
-        block, count = windows[chunk], counts[chunk]
-        median[chunk] = _median_of_rows(block, count)
-        mad[chunk] = _median_of_rows(np.abs(block - median[chunk, None]), count)
-    return median, mad
+    return _trailing_medians(values, window, min_periods, before=True, spread=True, start=start)
+
+
+def trailing_median(values: np.ndarray, window: int) -> np.ndarray:
+    """Median of the ``window`` values up to and including each row, ignoring NaN, along the last
+    axis; NaN where none of them is observed (pandas' ``rolling(window, min_periods=1).median()``)."""
+    return _trailing_medians(values, window, 1, before=False, spread=False)[0]
 
 
 def forward_filled(values: np.ndarray) -> np.ndarray:
-    """Each NaN replaced by the last value before it that is not NaN (NaN while there is none yet)."""
-    rows = np.arange(len(values))
-    last = np.maximum.accumulate(np.where(np.isnan(values), 0, rows))
-    return values[last]
+    """Each NaN replaced by the last value before it that is not NaN (NaN while there is none yet),
+    along the last axis."""
+    steps = np.arange(values.shape[-1])
+    last = np.maximum.accumulate(np.where(np.isnan(values), 0, steps), axis=-1)
+    return np.take_along_axis(values, last, axis=-1)
+
+
+def _trailing_medians(
+    values: np.ndarray, window: int, min_periods: int, *, before: bool, spread: bool, start: int = 0
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Median (and MAD when ``spread``) of each row's trailing window, ``before`` it or up to it."""
+    shape = np.shape(values)
+    series = np.reshape(values, (-1, shape[-1]))
+    count, steps = series.shape
+    observed = np.zeros((count, steps + 1), dtype=np.int64)
+    np.cumsum(~np.isnan(series), axis=1, out=observed[:, 1:])
+    ends = np.arange(steps) + (0 if before else 1)
+    counts = observed[:, ends] - observed[:, np.maximum(ends - window, 0)]
+    # Window t of a series is values[t - window : t] (before) or values[t - window + 1 : t + 1], with
+    # NaN before the first value.
+    padded = np.concatenate([np.full((count, window), np.nan), series], axis=1)
+    windows = sliding_window_view(padded, window, axis=1)[:, (0 if before else 1) :][:, :steps]
+    median = np.full((count, steps), np.nan)
+    mad = np.full((count, steps), np.nan) if spread else None
+    enough = counts >= min_periods
+    if start > 0:
+        earlier = enough[:, :start]
+        last = start - 1 - np.argmax(earlier[:, ::-1], axis=1)
+        seeded = np.flatnonzero(earlier.any(axis=1))
+        earlier[:] = False
+        enough[seeded, last[seeded]] = True
+    of, at = np.nonzero(enough)
+    for chunk in np.array_split(np.arange(len(of)), max(1, len(of) * window // _CHUNK_VALUES)):
+        block, block_counts = windows[of[chunk], at[chunk]], counts[of[chunk], at[chunk]]
+        middle = _median_of_rows(block, block_counts)
+        median[of[chunk], at[chunk]] = middle
+        if mad is not None:
+            mad[of[chunk], at[chunk]] = _median_of_rows(np.abs(block - middle[:, None]), block_counts)
+    return median.reshape(shape), None if mad is None else mad.reshape(shape)
 
 
 def _median_of_rows(block: np.ndarray, counts: np.ndarray) -> np.ndarray:

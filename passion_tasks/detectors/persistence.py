@@ -17,7 +17,11 @@ attribute of its own choosing (a private one such as a list of trusted types, sa
 
 from __future__ import annotations
 
+import io
 import json
+import tempfile
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,43 +63,90 @@ def save_detector(detector: Detector, path: str | Path) -> Path:
 
 def load_detector(path: str | Path, expected: str | None = None) -> Detector:
     """The fitted detector saved in the folder ``path``; ``expected`` is the registry name it must have."""
-    from passion_tasks.detectors import detector_class
-
     folder = Path(path)
     try:
-        document = json.loads((folder / STATE_FILE).read_text())
+        state = (folder / STATE_FILE).read_bytes()
     except FileNotFoundError:
         raise DetectorError(f"{folder} holds no saved detector ({STATE_FILE} is missing)") from None
+    document, cls = _saved_class(state, expected, folder)
+    arrays = folder / ARRAYS_FILE
+    return _restored(document, cls, arrays.read_bytes() if arrays.exists() else None, folder, folder)
+
+
+def restore_detector(files: Mapping[str, bytes], expected: str | None = None, source: str = "") -> Detector:
+    """The fitted detector whose saved folder holds ``files`` (each path relative to the folder): the
+    registry's verified artifact files, restored without writing them anywhere. A detector with model
+    files of its own (``_model_attributes``: Keras, scikit-learn, members) reads those from a
+    temporary folder. ``source`` names the files in errors."""
+    source = source or "the saved files"
+    if STATE_FILE not in files:
+        raise DetectorError(f"{source} hold no saved detector ({STATE_FILE} is missing)")
+    document, cls = _saved_class(files[STATE_FILE], expected, source)
+    if not cls._model_attributes:
+        return _restored(document, cls, files.get(ARRAYS_FILE), None, source)
+    with tempfile.TemporaryDirectory(prefix="passion-model-") as tmp:
+        for name, data in files.items():
+            if {"", ".", ".."} & set(name.split("/")):
+                raise DetectorError(f"{source}: unsafe file name {name!r}")
+            target = Path(tmp, name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        return load_detector(tmp, expected)
+
+
+def _saved_class(
+    state: bytes, expected: str | None, source: str | Path
+) -> tuple[dict[str, Any], type[Detector]]:
+    """The saved detector's document (``STATE_FILE``) and its class, checked."""
+    from passion_tasks.detectors import detector_class
+
+    where = f"{source}/{STATE_FILE}" if isinstance(source, Path) else f"{STATE_FILE} of {source}"
+    try:
+        document = json.loads(state)
     except ValueError as error:
-        raise DetectorError(f"{folder / STATE_FILE} is not valid JSON: {error}") from None
+        raise DetectorError(f"{where} is not valid JSON: {error}") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT_VERSION:
         found = document.get("format") if isinstance(document, dict) else None
-        raise DetectorError(f"{folder}: saved in format {found!r}, expected {FORMAT_VERSION}")
+        raise DetectorError(f"{source}: saved in format {found!r}, expected {FORMAT_VERSION}")
     name = document.get("detector")
     if not isinstance(name, str):
-        raise DetectorError(f"{folder / STATE_FILE} does not name its detector")
+        raise DetectorError(f"{where} does not name its detector")
     if expected is not None and name != expected:
-        raise DetectorError(f"{folder} holds a saved {name!r} detector where {expected!r} was expected")
+        raise DetectorError(f"{source} holds a saved {name!r} detector where {expected!r} was expected")
     cls = detector_class(name)
     params, state, array_names = document.get("params"), document.get("state"), document.get("arrays")
     if not (isinstance(params, dict) and isinstance(state, dict) and isinstance(array_names, list)):
-        raise DetectorError(
-            f"{folder / STATE_FILE}: params, state and arrays must be an object, an object and a list"
-        )
+        raise DetectorError(f"{where}: params, state and arrays must be an object, an object and a list")
     if unknown := sorted(set(params) - set(cls._get_param_names())):
-        raise DetectorError(f"{folder / STATE_FILE}: {name} has no parameters {unknown}")
+        raise DetectorError(f"{where}: {name} has no parameters {unknown}")
     if unknown := sorted({*state, *array_names} - cls.learned_attributes()):
-        raise DetectorError(
-            f"{folder / STATE_FILE}: {name} does not learn {unknown}; refusing to restore them"
-        )
-    detector = cls(**params)
-    for attribute, value in state.items():
+        raise DetectorError(f"{where}: {name} does not learn {unknown}; refusing to restore them")
+    return document, cls
+
+
+def _restored(
+    document: dict[str, Any],
+    cls: type[Detector],
+    arrays: bytes | None,
+    folder: Path | None,
+    source: str | Path,
+) -> Detector:
+    """A ``cls`` with the document's parameters and state, the learned arrays read from ``arrays`` (the
+    bytes of ``ARRAYS_FILE``) and its model files from ``folder``."""
+    detector = cls(**document["params"])
+    for attribute, value in document["state"].items():
         setattr(detector, attribute, _from_json(value))
-    if array_names:
-        with np.load(folder / ARRAYS_FILE, allow_pickle=False) as arrays:
-            for attribute in array_names:
-                setattr(detector, attribute, arrays[attribute])
-    detector._load_model(folder)
+    if document["arrays"]:
+        if arrays is None:
+            raise DetectorError(f"{source}: {ARRAYS_FILE} is missing")
+        try:
+            with np.load(io.BytesIO(arrays), allow_pickle=False) as stored:
+                for attribute in document["arrays"]:
+                    setattr(detector, attribute, stored[attribute])
+        except (KeyError, OSError, ValueError, zipfile.BadZipFile) as error:
+            raise DetectorError(f"{source}: {ARRAYS_FILE} cannot be read: {error}") from None
+    if folder is not None:
+        detector._load_model(folder)
     return detector
 
 

@@ -289,26 +289,21 @@ def register(
 def fetch(
     lake: Lake, series: str, detector: str, version: str | int | None = None, *, into: Path
 ) -> tuple[Path, ModelVersion]:
-    """Download a model's artifact files into the new or empty folder ``into``, verified.
+    """Download a model's artifact files (``fetch_files``) into the new or empty folder ``into``.
 
-    ``version=None`` fetches the version live today, which must be a ``detector`` model. The
-    manifest's signature must verify with the model key (when one is configured), every file's
-    sha256 and size must match the manifest, and the stored files must be exactly those it lists;
-    otherwise ``ArtifactIntegrityError`` is raised and ``into`` is left as it was.
+    ``version=None`` fetches the version live today, which must be a ``detector`` model. Nothing is
+    written unless every file is verified; ``into`` is then left as it was.
     """
-    if version is None:
-        version = _live_detector(lake, series, detector).version
-    manifest, model = _read_manifest(lake, series, detector, version)
-    _check_signature(model, manifest)
+    files, model = fetch_files(lake, series, detector, version)
     into = Path(into)
     if into.exists() and any(into.iterdir()):
         raise RegistryError(f"cannot fetch {model.ref} into {into}: the folder is not empty")
     into.parent.mkdir(parents=True, exist_ok=True)
-    # Files land in a sibling folder that becomes ``into`` only once all of them are verified.
+    # Files land in a sibling folder that becomes ``into`` only once all of them are written.
     staging = Path(tempfile.mkdtemp(prefix=f".{into.name}-", dir=into.parent))
     try:
-        for file, data in _verified_files(lake, model):
-            target = staging / file.name
+        for name, data in files.items():
+            target = staging / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
         if into.exists():
@@ -318,6 +313,24 @@ def fetch(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return into, model
+
+
+def fetch_files(
+    lake: Lake, series: str, detector: str, version: str | int | None = None
+) -> tuple[dict[str, bytes], ModelVersion]:
+    """A model's artifact files (each path relative to the artifact folder → its bytes), verified,
+    and its version.
+
+    ``version=None`` fetches the version live today, which must be a ``detector`` model. The
+    manifest's signature must verify with the model key (when one is configured), every file's
+    sha256 and size must match the manifest, and the stored files must be exactly those it lists;
+    otherwise ``ArtifactIntegrityError`` is raised.
+    """
+    if version is None:
+        version = _live_detector(lake, series, detector).version
+    manifest, model = _read_manifest(lake, series, detector, version)
+    _check_signature(model, manifest)
+    return {file.name: data for file, data in _verified_files(lake, model)}, model
 
 
 def list_models(lake: Lake, series: str | None = None) -> list[ModelVersion]:

@@ -3,12 +3,11 @@ scores to ``events``, a batch of series at a time. One series' bad model fails t
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import posixpath
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -18,11 +17,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from passion_tasks.detectors import Detector
+from passion_tasks.detectors.base import DetectorError, detect_batch
 from passion_tasks.errors import ExitCode, NoInputError, PassionError
 from passion_tasks.lake import MANIFEST, Lake, batches, datasets, schemas
 from passion_tasks.models.registry import ModelVersion
 
 SCORE_COLUMNS = schemas.SCORES.names
+
+#: A model loaded to score a series, and the registry's version of it.
+Loaded = tuple[Detector, ModelVersion]
 
 Instant = pd.Timestamp | dt.datetime | dt.date | str
 
@@ -239,20 +242,12 @@ def score_each(lake: Lake, day: dt.date, names: list[str], history_days: int) ->
     return summary
 
 
-def load_models(
-    lake: Lake, day: dt.date, names: list[str], summary: ScoreSummary
-) -> dict[str, tuple[Detector, ModelVersion]]:
+def load_models(lake: Lake, day: dt.date, names: list[str], summary: ScoreSummary) -> dict[str, Loaded]:
     """The model live on ``day`` of each series named that has one that loads; the others go to
     ``summary`` (skipped: none live; failed: its error). Raises (``raise_for_failures``) when no
     model loads. On a remote lake the models are loaded on threads: their time is round trips."""
-    loaded: dict[str, tuple[Detector, ModelVersion]] = {}
-    # Each model's files land in a folder of one working folder, removed once they are all loaded.
-    with tempfile.TemporaryDirectory(prefix="passion-score-") as tmp:
-
-        def load(numbered: tuple[int, str]) -> tuple[Detector, ModelVersion] | str | PassionError | OSError:
-            return _loaded(lake, numbered[1], day, Path(tmp, str(numbered[0])))
-
-        outcomes = lake.map_io(load, list(enumerate(names)))
+    loaded: dict[str, Loaded] = {}
+    outcomes = lake.map_io(lambda name: _loaded(lake, name, day), names)
     for name, outcome in zip(names, outcomes, strict=True):
         if isinstance(outcome, str):
             summary.skipped[name] = outcome
@@ -266,24 +261,78 @@ def load_models(
 
 
 def score_loaded(
-    loaded: dict[str, tuple[Detector, ModelVersion]],
+    loaded: dict[str, Loaded],
     frame: pd.DataFrame,
     start: pd.Timestamp,
     summary: ScoreSummary,
 ) -> dict[str, dict[str, Any]]:
     """The ``score_columns`` of each loaded model's rows of ``frame`` from ``start`` on (with the
-    history before it its model needs); a model that fails goes to ``summary``, and when none is left
-    ``raise_for_failures`` raises."""
-    scored = {}
-    for name, (model, version) in loaded.items():
-        rows = scoring_rows(model, frame, start, list(version.features))
-        try:
-            scored[name] = score_columns(model, rows, series=name, model_version=version.ref, start=start)
-        except PassionError as error:
-            summary.failed[name] = error
+    history before it its model needs), in the order of ``loaded``; a model that fails goes to
+    ``summary``, and when none is left ``raise_for_failures`` raises.
+
+    Models that can be scored together (``passes``) are, in one pass over their series; a pass that
+    fails is made again model by model, so that one bad model fails its own series alone."""
+    scored: dict[str, dict[str, Any]] = {}
+    for names in passes(loaded):
+        if len(names) > 1:
+            with contextlib.suppress(PassionError):
+                scored |= score_pass({name: loaded[name] for name in names}, frame, start)
+        for name in names:
+            if name in scored:
+                continue
+            model, version = loaded[name]
+            rows = scoring_rows(model, frame, start, list(version.features))
+            try:
+                scored[name] = score_columns(model, rows, series=name, model_version=version.ref, start=start)
+            except PassionError as error:
+                summary.failed[name] = error
     if not scored:
         summary.raise_for_failures()
-    return scored
+    return {name: scored[name] for name in loaded if name in scored}
+
+
+def passes(loaded: dict[str, Loaded]) -> list[list[str]]:
+    """The series of ``loaded`` grouped into those whose models can be scored in one pass
+    (``detectors.base.detect_batch``: one class, one ``batch_key``, one context); a model with no key
+    is a batch of its own."""
+    groups: dict[Any, list[str]] = {}
+    for name, (model, _) in loaded.items():
+        key = model.batch_key()
+        groups.setdefault(name if key is None else (type(model), key, model.context()), []).append(name)
+    return list(groups.values())
+
+
+def score_pass(
+    loaded: dict[str, Loaded], frame: pd.DataFrame, start: pd.Timestamp
+) -> dict[str, dict[str, Any]]:
+    """``score_columns`` of each model of a pass (``passes``), computed at once on the series × steps
+    matrix of their targets."""
+    models = [model for model, _ in loaded.values()]
+    context = models[0].context()
+    first = 0 if context is None else frame.index.searchsorted(start - context)
+    targets = frame.columns.get_indexer([version.features[0] for _, version in loaded.values()])
+    if (targets < 0).any():
+        raise DetectorError("a target is missing from the frame")
+    # The frame's array is column-major: its transpose holds each series' steps together.
+    values = np.ascontiguousarray(frame.to_numpy().T[targets, first:])
+    index = frame.index[first:]
+    kept = index.searchsorted(start)
+    expected, scores, flags = detect_batch(models, values, index, kept)
+    ts = index[kept:].tz_convert("UTC").tz_localize(None).to_numpy("datetime64[ms]")
+    return {
+        name: {
+            "ts": ts,
+            "series": name,
+            "detector": model.name,
+            "model_version": version.ref,
+            "value": values[row, kept:],
+            "expected": expected[row, kept:],
+            "score": scores[row, kept:],
+            "threshold": float(model.threshold_),
+            "is_anomaly": flags[row, kept:],
+        }
+        for row, (name, (model, version)) in enumerate(loaded.items())
+    }
 
 
 def history_needed(models: list[Detector], history_days: int) -> int:
@@ -326,15 +375,12 @@ def _retire_series_leaves(lake: Lake, dataset: str, day: dt.date, names: set[str
             lake.delete(path)
 
 
-def _loaded(
-    lake: Lake, name: str, day: dt.date, workdir: Path
-) -> tuple[Detector, ModelVersion] | str | PassionError | OSError:
-    """The series' live model (its files fetched into ``workdir``), why it has none, or the error that
-    kept it from loading."""
+def _loaded(lake: Lake, name: str, day: dt.date) -> Loaded | str | PassionError | OSError:
+    """The series' live model, why it has none, or the error that kept it from loading."""
     from passion_tasks.models import training
 
     try:
-        loaded = training.live_model(lake, name, day, workdir)
+        loaded = training.live_model(lake, name, day)
     except (PassionError, OSError) as error:
         return error
     if loaded is None:

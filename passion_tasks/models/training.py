@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from passion_tasks.corpora.labels import Window, label_windows, labels_on
-from passion_tasks.detectors import Detector, DetectorError, detector_class, load_detector, make_detector
+from passion_tasks.detectors import Detector, DetectorError, detector_class, make_detector, restore_detector
 from passion_tasks.errors import PassionError, UsageError
 from passion_tasks.features.policy import metric_kind
 from passion_tasks.lake import Day, Lake, as_day, datasets
@@ -80,7 +80,7 @@ def training_labels(detector: str, labels: pd.Series) -> pd.Series | None:
     return None
 
 
-def load_model(lake: Lake, series: str, detector: str, version: str | int | None, workdir: Path) -> Detector:
+def load_model(lake: Lake, series: str, detector: str, version: str | int | None) -> Detector:
     """The registered model, its files verified against the manifest before anything is loaded.
 
     Without a version: the live one if this detector is live for the series, else the newest.
@@ -94,25 +94,23 @@ def load_model(lake: Lake, series: str, detector: str, version: str | int | None
             if not versions:
                 raise UsageError(f"no {detector} model is registered for {series!r}; train one first")
             version = max(versions, key=lambda m: int(m.version[1:])).version
-    return _fetched(lake, series, detector, version, workdir)[0]
+    return _fetched(lake, series, detector, version)[0]
 
 
-def live_model(
-    lake: Lake, series: str, day: Day, workdir: Path
-) -> tuple[Detector, registry.ModelVersion] | None:
+def live_model(lake: Lake, series: str, day: Day) -> tuple[Detector, registry.ModelVersion] | None:
     """The model that was live for ``series`` on ``day``, loaded; ``None`` if none was."""
     promotion = registry.live_promotion(lake, series, on=as_day(day))
     if promotion is None:
         return None
-    return _fetched(lake, series, promotion.detector, promotion.version, workdir)
+    return _fetched(lake, series, promotion.detector, promotion.version)
 
 
 def _fetched(
-    lake: Lake, series: str, detector: str, version: str | int, workdir: Path
+    lake: Lake, series: str, detector: str, version: str | int
 ) -> tuple[Detector, registry.ModelVersion]:
-    folder, model = registry.fetch(lake, series, detector, version, into=Path(workdir) / "model")
+    files, model = registry.fetch_files(lake, series, detector, version)
     try:
-        return load_detector(folder, expected=model.detector), model
+        return restore_detector(files, expected=model.detector, source=model.ref), model
     except DetectorError as error:
         # The files passed their checksums, so the lake handed back what the manifest names; a saved
         # detector that still cannot be restored is refused like any other model that fails its checks.
@@ -306,8 +304,7 @@ def read_input_frame(path: str | Path, model: Detector) -> pd.DataFrame:
 def apply_model(lake: Lake, ref: str, input_path: str | Path) -> pd.DataFrame:
     """Score another dataset with a saved model (the notebook's "apply to other data")."""
     series, detector, version = parse_model_ref(ref)
-    with tempfile.TemporaryDirectory(prefix="passion-apply-") as tmp:
-        model = load_model(lake, series, detector, version, Path(tmp))
+    model = load_model(lake, series, detector, version)
     frame = read_input_frame(input_path, model)
     result = model.detect(frame)
     return pd.DataFrame(
