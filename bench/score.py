@@ -1,16 +1,17 @@
 """The nightly scoring of N series for a day, against the arithmetic lower bound measured in the same run.
 
-    python bench/score.py --series 1000 [--lake local|s3]
+    python bench/score.py --series 1000 [--lake local|s3] [--detector NAME] [--minutes 5]
 
 A fleet of N server metrics (a daily cycle with noise, ``tests/cluster.py``) gets two days of features
-and a ``rolling_mad`` model each, trained on them and live on the third day; ``steps.score_day`` then
-scores that day into the lake, in this process, as the ``passion_score`` task and ``passion score`` do.
-The lower bound is the same models' arithmetic on the same rows (the passes of ``models.scoring``,
-each on the series × steps matrix of its models) with nothing read or written: every model already
-loaded, every matrix already in memory. A micro-batch then scores the day's 5 minutes before 20:00
-as ``passion live`` does once its files have landed (``--minutes``). ``--lake s3`` puts
-the lake on moto's S3 server on 127.0.0.1, spoken to over HTTP. Peak RSS is this process's; objects
-written are the files the scoring added to the lake. The last line is the contract of issue 15.
+and a model each (``rolling_mad`` unless ``--detector`` names another), trained on them and live on the
+third day; ``steps.score_day`` then scores that day into the lake, in this process, as the
+``passion_score`` task and ``passion score`` do. The lower bound is the same models' arithmetic on the
+same rows (the passes of ``models.scoring``, each on the series × steps matrix of its models) with
+nothing read or written: every model already loaded, every matrix already in memory. A micro-batch
+then scores the day's 5 minutes before 20:00 (``--minutes``) as ``passion live`` does once its files
+have landed. ``--lake s3`` puts the lake on moto's S3 server on 127.0.0.1, spoken to over HTTP. Peak
+RSS is this process's; objects written are the files the scoring added to the lake. The last line is
+the contract of issue 15.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import pandas as pd
 from cluster import fleet_names, train_fleet, write_fleet
 
 from passion_tasks import steps
-from passion_tasks.defaults import HISTORY_DAYS
+from passion_tasks.defaults import BASELINE, HISTORY_DAYS
 from passion_tasks.lake import Lake, datasets
 from passion_tasks.lake.store import S3Options
 
@@ -61,8 +62,10 @@ def lower_bound(lake: Lake, names: list[str]) -> float:
     work = []
     for group in passes(loaded):
         models = [loaded[name][0] for name in group]
-        rows = scoring_rows(models[0], frame, day, [loaded[name][1].features[0] for name in group])
-        work.append((models, rows.to_numpy().T.copy(), rows.index, rows.index.searchsorted(as_utc(day))))
+        features = [feature for model in models for feature in model.feature_names_in_]
+        rows = scoring_rows(models[0], frame, day, features)
+        values = rows.to_numpy().T.reshape(len(models), -1, len(rows)).copy()
+        work.append((models, values, rows.index, rows.index.searchsorted(as_utc(day))))
     began = time.perf_counter()
     for models, values, index, start in work:
         detect_batch(models, values, index, start)
@@ -125,6 +128,7 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=1000)
     parser.add_argument("--lake", choices=("local", "s3"), default="local")
     parser.add_argument("--minutes", type=int, default=5, help="the micro-batch's new minutes")
+    parser.add_argument("--detector", default=BASELINE, help="the fleet's detector (default: %(default)s)")
     args = parser.parse_args()
     os.environ.setdefault("PASSION_MODEL_KEY", "b" * 64)
     with tempfile.TemporaryDirectory(prefix="passion-bench-score-") as tmp:
@@ -136,7 +140,7 @@ def main() -> None:
             names = fleet_names(args.series)
             began = time.perf_counter()
             write_fleet(lake, names, DAYS)
-            train_fleet(lake, names, DAYS[:2], live_from=DAYS[2])
+            train_fleet(lake, names, DAYS[:2], live_from=DAYS[2], detector=args.detector)
             print(
                 f"fleet of {args.series}: features and models in {time.perf_counter() - began:.1f} s",
                 flush=True,

@@ -459,11 +459,13 @@ def write_fleet(lake: Lake, names: list[str], days: list[dt.date], seed: int = 0
         )
 
 
-def train_fleet(lake: Lake, names: list[str], train_days: list[dt.date], live_from: dt.date) -> None:
-    """The baseline model of every series, live from ``live_from``."""
+def train_fleet(
+    lake: Lake, names: list[str], train_days: list[dt.date], live_from: dt.date, detector: str = BASELINE
+) -> None:
+    """A ``detector`` model (the baseline unless told) of every series, live from ``live_from``."""
     trained = steps.train(
         lake,
-        BASELINE,
+        detector,
         series=names,
         train_from=train_days[0],
         train_to=train_days[-1],

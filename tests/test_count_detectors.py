@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from passes import assert_one_pass_scores_each_as_alone
 
 from passion_tasks.detectors import DetectorError, load_detector, make_detector
 from passion_tasks.detectors.thresholds import false_alarm_budget_threshold, series_budget
@@ -219,6 +220,41 @@ def test_a_count_detector_scores_a_row_from_its_context_alone(name: str, rows: i
         for row in range(600, 900)
     ]
     assert not np.allclose(shorter, result["score"].iloc[600:900], rtol=1e-6, atol=1e-9)
+
+
+def pass_frames(name: str) -> list[pd.DataFrame]:
+    """Three series for one detector, each with something of its own: for rates a rate that was 0 all
+    week (no overdispersion), a hit ratio (bad downwards) and a noisy error rate."""
+    if name == "rate":
+        requests = requests_per_minute(30, seed=11)
+        errors = np.zeros_like(requests)
+        errors[OUTAGE] = np.random.default_rng(12).binomial(requests[OUTAGE].astype(int), 0.35)
+        hits = np.random.default_rng(13).binomial(requests.astype(int), 0.9).astype(float)
+        hits[OUTAGE] = 0.0
+        noisy = np.random.default_rng(14).binomial(requests.astype(int), 0.01).astype(float)
+        noisy[OUTAGE] = np.random.default_rng(15).binomial(requests[OUTAGE].astype(int), 0.3)
+        return [
+            rate_frame(requests, errors),
+            rate_frame(requests, hits, metric="cdn_cache_hit_ratio"),
+            rate_frame(requests, noisy, metric="cdn_4xx_rate"),
+        ]
+    frames = []
+    for seed in (20, 21, 22):
+        frame = detector_frames()[name].copy()
+        if seed > 20:
+            frame.iloc[:, 0] *= np.random.default_rng(seed).lognormal(0, 0.1, len(frame))
+        frame.iloc[OUTAGE, 0] *= 5
+        frames.append(frame)
+    frames[1].iloc[TRAIN + 300 : TRAIN + 340, 0] = np.nan
+    return frames
+
+
+@pytest.mark.parametrize("name", ["rate", "percentile", "geometric_mean", "size", "count"])
+def test_count_aware_models_score_in_one_pass_as_each_alone(name: str) -> None:
+    frames = pass_frames(name)
+    models = [make_detector(name).fit(frame.iloc[:TRAIN]) for frame in frames]
+    assert len({model.batch_key() for model in models}) == 1
+    assert_one_pass_scores_each_as_alone(models, [frame.iloc[TRAIN - 200 :] for frame in frames], start=200)
 
 
 def detector_frames() -> dict[str, pd.DataFrame]:

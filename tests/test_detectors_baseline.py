@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from passes import assert_one_pass_scores_each_as_alone
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
@@ -182,23 +183,26 @@ def test_models_scored_in_one_pass_score_as_each_alone_from_the_first_step_kept(
         fitted(frame, persistence=3, scale_floor=floor)
         for frame, floor in zip(frames, (0.05, 0.5, 5.0), strict=True)
     ]
-    day = frames[0].index[TRAIN_DAYS * DAY]
-    values = np.stack([frame["requests"].to_numpy() for frame in frames])
-    start = TRAIN_DAYS * DAY
+    assert_one_pass_scores_each_as_alone(models, frames, start=TRAIN_DAYS * DAY)
 
-    expected, scores, flags = detect_batch(models, values, frames[0].index, start)
 
-    assert flags[:, start:].any(axis=1).all()
-    for row, (model, frame) in enumerate(zip(models, frames, strict=True)):
-        alone = model.detect(frame).loc[day:]
-        np.testing.assert_array_equal(expected[row, start:], alone["expected"].to_numpy())
-        np.testing.assert_array_equal(scores[row, start:], alone["score"].to_numpy())
-        np.testing.assert_array_equal(flags[row, start:], alone["is_anomaly"].to_numpy())
+@pytest.mark.parametrize("name", ["profile", "seasonal_naive", "constant"])
+def test_the_server_metric_detectors_score_in_one_pass_as_each_alone(name: str) -> None:
+    frames = [with_anomalies(daily_cycle(seed=seed))[0] for seed in (4, 5, 6)]
+    if name == "constant":
+        frames = [
+            frame.assign(requests=np.where(np.arange(len(frame)) < SHIFT, level, 7.0))
+            for frame, level in zip(frames, (0.0, 3.0, 700.0), strict=True)
+        ]
+    frames[1].iloc[SHIFT - 200 : SHIFT - 80, 0] = np.nan
+    frames[2].iloc[SPIKES[0] : SPIKES[0] + 4, 0] = frames[2].iloc[SPIKES[0], 0]  # a value that holds still
+    models = [make_detector(name).fit(frame.iloc[: TRAIN_DAYS * DAY]) for frame in frames]
+    assert_one_pass_scores_each_as_alone(models, frames, start=TRAIN_DAYS * DAY)
 
 
 def test_a_pass_takes_models_of_one_class_and_key_on_their_grid() -> None:
     frame = daily_cycle()
-    index, values = frame.index, np.stack([frame["requests"].to_numpy()] * 2)
+    index, values = frame.index, np.stack([frame.to_numpy().T] * 2)
     with pytest.raises(DetectorError, match="cannot be scored in one batch"):
         detect_batch([fitted(frame), fitted(frame, persistence=3)], values, index)
     with pytest.raises(DetectorError, match="cannot be scored in one batch"):
@@ -208,8 +212,11 @@ def test_a_pass_takes_models_of_one_class_and_key_on_their_grid() -> None:
             index,
         )
     with pytest.raises(DetectorError, match="fitted on a 0 days 00:01:00 grid, got a 0 days 00:02:00 grid"):
-        detect_batch([fitted(frame)], values[:1, ::2], index[::2])
-    with pytest.raises(DetectorError, match=r"2 models on 5760 steps, got values of shape \(1, 5760\)"):
+        detect_batch([fitted(frame)], values[:1, :, ::2], index[::2])
+    with pytest.raises(
+        DetectorError,
+        match=r"2 models of \[1, 1\] features on 5760 steps, got values of shape \(1, 1, 5760\)",
+    ):
         detect_batch([fitted(frame), fitted(frame)], values[:1], index)
 
 

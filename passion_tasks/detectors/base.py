@@ -108,11 +108,12 @@ class Detector(BaseEstimator):
 
     @classmethod
     def _score_matrix(
-        cls, models: Sequence[Detector], values: np.ndarray, start: int = 0
+        cls, models: Sequence[Detector], values: np.ndarray, index: pd.DatetimeIndex, start: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``_score_rows`` of each of ``models`` (one class, one ``batch_key``) on its target's values,
-        a row of ``values`` (series × steps, float, missing values NaN), as two series × steps arrays.
-        The steps before ``start`` are context: their own scores and expected values are not needed."""
+        """``_score_rows`` of each of ``models`` (one class, one ``batch_key``) on its features, a row
+        of ``values`` (series × features × steps on ``index``, float, missing values NaN; a model's
+        features in its fitted order), as two series × steps arrays. The steps before ``start`` are
+        context: their own results are not needed."""
         raise NotImplementedError
 
     def _uncalibrated_threshold(self, false_events_per_row: float) -> float | None:
@@ -286,8 +287,9 @@ class Detector(BaseEstimator):
 def detect_batch(
     models: Sequence[Detector], values: np.ndarray, index: pd.DatetimeIndex, start: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``detect`` of many models in one pass: row i of ``values`` (series × steps, on ``index``) is the
-    target of ``models[i]``, and the models share a class and a ``batch_key``. Returns ``expected``,
+    """``detect`` of many models in one pass: row i of ``values`` (series × features × steps, on
+    ``index``) holds the features of ``models[i]`` in its fitted order, and the models share a class
+    and a ``batch_key``. Returns ``expected``,
     ``score`` and ``is_anomaly``, each series × steps, as ``detect`` gives them model by model, from
     step ``start`` on: the steps before it are the history those need, and their own results are not
     computed (they read as the detector leaves them)."""
@@ -302,14 +304,31 @@ def detect_batch(
         if step is not None and step != model.step_:
             raise DetectorError(f"{model.name}: fitted on a {model.step_} grid, got a {step} grid")
     values = np.asarray(values, dtype="float64")
-    if values.shape != (len(models), len(index)):
-        raise DetectorError(f"{len(models)} models on {len(index)} steps, got values of shape {values.shape}")
+    if values.shape != (len(models), models[0].n_features_in_, len(index)) or any(
+        model.n_features_in_ != values.shape[1] for model in models
+    ):
+        raise DetectorError(
+            f"{len(models)} models of {[model.n_features_in_ for model in models]} features on {len(index)} "
+            f"steps, got values of shape {values.shape}"
+        )
     if not np.isfinite(values).all():
         values = np.where(np.isfinite(values), values, np.nan)
-    raw_scores, expected = kind._score_matrix(models, values, start)
+    raw_scores, expected = kind._score_matrix(models, values, index, start)
     scores = np.nan_to_num(raw_scores, nan=0.0)
     thresholds = np.array([model.threshold_ for model in models], dtype="float64")[:, None]
     return expected, scores, scores >= thresholds
+
+
+def one_of_matrix(model: Detector, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``_score_rows`` of a detector that scores a matrix of series (``_score_matrix``): its own series
+    as a matrix of one, so that a model scored alone and in a pass share every operation."""
+    scores, expected = type(model)._score_matrix([model], matrix_of(frame), frame.index)
+    return scores[0], expected[0]
+
+
+def matrix_of(frame: pd.DataFrame) -> np.ndarray:
+    """A frame of one series' features as the series × features × steps matrix of that one series."""
+    return frame.to_numpy(dtype=float).T[None]
 
 
 def _grid_step(frame: pd.DataFrame) -> pd.Timedelta | None:

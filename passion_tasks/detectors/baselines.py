@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from passion_tasks.detectors.base import Detector, DetectorError
+from passion_tasks.detectors.base import Detector, DetectorError, one_of_matrix
 from passion_tasks.detectors.thresholds import MAD_TO_SIGMA, robust_spread
 
 #: Rows of trailing windows sorted at once: bounds memory to about 8 MiB per array whatever the window.
@@ -65,17 +65,16 @@ class RollingMadDetector(Detector):
         self.scale_floor_ = self.scale_floor * robust_spread(observed)
 
     def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        scores, expected = self._score_matrix([self], frame.iloc[:, 0].to_numpy()[None])
-        return scores[0], expected[0]
+        return one_of_matrix(self, frame)
 
     def batch_key(self) -> tuple[int, int, int]:
         return self.window, self._min_periods(), self.persistence
 
     @classmethod
     def _score_matrix(
-        cls, models: Sequence[Detector], values: np.ndarray, start: int = 0
+        cls, models: Sequence[Detector], values: np.ndarray, index: pd.DatetimeIndex, start: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
-        first = models[0]
+        first, values = models[0], values[:, 0]
         # A score from ``start`` on is the median of the last ``persistence`` rows' deviations.
         needed = max(start - first.persistence + 1, 0)
         median, mad = trailing_median_mad(values, first.window, first._min_periods(), needed)
@@ -285,8 +284,27 @@ class SeasonalNaiveDetector(Detector):
         return self.season_steps_ * self.step_
 
     def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        values = frame.iloc[:, 0]
-        return np.abs(self._residuals(values)) / self.scale_, values.shift(self.season_steps_).to_numpy()
+        return one_of_matrix(self, frame)
+
+    def batch_key(self) -> tuple[int]:
+        return (self.season_steps_,)
+
+    @classmethod
+    def _score_matrix(
+        cls, models: Sequence[Detector], values: np.ndarray, index: pd.DatetimeIndex, start: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        values = values[:, 0]
+        forecast = _shifted(values, models[0].season_steps_)
+        scales = np.array([model.scale_ for model in models])[:, None]
+        return np.abs(values - forecast) / scales, forecast
 
     def _residuals(self, values: pd.Series) -> np.ndarray:
-        return (values - values.shift(self.season_steps_)).to_numpy()
+        target = values.to_numpy(dtype=float)
+        return target - _shifted(target, self.season_steps_)
+
+
+def _shifted(values: np.ndarray, steps: int) -> np.ndarray:
+    """``values`` moved ``steps`` steps later along the last axis, NaN before the first."""
+    moved = np.full(np.shape(values), np.nan)
+    moved[..., steps:] = values[..., : max(np.shape(values)[-1] - steps, 0)]
+    return moved

@@ -24,13 +24,14 @@ its cause; on a noisy baseline a later minute that happens to be worse can carry
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from passion_tasks.detectors.base import Detector, DetectorError
+from passion_tasks.detectors.base import Detector, DetectorError, matrix_of, one_of_matrix
 from passion_tasks.detectors.profiles import daily_profile, minute_of_day
 from passion_tasks.detectors.surprise import (
     WINDOWS,
@@ -86,14 +87,23 @@ class CountAwareDetector(SurpriseScores, Detector):
         return self.lookback_rows
 
     def _columns(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        values, requests = _matrix_columns(self._matrix(frame))
+        return values[0], requests[0]
+
+    def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """``base.matrix_of`` a frame that holds the series and its slice's requests."""
         if frame.shape[1] != 2:
             raise DetectorError(
                 f"{self.name}: needs the series and its slice's requests per minute, got {frame.shape[1]} "
                 "column(s)"
             )
-        values = frame.iloc[:, 0].to_numpy(dtype=float)
-        requests = np.nan_to_num(frame.iloc[:, 1].to_numpy(dtype=float))
-        return values, requests
+        return matrix_of(frame)
+
+    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return one_of_matrix(self, frame)
+
+    def batch_key(self) -> tuple[()]:
+        return ()
 
 
 class RateDetector(CountAwareDetector):
@@ -111,10 +121,15 @@ class RateDetector(CountAwareDetector):
 
     def _bad(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Bad requests and requests per row: errors, or misses for a hit ratio."""
-        values, requests = self._columns(frame)
-        share = np.nan_to_num(values)
-        if RATES.get(metric_of(str(frame.columns[0])), "up") == "down":
-            share = np.where(requests > 0, 1 - share, 0.0)
+        bad, requests = self._matrix_bad([self], self._matrix(frame))
+        return bad[0], requests[0]
+
+    @classmethod
+    def _matrix_bad(cls, models: Sequence[RateDetector], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``_bad`` of each series of a series × features × steps matrix."""
+        shares, requests = _matrix_columns(values)
+        share = np.nan_to_num(shares)
+        share = np.where(_goes_down(models), np.where(requests > 0, 1 - share, 0.0), share)
         return np.rint(share * requests), requests
 
     def _fit(self, frame: pd.DataFrame) -> None:
@@ -138,28 +153,23 @@ class RateDetector(CountAwareDetector):
         excess = ((bad - requests * p) ** 2 - requests * p * (1 - p)).sum()
         self.overdispersion_ = float(np.clip(excess / spread.sum(), 0.0, 0.3)) if spread.sum() > 0 else 0.0
 
-    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        bad, requests = self._bad(frame)
+    @classmethod
+    def _score_matrix(
+        cls, models: Sequence[RateDetector], values: np.ndarray, index: pd.DatetimeIndex, start: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        bad, requests = cls._matrix_bad(models, values)
+        rate = _learned(models, "rate_")
         # A window speaks for its last row only when that row is itself worse than expected: an
         # outage's event ends with the outage, not a window later.
-        worse = bad > requests * self.rate_
+        worse = bad > requests * rate
         surprises = []
         for window in WINDOWS:
             k, n = trailing_sums(bad, window), trailing_sums(requests, window)
-            surprises.append(np.where(n > 0, np.where(worse, surprise(self._tail(k, n)), 0.0), np.nan))
-        expected_share = self.rate_
-        if RATES.get(metric_of(str(frame.columns[0])), "up") == "down":
-            expected_share = 1 - self.rate_
-        expected = np.where(np.isnan(frame.iloc[:, 0].to_numpy(dtype=float)), np.nan, expected_share)
+            tail = _rate_tail(k, n, rate, _learned(models, "overdispersion_"))
+            surprises.append(np.where(n > 0, np.where(worse, surprise(tail), 0.0), np.nan))
+        expected_share = np.where(_goes_down(models), 1 - rate, rate)
+        expected = np.where(np.isnan(values[:, 0]), np.nan, expected_share)
         return combined(surprises), expected
-
-    def _tail(self, k: np.ndarray, n: np.ndarray) -> np.ndarray:
-        """P(K >= k) of ``n`` requests."""
-        n = n.astype(np.int64)
-        if self.overdispersion_ <= 0:
-            return stats.binom.sf(k - 1, n, self.rate_)
-        spread = (1 - self.overdispersion_) / self.overdispersion_
-        return stats.betabinom.sf(k - 1, n, self.rate_ * spread, (1 - self.rate_) * spread)
 
 
 class PercentileDetector(CountAwareDetector):
@@ -205,27 +215,38 @@ class PercentileDetector(CountAwareDetector):
         self.noise_floor_, self.noise_per_request_ = _noise_model(residuals, requests[seen])
         self.dispersion_, self.autocorrelation_ = calibrated(self._z(frame)[0])
 
-    def _departures(self, logs: np.ndarray, level: np.ndarray) -> np.ndarray:
-        """How far each log value is from its level beyond one step of the values' resolution: a
-        time to first byte logged in whole milliseconds, at 9 ms, cannot tell 9 from 10."""
-        band = np.log1p(self.resolution_ / np.exp(level))
-        gap = logs - level
-        return np.sign(gap) * np.maximum(np.abs(gap) - band, 0.0)
-
     def _z(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Each minute's z-score under the noise model, before its dispersion (NaN without requests),
         and its hour's level, in log scale."""
-        values, requests = self._columns(frame)
-        level = self.hour_levels_[frame.index.hour.to_numpy()]
-        noise = np.sqrt(self.noise_floor_ + self.noise_per_request_ / np.maximum(requests, 1))
-        return self._departures(self._logs(values, requests), level) / noise, level
+        z, level = self._matrix_z([self], self._matrix(frame), frame.index)
+        return z[0], level[0]
 
-    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        z, level = self._z(frame)
+    @classmethod
+    def _matrix_z(
+        cls, models: Sequence[PercentileDetector], values: np.ndarray, index: pd.DatetimeIndex
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``_z`` of each series of a series × features × steps matrix."""
+        percentiles, requests = _matrix_columns(values)
+        level = np.stack([model.hour_levels_ for model in models])[:, index.hour.to_numpy()]
+        noise = np.sqrt(
+            _learned(models, "noise_floor_")
+            + _learned(models, "noise_per_request_") / np.maximum(requests, 1)
+        )
+        # Beyond one step of the values' resolution: a time to first byte logged in whole
+        # milliseconds, at 9 ms, cannot tell 9 from 10.
+        band = np.log1p(_learned(models, "resolution_") / np.exp(level))
+        gap = cls._logs(percentiles, requests) - level
+        return np.sign(gap) * np.maximum(np.abs(gap) - band, 0.0) / noise, level
+
+    @classmethod
+    def _score_matrix(
+        cls, models: Sequence[PercentileDetector], values: np.ndarray, index: pd.DatetimeIndex, start: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        z, level = cls._matrix_z(models, values, index)
         scores = z_surprise(
-            z / np.sqrt(self.dispersion_),
+            z / np.sqrt(_learned(models, "dispersion_")),
             two_sided=False,
-            autocorrelation=self.autocorrelation_,
+            autocorrelation=_learned(models, "autocorrelation_"),
             windows=MINUTES_TOGETHER,
         )
         return scores, np.exp(level)
@@ -257,7 +278,13 @@ class SizeDetector(CountAwareDetector):
 
     def _totals(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Each minute's total over its requests, and its requests."""
-        return self._columns(frame)
+        totals, requests = self._matrix_totals(self._matrix(frame))
+        return totals[0], requests[0]
+
+    @classmethod
+    def _matrix_totals(cls, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``_totals`` of each series of a series × features × steps matrix."""
+        return _matrix_columns(values)
 
     def _fit(self, frame: pd.DataFrame) -> None:
         values, requests = self._totals(frame)
@@ -277,20 +304,32 @@ class SizeDetector(CountAwareDetector):
         self.dispersion_, self.autocorrelation_ = calibrated(self._z(frame)[0])
 
     def _z(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        values, requests = self._totals(frame)
-        hours = frame.index.hour.to_numpy()
-        seen = np.isfinite(values) & (requests > 0)
-        expected = requests * self.hour_means_[hours]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = (values - expected) / np.sqrt(requests * self.hour_variances_[hours])
-        return np.where(seen, z, np.nan), np.where(np.isfinite(values), expected, np.nan)
+        z, expected = self._matrix_z([self], self._matrix(frame), frame.index)
+        return z[0], expected[0]
 
-    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        z, expected = self._z(frame)
+    @classmethod
+    def _matrix_z(
+        cls, models: Sequence[SizeDetector], values: np.ndarray, index: pd.DatetimeIndex
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each minute's z-score (NaN without requests) and its expected total."""
+        totals, requests = cls._matrix_totals(values)
+        hours = index.hour.to_numpy()
+        seen = np.isfinite(totals) & (requests > 0)
+        expected = requests * np.stack([model.hour_means_ for model in models])[:, hours]
+        variances = np.stack([model.hour_variances_ for model in models])[:, hours]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (totals - expected) / np.sqrt(requests * variances)
+        return np.where(seen, z, np.nan), np.where(np.isfinite(totals), expected, np.nan)
+
+    @classmethod
+    def _score_matrix(
+        cls, models: Sequence[SizeDetector], values: np.ndarray, index: pd.DatetimeIndex, start: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        z, expected = cls._matrix_z(models, values, index)
         scores = z_surprise(
-            z / np.sqrt(self.dispersion_),
-            two_sided=self.two_sided,
-            autocorrelation=self.autocorrelation_,
+            z / np.sqrt(_learned(models, "dispersion_")),
+            two_sided=cls.two_sided,
+            autocorrelation=_learned(models, "autocorrelation_"),
             windows=MINUTES_TOGETHER,
         )
         scores[~np.isfinite(z)] = np.nan
@@ -308,14 +347,18 @@ class GeometricMeanDetector(SizeDetector):
     name = "geometric_mean"
     two_sided: ClassVar[bool] = False
 
-    def _totals(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        values, requests = self._columns(frame)
+    @classmethod
+    def _matrix_totals(cls, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        means, requests = _matrix_columns(values)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(values > 0, requests * np.log(values), np.nan), requests
+            return np.where(means > 0, requests * np.log(means), np.nan), requests
 
-    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        scores, _ = super()._score_rows(frame)
-        return scores, np.exp(self.hour_means_[frame.index.hour.to_numpy()])
+    @classmethod
+    def _score_matrix(
+        cls, models: Sequence[SizeDetector], values: np.ndarray, index: pd.DatetimeIndex, start: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        scores, _ = super()._score_matrix(models, values, index, start)
+        return scores, np.exp(np.stack([model.hour_means_ for model in models])[:, index.hour.to_numpy()])
 
 
 def _size_moments(values: np.ndarray, requests: np.ndarray) -> tuple[float, float]:
@@ -397,23 +440,34 @@ class CountDetector(CountAwareDetector):
         # The level reads the ``window`` rows before a row; the hour's window sums 59 rows of levels.
         return self.window + max(COUNT_WINDOWS) - 1
 
+    def batch_key(self) -> tuple[int]:
+        return (self.window,)
+
     def _expected(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        counts = frame.iloc[:, 0].to_numpy(dtype=float)
-        seasonal = self.profile_[minute_of_day(frame.index)]
+        counts, expected = self._matrix_expected([self], matrix_of(frame), frame.index)
+        return counts[0], expected[0]
+
+    @classmethod
+    def _matrix_expected(
+        cls, models: Sequence[CountDetector], values: np.ndarray, index: pd.DatetimeIndex
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each series' requests per minute and what was expected of them."""
+        counts, window = values[:, 0], models[0].window
+        seasonal = np.stack([model.profile_ for model in models])[:, minute_of_day(index)]
         seen = np.isfinite(counts)
-        block = max(self.window // self.LEVEL_BLOCKS, 1)
+        block = max(window // cls.LEVEL_BLOCKS, 1)
         observed = trailing_sums(np.where(seen, counts, 0.0), block)
         usual = trailing_sums(np.where(seen, seasonal, 0.0), block)
-        prior = self.LEVEL_PRIOR / self.LEVEL_BLOCKS
+        prior = cls.LEVEL_PRIOR / cls.LEVEL_BLOCKS
         # The blocks before the row (the row itself is what is judged), each its own ratio to the
         # profile; their median is the level, so that a drop of ten minutes does not lower the level
         # for the hour after it and make normal traffic look like a surge.
         ratios = [
             (_shifted(observed, 1 + b * block) + prior) / (_shifted(usual, 1 + b * block) + prior)
-            for b in range(self.LEVEL_BLOCKS)
+            for b in range(cls.LEVEL_BLOCKS)
         ]
-        level = np.median(np.vstack(ratios), axis=0)
-        return counts, np.maximum(seasonal * level, 1.0 / self.window)
+        level = np.median(np.stack(ratios), axis=0)
+        return counts, np.maximum(seasonal * level, 1.0 / window)
 
     def _fit(self, frame: pd.DataFrame) -> None:
         for name in ("window", "smoothing"):
@@ -427,15 +481,19 @@ class CountDetector(CountAwareDetector):
         counts, expected = self._expected(frame)
         self.overdispersion_ = np.array([_dispersion(counts, expected, window) for window in COUNT_WINDOWS])
 
-    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        counts, expected = self._expected(frame)
+    @classmethod
+    def _score_matrix(
+        cls, models: Sequence[CountDetector], values: np.ndarray, index: pd.DatetimeIndex, start: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        counts, expected = cls._matrix_expected(models, values, index)
         seen = np.isfinite(counts)
         direction = np.sign(np.where(seen, counts - expected, 0.0))
+        overdispersions = np.stack([model.overdispersion_ for model in models])
         surprises = []
-        for window, overdispersion in zip(COUNT_WINDOWS, self.overdispersion_, strict=True):
+        for column, window in enumerate(COUNT_WINDOWS):
             x = trailing_sums(np.where(seen, counts, 0.0), window)
             mean = trailing_sums(np.where(seen, expected, 0.0), window)
-            size = 1.0 / overdispersion
+            size = 1.0 / overdispersions[:, column, None]
             p = size / (size + np.maximum(mean, 1e-9))
             low, high = stats.nbinom.cdf(x, size, p), stats.nbinom.sf(x - 1, size, p)
             # The row's own side decides which tail its window is judged on. The hour speaks for a
@@ -451,8 +509,42 @@ class CountDetector(CountAwareDetector):
 
 
 def _shifted(values: np.ndarray, rows: int) -> np.ndarray:
-    """``values`` moved ``rows`` rows later, 0 before the first."""
-    return np.concatenate([np.zeros(min(rows, len(values))), values[: max(len(values) - rows, 0)]])
+    """``values`` moved ``rows`` rows later along the last axis, 0 before the first."""
+    moved = np.zeros(np.shape(values))
+    moved[..., rows:] = values[..., : max(np.shape(values)[-1] - rows, 0)]
+    return moved
+
+
+def _matrix_columns(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each series' values and its slice's requests (0 where missing), of a series × features × steps
+    matrix."""
+    return values[:, 0], np.nan_to_num(values[:, 1])
+
+
+def _learned(models: Sequence[Detector], name: str) -> np.ndarray:
+    """A number each model learned, as a column (one row per series)."""
+    return np.array([getattr(model, name) for model in models], dtype=float)[:, None]
+
+
+def _goes_down(models: Sequence[Detector]) -> np.ndarray:
+    """Whether each model's rate goes bad downwards (a hit ratio), as a column."""
+    names = [metric_of(str(model.feature_names_in_[0])) for model in models]
+    return np.array([RATES.get(name, "up") == "down" for name in names])[:, None]
+
+
+def _rate_tail(k: np.ndarray, n: np.ndarray, rate: np.ndarray, overdispersion: np.ndarray) -> np.ndarray:
+    """P(K >= k) of ``n`` requests at each series' ``rate`` (a column): binomial where the series'
+    ``overdispersion`` is 0, beta-binomial where it is not."""
+    n = n.astype(np.int64)
+    tail = np.empty(np.shape(k))
+    plain = overdispersion[:, 0] <= 0
+    if plain.any():
+        tail[plain] = stats.binom.sf(k[plain] - 1, n[plain], rate[plain])
+    if not plain.all():
+        spread = (1 - overdispersion[~plain]) / overdispersion[~plain]
+        rate = rate[~plain]
+        tail[~plain] = stats.betabinom.sf(k[~plain] - 1, n[~plain], rate * spread, (1 - rate) * spread)
+    return tail
 
 
 def _dispersion(counts: np.ndarray, expected: np.ndarray, window: int) -> float:
@@ -490,6 +582,16 @@ class ConstantDetector(Detector):
         self.value_ = float(observed.iloc[0])
 
     def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        values = frame.iloc[:, 0].to_numpy(dtype=float)
-        departure = np.abs(values - self.value_) / max(abs(self.value_), 1.0)
-        return departure, np.where(np.isnan(values), np.nan, self.value_)
+        return one_of_matrix(self, frame)
+
+    def batch_key(self) -> tuple[()]:
+        return ()
+
+    @classmethod
+    def _score_matrix(
+        cls, models: Sequence[Detector], values: np.ndarray, index: pd.DatetimeIndex, start: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        values = values[:, 0]
+        level = np.array([model.value_ for model in models])[:, None]
+        departure = np.abs(values - level) / np.maximum(np.abs(level), 1.0)
+        return departure, np.where(np.isnan(values), np.nan, level)

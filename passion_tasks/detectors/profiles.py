@@ -14,12 +14,13 @@ a quieter weekend, the drift of the day).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from passion_tasks.detectors.base import Detector, DetectorError
+from passion_tasks.detectors.base import Detector, DetectorError, matrix_of, one_of_matrix
 from passion_tasks.detectors.baselines import forward_filled, trailing_median_mad
 from passion_tasks.detectors.surprise import (
     MAX_SURPRISE,
@@ -114,27 +115,53 @@ class ProfileDetector(SurpriseScores, Detector):
         self.repeat_share_ = float((repeats.sum() + 0.5) / (pairs.sum() + 1.0))
 
     def _residuals(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        values = frame.iloc[:, 0].to_numpy(dtype=float)
-        seasonal = self.profile_[minute_of_day(frame.index)]
-        offset, _ = trailing_median_mad(values - seasonal, self.window, self.window // 2)
+        residuals, expected = self._matrix_residuals([self], matrix_of(frame)[:, 0], frame.index)
+        return residuals[0], expected[0]
+
+    @classmethod
+    def _matrix_residuals(
+        cls, models: Sequence[ProfileDetector], values: np.ndarray, index: pd.DatetimeIndex
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each series' departures from its profile plus trailing offset, and what it expected."""
+        window = models[0].window
+        seasonal = np.stack([model.profile_ for model in models])[:, minute_of_day(index)]
+        offset, _ = trailing_median_mad(values - seasonal, window, window // 2)
         offset = forward_filled(offset)
         expected = seasonal + np.where(np.isnan(offset), 0.0, offset)
         return values - expected, expected
 
     def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        residuals, expected = self._residuals(frame)
-        departure = z_surprise(residuals / self.scale_, two_sided=True, autocorrelation=self.autocorrelation_)
-        repeats = self._repeats(frame.iloc[:, 0].to_numpy(dtype=float))
-        stalled = np.minimum(repeats * -np.log10(self.repeat_share_), MAX_SURPRISE)
+        return one_of_matrix(self, frame)
+
+    def batch_key(self) -> tuple[int]:
+        return (self.window,)
+
+    @classmethod
+    def _score_matrix(
+        cls, models: Sequence[ProfileDetector], values: np.ndarray, index: pd.DatetimeIndex, start: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # Every step is computed: the windows' sums run over the whole series, and a model scores
+        # a day in a pass exactly as alone.
+        values = values[:, 0]
+        residuals, expected = cls._matrix_residuals(models, values, index)
+        learned = {name: np.array([getattr(model, name) for model in models])[:, None] for name in PER_SERIES}
+        departure = z_surprise(
+            residuals / learned["scale_"], two_sided=True, autocorrelation=learned["autocorrelation_"]
+        )
+        stalled = np.minimum(cls._repeats(values) * -np.log10(learned["repeat_share_"]), MAX_SURPRISE)
         scores = combined([departure, stalled])
         scores[~np.isfinite(residuals)] = np.nan
         return scores, expected
 
     @staticmethod
     def _repeats(values: np.ndarray) -> np.ndarray:
-        """How many consecutive rows up to each one repeated the value before them."""
-        same = np.zeros(len(values), dtype=bool)
-        same[1:] = values[1:] == values[:-1]
-        rows = np.arange(len(values))
-        last_change = np.maximum.accumulate(np.where(same, -1, rows))
+        """How many consecutive rows up to each one repeated the value before them, along the last axis."""
+        same = np.zeros(np.shape(values), dtype=bool)
+        same[..., 1:] = values[..., 1:] == values[..., :-1]
+        rows = np.arange(np.shape(values)[-1])
+        last_change = np.maximum.accumulate(np.where(same, -1, rows), axis=-1)
         return (rows - last_change).astype(float)
+
+
+#: What each profile model learned that scores its series.
+PER_SERIES = ("scale_", "autocorrelation_", "repeat_share_")

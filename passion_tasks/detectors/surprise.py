@@ -26,22 +26,29 @@ def surprise(p: np.ndarray) -> np.ndarray:
 
 
 def trailing_sums(values: np.ndarray, window: int) -> np.ndarray:
-    """The sum of each row's last ``window`` values (the row's own included); NaN count as 0."""
-    totals = np.concatenate([[0.0], np.cumsum(np.nan_to_num(values))])
-    rows = np.arange(1, len(values) + 1)
-    return totals[rows] - totals[np.maximum(rows - window, 0)]
+    """The sum of each row's last ``window`` values (the row's own included) along the last axis (a
+    series, or a series × steps matrix); NaN count as 0."""
+    steps = np.shape(values)[-1]
+    totals = np.zeros((*np.shape(values)[:-1], steps + 1))
+    np.cumsum(np.nan_to_num(values), axis=-1, out=totals[..., 1:])
+    rows = np.arange(1, steps + 1)
+    return totals[..., rows] - totals[..., np.maximum(rows - window, 0)]
 
 
 def combined(surprises: list[np.ndarray]) -> np.ndarray:
     """The largest of the windows' surprises, less what looking at several windows costs (Bonferroni)."""
-    stacked = np.vstack(surprises)
+    stacked = np.stack(surprises)
     best = np.nanmax(np.where(np.isnan(stacked), -np.inf, stacked), axis=0)
     best[np.isinf(best)] = np.nan
     return np.maximum(best - np.log10(len(surprises)), 0.0)
 
 
 def z_surprise(
-    z: np.ndarray, *, two_sided: bool, autocorrelation: float = 0.0, windows: tuple[int, ...] = WINDOWS
+    z: np.ndarray,
+    *,
+    two_sided: bool,
+    autocorrelation: float | np.ndarray = 0.0,
+    windows: tuple[int, ...] = WINDOWS,
 ) -> np.ndarray:
     """The combined surprise of z-scores (NaN: no opinion) over ``windows``, each window's z-scores
     summed as Stouffer has it. One-sided, only a row above its expectation is bad; two-sided, a row
@@ -50,6 +57,8 @@ def z_surprise(
     Minutes next to each other are alike (a model's misfit lasts), so a window's sum is scaled by its
     standard deviation under the ``autocorrelation`` of consecutive z-scores (AR(1)), not by the
     square root of its length: fifteen minutes that drift together are not fifteen witnesses.
+    Along the last axis; for a series × steps matrix, ``autocorrelation`` may be a column of one per
+    series.
     """
     seen = np.isfinite(z)
     own = np.where(seen, z, 0.0)
@@ -69,14 +78,13 @@ def z_surprise(
     return combined(surprises)
 
 
-def sum_variance(rows: np.ndarray, autocorrelation: float) -> np.ndarray:
-    """The variance of the sum of ``rows`` consecutive unit-variance AR(1) values:
-    ``w + 2 * sum_k (w - k) rho^k`` for k from 1 to w - 1."""
-    rho = autocorrelation
-    if rho == 0:
-        return rows.astype(float)
+def sum_variance(rows: np.ndarray, autocorrelation: float | np.ndarray) -> np.ndarray:
+    """The variance of the sum of ``rows`` (at least 1) consecutive unit-variance AR(1) values:
+    ``w + 2 * sum_k (w - k) rho^k`` for k from 1 to w - 1 (``rho`` in ``[0, 1)``)."""
+    rho = np.asarray(autocorrelation, dtype=float)
     w = rows.astype(float)
-    # The closed form of the sum: w (1 + rho) / (1 - rho) - 2 rho (1 - rho^w) / (1 - rho)^2.
+    # The closed form of the sum: w (1 + rho) / (1 - rho) - 2 rho (1 - rho^w) / (1 - rho)^2, which
+    # is w itself, exactly, for rho = 0.
     return w * (1 + rho) / (1 - rho) - 2 * rho * (1 - rho**w) / (1 - rho) ** 2
 
 

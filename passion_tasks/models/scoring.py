@@ -293,12 +293,14 @@ def score_loaded(
 
 def passes(loaded: dict[str, Loaded]) -> list[list[str]]:
     """The series of ``loaded`` grouped into those whose models can be scored in one pass
-    (``detectors.base.detect_batch``: one class, one ``batch_key``, one context); a model with no key
+    (``detectors.base.detect_batch``: one class, one ``batch_key``, one context, as many features); a
+    model with no key
     is a batch of its own."""
     groups: dict[Any, list[str]] = {}
     for name, (model, _) in loaded.items():
         key = model.batch_key()
-        groups.setdefault(name if key is None else (type(model), key, model.context()), []).append(name)
+        shared = (type(model), key, model.context(), model.n_features_in_)
+        groups.setdefault(name if key is None else shared, []).append(name)
     return list(groups.values())
 
 
@@ -310,11 +312,11 @@ def score_pass(
     models = [model for model, _ in loaded.values()]
     context = models[0].context()
     first = 0 if context is None else frame.index.searchsorted(start - context)
-    targets = frame.columns.get_indexer([version.features[0] for _, version in loaded.values()])
-    if (targets < 0).any():
-        raise DetectorError("a target is missing from the frame")
+    features = frame.columns.get_indexer([f for model in models for f in model.feature_names_in_])
+    if (features < 0).any():
+        raise DetectorError("a feature is missing from the frame")
     # The frame's array is column-major: its transpose holds each series' steps together.
-    values = np.ascontiguousarray(frame.to_numpy().T[targets, first:])
+    values = frame.to_numpy().T[features, first:].reshape(len(models), -1, len(frame) - first)
     index = frame.index[first:]
     kept = index.searchsorted(start)
     expected, scores, flags = detect_batch(models, values, index, kept)
@@ -325,7 +327,7 @@ def score_pass(
             "series": name,
             "detector": model.name,
             "model_version": version.ref,
-            "value": values[row, kept:],
+            "value": values[row, 0, kept:],
             "expected": expected[row, kept:],
             "score": scores[row, kept:],
             "threshold": float(model.threshold_),
