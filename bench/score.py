@@ -9,9 +9,10 @@ third day; ``steps.score_day`` then scores that day into the lake, in this proce
 same rows (the passes of ``models.scoring``, each on the series × steps matrix of its models) with
 nothing read or written: every model already loaded, every matrix already in memory. A micro-batch
 then scores the day's 5 minutes before 20:00 (``--minutes``) as ``passion live`` does once its files
-have landed. ``--lake s3`` puts the lake on moto's S3 server on 127.0.0.1, spoken to over HTTP. Peak
-RSS is this process's; objects written are the files the scoring added to the lake. The last line is
-the contract of issue 15.
+have landed. The worker's model cache (``PASSION_MODEL_CACHE``) starts empty: the nightly scoring fills
+it, as a worker's first task of the day does, and the micro-batch finds it warm. ``--lake s3`` puts the
+lake on moto's S3 server on 127.0.0.1, spoken to over HTTP. Peak RSS is this process's; objects
+written are the files the scoring added to the lake. The last line is the contract of issue 15.
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("PASSION_MODEL_KEY", "b" * 64)
     with tempfile.TemporaryDirectory(prefix="passion-bench-score-") as tmp:
+        os.environ["PASSION_MODEL_CACHE"] = str(Path(tmp, "model-cache"))
         server = None
         lake = Lake(Path(tmp, "lake").as_uri()) if args.lake == "local" else None
         if lake is None:

@@ -53,3 +53,14 @@ def model_key(variable: str = MODEL_KEY_ENV) -> bytes | None:
             "python3 -c 'import secrets; print(secrets.token_hex(32))'"
         )
     return key
+
+
+#: A folder on the worker where verified model files are kept (content-addressed by sha256); unset:
+#: every model's files are read from the lake each time.
+MODEL_CACHE_ENV = "PASSION_MODEL_CACHE"
+
+
+def model_cache() -> Path | None:
+    """The worker's cache of verified model files (``PASSION_MODEL_CACHE``), or None."""
+    value = os.environ.get(MODEL_CACHE_ENV, "")
+    return Path(value).expanduser() if value else None

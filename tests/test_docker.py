@@ -304,7 +304,7 @@ def test_every_passion_setting_is_one_the_code_reads() -> None:
     names = dict.fromkeys(
         name for service in COMPOSE["services"].values() for name in service.get("environment", {})
     )
-    assert len([name for name in names if name.startswith("PASSION_")]) == 18
+    assert len([name for name in names if name.startswith("PASSION_")]) == 19
     assert passion_names_unread(names) == []
     assert passion_names_unread({**names, "PASSION_LAKE_URL": "s3://passion/lake"}) == ["PASSION_LAKE_URL"]
 

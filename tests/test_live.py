@@ -119,8 +119,8 @@ def test_each_minute_is_scored_once_and_as_the_nightly_run_scores_it(live: dict)
     assert (both["model_version_live"] == both["model_version_nightly"]).all()
     assert (both["is_anomaly_live"] == both["is_anomaly_nightly"]).all()
     assert both["is_anomaly_live"].sum() > 0
-    # A mean of many requests is summed in the order the files landed, and trailing sums (cumulative
-    # sums) start where each batch's rows start: equal but for the last bits.
+    # A mean of many requests is summed in the order the files landed, not the nightly run's: the
+    # values, and so the scores, are equal but for the last bits.
     for column in ("value", "expected", "score"):
         np.testing.assert_allclose(both[f"{column}_live"], both[f"{column}_nightly"], rtol=1e-6, atol=1e-9)
 

@@ -294,3 +294,35 @@ def test_a_series_the_lake_cannot_hold_fails_alone_with_its_name(trained: Lake) 
     assert list(summary.failed) == [long_name]
     assert "a lake path segment may have 200 bytes" in str(summary.failed[long_name])
     assert summary.exit_code == ExitCode.FAILED
+
+
+def test_a_workers_cache_serves_verified_files_and_is_trusted_no_further_than_its_checksums(
+    monkeypatch: pytest.MonkeyPatch, lake: Lake, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PASSION_MODEL_KEY", KEY)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PASSION_MODEL_CACHE", str(cache))
+    trained = trained_lake(lake)
+    files, model = registry.fetch_files(trained, "cpu", DETECTOR, "v1")
+    cached = sorted(path.name for path in cache.rglob("*") if path.is_file())
+    assert cached == sorted(file.sha256 for file in model.files)
+    assert {path.stat().st_mode & 0o777 for path in cache.rglob("*") if path.is_file()} == {0o600}
+
+    # Served from the cache: the lake's artifact files are not read again.
+    folder = posixpath.join(version_folder("cpu"), registry.ARTIFACT)
+    for name in files:
+        trained.delete(posixpath.join(folder, name))
+    assert registry.fetch_files(trained, "cpu", DETECTOR, "v1")[0] == files
+    assert steps.score_day(trained, SCORED).series_scored == 2
+
+    # A cached file that no longer matches the manifest is not used: the lake is read, and refused.
+    (cache / model.files[0].sha256[:2] / model.files[0].sha256).write_bytes(b"tampered")
+    with pytest.raises(registry.ArtifactIntegrityError, match="artifact files missing"):
+        registry.fetch_files(trained, "cpu", DETECTOR, "v1")
+
+    # The manifest is verified before the cache is looked at: a rewritten one is refused.
+    marker = tmp_path / "payload-ran"
+    rewrite_artifact(trained, "api_latency", {"model.skops": system_call_skops(marker)})
+    with pytest.raises(registry.ArtifactIntegrityError, match="signature does not verify"):
+        registry.fetch_files(trained, "api_latency", DETECTOR, "v1")
+    assert not marker.exists()

@@ -315,8 +315,7 @@ def detect_batch(
         values = np.where(np.isfinite(values), values, np.nan)
     raw_scores, expected = kind._score_matrix(models, values, index, start)
     scores = np.nan_to_num(raw_scores, nan=0.0)
-    thresholds = np.array([model.threshold_ for model in models], dtype="float64")[:, None]
-    return expected, scores, scores >= thresholds
+    return expected, scores, scores >= learned_column(models, "threshold_")
 
 
 def one_of_matrix(model: Detector, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -324,6 +323,11 @@ def one_of_matrix(model: Detector, frame: pd.DataFrame) -> tuple[np.ndarray, np.
     as a matrix of one, so that a model scored alone and in a pass share every operation."""
     scores, expected = type(model)._score_matrix([model], matrix_of(frame), frame.index)
     return scores[0], expected[0]
+
+
+def learned_column(models: Sequence[Detector], name: str) -> np.ndarray:
+    """A number each model learned (``name``), as a column: one row per series of a pass."""
+    return np.array([getattr(model, name) for model in models], dtype="float64")[:, None]
 
 
 def matrix_of(frame: pd.DataFrame) -> np.ndarray:

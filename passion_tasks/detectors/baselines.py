@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from passion_tasks.detectors.base import Detector, DetectorError, one_of_matrix
+from passion_tasks.detectors.base import Detector, DetectorError, learned_column, one_of_matrix
 from passion_tasks.detectors.thresholds import MAD_TO_SIGMA, robust_spread
 
 #: Rows of trailing windows sorted at once: bounds memory to about 8 MiB per array whatever the window.
@@ -79,7 +79,7 @@ class RollingMadDetector(Detector):
         needed = max(start - first.persistence + 1, 0)
         median, mad = trailing_median_mad(values, first.window, first._min_periods(), needed)
         expected = forward_filled(median)
-        floors = np.array([model.scale_floor_ for model in models])[:, None]
+        floors = learned_column(models, "scale_floor_")
         scores = np.abs(values - expected) / np.maximum(MAD_TO_SIGMA * forward_filled(mad), floors)
         if first.persistence > 1:
             scores = trailing_median(scores, first.persistence)
@@ -295,7 +295,7 @@ class SeasonalNaiveDetector(Detector):
     ) -> tuple[np.ndarray, np.ndarray]:
         values = values[:, 0]
         forecast = _shifted(values, models[0].season_steps_)
-        scales = np.array([model.scale_ for model in models])[:, None]
+        scales = learned_column(models, "scale_")
         return np.abs(values - forecast) / scales, forecast
 
     def _residuals(self, values: pd.Series) -> np.ndarray:

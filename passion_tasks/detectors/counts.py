@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from passion_tasks.detectors.base import Detector, DetectorError, matrix_of, one_of_matrix
+from passion_tasks.detectors.base import Detector, DetectorError, learned_column, matrix_of, one_of_matrix
 from passion_tasks.detectors.profiles import daily_profile, minute_of_day
 from passion_tasks.detectors.surprise import (
     WINDOWS,
@@ -158,14 +158,14 @@ class RateDetector(CountAwareDetector):
         cls, models: Sequence[RateDetector], values: np.ndarray, index: pd.DatetimeIndex, start: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
         bad, requests = cls._matrix_bad(models, values)
-        rate = _learned(models, "rate_")
+        rate = learned_column(models, "rate_")
         # A window speaks for its last row only when that row is itself worse than expected: an
         # outage's event ends with the outage, not a window later.
         worse = bad > requests * rate
         surprises = []
         for window in WINDOWS:
             k, n = trailing_sums(bad, window), trailing_sums(requests, window)
-            tail = _rate_tail(k, n, rate, _learned(models, "overdispersion_"))
+            tail = _rate_tail(k, n, rate, learned_column(models, "overdispersion_"))
             surprises.append(np.where(n > 0, np.where(worse, surprise(tail), 0.0), np.nan))
         expected_share = np.where(_goes_down(models), 1 - rate, rate)
         expected = np.where(np.isnan(values[:, 0]), np.nan, expected_share)
@@ -229,12 +229,12 @@ class PercentileDetector(CountAwareDetector):
         percentiles, requests = _matrix_columns(values)
         level = np.stack([model.hour_levels_ for model in models])[:, index.hour.to_numpy()]
         noise = np.sqrt(
-            _learned(models, "noise_floor_")
-            + _learned(models, "noise_per_request_") / np.maximum(requests, 1)
+            learned_column(models, "noise_floor_")
+            + learned_column(models, "noise_per_request_") / np.maximum(requests, 1)
         )
         # Beyond one step of the values' resolution: a time to first byte logged in whole
         # milliseconds, at 9 ms, cannot tell 9 from 10.
-        band = np.log1p(_learned(models, "resolution_") / np.exp(level))
+        band = np.log1p(learned_column(models, "resolution_") / np.exp(level))
         gap = cls._logs(percentiles, requests) - level
         return np.sign(gap) * np.maximum(np.abs(gap) - band, 0.0) / noise, level
 
@@ -244,9 +244,9 @@ class PercentileDetector(CountAwareDetector):
     ) -> tuple[np.ndarray, np.ndarray]:
         z, level = cls._matrix_z(models, values, index)
         scores = z_surprise(
-            z / np.sqrt(_learned(models, "dispersion_")),
+            z / np.sqrt(learned_column(models, "dispersion_")),
             two_sided=False,
-            autocorrelation=_learned(models, "autocorrelation_"),
+            autocorrelation=learned_column(models, "autocorrelation_"),
             windows=MINUTES_TOGETHER,
         )
         return scores, np.exp(level)
@@ -327,9 +327,9 @@ class SizeDetector(CountAwareDetector):
     ) -> tuple[np.ndarray, np.ndarray]:
         z, expected = cls._matrix_z(models, values, index)
         scores = z_surprise(
-            z / np.sqrt(_learned(models, "dispersion_")),
+            z / np.sqrt(learned_column(models, "dispersion_")),
             two_sided=cls.two_sided,
-            autocorrelation=_learned(models, "autocorrelation_"),
+            autocorrelation=learned_column(models, "autocorrelation_"),
             windows=MINUTES_TOGETHER,
         )
         scores[~np.isfinite(z)] = np.nan
@@ -521,11 +521,6 @@ def _matrix_columns(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values[:, 0], np.nan_to_num(values[:, 1])
 
 
-def _learned(models: Sequence[Detector], name: str) -> np.ndarray:
-    """A number each model learned, as a column (one row per series)."""
-    return np.array([getattr(model, name) for model in models], dtype=float)[:, None]
-
-
 def _goes_down(models: Sequence[Detector]) -> np.ndarray:
     """Whether each model's rate goes bad downwards (a hit ratio), as a column."""
     names = [metric_of(str(model.feature_names_in_[0])) for model in models]
@@ -592,6 +587,6 @@ class ConstantDetector(Detector):
         cls, models: Sequence[Detector], values: np.ndarray, index: pd.DatetimeIndex, start: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
         values = values[:, 0]
-        level = np.array([model.value_ for model in models])[:, None]
+        level = learned_column(models, "value_")
         departure = np.abs(values - level) / np.maximum(np.abs(level), 1.0)
         return departure, np.where(np.isnan(values), np.nan, level)

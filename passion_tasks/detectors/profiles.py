@@ -20,10 +20,11 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from passion_tasks.detectors.base import Detector, DetectorError, matrix_of, one_of_matrix
+from passion_tasks.detectors.base import Detector, DetectorError, learned_column, matrix_of, one_of_matrix
 from passion_tasks.detectors.baselines import forward_filled, trailing_median_mad
 from passion_tasks.detectors.surprise import (
     MAX_SURPRISE,
+    WINDOWS,
     SurpriseScores,
     calibrated,
     combined,
@@ -120,15 +121,16 @@ class ProfileDetector(SurpriseScores, Detector):
 
     @classmethod
     def _matrix_residuals(
-        cls, models: Sequence[ProfileDetector], values: np.ndarray, index: pd.DatetimeIndex
+        cls, models: Sequence[ProfileDetector], values: np.ndarray, index: pd.DatetimeIndex, start: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Each series' departures from its profile plus trailing offset, and what it expected."""
+        """Each series' departures from its profile plus trailing offset, and what it expected, from
+        step ``start`` on."""
         window = models[0].window
         seasonal = np.stack([model.profile_ for model in models])[:, minute_of_day(index)]
-        offset, _ = trailing_median_mad(values - seasonal, window, window // 2)
-        offset = forward_filled(offset)
-        expected = seasonal + np.where(np.isnan(offset), 0.0, offset)
-        return values - expected, expected
+        offset, _ = trailing_median_mad(values - seasonal, window, window // 2, start)
+        offset = forward_filled(offset)[:, start:]
+        expected = seasonal[:, start:] + np.where(np.isnan(offset), 0.0, offset)
+        return values[:, start:] - expected, expected
 
     def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         return one_of_matrix(self, frame)
@@ -140,18 +142,22 @@ class ProfileDetector(SurpriseScores, Detector):
     def _score_matrix(
         cls, models: Sequence[ProfileDetector], values: np.ndarray, index: pd.DatetimeIndex, start: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
-        # Every step is computed: the windows' sums run over the whole series, and a model scores
-        # a day in a pass exactly as alone.
         values = values[:, 0]
-        residuals, expected = cls._matrix_residuals(models, values, index)
-        learned = {name: np.array([getattr(model, name) for model in models])[:, None] for name in PER_SERIES}
+        # A score from ``start`` on reads the residuals of its longest window; the steps before that
+        # are left unscored.
+        lead = max(start - max(WINDOWS) + 1, 0)
+        residuals, expected = cls._matrix_residuals(models, values, index, lead)
         departure = z_surprise(
-            residuals / learned["scale_"], two_sided=True, autocorrelation=learned["autocorrelation_"]
+            residuals / learned_column(models, "scale_"),
+            two_sided=True,
+            autocorrelation=learned_column(models, "autocorrelation_"),
         )
-        stalled = np.minimum(cls._repeats(values) * -np.log10(learned["repeat_share_"]), MAX_SURPRISE)
-        scores = combined([departure, stalled])
-        scores[~np.isfinite(residuals)] = np.nan
-        return scores, expected
+        repeats = cls._repeats(values)[:, lead:]
+        stalled = np.minimum(repeats * -np.log10(learned_column(models, "repeat_share_")), MAX_SURPRISE)
+        scores = np.full(values.shape, np.nan)
+        scores[:, lead:] = combined([departure, stalled])
+        scores[:, lead:][~np.isfinite(residuals)] = np.nan
+        return scores, np.concatenate([np.full((len(models), lead), np.nan), expected], axis=1)
 
     @staticmethod
     def _repeats(values: np.ndarray) -> np.ndarray:
@@ -161,7 +167,3 @@ class ProfileDetector(SurpriseScores, Detector):
         rows = np.arange(np.shape(values)[-1])
         last_change = np.maximum.accumulate(np.where(same, -1, rows), axis=-1)
         return (rows - last_change).astype(float)
-
-
-#: What each profile model learned that scores its series.
-PER_SERIES = ("scale_", "autocorrelation_", "repeat_share_")

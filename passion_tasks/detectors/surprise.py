@@ -27,12 +27,17 @@ def surprise(p: np.ndarray) -> np.ndarray:
 
 def trailing_sums(values: np.ndarray, window: int) -> np.ndarray:
     """The sum of each row's last ``window`` values (the row's own included) along the last axis (a
-    series, or a series × steps matrix); NaN count as 0."""
-    steps = np.shape(values)[-1]
-    totals = np.zeros((*np.shape(values)[:-1], steps + 1))
-    np.cumsum(np.nan_to_num(values), axis=-1, out=totals[..., 1:])
-    rows = np.arange(1, steps + 1)
-    return totals[..., rows] - totals[..., np.maximum(rows - window, 0)]
+    series, or a series × steps matrix); NaN count as 0.
+
+    Each sum adds its own window's values, newest first, whatever precedes them: a row's sum does not
+    depend on where the series starts, so scoring from a day's first row, or from a batch's, gives
+    the very same numbers (a running total's differences would differ in their last bits).
+    """
+    observed = np.nan_to_num(values)
+    sums = observed.copy()
+    for lag in range(1, min(window, np.shape(values)[-1])):
+        sums[..., lag:] += observed[..., :-lag]
+    return sums
 
 
 def combined(surprises: list[np.ndarray]) -> np.ndarray:
