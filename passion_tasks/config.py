@@ -55,8 +55,8 @@ def model_key(variable: str = MODEL_KEY_ENV) -> bytes | None:
     return key
 
 
-#: A folder on the worker where verified model files are kept (content-addressed by sha256); unset:
-#: every model's files are read from the lake each time.
+#: A folder on the worker where verified model files of a remote lake are kept (content-addressed by
+#: sha256); unset: every model's files are read from the lake each time.
 MODEL_CACHE_ENV = "PASSION_MODEL_CACHE"
 
 

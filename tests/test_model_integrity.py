@@ -297,12 +297,15 @@ def test_a_series_the_lake_cannot_hold_fails_alone_with_its_name(trained: Lake) 
 
 
 def test_a_workers_cache_serves_verified_files_and_is_trusted_no_further_than_its_checksums(
-    monkeypatch: pytest.MonkeyPatch, lake: Lake, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, lake: Lake, s3_bucket: str, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PASSION_MODEL_KEY", KEY)
     cache = tmp_path / "cache"
     monkeypatch.setenv("PASSION_MODEL_CACHE", str(cache))
-    trained = trained_lake(lake)
+    # A local lake is its own cache.
+    registry.fetch_files(trained_lake(lake), "cpu", DETECTOR, "v1")
+    assert not cache.exists()
+    trained = trained_lake(Lake(f"s3://{s3_bucket}/lake"))
     files, model = registry.fetch_files(trained, "cpu", DETECTOR, "v1")
     cached = sorted(path.name for path in cache.rglob("*") if path.is_file())
     assert cached == sorted(file.sha256 for file in model.files)

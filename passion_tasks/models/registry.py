@@ -324,15 +324,16 @@ def fetch_files(
     ``version=None`` fetches the version live today, which must be a ``detector`` model. The
     manifest's signature must verify with the model key (when one is configured), every file's
     sha256 and size must match the manifest, and the stored files must be exactly those it lists;
-    otherwise ``ArtifactIntegrityError`` is raised. With a worker's cache (``config.model_cache``), files
-    verified once are read from it, checked against the manifest again, instead of from the lake: a
-    model then costs two reads (its promotions and its manifest), not five.
+    otherwise ``ArtifactIntegrityError`` is raised. With a worker's cache (``config.model_cache``) and a
+    remote lake, files verified once are read from the cache, checked against the manifest again,
+    instead of from the lake: a model then costs two reads (its promotions and its manifest), not five.
     """
     if version is None:
         version = _live_detector(lake, series, detector).version
     manifest, model = _read_manifest(lake, series, detector, version)
     _check_signature(model, manifest)
-    cache = config.model_cache()
+    # A lake on the worker's own disk is its own cache.
+    cache = None if lake.is_local else config.model_cache()
     if cache is not None and (cached := _cached_files(cache, model)) is not None:
         return cached, model
     files = {file.name: data for file, data in _verified_files(lake, model)}
