@@ -9,10 +9,11 @@ third day; ``steps.score_day`` then scores that day into the lake, in this proce
 same rows (the passes of ``models.scoring``, each on the series × steps matrix of its models) with
 nothing read or written: every model already loaded, every matrix already in memory. A micro-batch
 then scores the day's 5 minutes before 20:00 (``--minutes``) as ``passion live`` does once its files
-have landed. The worker's model cache (``PASSION_MODEL_CACHE``) starts empty: the nightly scoring fills
-it, as a worker's first task of the day does, and the micro-batch finds it warm. ``--lake s3`` puts the
-lake on moto's S3 server on 127.0.0.1, spoken to over HTTP. Peak RSS is this process's; objects
-written are the files the scoring added to the lake. The last line is the contract of issue 15.
+have landed. On S3 the worker's model cache (``PASSION_MODEL_CACHE``) starts empty: the nightly
+scoring fills it, as a worker's first task of the day does, and the micro-batch finds it warm.
+``--lake s3`` puts the lake on moto's S3 server on 127.0.0.1, spoken to over HTTP. Peak RSS is this
+process's; objects written are the files the scoring added to the lake. The last line is the contract
+of issue 15.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -400,3 +402,12 @@ def test_a_constant_column_keeps_scale_one_and_names_follow_the_columns() -> Non
     ]  # fmt: skip
     assert detector.scale_[1::2].tolist() == [1.0, 1.0, 1.0]
     assert np.isfinite(detector.decision_function(TEST_FRAME.assign(errors=0.0))).all()
+
+
+def test_files_restored_from_memory_stay_inside_their_folder(tmp_path) -> None:
+    folder = fitted("isolation_forest").save(tmp_path / "model")
+    files = {path.name: path.read_bytes() for path in folder.iterdir()}
+    with pytest.raises(DetectorError, match=r"unsafe file name '\.\./model\.skops'"):
+        restore_detector({**files, "../model.skops": files["model.skops"]}, expected="isolation_forest")
+    # The temporary folder the model files pass through is one below the system's.
+    assert not Path(tempfile.gettempdir(), "model.skops").exists()

@@ -203,9 +203,9 @@ def test_the_server_metric_detectors_score_in_one_pass_as_each_alone(name: str) 
 def test_a_pass_takes_models_of_one_class_and_key_on_their_grid() -> None:
     frame = daily_cycle()
     index, values = frame.index, np.stack([frame.to_numpy().T] * 2)
-    with pytest.raises(DetectorError, match="cannot be scored in one batch"):
+    with pytest.raises(DetectorError, match="cannot be scored in one pass"):
         detect_batch([fitted(frame), fitted(frame, persistence=3)], values, index)
-    with pytest.raises(DetectorError, match="cannot be scored in one batch"):
+    with pytest.raises(DetectorError, match="cannot be scored in one pass"):
         detect_batch(
             [fitted(frame), make_detector("seasonal_naive").fit(frame.iloc[: TRAIN_DAYS * DAY])],
             values,

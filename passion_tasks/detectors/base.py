@@ -14,7 +14,8 @@ A detector is configured by the parameters of its ``__init__`` (``get_params``/`
 - Learned state ends with ``_``: ``feature_names_in_``, ``n_features_in_``, ``step_``,
   ``decision_scores_`` (the training rows' scores) and ``threshold_``.
 
-Subclasses implement ``_fit`` and ``_score_rows`` only; validation, thresholds and the shape of the
+Subclasses implement ``_fit`` and ``_score_rows`` only, or ``_score_matrix`` instead of ``_score_rows``
+to be scored many series in one pass (``detect_batch``); validation, thresholds and the shape of the
 results live here, so every detector behaves the same at the edges.
 """
 
@@ -102,9 +103,12 @@ class Detector(BaseEstimator):
         """``(scores, expected)`` for each row of a validated frame.
 
         A score may be NaN where the model has no opinion (a missing value, not enough history):
-        the public scores read 0 there and thresholds are fitted on the other rows.
+        the public scores read 0 there and thresholds are fitted on the other rows. By default the
+        frame is ``_score_matrix``'s matrix of one series, so that a model scored alone and in a pass
+        share every operation.
         """
-        raise NotImplementedError
+        scores, expected = type(self)._score_matrix([self], matrix_of(frame), frame.index)
+        return scores[0], expected[0]
 
     @classmethod
     def _score_matrix(
@@ -187,8 +191,8 @@ class Detector(BaseEstimator):
         return None
 
     def batch_key(self) -> Hashable | None:
-        """Models of one class with equal keys are scored together in one pass over a series × steps
-        matrix of their targets (``detect_batch``); None, the default: this model is scored alone."""
+        """Models of one class with equal keys are scored together in one pass over a series × features
+        × steps matrix (``detect_batch``); None, the default: this model is scored alone."""
         return None
 
     def save(self, path: str | Path) -> Path:
@@ -289,14 +293,13 @@ def detect_batch(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``detect`` of many models in one pass: row i of ``values`` (series × features × steps, on
     ``index``) holds the features of ``models[i]`` in its fitted order, and the models share a class
-    and a ``batch_key``. Returns ``expected``,
-    ``score`` and ``is_anomaly``, each series × steps, as ``detect`` gives them model by model, from
-    step ``start`` on: the steps before it are the history those need, and their own results are not
-    computed (they read as the detector leaves them)."""
+    and a ``batch_key``. Returns ``expected``, ``score`` and ``is_anomaly``, each series × steps, as
+    ``detect`` gives them model by model, from step ``start`` on: the steps before it are the history
+    those need, and their own results are not computed (they read as the detector leaves them)."""
     kind, key = type(models[0]), models[0].batch_key()
     if key is None or any(type(model) is not kind or model.batch_key() != key for model in models):
         names = sorted({model.name for model in models})
-        raise DetectorError(f"models of {names} cannot be scored in one batch")
+        raise DetectorError(f"models of {names} cannot be scored in one pass")
     step = _index_step(index)
     for model in models:
         if not hasattr(model, "threshold_"):
@@ -316,13 +319,6 @@ def detect_batch(
     raw_scores, expected = kind._score_matrix(models, values, index, start)
     scores = np.nan_to_num(raw_scores, nan=0.0)
     return expected, scores, scores >= learned_column(models, "threshold_")
-
-
-def one_of_matrix(model: Detector, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """``_score_rows`` of a detector that scores a matrix of series (``_score_matrix``): its own series
-    as a matrix of one, so that a model scored alone and in a pass share every operation."""
-    scores, expected = type(model)._score_matrix([model], matrix_of(frame), frame.index)
-    return scores[0], expected[0]
 
 
 def learned_column(models: Sequence[Detector], name: str) -> np.ndarray:

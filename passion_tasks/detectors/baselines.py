@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from passion_tasks.detectors.base import Detector, DetectorError, learned_column, one_of_matrix
+from passion_tasks.detectors.base import Detector, DetectorError, learned_column
 from passion_tasks.detectors.thresholds import MAD_TO_SIGMA, robust_spread
 
 #: Rows of trailing windows sorted at once: bounds memory to about 8 MiB per array whatever the window.
@@ -64,9 +64,6 @@ class RollingMadDetector(Detector):
             )
         self.scale_floor_ = self.scale_floor * robust_spread(observed)
 
-    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        return one_of_matrix(self, frame)
-
     def batch_key(self) -> tuple[int, int, int]:
         return self.window, self._min_periods(), self.persistence
 
@@ -120,10 +117,14 @@ def trailing_median_mad(
     return _trailing_medians(values, window, min_periods, before=True, spread=True, start=start)
 
 
-def trailing_median(values: np.ndarray, window: int) -> np.ndarray:
-    """Median of the ``window`` values up to and including each row, ignoring NaN, along the last
-    axis; NaN where none of them is observed (pandas' ``rolling(window, min_periods=1).median()``)."""
-    return _trailing_medians(values, window, 1, before=False, spread=False)[0]
+def trailing_median(
+    values: np.ndarray, window: int, min_periods: int = 1, *, before: bool = False, start: int = 0
+) -> np.ndarray:
+    """Median of the ``window`` values up to and including each row (``before``: before it), ignoring
+    NaN, along the last axis; NaN where fewer than ``min_periods`` of them are observed, and before
+    ``start`` as ``trailing_median_mad`` leaves it. With the defaults, pandas'
+    ``rolling(window, min_periods=1).median()``."""
+    return _trailing_medians(values, window, min_periods, before=before, spread=False, start=start)[0]
 
 
 def forward_filled(values: np.ndarray) -> np.ndarray:
@@ -282,9 +283,6 @@ class SeasonalNaiveDetector(Detector):
 
     def context(self) -> pd.Timedelta:
         return self.season_steps_ * self.step_
-
-    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        return one_of_matrix(self, frame)
 
     def batch_key(self) -> tuple[int]:
         return (self.season_steps_,)

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from passion_tasks.detectors.base import Detector, DetectorError, learned_column, matrix_of, one_of_matrix
+from passion_tasks.detectors.base import Detector, DetectorError, learned_column, matrix_of
 from passion_tasks.detectors.profiles import daily_profile, minute_of_day
 from passion_tasks.detectors.surprise import (
     WINDOWS,
@@ -98,9 +98,6 @@ class CountAwareDetector(SurpriseScores, Detector):
                 "column(s)"
             )
         return matrix_of(frame)
-
-    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        return one_of_matrix(self, frame)
 
     def batch_key(self) -> tuple[()]:
         return ()
@@ -575,9 +572,6 @@ class ConstantDetector(Detector):
         if observed.nunique() != 1:
             raise DetectorError(f"{self.name}: the target moved in training; use a detector that learns how")
         self.value_ = float(observed.iloc[0])
-
-    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        return one_of_matrix(self, frame)
 
     def batch_key(self) -> tuple[()]:
         return ()

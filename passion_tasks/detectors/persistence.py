@@ -86,12 +86,17 @@ def restore_detector(files: Mapping[str, bytes], expected: str | None = None, so
         return _restored(document, cls, files.get(ARRAYS_FILE), None, source)
     with tempfile.TemporaryDirectory(prefix="passion-model-") as tmp:
         for name, data in files.items():
-            if {"", ".", ".."} & set(name.split("/")):
+            if not stays_inside(name):
                 raise DetectorError(f"{source}: unsafe file name {name!r}")
             target = Path(tmp, name)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
         return load_detector(tmp, expected)
+
+
+def stays_inside(name: str) -> bool:
+    """Whether a saved file's relative name stays inside its folder (no empty, ``.`` or ``..`` part)."""
+    return not {"", ".", ".."} & set(name.split("/"))
 
 
 def _saved_class(

@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from passion_tasks.detectors.base import Detector, DetectorError, learned_column, matrix_of, one_of_matrix
-from passion_tasks.detectors.baselines import forward_filled, trailing_median_mad
+from passion_tasks.detectors.base import Detector, DetectorError, learned_column, matrix_of
+from passion_tasks.detectors.baselines import forward_filled, trailing_median
 from passion_tasks.detectors.surprise import (
     MAX_SURPRISE,
     WINDOWS,
@@ -127,13 +127,10 @@ class ProfileDetector(SurpriseScores, Detector):
         step ``start`` on."""
         window = models[0].window
         seasonal = np.stack([model.profile_ for model in models])[:, minute_of_day(index)]
-        offset, _ = trailing_median_mad(values - seasonal, window, window // 2, start)
+        offset = trailing_median(values - seasonal, window, window // 2, before=True, start=start)
         offset = forward_filled(offset)[:, start:]
         expected = seasonal[:, start:] + np.where(np.isnan(offset), 0.0, offset)
         return values[:, start:] - expected, expected
-
-    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        return one_of_matrix(self, frame)
 
     def batch_key(self) -> tuple[int]:
         return (self.window,)

@@ -702,8 +702,10 @@ def _integrity_error(model: ModelVersion, problem: str) -> ArtifactIntegrityErro
 
 def _check_file_list(lake: Lake, model: ModelVersion, folder: str) -> None:
     """The stored files must be exactly those of the manifest, with names that stay inside the folder."""
+    from passion_tasks.detectors.persistence import stays_inside
+
     for file in model.files:
-        if {"", ".", ".."} & set(file.name.split("/")):
+        if not stays_inside(file.name):
             raise _integrity_error(model, f"the manifest lists an unsafe file name {file.name!r}")
     stored = {relative.removeprefix(folder + "/") for relative in lake.list_files(folder)} - {MANIFEST}
     expected = {posixpath.join(ARTIFACT, file.name) for file in model.files}

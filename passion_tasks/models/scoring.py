@@ -29,6 +29,9 @@ Loaded = tuple[Detector, ModelVersion]
 
 Instant = pd.Timestamp | dt.datetime | dt.date | str
 
+#: ``Detector.detect``'s columns, in the order ``detect_batch`` returns them, and their types.
+DETECTED = (("expected", "float64"), ("score", "float64"), ("is_anomaly", bool))
+
 
 def as_utc(instant: Instant) -> pd.Timestamp:
     """A UTC timestamp; naive values and dates are taken as UTC (a date means its midnight)."""
@@ -64,19 +67,44 @@ def score_columns(
     """``score_frame``'s columns, unassembled: an array per column of ``SCORE_COLUMNS``, but those that
     hold one value for the series (its name, detector, model, threshold), which hold that value."""
     result = detector.detect(frame)
-    index = frame.index.tz_convert("UTC")
-    kept = slice(None) if start is None else slice(index.searchsorted(as_utc(start)), None)
+    kept = slice(None) if start is None else slice(frame.index.searchsorted(as_utc(start)), None)
+    return _columns(
+        series,
+        detector,
+        model_version,
+        _stamps(frame.index[kept]),
+        frame[detector.feature_names_in_[0]].to_numpy("float64")[kept],
+        tuple(result[column].to_numpy(kind)[kept] for column, kind in DETECTED),
+    )
+
+
+def _columns(
+    series: str,
+    model: Detector,
+    model_version: str,
+    ts: np.ndarray,
+    value: np.ndarray,
+    result: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> dict[str, Any]:
+    """``score_columns`` of a series scored at ``ts`` (``_stamps``): its values and ``detect``'s
+    expected values, scores and flags."""
+    expected, score, is_anomaly = result
     return {
-        "ts": index[kept].tz_localize(None).to_numpy("datetime64[ms]"),
+        "ts": ts,
         "series": series,
-        "detector": detector.name,
+        "detector": model.name,
         "model_version": model_version,
-        "value": frame[detector.feature_names_in_[0]].to_numpy("float64")[kept],
-        "expected": result["expected"].to_numpy("float64")[kept],
-        "score": result["score"].to_numpy("float64")[kept],
-        "threshold": float(detector.threshold_),
-        "is_anomaly": result["is_anomaly"].to_numpy(bool)[kept],
+        "value": value,
+        "expected": expected,
+        "score": score,
+        "threshold": float(model.threshold_),
+        "is_anomaly": is_anomaly,
     }
+
+
+def _stamps(index: pd.DatetimeIndex) -> np.ndarray:
+    """The ``ts`` column of scores on ``index``: naive UTC milliseconds."""
+    return index.tz_convert("UTC").tz_localize(None).to_numpy("datetime64[ms]")
 
 
 def scores_table(parts: list[dict[str, Any]]) -> pa.Table:
@@ -294,8 +322,7 @@ def score_loaded(
 def passes(loaded: dict[str, Loaded]) -> list[list[str]]:
     """The series of ``loaded`` grouped into those whose models can be scored in one pass
     (``detectors.base.detect_batch``: one class, one ``batch_key``, one context, as many features); a
-    model with no key
-    is a batch of its own."""
+    model with no key is a pass of its own."""
     groups: dict[Any, list[str]] = {}
     for name, (model, _) in loaded.items():
         key = model.batch_key()
@@ -307,8 +334,8 @@ def passes(loaded: dict[str, Loaded]) -> list[list[str]]:
 def score_pass(
     loaded: dict[str, Loaded], frame: pd.DataFrame, start: pd.Timestamp
 ) -> dict[str, dict[str, Any]]:
-    """``score_columns`` of each model of a pass (``passes``), computed at once on the series × steps
-    matrix of their targets."""
+    """``score_columns`` of each model of a pass (``passes``), computed at once on the series × features
+    × steps matrix of their features."""
     models = [model for model, _ in loaded.values()]
     context = models[0].context()
     first = 0 if context is None else frame.index.searchsorted(start - context)
@@ -320,19 +347,16 @@ def score_pass(
     index = frame.index[first:]
     kept = index.searchsorted(start)
     expected, scores, flags = detect_batch(models, values, index, kept)
-    ts = index[kept:].tz_convert("UTC").tz_localize(None).to_numpy("datetime64[ms]")
+    ts = _stamps(index[kept:])
     return {
-        name: {
-            "ts": ts,
-            "series": name,
-            "detector": model.name,
-            "model_version": version.ref,
-            "value": values[row, 0, kept:],
-            "expected": expected[row, kept:],
-            "score": scores[row, kept:],
-            "threshold": float(model.threshold_),
-            "is_anomaly": flags[row, kept:],
-        }
+        name: _columns(
+            name,
+            model,
+            version.ref,
+            ts,
+            values[row, 0, kept:],
+            (expected[row, kept:], scores[row, kept:], flags[row, kept:]),
+        )
         for row, (name, (model, version)) in enumerate(loaded.items())
     }
 
