@@ -55,6 +55,19 @@ def cut(hour_file: Path, minutes: int, into: Path) -> list[Path]:
     return written
 
 
+def trained_lake(root: Path, sources: Path, start: dt.date, rate: float) -> Lake:
+    """``DAYS`` days of sources from ``start`` into ``sources``; a lake under ``root`` with all but the
+    last landed and the nightly models (``passion train``) trained on them, live from the last."""
+    lake = Lake((root / "lake").as_uri())
+    generate(sources, start, DAYS, SEED, rate=rate, server_errors=False, kinds=KINDS)
+    for offset in range(DAYS - 1):
+        for source in datasets.SOURCES:
+            steps.ingest_day(lake, source, start + dt.timedelta(days=offset), str(sources))
+        steps.build_features(lake, start + dt.timedelta(days=offset))
+    steps.train(lake, train_from=start, train_to=start + dt.timedelta(days=DAYS - 2), promote=True)
+    return lake
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=300.0)
@@ -66,13 +79,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="passion-bench-live-") as tmp:
         root = Path(tmp)
         sources, staged, delivered = root / "sources", root / "staged", root / "delivered" / "cdn"
-        lake = Lake((root / "lake").as_uri())
-        generate(sources, START, DAYS, SEED, rate=args.rate, server_errors=False, kinds=KINDS)
-        for offset in range(DAYS - 1):
-            for source in datasets.SOURCES:
-                steps.ingest_day(lake, source, START + dt.timedelta(days=offset), str(sources))
-            steps.build_features(lake, START + dt.timedelta(days=offset))
-        steps.train(lake, train_from=START, train_to=day - dt.timedelta(days=1), promote=True)
+        lake = trained_lake(root, sources, START, args.rate)
         config = AlertConfig()
         hours = sorted(sources.glob(f"cdn/*/*/*{day}-*.gz"), key=lambda path: path.name.split(".")[1])
         cuts = [piece for hour in hours for piece in cut(hour, args.minutes, staged)]

@@ -9,8 +9,12 @@ and gives the same scores to the same minutes. Runs never overlap (``max_active_
 per day in the lake against a run by hand); catchup is off, as a batch works on what has landed, not
 on an interval. The ``now`` Param replays a batch at another time (the days, and whether a day is over).
 
-``PASSION_LIVE_CRON`` (read when the file is parsed; default ``*/5 * * * *``) sets the cadence: a file
-waits for the next run, so its alert comes within the cadence plus the batch's seconds.
+A run starts at the cron cadence and also when a new log file lands: the watcher of the
+``passion_cdn_log_files`` asset (``passion_airflow.triggers.NewLogFilesTrigger``, run by the triggerer)
+polls the source every ``PASSION_LIVE_WATCH_S`` seconds (default 30; 0: no watcher, the cron alone), so
+a file's alert comes within that interval plus the scheduler's and the batch's seconds. The cron stays:
+it completes the day's last minutes when no file comes, and lands a file whose triggered batch failed.
+``PASSION_LIVE_CRON`` (default ``*/5 * * * *``) sets it. Both are read when the file is parsed.
 """
 
 from __future__ import annotations
@@ -19,19 +23,29 @@ import datetime as dt
 import logging
 import os
 
-from airflow.sdk import CronTriggerTimetable, Param, dag, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, AssetWatcher, CronTriggerTimetable, Param, dag, task
 from passion_airflow.defaults import DEFAULT_ARGS, LIVE_TIMEOUT, START_DATE, TAGS
 from passion_airflow.notifiers import alert_config
 from passion_airflow.settings import lake, source_inputs
+from passion_airflow.triggers import NewLogFilesTrigger
 
 LIVE_CRON = os.environ.get("PASSION_LIVE_CRON", "*/5 * * * *")
+WATCH_SECONDS = float(os.environ.get("PASSION_LIVE_WATCH_S", "30"))
+
+cron = CronTriggerTimetable(LIVE_CRON, timezone="UTC")
+log_files = Asset(
+    name="passion_cdn_log_files",
+    watchers=[
+        AssetWatcher(name="new_cdn_log_files", trigger=NewLogFilesTrigger(poll_interval=WATCH_SECONDS))
+    ],
+)
 
 log = logging.getLogger(__name__)
 
 
 @dag(
     dag_id="passion_live",
-    schedule=CronTriggerTimetable(LIVE_CRON, timezone="UTC"),
+    schedule=AssetOrTimeSchedule(timetable=cron, assets=log_files) if WATCH_SECONDS > 0 else cron,
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,

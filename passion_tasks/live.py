@@ -41,6 +41,7 @@ from passion_tasks.defaults import HISTORY_DAYS
 from passion_tasks.features import cdn
 from passion_tasks.features.policy import watched_series
 from passion_tasks.ingest.arrivals import MEMBER, Arrival, land_arrival, new_files
+from passion_tasks.ingest.inputs import InputFile
 from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day, batches, datasets, leases
 from passion_tasks.models.live import live_frame, write_live_scores
 from passion_tasks.models.scoring import ScoreSummary, load_models, score_loaded, scores_table
@@ -116,6 +117,25 @@ def micro_batch(
         return _micro_batch(lake, day, input, now, config, history_days)
     finally:
         leases.release(lake, lease, holder)
+
+
+def live_days(now: dt.datetime) -> tuple[dt.date, dt.date]:
+    """The days micro-batches work on at ``now``: yesterday and today (UTC). Yesterday's files go on
+    landing after midnight until its last files and minute are in."""
+    today = now.astimezone(dt.UTC).date()
+    return today - dt.timedelta(days=1), today
+
+
+def pending_files(lake: Lake, input: str, now: dt.datetime) -> list[InputFile]:
+    """The CDN log files under ``input`` that the next micro-batch would land: those of the live days
+    not landed as they are now, but for a day the nightly ingest has landed whole. What the
+    ``passion_live`` DAG's watcher polls for."""
+    return [
+        file
+        for day in live_days(now)
+        if not batches.written_whole(lake, datasets.CDN_LOGS, day)
+        for file in new_files(input, day, read_state(lake, day).landed, s3=lake.s3)
+    ]
 
 
 def complete_until(last_seen: Mapping[str, dt.datetime], day: dt.date, now: pd.Timestamp) -> pd.Timestamp:

@@ -382,13 +382,10 @@ def live_batches(
     """A micro-batch of yesterday and of today (UTC, at ``now``): land the CDN log files under ``input``
     that are new, score the minutes they complete with the day's live models, alert on them
     (``passion_tasks.live``). Yesterday's go on until its last files and minute are in."""
-    from passion_tasks.live import micro_batch
+    from passion_tasks.live import live_days, micro_batch
 
     now = now or dt.datetime.now(dt.UTC)
-    today = now.astimezone(dt.UTC).date()
-    return [
-        micro_batch(lake, day, input, now=now, config=config) for day in (today - dt.timedelta(days=1), today)
-    ]
+    return [micro_batch(lake, day, input, now=now, config=config) for day in live_days(now)]
 
 
 def explore(

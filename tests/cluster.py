@@ -12,6 +12,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import glob
+import hashlib
+import hmac
+import http.server
 import json
 import os
 import shutil
@@ -20,8 +23,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 BUCKET = "passion"
 WORKER_NAME_ENV = "PASSION_WORKER_NAME"
+WEBHOOK_SECRET = "webhook-signing-secret"
 
 
 def worker_hostname() -> str:
@@ -90,6 +96,101 @@ def airflow_env(home: Path) -> dict[str, str]:
         "AWS_EC2_METADATA_DISABLED": "true",
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
+
+
+@contextlib.contextmanager
+def airflow_services(env: dict[str, str], api_port: int, logs: Path, *more: str) -> Iterator[None]:
+    """Airflow on SQLite with its LocalExecutor, for a test or a benchmark: api-server (the workers'
+    execution API), then scheduler, dag-processor and the components named in ``more``; stopped at the
+    end. Each writes its output to ``logs/<component>.log``."""
+    processes = []
+
+    def start(name: str, *args: str) -> None:
+        with (logs / f"{name}.log").open("w") as log:
+            processes.append(
+                subprocess.Popen(
+                    [str(BIN / "airflow"), name, *args],
+                    env=env,
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+
+    try:
+        start("api-server", "--workers", "1")
+        # A task whose worker cannot reach the API fails and waits out a retry delay.
+        wait_for_port(api_port, timeout=90)
+        for component in ("scheduler", "dag-processor", *more):
+            start(component)
+        yield
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def services_env(base: dict[str, str], api_port: int) -> dict[str, str]:
+    """``base`` (an ``airflow_env``) for ``airflow_services`` whose API listens on ``api_port``."""
+    return base | {
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        # The DAG files are parsed once; reparsing them every 30 s would only cost CPU here.
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+    }
+
+
+class Webhook:
+    """A local HTTP endpoint that records what is posted to it; with ``trickle``, it answers 200 one byte
+    every 0.1 s instead: never silent for a per-read timeout, about 6.5 s in all."""
+
+    TRICKLED_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+
+    def __init__(self, trickle: bool = False) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        #: When each post arrived (``time.time()``), in the order of ``received``.
+        self.arrived_at: list[float] = []
+        received, arrived_at, answer = self.received, self.arrived_at, self.TRICKLED_ANSWER
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                received.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
+                arrived_at.append(time.time())
+                if not trickle:
+                    self.send_response(204)
+                    self.end_headers()
+                    return
+                for offset in range(len(answer)):
+                    time.sleep(0.1)
+                    self.wfile.write(answer[offset : offset + 1])
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def connection(self) -> str:
+        """An ``AIRFLOW_CONN_...`` value for the ``passion_alerts`` http connection."""
+        url = f"http://127.0.0.1:{self.server.server_port}/hooks/passion"
+        return json.dumps({"conn_type": "http", "host": url, "password": WEBHOOK_SECRET})
+
+    def payloads(self) -> list[dict]:
+        """The posted bodies, each checked against its signature."""
+        for headers, body in self.received:
+            expected = hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+            assert headers["X-Passion-Signature"] == f"sha256={expected}"
+        return [json.loads(body) for _, body in self.received]
 
 
 def postgres_bin() -> Path:

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
-import hmac
-import http.server
 import json
 import os
 import shutil
-import signal
+import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
@@ -30,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from cluster import free_port, wait_for_port
+from cluster import Webhook, airflow_services, free_port, services_env
 
 from passion_tasks import cli, steps
 from passion_tasks.defaults import BASELINE, DETECTOR_DEFAULTS
@@ -47,7 +43,6 @@ DAYS = [START + dt.timedelta(days=offset) for offset in range(4)]
 SERIES = ["cdn_requests", "cif", "paycore"]
 #: A service with a labelled spike on the scored day.
 SPIKY = "paydecision2"
-WEBHOOK_SECRET = "webhook-signing-secret"
 
 
 @pytest.fixture(scope="session")
@@ -140,47 +135,6 @@ def model_versions(lake: Lake, day: dt.date) -> dict[str, list[str]]:
     }
 
 
-class Webhook:
-    """A local HTTP endpoint that records what is posted to it; with ``trickle``, it answers 200 one byte
-    every 0.1 s instead: never silent for a per-read timeout, about 6.5 s in all."""
-
-    TRICKLED_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
-
-    def __init__(self, trickle: bool = False) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        received, answer = self.received, self.TRICKLED_ANSWER
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                received.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
-                if not trickle:
-                    self.send_response(204)
-                    self.end_headers()
-                    return
-                for offset in range(len(answer)):
-                    time.sleep(0.1)
-                    self.wfile.write(answer[offset : offset + 1])
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def connection(self) -> str:
-        """An ``AIRFLOW_CONN_...`` value for the ``passion_alerts`` http connection."""
-        url = f"http://127.0.0.1:{self.server.server_port}/hooks/passion"
-        return json.dumps({"conn_type": "http", "host": url, "password": WEBHOOK_SECRET})
-
-    def payloads(self) -> list[dict]:
-        """The posted bodies, each checked against its signature."""
-        for headers, body in self.received:
-            expected = hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
-            assert headers["X-Passion-Signature"] == f"sha256={expected}"
-        return [json.loads(body) for _, body in self.received]
-
-
 @pytest.fixture
 def webhook() -> Iterator[Webhook]:
     hook = Webhook()
@@ -264,7 +218,7 @@ print(json.dumps({
         "passion_score": "CronDataIntervalTimetable",
         "passion_train": "CronTriggerTimetable",
         "passion_maintenance": "CronTriggerTimetable",
-        "passion_live": "CronTriggerTimetable",
+        "passion_live": "AssetOrTimeSchedule",
         "passion_benchmark": "NullTimetable",
     }
     assert parsed["sensor_mode"] == "reschedule"
@@ -781,63 +735,28 @@ def test_benchmark_dag_writes_the_leaderboard_into_the_lake(
     assert f"leaderboard: {lake.uri('leaderboards/kpi/leaderboard.html')}" in result.stdout
 
 
-@contextlib.contextmanager
-def airflow_services(env: dict[str, str], api_port: int, logs: Path) -> Iterator[None]:
-    """api-server (the workers' execution API), then scheduler and dag-processor; stopped at the end."""
-    processes = []
-
-    def start(name: str, *args: str) -> None:
-        with (logs / f"{name}.log").open("w") as log:
-            processes.append(
-                subprocess.Popen(
-                    [str(BIN / "airflow"), name, *args],
-                    env=env,
-                    cwd=ROOT,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-
-    try:
-        start("api-server", "--workers", "1")
-        # A task whose worker cannot reach the API fails and waits out a retry delay.
-        wait_for_port(api_port, timeout=90)
-        start("scheduler")
-        start("dag-processor")
-        yield
-    finally:
-        for process in processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-
 def backfill_runs(env: dict[str, str], dag_id: str) -> list[dict]:
     listed = airflow(env, "dags", "list-runs", dag_id, "--output", "json").stdout
     runs = json.loads(next((line for line in listed.splitlines() if line.startswith("[")), "[]"))
     return [run for run in runs if run["run_id"].startswith("backfill")]
 
 
-def wait_for_backfill(env: dict[str, str], lake: Lake, days: list[dt.date], timeout: float) -> list[dict]:
-    """The backfill's runs once all have finished, or at the timeout.
+def wait_for_backfill(
+    env: dict[str, str], dag_id: str, lake: Lake, written: str, days: list[dt.date], timeout: float
+) -> list[dict]:
+    """The backfill's runs of ``days`` once all have finished, or at the timeout.
 
-    The lake is watched (cheap) and the runs listed (an Airflow command) when every report is written,
-    or every 30 s to notice failed runs.
+    The lake is watched (cheap) and the runs listed (an Airflow command) when the dataset the runs
+    write last (``written``) has every day, or every 30 s to notice failed runs.
     """
     deadline, listed_at = time.monotonic() + timeout, time.monotonic()
     while time.monotonic() < deadline:
-        if set(days) <= set(lake.partitions("reports")) or time.monotonic() - listed_at > 30:
-            runs, listed_at = backfill_runs(env, "passion_score"), time.monotonic()
+        if set(days) <= set(lake.partitions(written)) or time.monotonic() - listed_at > 30:
+            runs, listed_at = backfill_runs(env, dag_id), time.monotonic()
             if len(runs) == len(days) and all(run["state"] in ("success", "failed") for run in runs):
                 return runs
         time.sleep(2)
-    return backfill_runs(env, "passion_score")
+    return backfill_runs(env, dag_id)
 
 
 @pytest.mark.slow
@@ -849,15 +768,7 @@ def test_backfill_scores_each_day_with_the_model_live_that_day(
     train_baseline(lake, until=DAYS[0], live_from=DAYS[1])  # v1: days 1 and 2
     train_baseline(lake, until=DAYS[1], live_from=DAYS[3])  # v2: day 3
     api_port = free_port()
-    env = airflow_env | {
-        "PASSION_LAKE": lake.url,
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(api_port),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        # The DAG files are parsed once; reparsing the train DAG every 30 s would only cost CPU here.
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
-    }
+    env = services_env(airflow_env, api_port) | {"PASSION_LAKE": lake.url}
     reserialized = airflow(env, "dags", "reserialize")
     assert reserialized.returncode == 0, reserialized.stderr[-3000:]
     # A backfill only queues runs (before the services start: SQLite takes one writer at a time).
@@ -875,7 +786,7 @@ def test_backfill_scores_each_day_with_the_model_live_that_day(
     )
     assert created.returncode == 0, created.stderr[-3000:]
     with airflow_services(env, api_port, tmp_path):
-        runs = wait_for_backfill(env, lake, DAYS[1:], timeout=300)
+        runs = wait_for_backfill(env, "passion_score", lake, "reports", DAYS[1:], timeout=300)
     logs = "".join(path.read_text()[-2000:] for path in tmp_path.glob("*.log"))
     assert sorted((run["logical_date"][:10], run["state"]) for run in runs) == [
         (day.isoformat(), "success") for day in DAYS[1:]
@@ -885,3 +796,101 @@ def test_backfill_scores_each_day_with_the_model_live_that_day(
     for day, version in expected.items():
         assert model_versions(lake, day) == {name: [f"{name}/rolling_mad@{version}"] for name in SERIES}
         assert len(scores_of(lake, day)) == 1440 * len(SERIES)
+
+
+def live_state(lake: Lake, day: dt.date) -> dict:
+    path = f"live/dt={day}/state.json"
+    return json.loads(lake.read_bytes(path)) if lake.exists(path) else {"landed": {}}
+
+
+def wait_for_landed(lake: Lake, day: dt.date, names: set[str], timeout: float) -> set[str]:
+    """The files the day's micro-batches have landed, once ``names`` are among them or at the timeout."""
+    deadline = time.monotonic() + timeout
+    while not names <= set(live_state(lake, day)["landed"]) and time.monotonic() < deadline:
+        time.sleep(1)
+    return set(live_state(lake, day)["landed"])
+
+
+def live_runs(home: Path, run_type: str) -> list[str]:
+    """The states of the ``passion_live`` runs of ``run_type``, in the order they were made."""
+    with contextlib.closing(sqlite3.connect(home / "airflow.db", timeout=30)) as db:
+        query = "SELECT state FROM dag_run WHERE dag_id = 'passion_live' AND run_type = ? ORDER BY id"
+        return [state for (state,) in db.execute(query, (run_type,))]
+
+
+def asset_payloads(home: Path, asset: str) -> list[dict]:
+    with contextlib.closing(sqlite3.connect(home / "airflow.db", timeout=30)) as db:
+        query = (
+            "SELECT asset_event.extra FROM asset_event JOIN asset ON asset.id = asset_event.asset_id"
+            " WHERE asset.name = ? ORDER BY asset_event.id"
+        )
+        return [json.loads(extra)["payload"] for (extra,) in db.execute(query, (asset,))]
+
+
+@pytest.mark.slow
+def test_a_log_file_that_lands_starts_a_live_batch_through_the_triggerers_watcher(tmp_path: Path) -> None:
+    # The watcher works on the wall clock's days: the files are of today, the model learnt the two before.
+    today = dt.datetime.now(dt.UTC).date()
+    generated = generate(tmp_path / "generated", today - dt.timedelta(days=2), 3, seed=5, rate=2).out
+    lake = Lake((tmp_path / "lake").as_uri())
+    land(generated, lake, [today - dt.timedelta(days=2), today - dt.timedelta(days=1)])
+    trained = steps.train(
+        lake,
+        BASELINE,
+        series=["cdn_requests"],
+        train_from=today - dt.timedelta(days=2),
+        train_to=today - dt.timedelta(days=1),
+        promote=True,
+        effective_from=today,
+    )
+    assert list(trained.trained) == ["cdn_requests"], trained.summary()
+    staged = generated / "cdn" / "cloudfront"
+    first, second = sorted(staged.rglob(f"*.{today}-0[12].*.gz"))[:2]
+    source = tmp_path / "sources" / "cdn"
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "passion_live.py").symlink_to(ROOT / "dags" / "passion_live.py")
+    api_port = free_port()
+    # A database of its own: the session's holds passion_live as other tests parsed it, with their cron.
+    env = services_env(cluster.airflow_env(tmp_path / "airflow"), api_port) | {
+        "PASSION_LAKE": lake.url,
+        "PASSION_SOURCES": json.dumps({"cdn": str(source), "metrics": str(tmp_path / "sources" / "metrics")}),
+        "PASSION_LIVE_WATCH_S": "1",
+        # The scheduler makes runs of its own, for the asset; the DAG is alone and its cron makes one run
+        # (the last past January 1st, at once) and no other.
+        "PASSION_LIVE_CRON": "0 0 1 1 *",
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "True",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+    }
+    home = Path(env["AIRFLOW_HOME"])
+    migrated = airflow(env, "db", "migrate")
+    assert migrated.returncode == 0, migrated.stdout[-3000:]
+
+    def deliver(file: Path) -> str:
+        target = source / file.relative_to(staged.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(file, target)
+        return str(target)
+
+    with airflow_services(env, api_port, tmp_path, "triggerer"):
+        deadline = time.monotonic() + 180
+        while live_runs(home, "scheduled") != ["success"] and time.monotonic() < deadline:
+            time.sleep(1)
+        cron_runs = live_runs(home, "scheduled")
+        first_name = deliver(first)
+        after_first = wait_for_landed(lake, today, {first_name}, timeout=120)
+        second_name = deliver(second)
+        after_second = wait_for_landed(lake, today, {first_name, second_name}, timeout=120)
+        # Landed files are not announced again: no run follows.
+        time.sleep(5)
+    logs = "".join(path.read_text()[-2000:] for path in tmp_path.glob("*.log"))
+    assert cron_runs == ["success"], logs
+    assert after_first == {first_name}, logs
+    assert after_second == {first_name, second_name}, logs
+    assert live_runs(home, "asset_triggered") == ["success", "success"], logs
+    assert asset_payloads(home, "passion_cdn_log_files") == [
+        {"files": [first_name], "count": 1},
+        {"files": [second_name], "count": 1},
+    ]
+    scored = lake.read_partition("live_scores", today, columns=["series", "ts"]).to_pandas()
+    assert set(scored["series"]) == {"cdn_requests"}

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cluster import free_port
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.testclient import TestClient
 
@@ -253,12 +254,6 @@ print(sorted(name for name in sys.modules if name.split(".")[0] in ("airflow", "
 
 
 # -- in Airflow --------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def airflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

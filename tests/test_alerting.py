@@ -30,6 +30,7 @@ import pyarrow as pa
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+from cluster import free_port
 
 from passion_tasks.alerting import (
     AlertConfig,
@@ -174,12 +175,6 @@ def webhook_config(receiver: Receiver, **rules: object) -> AlertConfig:
         webhook=WebhookChannel(url=Secret(receiver.url + "/alerts"), secret=Secret(WEBHOOK_SECRET)),
         min_severity="info",
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- webhook, dedup, retries -------------------------------------------------------------------

@@ -30,7 +30,7 @@ from passion_tasks.alerting.run import news
 from passion_tasks.ingest.arrivals import land_arrival, new_files
 from passion_tasks.lake import Lake, datasets, leases
 from passion_tasks.lake.leases import LeaseHeld
-from passion_tasks.live import complete_until, micro_batch, read_state, stream_of
+from passion_tasks.live import complete_until, micro_batch, pending_files, read_state, stream_of
 from passion_tasks.synthetic import generate
 
 START, TRAIN_TO, DAY = dt.date(2026, 10, 1), dt.date(2026, 10, 3), dt.date(2026, 10, 5)
@@ -209,6 +209,29 @@ def test_a_file_delivered_again_lands_once_and_a_changed_one_replaces_its_rows(
     more = land_arrival(lake, DAY, other).rows
     table = lake.read_partition(datasets.CDN_LOGS, DAY, columns=["source_file"]).to_pandas()
     assert table["source_file"].value_counts().to_dict() == {changed.name: rows - 10, other.name: more}
+
+
+def test_the_watcher_hears_of_the_files_a_batch_would_land_and_no_other(live: dict, tmp_path: Path) -> None:
+    lake, day = live["lake"], DAY + dt.timedelta(days=1)
+    generate(tmp_path / "src", day, 1, SEED, rate=30, anomalies=False)
+    folder = tmp_path / "in"
+    delivered = []
+    for file in sorted((tmp_path / "src").glob(f"cdn/*/*/*{day}-0[01].*.gz")):
+        target = folder / "cdn" / file.parent.name / file.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        delivered.append(shutil.copy(file, target))
+    # A file of the day before delivered again: the nightly ingest has landed that day whole.
+    (old,) = live["delivered"].glob(f"cdn/*/{LATE}.*.gz")
+    shutil.copy(old, folder / "cdn" / old.parent.name / old.name)
+    now = dt.datetime.combine(day, dt.time(2, 5), dt.UTC)
+    assert sorted(file.name for file in pending_files(lake, str(folder), now)) == sorted(map(str, delivered))
+    batch = micro_batch(lake, day, str(folder), now=now)
+    assert len(batch.arrivals) == 4 and batch.scores is not None
+    assert pending_files(lake, str(folder), now) == []
+    # Delivered again with other content: heard of again.
+    lines = gzip.decompress(Path(delivered[0]).read_bytes()).splitlines(keepends=True)
+    Path(delivered[0]).write_bytes(gzip.compress(b"".join(lines[:-1])))
+    assert [file.name for file in pending_files(lake, str(folder), now)] == [str(delivered[0])]
 
 
 def test_a_batch_of_a_day_another_batch_holds_fails_and_changes_nothing(live: dict) -> None:
