@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean airflow services test-scale bench-scale
+.PHONY: install demo test lint bench clean airflow services prometheus test-scale bench-scale
 
 $(INSTALLED): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ lint: install
 
 # The Keras tests run twice: TensorFlow uses oneDNN's kernels by default on x86 and its own without,
 # and the two round float32 sums differently; the tests must hold under both.
-test: install lint
+test: install lint prometheus
 	$(BIN)/python -m pytest
 	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/python -m pytest tests/test_keras_detectors.py
 
@@ -38,6 +38,14 @@ services:
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends postgresql redis-server; \
+	fi
+
+# Debian's Prometheus (prometheus, promtool) for the Prometheus source's tests, which start their own.
+prometheus:
+	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends prometheus; \
 	fi
 
 # The distributed path: passion_score on CeleryExecutor, two workers, PostgreSQL, Redis, an S3 lake.

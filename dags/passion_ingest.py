@@ -1,7 +1,9 @@
 """Land a day's CDN logs and server metrics in the lake, then build its features.
 
 Runs at 01:00 UTC for the day before (a one-day data interval, so it can be backfilled). The sources
-come from the Variable ``passion_sources`` or ``PASSION_SOURCES``; a day with no input fails at once
+come from the Variable ``passion_sources`` or ``PASSION_SOURCES`` (server metrics from Prometheus when
+the metrics input is ``prometheus:QUERIES_FILE``, through the ``passion_prometheus`` connection); a day
+with no input (or beyond Prometheus's retention) fails at once
 with the path that was searched, other errors are retried with exponential backoff. Runs of the same
 day take turns (``passion_airflow.day_lease``).
 """
@@ -13,7 +15,7 @@ import logging
 from airflow.sdk import dag, task
 from passion_airflow.day_lease import day_lease
 from passion_airflow.defaults import daily_dag_args, daily_timetable
-from passion_airflow.settings import lake, run_day, source_inputs
+from passion_airflow.settings import lake, prometheus_server, run_day, source_inputs
 
 from passion_tasks.lake.datasets import SOURCES
 
@@ -26,7 +28,10 @@ def passion_ingest() -> None:
     def land(source: str, params=None, dag_run=None) -> str:
         from passion_tasks import steps
 
-        report = steps.ingest_day(lake(), source, run_day(params, dag_run), source_inputs()[source])
+        input = source_inputs()[source]
+        # Only a Prometheus source reads the connection: a folder of metric files needs no server.
+        server = prometheus_server() if input.startswith(steps.PROMETHEUS_INPUT) else None
+        report = steps.ingest_day(lake(), source, run_day(params, dag_run), input, prometheus=server)
         # The day landed; a non-zero exit code says some lines or files went to quarantine.
         log.log(logging.WARNING if report.exit_code else logging.INFO, "%s", report.summary())
         return report.summary()

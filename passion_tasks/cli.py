@@ -55,7 +55,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    report = steps.ingest_day(Lake(args.lake), args.source, args.day, args.input)
+    if args.source == datasets.PROMETHEUS:
+        if not args.queries:
+            raise UsageError(f"--source prometheus needs --queries FILE (or {config.PROMETHEUS_QUERIES_ENV})")
+        report = steps.ingest_prometheus_day(Lake(args.lake), args.day, args.queries)
+    elif not args.input:
+        raise UsageError(f"--source {args.source} needs --input PATH_OR_URL")
+    else:
+        report = steps.ingest_day(Lake(args.lake), args.source, args.day, args.input)
     print(report.summary())
     return report.exit_code
 
@@ -303,9 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
     generate.set_defaults(handler=cmd_generate)
 
     ingest = commands.add_parser("ingest", help="land one day of CDN logs or server metrics in the lake")
-    ingest.add_argument("--source", choices=datasets.SOURCES, required=True)
+    ingest.add_argument("--source", choices=[*datasets.SOURCES, datasets.PROMETHEUS], required=True)
     ingest.add_argument("--day", type=_day, required=True, metavar="YYYY-MM-DD")
-    ingest.add_argument("--input", required=True, metavar="PATH_OR_URL", help="file, folder or s3:// prefix")
+    ingest.add_argument("--input", metavar="PATH_OR_URL", help="file, folder or s3:// prefix (cdn, metrics)")
+    ingest.add_argument(
+        "--queries",
+        default=config.prometheus_queries(),
+        metavar="FILE",
+        help=f"prometheus: the queries file (default: {config.PROMETHEUS_QUERIES_ENV}); the server is "
+        "PASSION_PROMETHEUS_URL",
+    )
     _lake_option(ingest)
     ingest.set_defaults(handler=cmd_ingest)
 

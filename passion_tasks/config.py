@@ -55,6 +55,15 @@ def model_key(variable: str = MODEL_KEY_ENV) -> bytes | None:
     return key
 
 
+#: The Prometheus queries file of ``passion ingest --source prometheus`` when ``--queries`` is not given.
+PROMETHEUS_QUERIES_ENV = "PASSION_PROMETHEUS_QUERIES"
+
+
+def prometheus_queries() -> str | None:
+    """The Prometheus queries file named by ``PASSION_PROMETHEUS_QUERIES``, or None."""
+    return os.environ.get(PROMETHEUS_QUERIES_ENV) or None
+
+
 #: A folder on the worker where verified model files of a remote lake are kept (content-addressed by
 #: sha256); unset: every model's files are read from the lake each time.
 MODEL_CACHE_ENV = "PASSION_MODEL_CACHE"

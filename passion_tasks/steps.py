@@ -21,6 +21,9 @@ from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day, datasets
 
 log = logging.getLogger(__name__)
 
+#: The metrics input that names a Prometheus queries file instead of a folder: ``prometheus:FILE``.
+PROMETHEUS_INPUT = f"{datasets.PROMETHEUS}:"
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from passion_tasks.evaluation.leaderboard import Leaderboard
     from passion_tasks.evaluation.selection import Selection
     from passion_tasks.features import FeaturesReport
+    from passion_tasks.ingest.prometheus import Server as PrometheusServer
     from passion_tasks.ingest.report import IngestReport
     from passion_tasks.lake import VacuumReport
     from passion_tasks.lake.leases import Lease
@@ -51,15 +55,33 @@ def generate(out: Path, start: dt.date, days: int, *, all_kinds: bool = False, *
     return write_sources(out, start, days, kinds=ALL_KINDS if all_kinds else CDN_KINDS, **options)
 
 
-def ingest_day(lake: Lake, source: str, day: Day, input: str) -> IngestReport:
+def ingest_day(
+    lake: Lake, source: str, day: Day, input: str, *, prometheus: PrometheusServer | None = None
+) -> IngestReport:
     """Land one day of ``cdn`` logs or server ``metrics`` from ``input`` (a file, folder or ``s3://``
-    prefix, read with the lake's S3 settings)."""
+    prefix, read with the lake's S3 settings). Server metrics whose ``input`` is
+    ``prometheus:QUERIES_FILE`` are pulled from ``prometheus`` instead (``ingest_prometheus_day``)."""
     from passion_tasks.ingest import ingest_cdn_day, ingest_metrics_day
 
+    if source == datasets.SERVER_METRICS and input.startswith(PROMETHEUS_INPUT):
+        return ingest_prometheus_day(lake, day, input.removeprefix(PROMETHEUS_INPUT), prometheus)
     landers = {datasets.CDN: ingest_cdn_day, datasets.SERVER_METRICS: ingest_metrics_day}
     if source not in landers:
         raise UsageError(f"unknown source {source!r}: use {' or '.join(datasets.SOURCES)}")
     return landers[source](lake, day, input)
+
+
+def ingest_prometheus_day(
+    lake: Lake, day: Day, queries: str | Path, server: PrometheusServer | None = None
+) -> IngestReport:
+    """Pull one day of server metrics from Prometheus with the queries of the file ``queries``, from
+    ``server`` (default: ``PASSION_PROMETHEUS_URL`` and its credentials in the environment), into the
+    day's ``prometheus`` leaf of ``metrics``."""
+    from passion_tasks.ingest import prometheus
+
+    return prometheus.ingest_prometheus_day(
+        lake, day, prometheus.read_queries(queries), server or prometheus.Server.from_env()
+    )
 
 
 def import_corpus(lake: Lake, corpus: str, reference_root: Path) -> ImportReport:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from cluster import free_port
+from prometheus_server import PrometheusServer, prometheus
 
 from passion_tasks import config
 from passion_tasks.lake import Lake, S3Options
@@ -102,3 +103,10 @@ def alert_hook() -> Iterator[ThreadingHTTPServer]:
     yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="session")
+def prometheus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """A real Prometheus on 127.0.0.1 over a week of known samples (``prometheus_server.py``)."""
+    with prometheus(tmp_path_factory.mktemp("prometheus")) as server:
+        yield server

@@ -27,11 +27,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from cluster import Webhook, airflow_services, free_port, services_env
+from prometheus_server import FIRST_DAY, PrometheusServer
 
 from passion_tasks import cli, steps
 from passion_tasks.defaults import BASELINE, DETECTOR_DEFAULTS
 from passion_tasks.detectors import detector_names
-from passion_tasks.lake import VACUUM_GRACE, Lake, S3Options, leases
+from passion_tasks.lake import VACUUM_GRACE, Lake, S3Options, datasets, leases
 from passion_tasks.lake.datasets import SOURCES
 from passion_tasks.models import registry
 from passion_tasks.synthetic import GenerationSummary, generate
@@ -894,3 +895,68 @@ def test_a_log_file_that_lands_starts_a_live_batch_through_the_triggerers_watche
     ]
     scored = lake.read_partition("live_scores", today, columns=["series", "ts"]).to_pandas()
     assert set(scored["series"]) == {"cdn_requests"}
+
+
+@pytest.mark.slow
+def test_an_ingest_backfill_pulls_each_day_from_prometheus_and_fails_a_day_it_has_not(
+    prometheus_server: PrometheusServer, tmp_path: Path
+) -> None:
+    # The server's week starts on FIRST_DAY: the day before has no value, as a day beyond its retention.
+    days = [FIRST_DAY - dt.timedelta(days=1), FIRST_DAY, FIRST_DAY + dt.timedelta(days=1)]
+    cdn = generate(tmp_path / "generated", days[0], len(days), seed=5, rate=2).out / "cdn"
+    queries = tmp_path / "queries.json"
+    queries.write_text(
+        json.dumps({"queries": [{"name": "cpu_usage", "promql": "cpu_usage", "labels": ["instance"]}]})
+    )
+    lake = Lake((tmp_path / "lake").as_uri())
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "passion_ingest.py").symlink_to(ROOT / "dags" / "passion_ingest.py")
+    api_port = free_port()
+    connection = {
+        "conn_type": "http",
+        "host": prometheus_server.url,
+        "login": prometheus_server.user,
+        "password": prometheus_server.password,
+    }
+    env = services_env(cluster.airflow_env(tmp_path / "airflow"), api_port) | {
+        "PASSION_LAKE": lake.url,
+        "PASSION_SOURCES": json.dumps({"cdn": str(cdn), "metrics": f"prometheus:{queries}"}),
+        "AIRFLOW_CONN_PASSION_PROMETHEUS": json.dumps(connection),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+    }
+    for command in (["db", "migrate"], ["dags", "reserialize"]):
+        done = airflow(env, *command)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    last = f"{days[-1]}T01:00:00+00:00"
+    created = airflow(
+        env,
+        "backfill",
+        "create",
+        "--dag-id",
+        "passion_ingest",
+        "--from-date",
+        str(days[0]),
+        "--to-date",
+        last,
+    )
+    assert created.returncode == 0, created.stderr[-3000:]
+    with airflow_services(env, api_port, tmp_path):
+        runs = wait_for_backfill(env, "passion_ingest", lake, "features", days, timeout=300)
+    logs = "".join(path.read_text()[-2000:] for path in tmp_path.glob("*.log"))
+    assert sorted((run["logical_date"][:10], run["state"]) for run in runs) == [
+        (str(days[0]), "failed"),
+        (str(days[1]), "success"),
+        (str(days[2]), "success"),
+    ], logs
+    assert lake.partitions("features") == days[1:]
+    for day in days[1:]:
+        metrics = lake.read_partition(datasets.METRICS, day).to_pandas()
+        assert metrics.groupby(["source", "series"]).size().to_dict() == {
+            ("prometheus", "cpu_usage[instance=web-1]"): 1440,
+            ("prometheus", "cpu_usage[instance=web-2]"): 1440,
+        }
+    # Run ids carry the time a run was due (the day after its own); its land_metrics log says why it failed.
+    task_logs = Path(env["AIRFLOW_HOME"], "logs", "dag_id=passion_ingest")
+    texts = [path.read_text() for path in task_logs.glob("run_id=*/task_id=land_metrics/*.log")]
+    assert sum(f"no value on {days[0]} for any of the 1 queries" in text for text in texts) == 1

@@ -18,11 +18,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from passion_tasks.features.cdn import GEOMETRIC_MEAN
+from passion_tasks.lake.schemas import INPUT_ONLY_SUFFIXES
 
 #: CDN metrics that are the geometric mean of the minute's requests' latencies.
 GEOMETRIC_MEAN_SUFFIX = f"_{GEOMETRIC_MEAN}"
 
-INPUT_ONLY_SUFFIXES = ("_open", "_close", "_max", "_min")
 WATCHED_DIMS = ("", "edge", "channel")
 #: Metrics watched overall only, not per edge or channel.
 OVERALL_ONLY_SUFFIXES = ("_p50", "_p99")

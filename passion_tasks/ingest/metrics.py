@@ -37,7 +37,7 @@ from passion_tasks.lake.schemas import METRICS, bounded_name
 DATASET = datasets.METRICS
 
 
-def ingest_metrics_day(lake: Lake, day: Day, input: str, source: str = "server") -> IngestReport:
+def ingest_metrics_day(lake: Lake, day: Day, input: str, source: str = datasets.METRIC_FILES) -> IngestReport:
     """Land ``day``'s server metrics found under ``input`` as the ``source`` leaf of the day.
 
     Reads the files whose path names the day (the generator's

@@ -46,6 +46,9 @@ LEASES = "leases"
 CDN = "cdn"
 SERVER_METRICS = "metrics"
 SOURCES = (CDN, SERVER_METRICS)
+#: The leaves of a day's ``metrics`` (``source=``): its metric files, and its pull from Prometheus.
+METRIC_FILES = "server"
+PROMETHEUS = "prometheus"
 #: The dataset each source lands in.
 LANDS_IN = {CDN: CDN_LOGS, SERVER_METRICS: METRICS}
 

@@ -127,6 +127,10 @@ MAX_NAME_PART = 64
 KEPT_PREFIX = 40
 
 
+#: The endings of a series' previous-hour features (``<series>_open`` ...): model inputs, not series.
+INPUT_ONLY_SUFFIXES = ("_open", "_close", "_max", "_min")
+
+
 def series_name(metric: str, dim: str = "", dim_value: str = "") -> str:
     """The canonical series name: ``metric`` or ``metric{dim=value}``."""
     return f"{metric}{{{dim}={dim_value}}}" if dim else metric

@@ -25,9 +25,10 @@ from matplotlib.figure import Figure
 from passion_tasks.corpora.labels import label_windows, labels_on
 from passion_tasks.errors import UsageError
 from passion_tasks.features import read_series
-from passion_tasks.features.policy import INPUT_ONLY_SUFFIXES, is_input_only
+from passion_tasks.features.policy import is_input_only
 from passion_tasks.figures import ANOMALY, naive_utc, png_data_uri
 from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day, datasets
+from passion_tasks.lake.schemas import INPUT_ONLY_SUFFIXES
 from passion_tasks.reporting import analysis
 
 #: Series drawn one panel each; the heatmap's columns; the inputs shown in the importance chart.

@@ -6,7 +6,9 @@ Everything here is read inside tasks at run time, never while a DAG file is pars
   on S3, the ``aws`` connection ``passion_lake`` (keys, ``endpoint_url`` and ``region_name`` in its
   extra), else the environment and the AWS credential chain, as for the ``passion`` command;
 - the sources: Variable ``passion_sources``, else ``PASSION_SOURCES``: one folder or ``s3://`` prefix
-  holding both sources, or a JSON object ``{"cdn": ..., "metrics": ...}``;
+  holding both sources, or a JSON object ``{"cdn": ..., "metrics": ...}`` whose metrics may be
+  ``prometheus:QUERIES_FILE``: pulled from the server of the ``http`` connection ``passion_prometheus``
+  (else ``PASSION_PROMETHEUS_URL`` and its credentials in the environment);
 - the model-signing key: the password of the connection ``passion_model_key``, else
   ``PASSION_MODEL_KEY`` (see ``passion_tasks.models.registry``).
 """
@@ -27,11 +29,13 @@ from passion_tasks.lake.datasets import SOURCES
 if TYPE_CHECKING:
     from airflow.sdk.types import DagRunProtocol
 
+    from passion_tasks.ingest.prometheus import Server as PrometheusServer
     from passion_tasks.lake import Lake, S3Options
 
 LAKE_VARIABLE = "passion_lake"
 LAKE_CONN_ID = "passion_lake"
 MODEL_KEY_CONN_ID = "passion_model_key"
+PROMETHEUS_CONN_ID = "passion_prometheus"
 SOURCES_VARIABLE = "passion_sources"
 SOURCES_ENV = "PASSION_SOURCES"
 
@@ -85,6 +89,24 @@ def lake_s3_options(conn_id: str = LAKE_CONN_ID) -> S3Options | None:
         secret_key=credentials.secret_key,
         session_token=credentials.token,
     )
+
+
+def prometheus_server(conn_id: str = PROMETHEUS_CONN_ID) -> PrometheusServer:
+    """The Prometheus server of the ``http`` connection ``conn_id`` (host: its URL; login and password:
+    basic auth; a password alone: a bearer token), else of the environment (``PASSION_PROMETHEUS_URL``
+    ...). Airflow masks the connection's password in task logs."""
+    from passion_tasks.ingest.prometheus import Server
+
+    try:
+        connection = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return Server.from_env()
+    url = connection.host or ""
+    if "://" not in url:
+        url = f"{connection.schema or 'http'}://{url}" + (f":{connection.port}" if connection.port else "")
+    if connection.login:
+        return Server(url, user=connection.login, password=connection.password or "")
+    return Server(url, token=connection.password or "")
 
 
 def source_inputs() -> dict[str, str]:
