@@ -288,6 +288,7 @@ def test_detectors_list_names_the_whole_zoo(capsys) -> None:
         "kmeans_ad",
         "poly",
         "usad",
+        "windowed_cnn",
     } == set(names)
 
 

@@ -5,31 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
+from entities import TRAIN, assert_causal, coupled_metrics
 from sklearn.metrics import roc_auc_score
 
 from passion_tasks.detectors import DetectorError, detector_class, load_detector, make_detector, uses_keras
 from passion_tasks.detectors.usad import window_scores
-
-ROWS, TRAIN = 6000, 4000
-
-
-def coupled_metrics() -> tuple[pd.DataFrame, np.ndarray]:
-    """Three metrics that move together (an hourly cycle, one doubled, one inverted); in the test part
-    the second turns against the others for half an hour, and the first jumps for a minute."""
-    rng = np.random.default_rng(0)
-    cycle = np.sin(2 * np.pi * np.arange(ROWS) / 60)
-    frame = pd.DataFrame(
-        {"a": cycle, "b": 2 * cycle, "c": -cycle},
-        index=pd.date_range("2026-11-01", periods=ROWS, freq="min", tz="UTC"),
-    ) + rng.normal(0, 0.05, (ROWS, 3))
-    labels = np.zeros(ROWS, dtype=bool)
-    frame.iloc[5000:5030, 1] = -2 * cycle[5000:5030]
-    labels[5000:5030] = True
-    frame.iloc[5500, 0] += 1.0
-    labels[5500] = True
-    return frame, labels
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +50,7 @@ def test_saved_usad_loads_back_as_a_plain_model(fitted, tmp_path: Path) -> None:
 
 def test_usad_scores_are_causal(fitted) -> None:
     detector, frame, _ = fitted
-    changed = frame.copy()
-    changed.iloc[4501:] = 50.0
-    before, after = detector.decision_function(frame), detector.decision_function(changed)
-    np.testing.assert_allclose(before.iloc[:4501], after.iloc[:4501], rtol=1e-6)
-    assert after.iloc[4510] > 100 * before.iloc[4510]
+    assert_causal(detector, frame, rtol=1e-6)
 
 
 def test_usad_is_a_keras_network_that_reads_every_column() -> None:

@@ -49,8 +49,9 @@ _REGISTRY: dict[str, str] = {
     "lstm_ohlc": "passion_tasks.detectors.keras_detectors:LstmOhlcDetector",
     "mlstm_fcn": "passion_tasks.detectors.keras_detectors:MlstmFcnDetector",
     "lstm_autoencoder": "passion_tasks.detectors.keras_detectors:LstmAutoencoderDetector",
-    # Keras, a multivariate method of TSB-AD's best
+    # Keras, multivariate methods of TSB-AD's best
     "usad": "passion_tasks.detectors.usad:UsadDetector",
+    "windowed_cnn": "passion_tasks.detectors.keras_detectors:WindowedCnnDetector",
     # scikit-learn and XGBoost
     "isolation_forest": "passion_tasks.detectors.sklearn_detectors:IsolationForestDetector",
     "one_class_svm": "passion_tasks.detectors.sklearn_detectors:OneClassSvmDetector",

@@ -116,6 +116,32 @@ def build_cnn1d(
     return _compiled(model)
 
 
+def build_windowed_cnn(
+    window: int = 100,
+    features: int = 1,
+    *,
+    channels: tuple[int, ...] = (32, 40),
+    kernel_size: int = 3,
+    dense_units: int = 40,
+    dropout: float = 0.25,
+    learning_rate: float = 8e-4,
+) -> keras.Model:
+    """TSB-AD's CNN (after DeepAnT): Conv1D(relu) and MaxPooling1D(2) per channel count, the average and
+    the maximum over time side by side, Dense(relu), Dropout, Dense(features): every metric's next value.
+    Trained on the mean squared error with Adam at TSB-AD's learning rate."""
+    inputs = keras.Input(shape=(window, features))
+    hidden = inputs
+    for count in channels:
+        hidden = layers.Conv1D(count, kernel_size, activation="relu")(hidden)
+        hidden = layers.MaxPooling1D(2)(hidden)
+    over_time = [layers.GlobalAveragePooling1D()(hidden), layers.GlobalMaxPooling1D()(hidden)]
+    hidden = layers.Dense(dense_units, activation="relu")(layers.Concatenate()(over_time))
+    hidden = layers.Dropout(dropout)(hidden)
+    model = keras.Model(inputs, layers.Dense(features)(hidden), name="windowed_cnn")
+    model.compile(loss="mse", optimizer=keras.optimizers.Adam(learning_rate))
+    return model
+
+
 def build_lstm_ohlc(window: int = 1440, features: int = OHLC_FEATURES, *, units: int = 50) -> keras.Model:
     """LSTM(units) + Dense(1) on the value and the previous hour's open, close, max and min."""
     if features != OHLC_FEATURES:

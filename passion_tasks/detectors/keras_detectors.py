@@ -1,4 +1,5 @@
-"""The seed notebooks' Keras models behind the detector contract: six forecasters and an autoencoder.
+"""The seed notebooks' Keras models behind the detector contract: six forecasters and an autoencoder;
+and TSB-AD's CNN of an entity's metrics (``windowed_cnn``, ``WindowedCnnDetector``).
 
 Forecasters (``lstm``, ``gru``, ``gru_dense``, ``cnn1d``, ``lstm_ohlc``, ``mlstm_fcn``) predict the target
 (the first column) at row t from rows ``t - window`` to ``t - 1``. The score is the absolute residual in
@@ -41,7 +42,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from passion_tasks.detectors.architectures import ARCHITECTURES, OHLC_FEATURES
+from passion_tasks.detectors.architectures import ARCHITECTURES, OHLC_FEATURES, build_windowed_cnn
 from passion_tasks.detectors.base import Detector, DetectorError
 from passion_tasks.detectors.windows import evenly_spaced, forecast_pairs, sliding_windows
 from passion_tasks.features import previous_hour_ohlc
@@ -220,11 +221,15 @@ class KerasDetector(Detector):
 
     def _build_model(self, features: int) -> keras.Model:
         try:
-            return ARCHITECTURES[self.name](self.window, features)
+            return self._architecture()(self.window, features)
         except ValueError as exc:
             raise DetectorError(
                 f"{self.name}: cannot build the model with window={self.window}: {exc}"
             ) from exc
+
+    def _architecture(self) -> Callable[..., keras.Model]:
+        """The builder of the network, called with ``(window, features)``: the seed's of this name."""
+        return ARCHITECTURES[self.name]
 
     def _check_params(self) -> None:
         for name, minimum in (
@@ -352,6 +357,72 @@ class Cnn1dDetector(KerasForecaster):
             threshold=threshold,
             threshold_params=threshold_params,
         )
+
+
+class WindowedCnnDetector(KerasDetector):
+    """TSB-AD's CNN on every metric of an entity (one of its best multivariate methods): each metric's
+    value at row t forecast from the ``window`` rows of all of them before it; the row scores the mean of
+    its metrics' squared residuals (training-scaled units), as TSB-AD scores it.
+
+    Where Passion departs from TSB-AD's code: its windows are reshaped, not transposed, to channels first
+    (so its convolutions mix time steps and metrics); here a Conv1D runs along time, channels last. Its
+    pooling concatenates the time average twice where the design (fastai's concat pooling) means the
+    average and the maximum; here it is the average and the maximum. No learning-rate schedule; early
+    stopping on the last fifth of the training windows in time, as TSB-AD validates.
+    """
+
+    name = "windowed_cnn"
+    reads_every_column = True
+
+    def __init__(
+        self,
+        window: int = 100,
+        epochs: int = 50,
+        batch_size: int = 128,
+        validation_split: float = 0.2,
+        patience: int = 3,
+        windows_per_epoch: int | None = WINDOWS_PER_EPOCH,
+        random_state: int = 0,
+        verbose: int = 0,
+        threshold: str | float = "robust",
+        threshold_params: dict[str, Any] | None = None,
+    ):
+        super().__init__(
+            window=window,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_split=validation_split,
+            patience=patience,
+            windows_per_epoch=windows_per_epoch,
+            random_state=random_state,
+            verbose=verbose,
+            threshold=threshold,
+            threshold_params=threshold_params,
+        )
+
+    def _architecture(self) -> Callable[..., keras.Model]:
+        return build_windowed_cnn
+
+    def _training_windows(self, inputs: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return forecast_pairs(inputs, inputs, self.window)
+
+    def _trainable(self, target: np.ndarray) -> np.ndarray:
+        return gap_free(target, self.window)[:-1] & ~np.isnan(target[self.window :])
+
+    def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        scaled = self._scaled(self._model_inputs(frame))
+        scores = np.full(len(scaled), np.nan)
+        if len(scaled) > self.window:
+            windows, following = forecast_pairs(filled(scaled), scaled, self.window)
+            positions = np.flatnonzero(self._trainable(scaled[:, 0]))
+            for batch, _, outputs in self._outputs(windows, positions):
+                scores[batch + self.window] = forecast_scores(following[batch], outputs)
+        return scores, np.full(len(scaled), np.nan)
+
+
+def forecast_scores(actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
+    """Each row's mean squared residual over its metrics; a metric missing in a row is left out of it."""
+    return np.nanmean(np.square(actual - forecast), axis=1)
 
 
 class OhlcForecaster(KerasForecaster):

@@ -82,7 +82,7 @@ TSB_AD_VUS_PR = (
     ("POLY", "univariate", 0.39, "poly"),
     ("Series2Graph", "univariate", 0.39, ""),
     ("KMeansAD", "univariate", 0.37, "kmeans_ad"),
-    ("CNN", "multivariate", 0.31, ""),
+    ("CNN", "multivariate", 0.31, "windowed_cnn"),
     ("OmniAnomaly", "multivariate", 0.31, ""),
     ("PCA", "multivariate", 0.31, "pca"),
     ("LSTMAD", "multivariate", 0.31, ""),
