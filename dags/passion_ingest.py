@@ -28,10 +28,8 @@ def passion_ingest() -> None:
     def land(source: str, params=None, dag_run=None) -> str:
         from passion_tasks import steps
 
-        input = source_inputs()[source]
-        # Only a Prometheus source reads the connection: a folder of metric files needs no server.
-        server = prometheus_server() if input.startswith(steps.PROMETHEUS_INPUT) else None
-        report = steps.ingest_day(lake(), source, run_day(params, dag_run), input, prometheus=server)
+        day, input = run_day(params, dag_run), source_inputs()[source]
+        report = steps.ingest_day(lake(), source, day, input, prometheus=prometheus_server())
         # The day landed; a non-zero exit code says some lines or files went to quarantine.
         log.log(logging.WARNING if report.exit_code else logging.INFO, "%s", report.summary())
         return report.summary()

@@ -33,19 +33,19 @@ LIVE_CRON = os.environ.get("PASSION_LIVE_CRON", "*/5 * * * *")
 WATCH_SECONDS = float(os.environ.get("PASSION_LIVE_WATCH_S", "30"))
 
 cron = CronTriggerTimetable(LIVE_CRON, timezone="UTC")
-log_files = Asset(
-    name="passion_cdn_log_files",
-    watchers=[
-        AssetWatcher(name="new_cdn_log_files", trigger=NewLogFilesTrigger(poll_interval=WATCH_SECONDS))
-    ],
-)
+schedule = cron
+if WATCH_SECONDS > 0:
+    watcher = AssetWatcher(name="new_cdn_log_files", trigger=NewLogFilesTrigger(poll_interval=WATCH_SECONDS))
+    schedule = AssetOrTimeSchedule(
+        timetable=cron, assets=Asset(name="passion_cdn_log_files", watchers=[watcher])
+    )
 
 log = logging.getLogger(__name__)
 
 
 @dag(
     dag_id="passion_live",
-    schedule=AssetOrTimeSchedule(timetable=cron, assets=log_files) if WATCH_SECONDS > 0 else cron,
+    schedule=schedule,
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,

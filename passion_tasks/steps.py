@@ -79,9 +79,13 @@ def ingest_prometheus_day(
     day's ``prometheus`` leaf of ``metrics``."""
     from passion_tasks.ingest import prometheus
 
-    return prometheus.ingest_prometheus_day(
-        lake, day, prometheus.read_queries(queries), server or prometheus.Server.from_env()
-    )
+    server = server or prometheus.Server.from_env()
+    if server is None:
+        raise UsageError(
+            f"no Prometheus server: set {prometheus.URL_ENV} (under Airflow, the passion_prometheus "
+            "connection)"
+        )
+    return prometheus.ingest_prometheus_day(lake, day, prometheus.read_queries(queries), server)
 
 
 def import_corpus(lake: Lake, corpus: str, reference_root: Path) -> ImportReport:

@@ -286,7 +286,7 @@ class KerasDetector(Detector):
 
 
 class KerasForecaster(KerasDetector):
-    """Predicts the target at row t from the ``window`` rows before it; scores the absolute residual."""
+    """Predicts row t from the ``window`` rows before it: the target, scored by its absolute residual."""
 
     def _training_windows(self, inputs: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return forecast_pairs(inputs, target, self.window)
@@ -359,7 +359,7 @@ class Cnn1dDetector(KerasForecaster):
         )
 
 
-class WindowedCnnDetector(KerasDetector):
+class WindowedCnnDetector(KerasForecaster):
     """TSB-AD's CNN on every metric of an entity (one of its best multivariate methods): each metric's
     value at row t forecast from the ``window`` rows of all of them before it; the row scores the mean of
     its metrics' squared residuals (training-scaled units), as TSB-AD scores it.
@@ -405,9 +405,6 @@ class WindowedCnnDetector(KerasDetector):
 
     def _training_windows(self, inputs: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return forecast_pairs(inputs, inputs, self.window)
-
-    def _trainable(self, target: np.ndarray) -> np.ndarray:
-        return gap_free(target, self.window)[:-1] & ~np.isnan(target[self.window :])
 
     def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         scaled = self._scaled(self._model_inputs(frame))

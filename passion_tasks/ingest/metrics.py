@@ -114,12 +114,15 @@ def _entry(key: str, value: Any) -> tuple[dt.datetime | None, float | None, str 
         value = value[0]
     if value is None:  # a gap the source recorded: kept as a missing value
         return ts, None, None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return ts, None, "bad_value"
+    readable = isinstance(value, int | float | str) and not isinstance(value, bool)
+    number = finite_number(value) if readable else None
+    return (ts, None, "bad_value") if number is None else (ts, number, None)
+
+
+def finite_number(value: int | float | str) -> float | None:
+    """``value`` as a finite float, or None (not a number, NaN or infinite): a value from outside."""
     try:
         number = float(value)
     except ValueError:
-        return ts, None, "bad_value"
-    if not math.isfinite(number):
-        return ts, None, "bad_value"
-    return ts, number, None
+        return None
+    return number if math.isfinite(number) else None

@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -38,8 +37,9 @@ import httpx
 import pyarrow as pa
 import tenacity
 
-from passion_tasks.errors import NoInputError, PassionError, UsageError
+from passion_tasks.errors import NoInputError, UsageError
 from passion_tasks.ingest.landing import RowGroups, land_day
+from passion_tasks.ingest.metrics import finite_number
 from passion_tasks.ingest.quarantine import Quarantine
 from passion_tasks.ingest.report import IngestReport
 from passion_tasks.lake import Day, Lake, as_day, datasets
@@ -65,10 +65,8 @@ QUERY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 LABEL_VALUE_SAFE = " -_.:/@"
 
 
-class QueryRefused(PassionError):
+class QueryRefused(UsageError):
     """The server answered a query with an error of its own (a bad query, a limit)."""
-
-    exit_code = UsageError.exit_code
 
 
 @dataclass(frozen=True)
@@ -91,10 +89,11 @@ class Server:
     password: str = field(default="", repr=False)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Server:
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Server | None:
+        """The server ``PASSION_PROMETHEUS_URL`` names, with its credentials; None when it is unset."""
         url = environ.get(URL_ENV, "")
         if not url:
-            raise UsageError(f"{URL_ENV} is not set: name the Prometheus server, e.g. http://prometheus:9090")
+            return None
         return cls(url, environ.get(TOKEN_ENV, ""), environ.get(USER_ENV, ""), environ.get(PASSWORD_ENV, ""))
 
     @property
@@ -149,8 +148,9 @@ def _query(entry: Any, where: str) -> Query:
 def series_name(query: Query, labels: Mapping[str, str]) -> str:
     """``query.name``, then its allowed labels sorted by name (``__name__`` never), bounded as every
     series name is."""
-    allowed = set(labels) - {"__name__"} if query.labels is None else set(labels) & set(query.labels)
-    kept = sorted(allowed - {"__name__"})
+    kept = sorted(
+        key for key in labels if key != "__name__" and (query.labels is None or key in query.labels)
+    )
     if not kept:
         return query.name
     pairs = ",".join(f"{key}={quote(labels[key], safe=LABEL_VALUE_SAFE)}" for key in kept)
@@ -267,8 +267,8 @@ def _busy(response: httpx.Response) -> bool:
     stop=tenacity.stop_after_attempt(ATTEMPTS),
     wait=tenacity.wait_exponential(multiplier=0.5, max=8),
     retry=tenacity.retry_if_exception_type(httpx.TransportError) | tenacity.retry_if_result(_busy),
+    # Out of attempts: the last answer as it came (a busy one), or the last error raised again.
     retry_error_callback=lambda state: state.outcome.result(),
-    reraise=True,
 )
 def _get_with_retries(client: httpx.Client, params: dict[str, Any]) -> httpx.Response:
     return client.get("/api/v1/query_range", params=params)
@@ -285,7 +285,7 @@ def _land_query(query: Query, series: dict[str, list[tuple[float, str]]], quaran
     for name in names[: query.max_series]:
         for ts, text in series[name]:
             stamp = dt.datetime.fromtimestamp(ts, dt.UTC)
-            number = _number(text)
+            number = finite_number(text)
             if number is None:
                 quarantine.add(source, None, "not_finite", f"{name} {stamp.isoformat()} {text}")
                 continue
@@ -293,11 +293,3 @@ def _land_query(query: Query, series: dict[str, list[tuple[float, str]]], quaran
             labels.append(name)
             values.append(number)
     return pa.table([times, [PROMETHEUS] * len(times), labels, values], schema=METRICS)
-
-
-def _number(text: str) -> float | None:
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None

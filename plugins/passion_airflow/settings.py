@@ -91,10 +91,10 @@ def lake_s3_options(conn_id: str = LAKE_CONN_ID) -> S3Options | None:
     )
 
 
-def prometheus_server(conn_id: str = PROMETHEUS_CONN_ID) -> PrometheusServer:
+def prometheus_server(conn_id: str = PROMETHEUS_CONN_ID) -> PrometheusServer | None:
     """The Prometheus server of the ``http`` connection ``conn_id`` (host: its URL; login and password:
     basic auth; a password alone: a bearer token), else of the environment (``PASSION_PROMETHEUS_URL``
-    ...). Airflow masks the connection's password in task logs."""
+    ...), else None. Airflow masks the connection's password in task logs."""
     from passion_tasks.ingest.prometheus import Server
 
     try:
