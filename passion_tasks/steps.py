@@ -495,18 +495,17 @@ def describe_detector(name: str, *, window: int | None = None, features: int | N
     """A detector's class and parameters, and for a network its layers at ``window`` and ``features``."""
     from passion_tasks.detectors import make_detector, uses_keras
 
-    detector = make_detector(name)
+    detector = make_detector(name, **({"window": window} if window and uses_keras(name) else {}))
     lines = [
         f"{name}: {type(detector).__name__}",
         *(f"  {k} = {v!r}" for k, v in detector.get_params().items()),
     ]
     if not uses_keras(name):
         return "\n".join([*lines, "parameters: 0 (no neural network; its size is learned from the data)"])
-    from passion_tasks.detectors.architectures import ARCHITECTURES, describe
+    from passion_tasks.detectors.architectures import describe
 
     inputs = features or (5 if name in ("lstm_ohlc", "mlstm_fcn") else 1)
-    built = ARCHITECTURES[name](window or detector.get_params().get("window", 30), inputs)
-    return "\n".join([*lines, describe(built)])
+    return "\n".join([*lines, describe(detector.network(inputs))])
 
 
 # -- benchmarks -----------------------------------------------------------------------------------

@@ -245,14 +245,27 @@ def test_model_references_and_cli(featured: Lake, capsys) -> None:
         ("cnn1d", 1440, 1, 4_608_009),
         ("gru_dense", 1440, 1, 13_151),
         ("mlstm_fcn", 1440, 5, 1_750_089),
+        # Networks built by their detectors, described as they score: USAD's encoder (30·40+40, then
+        # 2 × (40·40+40)) and two decoders (2 × (40·40+40) + 40·30+30 each); OmniAnomaly's two GRUs
+        # (3 × (3·32 + 32·32 + 64), 3 × (32·32 + 32·32 + 64)), dense layers with one PReLU slope each, and
+        # the latent's mean and log-variance, then the decoder (8·32+32+1, 32·32+32+1, 32·3+3).
+        ("usad", 10, 3, 13_540),
+        ("omni_anomaly", 10, 3, 13_975),
     ],
 )
-def test_detectors_describe_prints_the_seed_parameter_counts(
+def test_detectors_describe_prints_the_networks_parameter_counts(
     name, window, features, parameters, capsys
 ) -> None:
     args = ["detectors", "describe", name, "--window", str(window), "--features", str(features)]
     assert cli.main(args) == 0
     assert capsys.readouterr().out.rstrip().splitlines()[-1] == f"parameters: {parameters}"
+
+
+def test_detectors_describe_a_detector_without_a_network(capsys) -> None:
+    # --window sizes a network; a detector without one is described as it is.
+    assert cli.main(["detectors", "describe", "isolation_forest", "--window", "10"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("isolation_forest: IsolationForestDetector") and "parameters: 0" in out
 
 
 def test_detectors_list_names_the_whole_zoo(capsys) -> None:
@@ -288,6 +301,7 @@ def test_detectors_list_names_the_whole_zoo(capsys) -> None:
         "kmeans_ad",
         "poly",
         "usad",
+        "omni_anomaly",
         "windowed_cnn",
     } == set(names)
 

@@ -51,6 +51,7 @@ _REGISTRY: dict[str, str] = {
     "lstm_autoencoder": "passion_tasks.detectors.keras_detectors:LstmAutoencoderDetector",
     # Keras, multivariate methods of TSB-AD's best
     "usad": "passion_tasks.detectors.usad:UsadDetector",
+    "omni_anomaly": "passion_tasks.detectors.omni_anomaly:OmniAnomalyDetector",
     "windowed_cnn": "passion_tasks.detectors.keras_detectors:WindowedCnnDetector",
     # scikit-learn and XGBoost
     "isolation_forest": "passion_tasks.detectors.sklearn_detectors:IsolationForestDetector",
@@ -82,7 +83,11 @@ _REGISTRY: dict[str, str] = {
 
 
 #: The modules whose detectors are Keras networks: they import TensorFlow.
-_KERAS_MODULES = ("passion_tasks.detectors.keras_detectors", "passion_tasks.detectors.usad")
+_KERAS_MODULES = (
+    "passion_tasks.detectors.keras_detectors",
+    "passion_tasks.detectors.usad",
+    "passion_tasks.detectors.omni_anomaly",
+)
 
 
 def detector_names() -> list[str]:

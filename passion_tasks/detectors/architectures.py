@@ -256,7 +256,7 @@ def describe(model: keras.Model) -> str:
     rows = [("Layer (type)", "Output Shape", "Param #")] + [
         (
             f"{layer.name} ({type(layer).__name__})",
-            str(tuple(layer.output.shape)),
+            ", ".join(str(tuple(output.shape)) for output in keras.tree.flatten(layer.output)),
             f"{layer.count_params():,}",
         )
         for layer in model.layers

@@ -182,7 +182,7 @@ class KerasDetector(Detector):
         train, validation = chronological_split(positions, self.validation_split)
 
         keras.utils.set_random_seed(self.random_state)
-        self.model_ = self._build_model(scaled.shape[1])
+        self.model_ = self.build_model(scaled.shape[1])
         monitor = "val_loss" if len(validation) else "loss"
         # A month of minutes holds 40,000 windows; every epoch over all of them at 1440 steps takes
         # minutes on two cores. Each epoch draws its own sample; validation is a fixed, evenly spaced one.
@@ -214,12 +214,22 @@ class KerasDetector(Detector):
         )
         self.training_loss_ = [float(loss) for loss in history.history["loss"]]
         self.validation_loss_ = [float(loss) for loss in history.history.get("val_loss", [])]
+        self.model_ = self._scoring_model(self.model_)
 
     def _callbacks(self) -> list[keras.callbacks.Callback]:
         """Callbacks the training needs beyond early stopping (none by default)."""
         return []
 
-    def _build_model(self, features: int) -> keras.Model:
+    def network(self, features: int) -> keras.Model:
+        """The network that scores, untrained, for ``features`` input columns at this detector's window."""
+        return self._scoring_model(self.build_model(features))
+
+    def _scoring_model(self, trained: keras.Model) -> keras.Model:
+        """The model kept and saved once ``trained`` has learned: the trained one itself by default."""
+        return trained
+
+    def build_model(self, features: int) -> keras.Model:
+        """The network to train, compiled, for ``features`` input columns at this detector's window."""
         try:
             return self._architecture()(self.window, features)
         except ValueError as exc:
@@ -283,6 +293,29 @@ class KerasDetector(Detector):
 
     def _load_model(self, folder: Path) -> None:
         self.model_ = keras.saving.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
+
+
+class KerasReconstructor(KerasDetector):
+    """Reconstructs the window of rows ``t - window + 1`` to ``t`` and learns from every gap-free window;
+    a subclass scores the row that ends each window (``_score_rows``)."""
+
+    def _training_windows(self, inputs: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        windows = sliding_windows(inputs, self.window)
+        return windows, windows
+
+    def _trainable(self, target: np.ndarray) -> np.ndarray:
+        return gap_free(target, self.window)
+
+    def _reconstructions(self, frame: pd.DataFrame) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``(rows, windows, model outputs)``, batch by batch, for every gap-free window of ``frame``:
+        ``rows`` are the frame rows that end the windows."""
+        scaled = self._scaled(self._model_inputs(frame))
+        if len(scaled) < self.window:
+            return
+        windows = sliding_windows(filled(scaled), self.window)
+        positions = np.flatnonzero(gap_free(scaled[:, 0], self.window))
+        for batch, inputs, outputs in self._outputs(windows, positions):
+            yield batch + self.window - 1, inputs, outputs
 
 
 class KerasForecaster(KerasDetector):
@@ -450,7 +483,7 @@ class MlstmFcnDetector(OhlcForecaster):
     name = "mlstm_fcn"
 
 
-class LstmAutoencoderDetector(KerasDetector):
+class LstmAutoencoderDetector(KerasReconstructor):
     """LSTM(128) encoder-decoder reconstructing the last ``window`` rows (the CDN seed: 30 rows, batch 32)."""
 
     name = "lstm_autoencoder"
@@ -482,24 +515,12 @@ class LstmAutoencoderDetector(KerasDetector):
             threshold_params=threshold_params,
         )
 
-    def _training_windows(self, inputs: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        windows = sliding_windows(inputs, self.window)
-        return windows, windows
-
-    def _trainable(self, target: np.ndarray) -> np.ndarray:
-        return gap_free(target, self.window)
-
     def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        scaled = self._scaled(self._model_inputs(frame))
-        errors = np.full(len(scaled), np.nan)
-        last_step = np.full(len(scaled), np.nan)
-        if len(scaled) >= self.window:
-            windows = sliding_windows(filled(scaled), self.window)
-            positions = np.flatnonzero(gap_free(scaled[:, 0], self.window))
-            for batch, inputs, reconstruction in self._outputs(windows, positions):
-                rows = batch + self.window - 1
-                errors[rows] = np.abs(reconstruction - inputs).mean(axis=(1, 2))
-                last_step[rows] = reconstruction[:, -1, 0]
+        errors = np.full(len(frame), np.nan)
+        last_step = np.full(len(frame), np.nan)
+        for rows, inputs, reconstruction in self._reconstructions(frame):
+            errors[rows] = np.abs(reconstruction - inputs).mean(axis=(1, 2))
+            last_step[rows] = reconstruction[:, -1, 0]
         return errors, self._target_units(last_step)
 
 

@@ -28,16 +28,10 @@ import tensorflow as tf
 from keras import layers
 
 from passion_tasks.detectors.base import DetectorError
-from passion_tasks.detectors.keras_detectors import (
-    WINDOWS_PER_EPOCH,
-    KerasDetector,
-    filled,
-    gap_free,
-)
-from passion_tasks.detectors.windows import sliding_windows
+from passion_tasks.detectors.keras_detectors import WINDOWS_PER_EPOCH, KerasReconstructor
 
 
-class UsadDetector(KerasDetector):
+class UsadDetector(KerasReconstructor):
     """USAD on windows of ``window`` rows of every column; ``latent`` units in the middle."""
 
     name = "usad"
@@ -75,10 +69,13 @@ class UsadDetector(KerasDetector):
         self.alpha = alpha
         self.learning_rate = learning_rate
 
-    def _build_model(self, features: int) -> keras.Model:
+    def build_model(self, features: int) -> keras.Model:
         model = AdversarialAutoencoder(self.window, features, self.latent, self.alpha)
         model.compile_both(self.learning_rate)
         return model
+
+    def _scoring_model(self, trained: keras.Model) -> keras.Model:
+        return trained.reconstructions()
 
     def _fit(self, frame: pd.DataFrame) -> None:
         if not 0 <= self.alpha <= 1:
@@ -86,27 +83,15 @@ class UsadDetector(KerasDetector):
         if not isinstance(self.latent, int | np.integer) or self.latent < 1:
             raise DetectorError(f"{self.name}: latent must be a positive integer, got {self.latent!r}")
         super()._fit(frame)
-        self.model_ = self.model_.reconstructions()
 
     def _callbacks(self) -> list[keras.callbacks.Callback]:
         return [EpochCount()]
 
-    def _training_windows(self, inputs: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        windows = sliding_windows(inputs, self.window)
-        return windows, windows
-
-    def _trainable(self, target: np.ndarray) -> np.ndarray:
-        return gap_free(target, self.window)
-
     def _score_rows(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        scaled = self._scaled(self._model_inputs(frame))
-        scores = np.full(len(scaled), np.nan)
-        if len(scaled) >= self.window:
-            windows = sliding_windows(filled(scaled), self.window)
-            positions = np.flatnonzero(gap_free(scaled[:, 0], self.window))
-            for batch, inputs, (first, second) in self._outputs(windows, positions):
-                scores[batch + self.window - 1] = window_scores(inputs, first, second, self.alpha)
-        return scores, np.full(len(scaled), np.nan)
+        scores = np.full(len(frame), np.nan)
+        for rows, inputs, (first, second) in self._reconstructions(frame):
+            scores[rows] = window_scores(inputs, first, second, self.alpha)
+        return scores, np.full(len(frame), np.nan)
 
 
 def window_scores(windows: np.ndarray, first: np.ndarray, second: np.ndarray, alpha: float) -> np.ndarray:

@@ -83,7 +83,7 @@ TSB_AD_VUS_PR = (
     ("Series2Graph", "univariate", 0.39, ""),
     ("KMeansAD", "univariate", 0.37, "kmeans_ad"),
     ("CNN", "multivariate", 0.31, "windowed_cnn"),
-    ("OmniAnomaly", "multivariate", 0.31, ""),
+    ("OmniAnomaly", "multivariate", 0.31, "omni_anomaly"),
     ("PCA", "multivariate", 0.31, "pca"),
     ("LSTMAD", "multivariate", 0.31, ""),
     ("USAD", "multivariate", 0.30, "usad"),
