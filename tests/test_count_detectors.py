@@ -169,6 +169,32 @@ def test_a_traffic_drop_is_flagged_against_the_time_of_day() -> None:
     assert flagged.min() == 600 and flagged.max() < 625
 
 
+def test_an_outage_that_outlasts_the_trailing_level_is_one_incident_and_its_end_no_surge() -> None:
+    # Nothing for six hours of the scored day, three times the two hours the level reads.
+    requests = requests_per_minute(40)
+    frame = pd.DataFrame({"cdn_requests": requests}, index=grid(len(requests)))
+    frame.iloc[TRAIN + 600 : TRAIN + 960, 0] = 0.0
+    detector, result = fitted("count", frame)
+    flagged = np.flatnonzero(result["is_anomaly"].to_numpy())
+    assert flagged.min() == 600 and set(range(600, 960)) <= set(flagged) and flagged.max() < 960 + 15
+    # A level that followed every block, as a model saved before the range was learned does: the
+    # outage is news for its first hour and a half, and the traffic that comes back is a surge.
+    detector.level_range_ = (0.0, np.inf)
+    followed = np.flatnonzero(detector.detect(frame.iloc[TRAIN:])["is_anomaly"].to_numpy())
+    assert followed.min() == 600 and 640 < followed[followed < 960].max() < 720
+    assert followed.max() > 1000
+
+
+def test_an_outage_in_the_training_week_does_not_widen_the_levels_a_count_follows() -> None:
+    requests = requests_per_minute(40)
+    frame = pd.DataFrame({"cdn_requests": requests}, index=grid(len(requests)))
+    clean = make_detector("count").fit(frame.iloc[:TRAIN])
+    frame.iloc[3 * DAY + 600 : 3 * DAY + 630, 0] = 0.0
+    troubled = make_detector("count").fit(frame.iloc[:TRAIN])
+    assert 0.3 < clean.level_range_[0] < 0.5 and 2.0 < clean.level_range_[1] < 3.0
+    np.testing.assert_allclose(troubled.level_range_, clean.level_range_, rtol=0.02)
+
+
 def test_a_series_that_never_moved_flags_any_departure() -> None:
     frame = pd.DataFrame({"queue_depth": np.zeros(8 * DAY)}, index=grid(8 * DAY))
     frame.iloc[TRAIN + 100, 0] = 1.0
@@ -383,6 +409,23 @@ def test_a_daily_profile_follows_the_cycle_and_flags_a_shift_either_way() -> Non
         shifted.iloc[TRAIN + 300 : TRAIN + 340, 0] *= factor  # 05:00 to 05:40, on the rising slope
         flagged = np.flatnonzero(fitted("profile", shifted)[1]["is_anomaly"].to_numpy())
         assert flagged.size and 300 <= flagged.min() <= 303 and flagged.max() < 360
+
+
+def test_a_shift_past_every_departure_of_training_lasts_as_long_as_it_does() -> None:
+    frame = metric_frame()
+    shifted = frame.copy()
+    shifted.iloc[TRAIN + 600 : TRAIN + 780, 0] += 100.0  # three hours, twenty times the noise
+    detector, result = fitted("profile", shifted)
+    flagged = np.flatnonzero(result["is_anomaly"].to_numpy())
+    # Training's departures lie within about ±12 of the profile; the offset follows to twice that span.
+    low, high = detector.departure_range_
+    assert -40 < low < -30 and 30 < high < 40
+    assert flagged.min() == 600 and set(range(600, 780)) <= set(flagged) and flagged.max() < 780 + 15
+    # An offset that takes in every row, as models saved before the range: the shift is taken in
+    # within its first twenty minutes, and its end is a shift back.
+    detector.departure_range_ = (-np.inf, np.inf)
+    taken_in = np.flatnonzero(detector.detect(shifted.iloc[TRAIN:])["is_anomaly"].to_numpy())
+    assert taken_in.min() == 600 and taken_in[taken_in < 780].max() < 625 and (taken_in >= 780).sum() >= 10
 
 
 def test_a_metric_that_stops_moving_is_stalled() -> None:

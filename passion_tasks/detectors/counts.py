@@ -24,6 +24,7 @@ its cause; on a noisy baseline a later minute that happens to be worse can carry
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -32,7 +33,7 @@ import pandas as pd
 from scipy import stats
 
 from passion_tasks.detectors.base import Detector, DetectorError, learned_column, matrix_of
-from passion_tasks.detectors.profiles import daily_profile, minute_of_day
+from passion_tasks.detectors.profiles import RANGE_TAIL, daily_profile, minute_of_day
 from passion_tasks.detectors.surprise import (
     WINDOWS,
     SurpriseScores,
@@ -409,14 +410,26 @@ class CountDetector(CountAwareDetector):
     does not move the level (nor makes the traffic after it a surge). A drop (an edge or an encoder
     failing) or a surge stands out. Each window of 1, 5, 15 and 60 minutes (``COUNT_WINDOWS``) has its
     own overdispersion, measured on the training days: whatever the expectation misses there is noise.
+
+    The level follows only blocks within ``LEVEL_REACH`` times the range of levels training saw (its
+    minutes' but ``profiles.RANGE_TAIL`` at each end: ``level_range_``); with none of them, it is the
+    profile's own. A service that loses all its requests has not shrunk: an outage of a day and a half
+    reads as one for all of it, not for its first hour and a half (after which the level had followed
+    it to nothing), and the traffic that comes back is not a surge against that nothing. A flash crowd
+    far beyond anything training saw likewise stays an incident for as long as it lasts, and its end is
+    not a drop.
     """
 
     name = "count"
-    _learned_attributes = ("profile_", "overdispersion_")
+    _learned_attributes = ("profile_", "overdispersion_", "level_range_")
     #: Requests the trailing level starts from, at the profile's level.
     LEVEL_PRIOR: ClassVar[float] = 10.0
     #: The trailing window is cut into this many blocks; the level is the median of theirs.
     LEVEL_BLOCKS: ClassVar[int] = 6
+    #: How far past the lowest and highest levels of training a block may lie and still be followed.
+    LEVEL_REACH: ClassVar[float] = 2.0
+    #: A model saved before the level's range was learned follows every block, as it did.
+    level_range_: tuple[float, float] = (0.0, float("inf"))
 
     def __init__(
         self,
@@ -451,20 +464,32 @@ class CountDetector(CountAwareDetector):
         """Each series' requests per minute and what was expected of them."""
         counts, window = values[:, 0], models[0].window
         seasonal = np.stack([model.profile_ for model in models])[:, minute_of_day(index)]
+        ratios = cls._block_ratios(counts, seasonal, window)
+        low, high = (np.array([model.level_range_[end] for model in models])[None, :, None] for end in (0, 1))
+        # The blocks before the row (the row itself is what is judged), each its own ratio to the
+        # profile; their median is the level, so that a drop of ten minutes does not lower the level
+        # for the hour after it and make normal traffic look like a surge.
+        followed = np.where((ratios >= low) & (ratios <= high), ratios, np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # no block followed: the profile's level
+            level = np.nan_to_num(np.nanmedian(followed, axis=0), nan=1.0)
+        return counts, np.maximum(seasonal * level, 1.0 / window)
+
+    @classmethod
+    def _block_ratios(cls, counts: np.ndarray, seasonal: np.ndarray, window: int) -> np.ndarray:
+        """Blocks × series × steps: the requests of each of the ``LEVEL_BLOCKS`` blocks of the ``window``
+        rows before a row over the profile's, each with a share of ``LEVEL_PRIOR`` more requests."""
         seen = np.isfinite(counts)
         block = max(window // cls.LEVEL_BLOCKS, 1)
         observed = trailing_sums(np.where(seen, counts, 0.0), block)
         usual = trailing_sums(np.where(seen, seasonal, 0.0), block)
         prior = cls.LEVEL_PRIOR / cls.LEVEL_BLOCKS
-        # The blocks before the row (the row itself is what is judged), each its own ratio to the
-        # profile; their median is the level, so that a drop of ten minutes does not lower the level
-        # for the hour after it and make normal traffic look like a surge.
-        ratios = [
-            (_shifted(observed, 1 + b * block) + prior) / (_shifted(usual, 1 + b * block) + prior)
-            for b in range(cls.LEVEL_BLOCKS)
-        ]
-        level = np.median(np.stack(ratios), axis=0)
-        return counts, np.maximum(seasonal * level, 1.0 / window)
+        return np.stack(
+            [
+                (_shifted(observed, 1 + b * block) + prior) / (_shifted(usual, 1 + b * block) + prior)
+                for b in range(cls.LEVEL_BLOCKS)
+            ]
+        )
 
     def _fit(self, frame: pd.DataFrame) -> None:
         for name in ("window", "smoothing"):
@@ -475,6 +500,11 @@ class CountDetector(CountAwareDetector):
         if counts.notna().sum() < 2 * self.window:
             raise DetectorError(f"{self.name}: window={self.window} needs {2 * self.window} training minutes")
         self.profile_ = np.nan_to_num(daily_profile(counts, self.smoothing), nan=0.0)
+        seasonal = self.profile_[minute_of_day(frame.index)]
+        # Each row's block just before it: every block training saw, once.
+        levels = self._block_ratios(counts.to_numpy()[None], seasonal[None], self.window)[0, 0]
+        low, high = np.quantile(levels, [RANGE_TAIL, 1 - RANGE_TAIL])
+        self.level_range_ = (float(low) / self.LEVEL_REACH, float(high) * self.LEVEL_REACH)
         counts, expected = self._expected(frame)
         self.overdispersion_ = np.array([_dispersion(counts, expected, window) for window in COUNT_WINDOWS])
 

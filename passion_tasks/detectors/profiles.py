@@ -33,6 +33,11 @@ from passion_tasks.detectors.surprise import (
 from passion_tasks.detectors.thresholds import robust_spread
 
 MINUTES_PER_DAY = 1440
+#: The share of training's rows at either end of a range learned from them (the levels a count may
+#: follow, the departures a metric's offset may take in) that is left out of it: an incident of the
+#: training week does not widen it (NASA's server answered nothing for half an hour on 13 July 1995,
+#: the day of a shuttle launch that tripled its traffic).
+RANGE_TAIL = 0.01
 
 
 def minute_of_day(index: pd.DatetimeIndex) -> np.ndarray:
@@ -58,12 +63,15 @@ def daily_profile(values: pd.Series, smoothing: int) -> np.ndarray:
 class ProfileDetector(SurpriseScores, Detector):
     """A server metric against its daily profile plus the offset of its last ``window`` rows (their
     median: a quarter of an hour follows a payments day's drift, and takes in a shift only once it
-    has lasted half of it).
+    has lasted half of it). Only rows within ``DEPARTURE_REACH`` widths of the range of training's
+    departures from the profile (but ``RANGE_TAIL`` at each end: ``departure_range_``) move the offset:
+    a shift past all of them holds the offset from before it, and stays an incident for as long as it
+    lasts, and its end is not a shift back.
 
     The residual, in units of its robust training spread, is judged over 1, 5 and 15 rows both ways
     (``surprise.z_surprise``, as alike as training's consecutive rows were): a spike, a level shift
-    and a slow leak all show, and a shift keeps showing until the trailing offset has taken it in
-    (half the window). A value that repeats itself is judged too: with a share ``q`` of repeats
+    and a slow leak all show, and a shift within reach keeps showing until the trailing offset has
+    taken it in (half the window). A value that repeats itself is judged too: with a share ``q`` of repeats
     between consecutive training rows (Jeffreys: ``(repeats + 0.5) / (pairs + 1)``), a run of ``r``
     repeats has surprise ``-r log10 q``: a metric that moved every minute of the week and then holds
     still for three is stalled, one that often repeats is not. The two surprises combine as the
@@ -74,8 +82,13 @@ class ProfileDetector(SurpriseScores, Detector):
     """
 
     name = "profile"
-    _learned_attributes = ("profile_", "scale_", "autocorrelation_", "repeat_share_")
+    _learned_attributes = ("profile_", "scale_", "autocorrelation_", "repeat_share_", "departure_range_")
     MIN_DAYS: ClassVar[int] = 2
+    #: How far past training's range of departures from the profile a row may lie and still move the
+    #: trailing offset: the range's width, on either side of it.
+    DEPARTURE_REACH: ClassVar[float] = 1.0
+    #: A model saved before the range was learned lets every row move the offset, as it did.
+    departure_range_: tuple[float, float] = (-np.inf, np.inf)
 
     def __init__(
         self,
@@ -102,6 +115,11 @@ class ProfileDetector(SurpriseScores, Detector):
             )
         profile = pd.Series(daily_profile(target, self.smoothing))
         self.profile_ = profile.interpolate(limit_direction="both").to_numpy()
+        departures = target.to_numpy(dtype=float) - self.profile_[minute_of_day(frame.index)]
+        low, high = np.nanquantile(departures, [RANGE_TAIL, 1 - RANGE_TAIL])
+        reach = self.DEPARTURE_REACH * (high - low)
+        # A week whose departures are nearly all one value gives no range to judge one by.
+        self.departure_range_ = (float(low - reach), float(high + reach)) if reach > 0 else (-np.inf, np.inf)
         residuals, _ = self._residuals(frame)
         self.scale_ = robust_spread(residuals[np.isfinite(residuals)])
         if not self.scale_ > 0:
@@ -127,7 +145,13 @@ class ProfileDetector(SurpriseScores, Detector):
         step ``start`` on."""
         window = models[0].window
         seasonal = np.stack([model.profile_ for model in models])[:, minute_of_day(index)]
-        offset = trailing_median(values - seasonal, window, window // 2, before=True, start=start)
+        departures = values - seasonal
+        low, high = (np.array([model.departure_range_[end] for model in models])[:, None] for end in (0, 1))
+        # A row far past every departure training saw does not move the offset; with more than half of
+        # the window such rows the offset holds what it was before them (a shift lasts as long as it
+        # lasts, and its end is no shift back).
+        followed = np.where((departures >= low) & (departures <= high), departures, np.nan)
+        offset = trailing_median(followed, window, window // 2, before=True, start=start)
         offset = forward_filled(offset)[:, start:]
         expected = seasonal[:, start:] + np.where(np.isnan(offset), 0.0, offset)
         return values[:, start:] - expected, expected
