@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -183,6 +185,22 @@ def test_an_outage_that_outlasts_the_trailing_level_is_one_incident_and_its_end_
     followed = np.flatnonzero(detector.detect(frame.iloc[TRAIN:])["is_anomaly"].to_numpy())
     assert followed.min() == 600 and 640 < followed[followed < 960].max() < 720
     assert followed.max() > 1000
+
+
+def test_nasas_real_outage_is_news_for_all_its_36_hours_and_the_traffic_after_it_no_surge(
+    reference_data: Path,
+) -> None:
+    shipped = pd.read_csv(reference_data / "nasa_http" / "requests_per_minute.csv", index_col="timestamp")
+    shipped.index = pd.to_datetime(shipped.index, utc=True)
+    frame = shipped[["requests"]].where(shipped["in_trace"] == 1).astype(float)
+    # Trained on the first fortnight, which holds a half-hour outage of its own (13 July).
+    detector = make_detector("count").fit(frame.loc[: frame.index[0] + pd.Timedelta(days=14)].iloc[:-1])
+    flagged = detector.detect(frame)["is_anomaly"]
+    outage = shipped["outage"] == 1
+    assert outage.sum() == 2265 and flagged[outage].all()
+    # The server answered about one request a minute until 15:28 UTC on 3 August, then ~80 again.
+    assert flagged["1995-08-03 08:37":"1995-08-03 15:28"].all()
+    assert not flagged["1995-08-03 15:29":"1995-08-03 17:29"].any()
 
 
 def test_an_outage_in_the_training_week_does_not_widen_the_levels_a_count_follows() -> None:
