@@ -40,8 +40,9 @@ def test_a_row_scores_its_windows_mean_squared_reconstruction_error(fitted) -> N
     expected = np.square(window - reconstruction).mean()
     scores = detector.decision_function(frame)
     assert scores.iloc[4999] == pytest.approx(expected, rel=1e-5)
-    # Decoded at the latent's mean: the same rows score the same each time.
-    np.testing.assert_array_equal(detector.decision_function(frame), scores)
+    # Decoded at the latent's mean, not a sample of it: the same rows score the same each time (up to
+    # float32 rounding, which a sample's spread would dwarf).
+    np.testing.assert_allclose(detector.decision_function(frame), scores, rtol=1e-6)
 
 
 def test_saved_omni_anomaly_loads_back_as_a_plain_model(fitted, tmp_path: Path) -> None:

@@ -5,7 +5,9 @@ and scored."""
 from __future__ import annotations
 
 import datetime as dt
+import http.server
 import json
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -199,6 +201,54 @@ def test_the_servers_errors_are_reported_and_write_nothing(
     assert cli.main([*args, "--lake", lake.url]) == ExitCode.NO_INPUT
     monkeypatch.delenv(URL_ENV)
     assert cli.main([*args, "--lake", lake.url]) == ExitCode.USAGE
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        # Values are strings in the API; a null one, or a time that is not a number, is no series.
+        (
+            {"status": "success", "data": {"resultType": "matrix", "result": [
+                {"metric": {"job": "api"}, "values": [[1_793_664_000, None]]},
+            ]}},
+            r"cpu_usage with a series that is not Prometheus's \[time, \"value\"\] pairs under labels: "
+            r"\{\"metric\": \{\"job\": \"api\"\}, \"values\": \[\[1793664000, null\]\]\}",
+        ),
+        (
+            {"status": "success", "data": {"resultType": "matrix", "result": [
+                {"metric": {"job": ["api"]}, "values": [["noon", "1"]]},
+            ]}},
+            r"cpu_usage with a series that is not Prometheus's",
+        ),
+        (["success"], r"refused query cpu_usage \(200, error\)"),
+        ({"status": "success", "data": ["matrix"]}, r"expected a range vector, got None"),
+    ],
+)  # fmt: skip
+def test_an_answer_that_is_not_the_apis_is_refused_with_what_came(
+    answer: object, message: str, tmp_path: Path
+) -> None:
+    # Any server may claim to speak Prometheus's API: what it sends is checked before it is read.
+    body = json.dumps(answer).encode()
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        lake = Lake((tmp_path / "lake").as_uri())
+        with pytest.raises(QueryRefused, match=message):
+            ingest_prometheus_day(lake, LAST_DAY, [CPU], Server(f"http://127.0.0.1:{server.server_port}"))
+        server.shutdown()
+    with pytest.raises(PartitionNotFound):
+        lake.read_partition(datasets.METRICS, LAST_DAY)
 
 
 def test_a_queries_file_is_checked_and_names_are_bounded_and_cannot_forge_a_breakdown(tmp_path: Path) -> None:

@@ -162,15 +162,16 @@ def _trailing_medians(
     of, at = np.nonzero(enough)
     for chunk in np.array_split(np.arange(len(of)), max(1, len(of) * window // _CHUNK_VALUES)):
         block, block_counts = windows[of[chunk], at[chunk]], counts[of[chunk], at[chunk]]
-        middle = _median_of_rows(block, block_counts)
+        middle = median_of_rows(block, block_counts)
         median[of[chunk], at[chunk]] = middle
         if mad is not None:
-            mad[of[chunk], at[chunk]] = _median_of_rows(np.abs(block - middle[:, None]), block_counts)
+            mad[of[chunk], at[chunk]] = median_of_rows(np.abs(block - middle[:, None]), block_counts)
     return median.reshape(shape), None if mad is None else mad.reshape(shape)
 
 
-def _median_of_rows(block: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Median of each row's first ``counts`` values once sorted (NaN sorts last)."""
+def median_of_rows(block: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Median of each row's first ``counts`` values once sorted (NaN sorts last): each row's median
+    ignoring NaN, when ``counts`` are its values that are not NaN."""
     ordered = np.sort(block, axis=1)
     rows = np.arange(len(block))
     return (ordered[rows, (counts - 1) // 2] + ordered[rows, counts // 2]) / 2

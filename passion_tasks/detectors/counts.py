@@ -24,7 +24,6 @@ its cause; on a noisy baseline a later minute that happens to be worse can carry
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -33,6 +32,7 @@ import pandas as pd
 from scipy import stats
 
 from passion_tasks.detectors.base import Detector, DetectorError, learned_column, matrix_of
+from passion_tasks.detectors.baselines import median_of_rows
 from passion_tasks.detectors.profiles import RANGE_TAIL, daily_profile, minute_of_day
 from passion_tasks.detectors.surprise import (
     WINDOWS,
@@ -469,10 +469,12 @@ class CountDetector(CountAwareDetector):
         # The blocks before the row (the row itself is what is judged), each its own ratio to the
         # profile; their median is the level, so that a drop of ten minutes does not lower the level
         # for the hour after it and make normal traffic look like a surge.
-        followed = np.where((ratios >= low) & (ratios <= high), ratios, np.nan)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # no block followed: the profile's level
-            level = np.nan_to_num(np.nanmedian(followed, axis=0), nan=1.0)
+        kept = (ratios >= low) & (ratios <= high)
+        followed = kept.sum(axis=0)
+        blocks = np.moveaxis(np.where(kept, ratios, np.nan), 0, -1).reshape(-1, cls.LEVEL_BLOCKS)
+        level = median_of_rows(blocks, np.maximum(followed, 1).ravel()).reshape(followed.shape)
+        # No block followed: the profile's own level.
+        level = np.where(followed > 0, level, 1.0)
         return counts, np.maximum(seasonal * level, 1.0 / window)
 
     @classmethod

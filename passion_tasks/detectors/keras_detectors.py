@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +182,7 @@ class KerasDetector(Detector):
         train, validation = chronological_split(positions, self.validation_split)
 
         keras.utils.set_random_seed(self.random_state)
-        self.model_ = self.build_model(scaled.shape[1])
+        self.model_ = self._new_model(scaled.shape[1])
         monitor = "val_loss" if len(validation) else "loss"
         # A month of minutes holds 40,000 windows; every epoch over all of them at 1440 steps takes
         # minutes on two cores. Each epoch draws its own sample; validation is a fixed, evenly spaced one.
@@ -222,24 +222,24 @@ class KerasDetector(Detector):
 
     def network(self, features: int) -> keras.Model:
         """The network that scores, untrained, for ``features`` input columns at this detector's window."""
-        return self._scoring_model(self.build_model(features))
+        return self._scoring_model(self._new_model(features))
 
-    def _scoring_model(self, trained: keras.Model) -> keras.Model:
-        """The model kept and saved once ``trained`` has learned: the trained one itself by default."""
-        return trained
-
-    def build_model(self, features: int) -> keras.Model:
-        """The network to train, compiled, for ``features`` input columns at this detector's window."""
+    def _new_model(self, features: int) -> keras.Model:
         try:
-            return self._architecture()(self.window, features)
+            return self._build_model(features)
         except ValueError as exc:
             raise DetectorError(
                 f"{self.name}: cannot build the model with window={self.window}: {exc}"
             ) from exc
 
-    def _architecture(self) -> Callable[..., keras.Model]:
-        """The builder of the network, called with ``(window, features)``: the seed's of this name."""
-        return ARCHITECTURES[self.name]
+    def _build_model(self, features: int) -> keras.Model:
+        """The network to train, compiled, for ``features`` input columns at this detector's window: the
+        seed's of this name."""
+        return ARCHITECTURES[self.name](self.window, features)
+
+    def _scoring_model(self, trained: keras.Model) -> keras.Model:
+        """The model kept and saved once ``trained`` has learned: the trained one itself by default."""
+        return trained
 
     def _check_params(self) -> None:
         for name, minimum in (
@@ -433,8 +433,8 @@ class WindowedCnnDetector(KerasForecaster):
             threshold_params=threshold_params,
         )
 
-    def _architecture(self) -> Callable[..., keras.Model]:
-        return build_windowed_cnn
+    def _build_model(self, features: int) -> keras.Model:
+        return build_windowed_cnn(self.window, features)
 
     def _training_windows(self, inputs: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return forecast_pairs(inputs, inputs, self.window)

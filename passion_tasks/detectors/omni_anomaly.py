@@ -77,7 +77,7 @@ class OmniAnomalyDetector(KerasReconstructor):
         self.beta = beta
         self.learning_rate = learning_rate
 
-    def build_model(self, features: int) -> keras.Model:
+    def _build_model(self, features: int) -> keras.Model:
         model = VariationalRecurrentAutoencoder(
             self.window, features, self.hidden, self.latent, self.beta, self.random_state
         )

@@ -69,7 +69,7 @@ class UsadDetector(KerasReconstructor):
         self.alpha = alpha
         self.learning_rate = learning_rate
 
-    def build_model(self, features: int) -> keras.Model:
+    def _build_model(self, features: int) -> keras.Model:
         model = AdversarialAutoencoder(self.window, features, self.latent, self.alpha)
         model.compile_both(self.learning_rate)
         return model

@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -217,15 +218,42 @@ def _range(
             "step": STEP.total_seconds(),
         }
         for result in _ask(client, server, query, params):
-            labels = result.get("metric", {})
+            labels, values = _series(result, server, query)
             name = series_name(query, labels)
             if origin.setdefault(name, labels) != labels:
                 raise QueryRefused(
                     f"query {query.name}: two series are both named {name!r} ({origin[name]} and {labels}); "
                     "add the label that tells them apart to its labels list, or aggregate them in the PromQL"
                 )
-            series.setdefault(name, []).extend((float(ts), value) for ts, value in result.get("values", []))
+            series.setdefault(name, []).extend(values)
     return series
+
+
+def _series(result: Any, server: Server, query: Query) -> tuple[dict[str, str], list[tuple[float, str]]]:
+    """One series of a range answer as the API defines it, ``{"metric": {label: value, ...}, "values":
+    [[unix time, "value"], ...]}``; anything else is refused with what came."""
+    labels = result.get("metric", {}) if isinstance(result, dict) else None
+    values = result.get("values", []) if isinstance(result, dict) else None
+    readable = (
+        isinstance(labels, dict)
+        and all(isinstance(key, str) and isinstance(value, str) for key, value in labels.items())
+        and isinstance(values, list)
+        and all(
+            isinstance(pair, list)
+            and len(pair) == 2
+            and isinstance(pair[0], int | float)
+            and not isinstance(pair[0], bool)
+            and math.isfinite(pair[0])
+            and isinstance(pair[1], str)
+            for pair in values
+        )
+    )
+    if not readable:
+        raise QueryRefused(
+            f"{server.where} answered query {query.name} with a series that is not Prometheus's "
+            f'[time, "value"] pairs under labels: {json.dumps(result)[:300]}'
+        )
+    return labels, [(float(ts), value) for ts, value in values]
 
 
 def _ask(client: httpx.Client, server: Server, query: Query, params: dict[str, Any]) -> list[dict]:
@@ -245,6 +273,8 @@ def _ask(client: httpx.Client, server: Server, query: Query, params: dict[str, A
     try:
         answer = response.json()
     except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
         answer = {}
     if response.status_code >= 400 or answer.get("status") != "success":
         message = answer.get("error") or response.text[:300]
@@ -252,10 +282,11 @@ def _ask(client: httpx.Client, server: Server, query: Query, params: dict[str, A
             f"{server.where} refused query {query.name} ({response.status_code}, "
             f"{answer.get('errorType', 'error')}): {message}"
         )
-    data = answer.get("data", {})
-    if data.get("resultType") != "matrix":
+    data = answer.get("data")
+    data = data if isinstance(data, dict) else {}
+    if data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
         raise QueryRefused(f"query {query.name}: expected a range vector, got {data.get('resultType')!r}")
-    return data.get("result", [])
+    return data["result"]
 
 
 def _busy(response: httpx.Response) -> bool:
