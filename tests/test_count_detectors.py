@@ -10,6 +10,7 @@ import pytest
 from passes import assert_one_pass_scores_each_as_alone
 
 from passion_tasks.detectors import DetectorError, load_detector, make_detector
+from passion_tasks.detectors.counts import COUNT_WINDOWS, CountDetector, _dispersion
 from passion_tasks.detectors.thresholds import false_alarm_budget_threshold, series_budget
 from passion_tasks.models.training import nightly_candidates
 
@@ -250,6 +251,9 @@ def test_saved_count_detectors_load_back_with_identical_scores(name: str, tmp_pa
 def test_a_count_detector_scores_a_row_from_its_context_alone(name: str, rows: int) -> None:
     # What scoring reads before a day (``scoring_rows``) and a micro-batch before its first minute.
     frame = detector_frames()[name]
+    if name == "count":
+        # Half the requests for an hour: the hour's window speaks, and it reads the most context.
+        frame.iloc[TRAIN + 700 : TRAIN + 760, 0] = np.round(frame.iloc[TRAIN + 700 : TRAIN + 760, 0] / 2)
     detector, result = fitted(name, frame)
     assert detector.context() == pd.Timedelta(minutes=rows)
     start = TRAIN + 600
@@ -385,6 +389,33 @@ def test_one_slow_minute_of_a_percentile_is_no_incident_and_ten_are() -> None:
     assert flagged.size >= 5 and 600 <= flagged.min() <= 605 and flagged.max() < 625
 
 
+def test_a_count_measures_its_noise_on_days_its_profile_did_not_learn_from(monkeypatch) -> None:
+    # Four weeks of the same Poisson traffic after the training week: the noise they show around the
+    # trained expectation is what the model must expect, profile's error included.
+    requests = requests_per_minute(300, days=35)
+    frame = pd.DataFrame({"cdn_requests": requests}, index=grid(len(requests)))
+
+    def noise_against_fresh_days() -> np.ndarray:
+        model = make_detector("count").fit(frame.iloc[:TRAIN])
+        expected = model.detect(frame.iloc[TRAIN - 180 :])["expected"].to_numpy()[180:]
+        fresh = [_dispersion(requests[TRAIN:], expected, window) for window in COUNT_WINDOWS]
+        return model.overdispersion_ / np.array(fresh)
+
+    assert (noise_against_fresh_days() > 0.4).all()
+    # Measured on the days the profile was learned from, the quarter of an hour's and the hour's
+    # noise come out at next to nothing.
+    monkeypatch.setattr(CountDetector, "OUT_OF_SAMPLE_DAYS", 8)
+    assert (noise_against_fresh_days()[1:] < 0.1).all()
+
+
+def test_a_training_range_of_part_days_measures_its_noise_where_other_days_saw_the_minute() -> None:
+    # From noon on the first day to six on the third: the middle day alone saw its mornings, and its
+    # expectation there is the whole profile's.
+    requests = requests_per_minute(40)
+    frame = pd.DataFrame({"cdn_requests": requests}, index=grid(len(requests))).iloc[720 : 2 * DAY + 360]
+    assert make_detector("count").fit(frame).overdispersion_.max() < 0.01
+
+
 def test_a_long_drop_on_a_thin_slice_shows_within_the_hour_and_a_short_one_does_not_linger() -> None:
     # Two requests a minute, three quarters of them lost for 40 minutes: 20 against 80.
     requests = requests_per_minute(2)
@@ -473,6 +504,22 @@ def test_an_incident_in_the_training_week_does_not_become_the_normal_rate() -> N
     assert detector.rate_ == pytest.approx(0.001, rel=0.3)
     flagged = np.flatnonzero(result["is_anomaly"].to_numpy())
     assert set(range(600, 610)) <= set(flagged) and flagged.min() == 600 and flagged.max() < 625
+
+
+def test_a_thin_slices_training_burst_leaves_its_rate_at_0_and_a_burst_like_it_is_news() -> None:
+    # Five requests a minute and no 5xx but in a burst on the fourth training day: a tenth of the
+    # requests for 20 minutes, so that half of its minutes have no error and the rest one or two.
+    requests = requests_per_minute(5)
+    errors = np.zeros_like(requests)
+    rng = np.random.default_rng(16)
+    for start in (3 * DAY + 660, TRAIN + 660):
+        errors[start : start + 20] = rng.binomial(requests[start : start + 20].astype(int), 0.1)
+    # And two errors in one minute of the second day: a blip, not a rate that wanders.
+    errors[DAY + 300] = 2.0
+    detector, result = fitted("rate", rate_frame(requests, errors))
+    assert detector.rate_ < 2e-5 and detector.overdispersion_ == 0.0
+    flagged = np.flatnonzero(result["is_anomaly"].to_numpy())
+    assert flagged.size and 660 <= flagged.min() < 670 and flagged.max() < 680 + 15
 
 
 def test_a_model_that_knows_its_probabilities_is_the_floor_of_the_fitted_threshold() -> None:

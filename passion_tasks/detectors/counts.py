@@ -51,6 +51,11 @@ MIN_ROWS_PER_HOUR = 30
 #: A training minute whose surprise under the healthy rate is beyond this (a one in a million chance)
 #: is an incident of the training week, not part of the rate.
 OUTLYING = 6.0
+#: Rounds of leaving a training week's incidents out of its rate: each against the rate of what is left.
+OUTLYING_ROUNDS = 3
+#: Bad requests a rate's overdispersion is measured on, at least: a handful of errors in a week says
+#: when they came together, not how much the rate wanders.
+MIN_BAD_FOR_OVERDISPERSION = 30
 #: The windows of percentiles and sizes: 5 and 15 minutes, never one alone. A minute's percentile of
 #: a thin slice is a handful of requests from two modes (cache hits and misses) and flips between
 #: them when the hit ratio wobbles; a minute's bytes may be one large download. A latency or size
@@ -109,8 +114,11 @@ class RateDetector(CountAwareDetector):
 
     The bad requests of a window, ``k`` of ``n``, are beta-binomial around the training rate; the
     overdispersion (minutes that vary more than a coin would) is estimated on the training minutes by
-    the method of moments and is 0 for a rate that never moved. Both leave out the training minutes
-    that the rest of the week puts beyond ``OUTLYING`` (the week's own incidents).
+    the method of moments, and is 0 for a rate that never moved or went bad fewer than
+    ``MIN_BAD_FOR_OVERDISPERSION`` times. Both leave out the week's own incidents: the training minutes
+    that the rest of the week puts beyond ``OUTLYING`` and the quarter of an hour on either side of
+    them (an incident's first and last minutes, one error among a few requests, are not beyond belief
+    alone, and would make a rate of 0 look like one that wanders), for good once left out.
     """
 
     name = "rate"
@@ -137,11 +145,13 @@ class RateDetector(CountAwareDetector):
         # A training week holds incidents too, and one 5xx burst would make a rate of 0 look like a
         # rate that wanders. Minutes the healthy rate cannot explain are left out: first those whose
         # windows a plain binomial finds beyond belief, then, against the rate and overdispersion of
-        # the rest, those still beyond it.
+        # the rest, those still beyond it. What is left out stays out: an incident kept in one round
+        # would widen the overdispersion that lets it back in the next.
         self._estimate(bad, requests)
         self.overdispersion_ = 0.0
-        for _ in range(2):
-            kept = ~(np.nan_to_num(self._score_rows(frame)[0]) > OUTLYING)
+        kept = np.ones(len(bad), dtype=bool)
+        for _ in range(OUTLYING_ROUNDS):
+            kept &= ~_near(np.nan_to_num(self._score_rows(frame)[0]) > OUTLYING, max(WINDOWS))
             self._estimate(bad[kept], requests[kept])
 
     def _estimate(self, bad: np.ndarray, requests: np.ndarray) -> None:
@@ -149,7 +159,8 @@ class RateDetector(CountAwareDetector):
         self.rate_ = p = float((bad.sum() + 0.5) / (requests.sum() + 1.0))
         spread = requests * (requests - 1) * p * (1 - p)
         excess = ((bad - requests * p) ** 2 - requests * p * (1 - p)).sum()
-        self.overdispersion_ = float(np.clip(excess / spread.sum(), 0.0, 0.3)) if spread.sum() > 0 else 0.0
+        measurable = spread.sum() > 0 and bad.sum() >= MIN_BAD_FOR_OVERDISPERSION
+        self.overdispersion_ = float(np.clip(excess / spread.sum(), 0.0, 0.3)) if measurable else 0.0
 
     @classmethod
     def _score_matrix(
@@ -418,6 +429,13 @@ class CountDetector(CountAwareDetector):
     it to nothing), and the traffic that comes back is not a surge against that nothing. A flash crowd
     far beyond anything training saw likewise stays an incident for as long as it lasts, and its end is
     not a drop.
+
+    The overdispersions are measured out of sample where training holds ``OUT_OF_SAMPLE_DAYS`` days or
+    more: each training day against the profile of the other days. A profile is an estimate (a week of
+    a channel at twenty requests a minute pins each quarter of an hour to a few per cent), and the day
+    it is scored on is never one it was learned from; measured on its own days, the profile's error is
+    hidden, the hour's overdispersion comes out at nothing, and a quarter of an hour where the profile
+    ran high by chance is a page.
     """
 
     name = "count"
@@ -428,6 +446,8 @@ class CountDetector(CountAwareDetector):
     LEVEL_BLOCKS: ClassVar[int] = 6
     #: How far past the lowest and highest levels of training a block may lie and still be followed.
     LEVEL_REACH: ClassVar[float] = 2.0
+    #: Training days that let each day's noise be measured against the profile of the others.
+    OUT_OF_SAMPLE_DAYS: ClassVar[int] = 3
     #: A model saved before the level's range was learned follows every block, as it did.
     level_range_: tuple[float, float] = (0.0, float("inf"))
 
@@ -459,11 +479,18 @@ class CountDetector(CountAwareDetector):
 
     @classmethod
     def _matrix_expected(
-        cls, models: Sequence[CountDetector], values: np.ndarray, index: pd.DatetimeIndex
+        cls,
+        models: Sequence[CountDetector],
+        values: np.ndarray,
+        index: pd.DatetimeIndex,
+        profiles: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Each series' requests per minute and what was expected of them."""
+        """Each series' requests per minute and what was expected of them (under ``profiles``, a
+        series × 1440 matrix, in place of the models' own)."""
         counts, window = values[:, 0], models[0].window
-        seasonal = np.stack([model.profile_ for model in models])[:, minute_of_day(index)]
+        if profiles is None:
+            profiles = np.stack([model.profile_ for model in models])
+        seasonal = profiles[:, minute_of_day(index)]
         ratios = cls._block_ratios(counts, seasonal, window)
         low, high = (np.array([model.level_range_[end] for model in models])[None, :, None] for end in (0, 1))
         # The blocks before the row (the row itself is what is judged), each its own ratio to the
@@ -507,8 +534,25 @@ class CountDetector(CountAwareDetector):
         levels = self._block_ratios(counts.to_numpy()[None], seasonal[None], self.window)[0, 0]
         low, high = np.quantile(levels, [RANGE_TAIL, 1 - RANGE_TAIL])
         self.level_range_ = (float(low) / self.LEVEL_REACH, float(high) * self.LEVEL_REACH)
-        counts, expected = self._expected(frame)
-        self.overdispersion_ = np.array([_dispersion(counts, expected, window) for window in COUNT_WINDOWS])
+        expected = self._out_of_sample_expected(frame)
+        self.overdispersion_ = np.array(
+            [_dispersion(counts.to_numpy(), expected, window) for window in COUNT_WINDOWS]
+        )
+
+    def _out_of_sample_expected(self, frame: pd.DataFrame) -> np.ndarray:
+        """Each training row's expectation under the profile of the other training days (under the
+        whole week's with fewer than ``OUT_OF_SAMPLE_DAYS`` days, and at the minutes of a day that no
+        other day saw)."""
+        days = frame.index.normalize()
+        if days.nunique() < self.OUT_OF_SAMPLE_DAYS:
+            return self._expected(frame)[1]
+        values, expected = matrix_of(frame), np.empty(len(frame))
+        for day in days.unique():
+            own = days == day
+            others = daily_profile(frame.iloc[:, 0][~own], self.smoothing)
+            others = np.where(np.isnan(others), self.profile_, others)[None]
+            expected[own] = self._matrix_expected([self], values, frame.index, others)[1][0, own]
+        return expected
 
     @classmethod
     def _score_matrix(
@@ -535,6 +579,12 @@ class CountDetector(CountAwareDetector):
         scores = combined(surprises)
         scores[~seen] = np.nan
         return scores, expected
+
+
+def _near(rows: np.ndarray, reach: int) -> np.ndarray:
+    """Whether each row lies less than ``reach`` rows from one of ``rows`` (a boolean series)."""
+    marked = rows.astype(float)
+    return (trailing_sums(marked, reach) > 0) | (trailing_sums(marked[::-1], reach)[::-1] > 0)
 
 
 def _shifted(values: np.ndarray, rows: int) -> np.ndarray:
