@@ -62,8 +62,8 @@ def test_omni_anomaly_scores_are_causal(fitted) -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"latent": 0}, "latent must be a positive integer"),
-        ({"hidden": 2.5}, "hidden must be a positive integer"),
+        ({"latent": 0}, "latent must be an integer >= 1, got 0"),
+        ({"hidden": 2.5}, "hidden must be an integer >= 1, got 2.5"),
         ({"beta": -1}, "beta must be a number >= 0"),
         ({"learning_rate": 0}, "learning_rate must be a positive number"),
     ],

@@ -112,7 +112,7 @@ def test_subsequence_detectors_save_their_window(tmp_path) -> None:
         ("kmeans_ad", {"window": 1}, "window must be None or an integer >= 2"),
         ("kmeans_ad", {"window": 4000}, "leaves 2001 complete training windows, needs at least 4000"),
         ("kmeans_ad", {"n_clusters": 0}, "n_clusters must be an integer from 1"),
-        ("poly", {"power": -1}, "power must be a non-negative integer"),
+        ("poly", {"power": -1}, "power must be an integer >= 0, got -1"),
         ("poly", {"neighborhood": 6000}, "need 6050 observed training values"),
     ],
 )

@@ -59,5 +59,5 @@ def test_usad_is_a_keras_network_that_reads_every_column() -> None:
     frame, _ = coupled_metrics()
     with pytest.raises(DetectorError, match=r"alpha must be in \[0, 1\]"):
         make_detector("usad", alpha=1.5).fit(frame.iloc[:TRAIN])
-    with pytest.raises(DetectorError, match="latent must be a positive integer"):
+    with pytest.raises(DetectorError, match="latent must be an integer >= 1"):
         make_detector("usad", latent=0).fit(frame.iloc[:TRAIN])

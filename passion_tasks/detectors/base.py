@@ -131,6 +131,14 @@ class Detector(BaseEstimator):
     def _load_model(self, folder: Path) -> None:
         """Read back what ``_save_model`` wrote."""
 
+    def _check_integers(self, minimums: dict[str, int]) -> None:
+        """A ``DetectorError`` unless each parameter named in ``minimums`` is an integer at least its
+        minimum there."""
+        for name, minimum in minimums.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+                raise DetectorError(f"{self.name}: {name} must be an integer >= {minimum}, got {value!r}")
+
     # -- the contract -------------------------------------------------------------------------
 
     def fit(self, frame: pd.DataFrame, labels: pd.Series | None = None) -> Detector:

@@ -91,15 +91,12 @@ class RollingMadDetector(Detector):
         return self.window // 2 if self.min_periods is None else self.min_periods
 
     def _check_params(self) -> None:
-        if not isinstance(self.window, int | np.integer) or self.window < 3:
-            raise DetectorError(f"{self.name}: window must be an integer >= 3, got {self.window!r}")
+        self._check_integers({"window": 3, "persistence": 1})
         if not 1 <= self._min_periods() <= self.window:
             raise DetectorError(
                 f"{self.name}: min_periods must be between 1 and window={self.window}, "
                 f"got {self.min_periods!r}"
             )
-        if not isinstance(self.persistence, int | np.integer) or self.persistence < 1:
-            raise DetectorError(f"{self.name}: persistence must be an integer >= 1, got {self.persistence!r}")
         if not self.scale_floor > 0:
             raise DetectorError(f"{self.name}: scale_floor must be positive, got {self.scale_floor!r}")
 
@@ -210,8 +207,7 @@ class WindowedGaussianDetector(Detector):
         self.scale_floor = scale_floor
 
     def _fit(self, frame: pd.DataFrame) -> None:
-        if not isinstance(self.window, int | np.integer) or self.window < 2:
-            raise DetectorError(f"{self.name}: window must be an integer >= 2, got {self.window!r}")
+        self._check_integers({"window": 2})
         min_periods = self._min_periods()
         if not isinstance(min_periods, int | np.integer) or not 2 <= min_periods <= self.window:
             raise DetectorError(

@@ -521,10 +521,7 @@ class CountDetector(CountAwareDetector):
         )
 
     def _fit(self, frame: pd.DataFrame) -> None:
-        for name in ("window", "smoothing"):
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or value < 1:
-                raise DetectorError(f"{self.name}: {name} must be a positive integer, got {value!r}")
+        self._check_integers({"window": 1, "smoothing": 1})
         counts = frame.iloc[:, 0]
         if counts.notna().sum() < 2 * self.window:
             raise DetectorError(f"{self.name}: window={self.window} needs {2 * self.window} training minutes")

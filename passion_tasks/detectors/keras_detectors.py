@@ -242,16 +242,7 @@ class KerasDetector(Detector):
         return trained
 
     def _check_params(self) -> None:
-        for name, minimum in (
-            ("window", 1),
-            ("epochs", 1),
-            ("batch_size", 1),
-            ("patience", 0),
-            ("random_state", 0),
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or value < minimum:
-                raise DetectorError(f"{self.name}: {name} must be an integer >= {minimum}, got {value!r}")
+        self._check_integers({"window": 1, "epochs": 1, "batch_size": 1, "patience": 0, "random_state": 0})
         if self.windows_per_epoch is not None and not (
             isinstance(self.windows_per_epoch, int | np.integer)
             and self.windows_per_epoch >= 4 * self.batch_size

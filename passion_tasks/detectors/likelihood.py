@@ -182,10 +182,7 @@ class AnomalyLikelihoodDetector(Detector):
             "season_smoothing": 1,
             "refractory": 0,
         }
-        for name, minimum in integers.items():
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or value < minimum:
-                raise DetectorError(f"{self.name}: {name} must be an integer >= {minimum}, got {value!r}")
+        self._check_integers(integers)
         if self.shape_history < 2 * self.shape_length:
             raise DetectorError(
                 f"{self.name}: shape_history ({self.shape_history}) must be at least twice shape_length "

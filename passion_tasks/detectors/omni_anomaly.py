@@ -88,10 +88,7 @@ class OmniAnomalyDetector(KerasReconstructor):
         return trained.reconstruction()
 
     def _fit(self, frame: pd.DataFrame) -> None:
-        for name in ("hidden", "latent"):
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or value < 1:
-                raise DetectorError(f"{self.name}: {name} must be a positive integer, got {value!r}")
+        self._check_integers({"hidden": 1, "latent": 1})
         if not (isinstance(self.beta, int | float) and self.beta >= 0):
             raise DetectorError(f"{self.name}: beta must be a number >= 0, got {self.beta!r}")
         if not (isinstance(self.learning_rate, int | float) and self.learning_rate > 0):

@@ -102,10 +102,7 @@ class ProfileDetector(SurpriseScores, Detector):
         self.smoothing = smoothing
 
     def _fit(self, frame: pd.DataFrame) -> None:
-        for name in ("window", "smoothing"):
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or value < 2:
-                raise DetectorError(f"{self.name}: {name} must be an integer >= 2, got {value!r}")
+        self._check_integers({"window": 2, "smoothing": 2})
         target = frame.iloc[:, 0]
         days = target.dropna().index.normalize().nunique()
         if days < self.MIN_DAYS:

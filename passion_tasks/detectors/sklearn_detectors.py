@@ -111,8 +111,7 @@ class LagFeatureDetector(Detector):
 
     def _fit_scaling(self, frame: pd.DataFrame) -> np.ndarray:
         """Learn each feature's centre and scale on the training rows; returns their scaled features."""
-        if not isinstance(self.window, int | np.integer) or self.window < 2:
-            raise DetectorError(f"{self.name}: window must be an integer >= 2, got {self.window!r}")
+        self._check_integers({"window": 2})
         raw = self._raw_features(frame)
         complete = raw[self._scorable(raw, frame)]
         if len(complete) < 2 * self.window:

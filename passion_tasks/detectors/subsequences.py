@@ -226,8 +226,7 @@ class PolyDetector(Detector):
 
     def _fit(self, frame: pd.DataFrame) -> None:
         target = frame.iloc[:, 0].to_numpy()
-        if not isinstance(self.power, int | np.integer) or self.power < 0:
-            raise DetectorError(f"{self.name}: power must be a non-negative integer, got {self.power!r}")
+        self._check_integers({"power": 0})
         if self.periodicity not in (1, 2):
             raise DetectorError(f"{self.name}: periodicity must be 1 or 2, got {self.periodicity!r}")
         self.window_ = found_window(target, self.periodicity) if self.window is None else int(self.window)

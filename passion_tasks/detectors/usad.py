@@ -80,8 +80,7 @@ class UsadDetector(KerasReconstructor):
     def _fit(self, frame: pd.DataFrame) -> None:
         if not 0 <= self.alpha <= 1:
             raise DetectorError(f"{self.name}: alpha must be in [0, 1], got {self.alpha!r}")
-        if not isinstance(self.latent, int | np.integer) or self.latent < 1:
-            raise DetectorError(f"{self.name}: latent must be a positive integer, got {self.latent!r}")
+        self._check_integers({"latent": 1})
         super()._fit(frame)
 
     def _callbacks(self) -> list[keras.callbacks.Callback]:
