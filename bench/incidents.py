@@ -23,6 +23,7 @@ import os
 import secrets
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +33,7 @@ from passion_tasks.alerting.rules import Rules, decide
 from passion_tasks.evaluation.incidents import DayOutcome, Found, Label, judge_day, summarise
 from passion_tasks.incidents.day import EXPLAINED_INCIDENTS, day_incidents
 from passion_tasks.lake import Lake, datasets
+from passion_tasks.models.training import TrainSummary
 from passion_tasks.synthetic import INJECTED
 
 START = dt.date(2026, 10, 1)
@@ -39,92 +41,121 @@ START = dt.date(2026, 10, 1)
 ROUTED = "warning"
 
 
-def run(
+#: Where a bench's days come from: given a folder, seed, rate, days, training days and whether to put
+#: incidents in, it writes the sources there and says their first day, labels and kinds.
+Sources = Callable[[Path, int, float, int, int, bool], tuple[dt.date, list[Label], tuple[str, ...]]]
+
+
+def generated(
+    out: Path, seed: int, rate: float, days: int, train_days: int, anomalies: bool
+) -> tuple[dt.date, list[Label], tuple[str, ...]]:
+    """``passion generate --all-kinds --no-server-errors``'s days, its labels, CDN logs and metrics."""
+    steps.generate(
+        out, START, days, seed=seed, rate=rate, server_errors=False, all_kinds=True, anomalies=anomalies
+    )
+    injected = json.loads((out / INJECTED).read_text())["anomalies"] if anomalies else []
+    return START, [Label.from_json(entry) for entry in injected], datasets.SOURCES
+
+
+def week(
     seed: int,
     rate: float,
     days: int,
     train_days: int,
     *,
     anomalies: bool,
+    sources: Sources,
     echo,
     verbose: bool = False,
     keep: Path | None = None,
 ) -> list[DayOutcome]:
+    """One seed and rate of ``sources`` through the nightly path, judged; prints its line and misses."""
     with tempfile.TemporaryDirectory(prefix="passion-incidents-") as tmp:
         where = keep / f"seed{seed}-rate{rate:g}{'' if anomalies else '-quiet'}" if keep else Path(tmp)
-        sources, lake = where / "sources", Lake((where / "lake").as_uri())
         began = time.perf_counter()
-        steps.generate(
-            sources,
-            START,
-            days,
-            seed=seed,
-            rate=rate,
-            server_errors=False,
-            all_kinds=True,
-            anomalies=anomalies,
+        start, labels, kinds = sources(where / "sources", seed, rate, days, train_days, anomalies)
+        outcomes, trained = nightly(
+            where, start, days, train_days, labels, echo=echo, verbose=verbose, sources=kinds
         )
-        for offset in range(days):
-            day = START + dt.timedelta(days=offset)
-            for source in datasets.SOURCES:
-                steps.ingest_day(lake, source, day, str(sources))
-            steps.build_features(lake, day)
-        last_train = START + dt.timedelta(days=train_days - 1)
-        trained = steps.train(lake, train_from=START, train_to=last_train, promote=True)
-        labels = (
-            [Label.from_json(entry) for entry in json.loads((sources / INJECTED).read_text())["anomalies"]]
-            if anomalies
-            else []
-        )
-        rules = Rules()
-        earlier: list = []
-        outcomes = []
-        for offset in range(train_days, days):
-            day = START + dt.timedelta(days=offset)
-            steps.score_day(lake, day)
-            scores = lake.read_partition(datasets.SCORES, day).to_pandas()
-            events = lake.read_partition(datasets.EVENTS, day).to_pandas()
-            explained = day_incidents(lake, day, scores, events)
-            decisions = decide(day, explained[:EXPLAINED_INCIDENTS], scores, rules, (), earlier)
-            routed = [a for a in decisions.alerts if rules.rank(a.severity) >= rules.rank(ROUTED)]
-            earlier += [(alert.series, alert.incident.end) for alert in routed]
-            incidents = [
-                Found(
-                    e.incident.start,
-                    e.incident.stop,
-                    e.incident.family,
-                    e.cause.slice,
-                    e.incident.lead["series"],
-                )
-                for e in explained
-            ]
-            alerts = [
-                Found(
-                    a.incident.start,
-                    a.incident.end + pd.Timedelta(minutes=1),
-                    "cdn" if a.incident.peak.series.startswith("cdn_") else "metrics",
-                    (a.incident.cause.slice if a.incident.cause else {}),
-                    a.incident.peak.series,
-                )
-                for a in routed
-            ]
-            on_day = [label for label in labels if label.start.date() == day]
-            outcomes.append(judge_day(day, on_day, incidents, alerts))
-            if verbose:
-                echo_day(day, on_day, explained, decisions.alerts, echo)
-        week = "" if anomalies else ", no incident"
+        quiet = "" if anomalies else ", no incident"
         echo(
-            f"  seed {seed}, {rate:g}/min{week}: {len(trained.trained)} models, "
+            f"  seed {seed}, {rate:g}/min{quiet}: {len(trained.trained)} models, "
             f"{len(trained.failed)} failed; {time.perf_counter() - began:.0f} s"
         )
-        for outcome in outcomes:
-            for label in outcome.labels:
-                if label.id not in outcome.delays or label.id not in outcome.alerted:
-                    status = "missed" if label.id not in outcome.delays else "not alerted"
-                    echo(f"    {status}: {describe(label)}")
-                elif label.id not in outcome.causes_right:
-                    echo(f"    cause not named: {describe(label)}")
+        echo_misses(outcomes, echo)
         return outcomes
+
+
+def nightly(
+    where: Path,
+    start: dt.date,
+    days: int,
+    train_days: int,
+    labels: list[Label],
+    *,
+    echo,
+    verbose: bool = False,
+    sources: tuple[str, ...] = datasets.SOURCES,
+) -> tuple[list[DayOutcome], TrainSummary]:
+    """The nightly path over ``where/sources`` into a lake at ``where/lake``: ``days`` days from ``start``
+    of each of ``sources`` landed and featurised, the nightly models trained on the first
+    ``train_days``, the others scored one by one as the score DAG does and judged against ``labels``."""
+    lake = Lake((where / "lake").as_uri())
+    for offset in range(days):
+        day = start + dt.timedelta(days=offset)
+        for source in sources:
+            steps.ingest_day(lake, source, day, str(where / "sources"))
+        steps.build_features(lake, day)
+    last_train = start + dt.timedelta(days=train_days - 1)
+    trained = steps.train(lake, train_from=start, train_to=last_train, promote=True)
+    rules = Rules()
+    earlier: list = []
+    outcomes = []
+    for offset in range(train_days, days):
+        day = start + dt.timedelta(days=offset)
+        steps.score_day(lake, day)
+        scores = lake.read_partition(datasets.SCORES, day).to_pandas()
+        events = lake.read_partition(datasets.EVENTS, day).to_pandas()
+        explained = day_incidents(lake, day, scores, events)
+        decisions = decide(day, explained[:EXPLAINED_INCIDENTS], scores, rules, (), earlier)
+        routed = [a for a in decisions.alerts if rules.rank(a.severity) >= rules.rank(ROUTED)]
+        earlier += [(alert.series, alert.incident.end) for alert in routed]
+        incidents = [
+            Found(
+                e.incident.start,
+                e.incident.stop,
+                e.incident.family,
+                e.cause.slice,
+                e.incident.lead["series"],
+            )
+            for e in explained
+        ]
+        alerts = [
+            Found(
+                a.incident.start,
+                a.incident.end + pd.Timedelta(minutes=1),
+                "cdn" if a.incident.peak.series.startswith("cdn_") else "metrics",
+                (a.incident.cause.slice if a.incident.cause else {}),
+                a.incident.peak.series,
+            )
+            for a in routed
+        ]
+        on_day = [label for label in labels if label.start.date() == day]
+        outcomes.append(judge_day(day, on_day, incidents, alerts))
+        if verbose:
+            echo_day(day, on_day, explained, decisions.alerts, echo)
+    return outcomes, trained
+
+
+def echo_misses(outcomes: list[DayOutcome], echo) -> None:
+    """The labelled incidents missed, found but not alerted, or alerted without their cause."""
+    for outcome in outcomes:
+        for label in outcome.labels:
+            if label.id not in outcome.delays or label.id not in outcome.alerted:
+                status = "missed" if label.id not in outcome.delays else "not alerted"
+                echo(f"    {status}: {describe(label)}")
+            elif label.id not in outcome.causes_right:
+                echo(f"    cause not named: {describe(label)}")
 
 
 def describe(label: Label) -> str:
@@ -151,8 +182,8 @@ def echo_day(day: dt.date, labels: list[Label], explained: list, alerts: list, e
         )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(sources: Sources = generated, description: str = __doc__) -> None:
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--rates", default="30,300")
     parser.add_argument("--days", type=int, default=14)
@@ -164,14 +195,14 @@ def main() -> None:
     # Production signs its models; so does the benchmark, with a key of its own.
     os.environ.setdefault("PASSION_MODEL_KEY", secrets.token_hex(32))
     rows, everything = [], []
-    output = {"echo": print, "verbose": args.verbose, "keep": args.keep}
+    output = {"sources": sources, "echo": print, "verbose": args.verbose, "keep": args.keep}
     for rate in [float(r) for r in args.rates.split(",")]:
         for seed in [int(s) for s in args.seeds.split(",")]:
-            outcomes = run(seed, rate, args.days, args.train_days, anomalies=True, **output)
+            outcomes = week(seed, rate, args.days, args.train_days, anomalies=True, **output)
             everything += outcomes
             rows.append({"seed": seed, "rate/min": rate, **summarise(outcomes).row()})
         if args.quiet_week:
-            quiet = run(0, rate, args.days, args.train_days, anomalies=False, **output)
+            quiet = week(0, rate, args.days, args.train_days, anomalies=False, **output)
             everything += quiet
             rows.append({"seed": "quiet week", "rate/min": rate, **summarise(quiet).row()})
     table = pd.DataFrame(rows)

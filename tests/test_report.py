@@ -53,8 +53,9 @@ def requests(
     fails: Rule = lambda edge, stem, device: False,
     slow: Rule = lambda edge, stem, device: False,
     served: Rule = lambda edge, stem, device: True,
+    stems: tuple[str, ...] = STEMS,
 ) -> pd.DataFrame:
-    """One request a minute for each edge, path and device (16 a minute), 10 s into the minute.
+    """One request a minute for each edge, path (``stems``) and device (16 a minute), 10 s into the minute.
 
     Every tenth minute AMS1 serves Roku on ch8 a 503 (a 0.62% background error rate); ``fails``
     gives 503s, ``slow`` a 2 s time to first byte (else 0.1 s), ``served`` drops the others.
@@ -63,7 +64,7 @@ def requests(
     for minute in range(minutes):
         ts = start + pd.Timedelta(minutes=minute, seconds=10)
         for edge in EDGES:
-            for stem in STEMS:
+            for stem in stems:
                 for device in DEVICES:
                     if not served(edge, stem, device):
                         continue
@@ -93,9 +94,12 @@ def ch7_iphone(edge: str, stem: str, device: str) -> bool:
     return stem == STEMS[0] and device == "iPhone"
 
 
-def incident_logs(**rules: Rule) -> pd.DataFrame:
+def incident_logs(stems: tuple[str, ...] = STEMS, **rules: Rule) -> pd.DataFrame:
     """10:00-11:00 normal, then 11:00-11:30 with ``rules``."""
-    return pd.concat([requests(at("10:00"), 60), requests(at("11:00"), 30, **rules)], ignore_index=True)
+    return pd.concat(
+        [requests(at("10:00"), 60, stems=stems), requests(at("11:00"), 30, stems=stems, **rules)],
+        ignore_index=True,
+    )
 
 
 BASELINE = (at("10:00"), at("11:00"))
@@ -144,6 +148,40 @@ def test_a_latency_spike_on_one_edge() -> None:
     assert explanation.sentence == (
         "ttfb p95 100 ms → 2.0 s at edge FRA2, all paths, all devices (overall 100 ms → 2.0 s)"
     )
+
+
+def test_a_slowdown_of_every_title_of_one_folder_is_named_by_the_folder() -> None:
+    # Six titles, the first two watched most: they hold most of the change, and the more of it per
+    # request than the folder, but only as much of the folder's change as of its traffic.
+    stems = (
+        *(f"/vod/title{n}/seg_001.ts" for n in (0,) * 8 + (1,) * 3 + (2, 3, 4, 5)),
+        *(f"/img/poster{n}.jpg" for n in range(4)),
+        "/api/v2/items",
+        "/api/v1/items",
+        "/static/js/app.js",
+        "/static/css/site.css",
+        "/favicon.ico",
+    )
+
+    def vod(edge: str, stem: str, device: str) -> bool:
+        return stem.startswith("/vod/")
+
+    logs = incident_logs(stems, slow=vod)
+    explanation = explain_incident(logs, at("11:00"), at("11:30"), BASELINE, "cdn_ttfb_gmean")
+
+    assert explanation.sentence == (
+        "ttfb geometric mean 100 ms → 2.0 s at path /vod, all edges, all devices (overall 100 ms → 650 ms)"
+    )
+    assert [(part.dimension, part.values) for part in explanation.slices] == [("path_root", ("/vod",))]
+
+    # One version of the API, half of its folder's requests, slow alone: named by its own path.
+    def v1(edge: str, stem: str, device: str) -> bool:
+        return stem.startswith("/api/v1/")
+
+    explanation = explain_incident(
+        incident_logs(stems, slow=v1), at("11:00"), at("11:30"), BASELINE, "cdn_ttfb_p95"
+    )
+    assert [(part.dimension, part.values) for part in explanation.slices] == [("path_group", ("/api/v1",))]
 
 
 def test_slow_requests_that_are_failures_are_named_as_such() -> None:

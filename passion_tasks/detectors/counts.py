@@ -5,9 +5,10 @@ must not fire on noise, while a real change on a thin slice still must. So these
 slice's requests per minute beside the series (``input_series``) and score a row by how unlikely its
 last minutes are under what training saw, as a surprise: ``-log10`` of a tail probability, combined
 over windows of 1, 5 and 15 minutes (``surprise``; 5 and 15 for percentiles and sizes, whose single
-minutes are too wild to judge alone; an hour too for requests, while its last quarter departs). A
-row carries its windows' surprise only when it is itself worse than expected, so an event ends with
-its cause; on a noisy baseline a later minute that happens to be worse can carry it a window on.
+minutes are too wild to judge alone; half an hour and an hour too for requests, while the last
+quarter departs). A row carries its windows' surprise only when it is itself worse than expected, so
+an event ends with its cause; on a noisy baseline a later minute that happens to be worse can carry
+it a window on.
 
 - ``RateDetector``: errors (or misses) among the requests, beta-binomial around the training rate;
   with no error at all in training the rate is Jeffreys' ``(0 + 0.5) / (N + 1)``: 3 errors in 10
@@ -15,7 +16,8 @@ its cause; on a noisy baseline a later minute that happens to be worse can carry
 - ``PercentileDetector``: a latency percentile in log scale, against the training level of its hour of
   day, with a noise that shrinks with the minute's requests (``s0² + c / n``).
 - ``SizeDetector``: bytes against the requests' usual response size, both ways.
-- ``GeometricMeanDetector``: the typical request's latency (the mean of the logs), pooled the same way.
+- ``GeometricMeanDetector``: the typical request's latency (the mean of the logs), pooled the same way,
+  given the minute's share of cache misses.
 - ``CountDetector``: requests per minute against their daily profile and trailing level, negative
   binomial, both ways.
 
@@ -44,7 +46,7 @@ from passion_tasks.detectors.surprise import (
     z_surprise,
 )
 from passion_tasks.detectors.thresholds import robust_spread
-from passion_tasks.features.policy import RATES, metric_of, volume_series
+from passion_tasks.features.policy import RATES, hit_ratio_series, metric_of, volume_series
 
 #: Rows of an hour of day that training needs to learn that hour's own level.
 MIN_ROWS_PER_HOUR = 30
@@ -61,10 +63,11 @@ MIN_BAD_FOR_OVERDISPERSION = 30
 #: them when the hit ratio wobbles; a minute's bytes may be one large download. A latency or size
 #: change that matters lasts.
 MINUTES_TOGETHER = (5, 15)
-#: The windows of requests: an hour too, for an edge of two requests a minute that lost two thirds of
-#: them is twelve against thirty in a quarter of an hour (no surprise worth a page), 25 against 80 in
-#: an hour.
-COUNT_WINDOWS = (*WINDOWS, 60)
+#: The windows of requests: half an hour and an hour too, for an edge of two requests a minute that
+#: lost two thirds of them is twelve against thirty in a quarter of an hour (no surprise worth a page),
+#: 25 against 80 in an hour; and a drop of half an hour (16 requests against 66 on an edge of two a
+#: minute that lost 80 % of them), diluted in the hour by as many normal minutes, needs its own window.
+COUNT_WINDOWS = (*WINDOWS, 30, 60)
 #: The surprise of the last quarter of an hour that lets the hour's window speak.
 LATELY = 2.0
 
@@ -295,12 +298,25 @@ class SizeDetector(CountAwareDetector):
         """``_totals`` of each series of a series × features × steps matrix."""
         return _matrix_columns(values)
 
+    def _fit_mix(self, values: np.ndarray, hours: np.ndarray, seen: np.ndarray) -> np.ndarray | float:
+        """What the mix of a minute's requests explains of its total (learned here), to take out of
+        the training totals before their moments; a response's size does not depend on the mix."""
+        return 0.0
+
+    @classmethod
+    def _mix_shift(
+        cls, models: Sequence[SizeDetector], values: np.ndarray, hours: np.ndarray
+    ) -> np.ndarray | float:
+        """What the minute's mix of requests adds to one request's expected value."""
+        return 0.0
+
     def _fit(self, frame: pd.DataFrame) -> None:
         values, requests = self._totals(frame)
         seen = np.isfinite(values) & (requests > 0)
         if seen.sum() < 2 * MIN_ROWS_PER_HOUR:
             raise DetectorError(f"{self.name}: {int(seen.sum())} training minutes with requests, too few")
         hours = frame.index.hour.to_numpy()
+        values = values - self._fit_mix(self._matrix(frame), hours, seen)
         overall = _size_moments(values[seen], requests[seen])
         moments = [
             _size_moments(values[seen & (hours == hour)], requests[seen & (hours == hour)])
@@ -324,7 +340,8 @@ class SizeDetector(CountAwareDetector):
         totals, requests = cls._matrix_totals(values)
         hours = index.hour.to_numpy()
         seen = np.isfinite(totals) & (requests > 0)
-        expected = requests * np.stack([model.hour_means_ for model in models])[:, hours]
+        per_request = np.stack([model.hour_means_ for model in models])[:, hours]
+        expected = requests * (per_request + cls._mix_shift(models, values, hours))
         variances = np.stack([model.hour_variances_ for model in models])[:, hours]
         with np.errstate(divide="ignore", invalid="ignore"):
             z = (totals - expected) / np.sqrt(requests * variances)
@@ -351,10 +368,32 @@ class GeometricMeanDetector(SizeDetector):
     the geometric mean. Every request of the minute counts, not only its slowest: on a slice of four
     requests a minute, a p95 is the slowest request, and a fivefold slowdown of all of them is one
     z-score in the spread of a minute's slowest request, whereas in the mean of the logs of sixty
-    requests over fifteen minutes it is many. Only a slower slice is bad."""
+    requests over fifteen minutes it is many. The minute's expectation moves with its share of cache
+    misses (``_fit_mix``), read from the slice's hit ratio, the third column. Only a slower slice is
+    bad."""
 
     name = "geometric_mean"
     two_sided: ClassVar[bool] = False
+    _learned_attributes = ("miss_penalty_", "hour_miss_shares_")
+    #: A model saved before it learned the cache mix: its slice's latency as one mix of hits and misses.
+    miss_penalty_: float = 0.0
+    hour_miss_shares_: np.ndarray = np.zeros(24)
+
+    @classmethod
+    def input_series(cls, series: str) -> list[str]:
+        return [*super().input_series(series), hit_ratio_series(series)]
+
+    def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        # Without the hit ratio (a model saved before it read it), the slice's latency is one mix.
+        if frame.shape[1] not in (2, 3):
+            raise DetectorError(
+                f"{self.name}: needs the series, its slice's requests per minute and its cache hit ratio, "
+                f"got {frame.shape[1]} column(s)"
+            )
+        return matrix_of(frame)
+
+    def batch_key(self) -> tuple[int]:
+        return (len(self.feature_names_in_),)
 
     @classmethod
     def _matrix_totals(cls, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -362,12 +401,60 @@ class GeometricMeanDetector(SizeDetector):
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(means > 0, requests * np.log(means), np.nan), requests
 
+    def _fit_mix(self, values: np.ndarray, hours: np.ndarray, seen: np.ndarray) -> np.ndarray | float:
+        """The miss penalty: how much slower a cache miss is than a hit, in log latency.
+
+        A slice's requests come from two modes, hits in milliseconds and misses in tens or hundreds of
+        them, and a thin slice's minute is a handful of each, as many of either as chance gives: most of
+        its spread is the mix. A minute's mean log latency is the hour's level plus the penalty times
+        how far its share of misses lies from the hour's; the penalty is the slope of that, within
+        each hour of day, over the training minutes weighted by their requests. A slice whose logs name
+        no cache result (its misses' share never moves) keeps a penalty of 0."""
+        if values.shape[1] < 3:
+            return 0.0
+        totals, requests = (column[0] for column in self._matrix_totals(values))
+        misses = _miss_shares(values)[0]
+        known = seen & np.isfinite(misses)
+        weights = np.where(known, requests, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            in_hour = np.bincount(hours, weights, minlength=24)
+            shares = np.bincount(hours, weights * np.nan_to_num(misses), minlength=24) / in_hour
+            levels = np.bincount(hours, np.where(known, totals, 0.0), minlength=24) / in_hour
+            logs = totals / requests
+        self.hour_miss_shares_ = np.nan_to_num(shares)
+        apart = np.where(known, misses - self.hour_miss_shares_[hours], 0.0)
+        spread = float(np.sum(weights * apart**2))
+        slope = float(np.sum(weights * apart * np.where(known, logs - np.nan_to_num(levels)[hours], 0.0)))
+        # A mix that barely moved says nothing of the penalty (to one part in a million of the requests).
+        self.miss_penalty_ = slope / spread if spread > 1e-6 * weights.sum() else 0.0
+        return self._mix_shift([self], values, hours)[0] * requests
+
+    @classmethod
+    def _mix_shift(
+        cls, models: Sequence[SizeDetector], values: np.ndarray, hours: np.ndarray
+    ) -> np.ndarray | float:
+        """The miss penalty times how far the minute's share of misses lies from its hour's (none where
+        the minute's share is unknown, or for a model that did not read it)."""
+        if values.shape[1] < 3:
+            return 0.0
+        usual = np.stack([model.hour_miss_shares_ for model in models])[:, hours]
+        apart = np.nan_to_num(_miss_shares(values) - usual)
+        return learned_column(models, "miss_penalty_") * apart
+
     @classmethod
     def _score_matrix(
         cls, models: Sequence[SizeDetector], values: np.ndarray, index: pd.DatetimeIndex, start: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
         scores, _ = super()._score_matrix(models, values, index, start)
-        return scores, np.exp(np.stack([model.hour_means_ for model in models])[:, index.hour.to_numpy()])
+        hours = index.hour.to_numpy()
+        levels = np.stack([model.hour_means_ for model in models])[:, hours]
+        return scores, np.exp(levels + cls._mix_shift(models, values, hours))
+
+
+def _miss_shares(values: np.ndarray) -> np.ndarray:
+    """Each minute's share of requests that missed the cache, of a series × features × steps matrix
+    whose third feature is the hit ratio (NaN where unknown)."""
+    return 1.0 - values[:, 2]
 
 
 def _size_moments(values: np.ndarray, requests: np.ndarray) -> tuple[float, float]:
@@ -419,14 +506,15 @@ class CountDetector(CountAwareDetector):
     requests (a median of means), so that a thin slice keeps the profile until its own requests say
     otherwise, a growing or shrinking service is followed over two hours, and a drop shorter than one
     does not move the level (nor makes the traffic after it a surge). A drop (an edge or an encoder
-    failing) or a surge stands out. Each window of 1, 5, 15 and 60 minutes (``COUNT_WINDOWS``) has its
+    failing) or a surge stands out. Each window of 1, 5, 15, 30 and 60 minutes (``COUNT_WINDOWS``) has its
     own overdispersion, measured on the training days: whatever the expectation misses there is noise.
 
     The level follows only blocks within ``LEVEL_REACH`` times the range of levels training saw (its
-    minutes' but ``profiles.RANGE_TAIL`` at each end: ``level_range_``); with none of them, it is the
-    profile's own. A service that loses all its requests has not shrunk: an outage of a day and a half
-    reads as one for all of it, not for its first hour and a half (after which the level had followed
-    it to nothing), and the traffic that comes back is not a surge against that nothing. A flash crowd
+    minutes' but ``profiles.RANGE_TAIL`` at each end: ``level_range_``), and only while they are at
+    least half the blocks; else it is the profile's own. A service that loses all its requests has not
+    shrunk: an outage of a day and a half reads as one for all of it, not for its first hour and a half
+    (after which the level had followed it to nothing), and the traffic that comes back is not a surge
+    against that nothing, nor against the one block that holds the outage's end and the return. A flash crowd
     far beyond anything training saw likewise stays an incident for as long as it lasts, and its end is
     not a drop.
 
@@ -500,8 +588,8 @@ class CountDetector(CountAwareDetector):
         followed = kept.sum(axis=0)
         blocks = np.moveaxis(np.where(kept, ratios, np.nan), 0, -1).reshape(-1, cls.LEVEL_BLOCKS)
         level = median_of_rows(blocks, np.maximum(followed, 1).ravel()).reshape(followed.shape)
-        # No block followed: the profile's own level.
-        level = np.where(followed > 0, level, 1.0)
+        # Fewer than half the blocks followed: the profile's own level.
+        level = np.where(2 * followed >= cls.LEVEL_BLOCKS, level, 1.0)
         return counts, np.maximum(seasonal * level, 1.0 / window)
 
     @classmethod
@@ -566,9 +654,9 @@ class CountDetector(CountAwareDetector):
             size = 1.0 / overdispersions[:, column, None]
             p = size / (size + np.maximum(mean, 1e-9))
             low, high = stats.nbinom.cdf(x, size, p), stats.nbinom.sf(x - 1, size, p)
-            # The row's own side decides which tail its window is judged on. The hour speaks for a
-            # row only while its last quarter of an hour is unusual too (one chance in a hundred):
-            # else a ten-minute drop would colour the hour after it.
+            # The row's own side decides which tail its window is judged on. The half hour and the
+            # hour speak for a row only while its last quarter of an hour is unusual too (one chance
+            # in a hundred): else a ten-minute drop would colour the hour after it.
             quarter = surprises[COUNT_WINDOWS.index(WINDOWS[-1])] if window > WINDOWS[-1] else None
             side = direction if quarter is None else np.where(quarter >= LATELY, direction, 0.0)
             tail = np.where(side < 0, low, np.where(side > 0, high, 1.0))

@@ -66,8 +66,9 @@ class Found:
 
 
 def cause_named(label: Label, found: Found) -> bool:
-    """Whether ``found``'s cause names the labelled slice: its edge, live channel (a ``/live/<ch>`` path)
-    or device; nothing narrower than the whole CDN for an outage; the service for a server metric."""
+    """Whether ``found``'s cause names the labelled slice: its edge, live channel (a ``/live/<ch>`` path),
+    path prefix or device; nothing narrower than the whole CDN for an outage; the service for a server
+    metric."""
 
     def names(key: str, value: str) -> bool:
         return value in [part.strip() for part in found.cause.get(key, "").split(",")]
@@ -80,6 +81,8 @@ def cause_named(label: Label, found: Found) -> bool:
         return names("edge", label.value) and (not label.channel or names("path", f"/live/{label.channel}"))
     if label.dim == "channel":
         return names("path", f"/live/{label.value}")
+    if label.dim == "path":
+        return names("path", label.value)
     return names("device", label.value)
 
 

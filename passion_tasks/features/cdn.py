@@ -97,6 +97,15 @@ def path_group(uri_stem: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.take(groups, pc.index_in(uri_stem, value_set=stems))
 
 
+def path_root(uri_stem: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The first folder of a URI path (``path_group``'s first part): ``/vod/big_buck_bunny/seg_001.ts``
+    and ``/vod/sintel/seg_001.ts`` -> ``/vod``, ``/favicon.ico`` -> ``/``."""
+    roots = pc.replace_substring_regex(
+        path_group(uri_stem), pattern=r"^(/[^/]*|[^/]+)/.*$", replacement=r"\1"
+    )
+    return pc.if_else(pc.equal(roots, ""), "/", roots)
+
+
 def top_values(values: pa.ChunkedArray, n: int) -> pa.Array:
     """The ``n`` most frequent non-null values; ties go to the smaller value, so the choice is stable."""
     counts = pc.value_counts(values)

@@ -66,6 +66,7 @@ RATES = {"cdn_4xx_rate": "up", "cdn_5xx_rate": "up", "cdn_cache_hit_ratio": "dow
 #: CDN metrics that are a percentile of the minute's requests.
 PERCENTILE_SUFFIXES = ("_p50", "_p95", "_p99")
 VOLUME = "cdn_requests"
+HIT_RATIO = "cdn_cache_hit_ratio"
 
 
 def metric_of(name: str) -> str:
@@ -76,6 +77,11 @@ def metric_of(name: str) -> str:
 def volume_series(name: str) -> str:
     """The requests per minute of the slice a CDN series measures: ``cdn_requests{edge=FRA2}``."""
     return VOLUME + name[len(metric_of(name)) :]
+
+
+def hit_ratio_series(name: str) -> str:
+    """The cache hit ratio of the slice a CDN series measures: ``cdn_cache_hit_ratio{edge=FRA2}``."""
+    return HIT_RATIO + name[len(metric_of(name)) :]
 
 
 def metric_kind(name: str) -> str:

@@ -1,9 +1,9 @@
 """What drove an incident: the CDN log slices that hold a metric's change, and the services that moved.
 
 ``explain_incident`` compares the log rows of an incident window with those of a baseline window
-and drills down, one dimension at a time (edge, path group, device family), into the values that
-hold most of the change while carrying a much smaller share of the traffic, the way an operator
-narrows a dashboard; the status class then says which responses carry the change. A dimension
+and drills down, one dimension at a time (edge, path group or its folder, device family), into the
+values that hold most of the change while carrying a much smaller share of the traffic, the way an
+operator narrows a dashboard; the status class then says which responses carry the change. A dimension
 where the change is spread like the traffic is reported as "all edges", "all devices".
 ``co_movements`` does the same job for server metrics, which have no rows to slice: it says which
 services left their baseline together.
@@ -27,6 +27,7 @@ from passion_tasks.features.cdn import (
     QUANTILES,
     log_of_latency,
     path_group,
+    path_root,
 )
 
 #: A change, or its concentration in a slice, must exceed this many standard deviations of its noise.
@@ -71,10 +72,15 @@ class Dimension:
 DIMENSIONS = (
     Dimension("edge_location", "edge", "edges"),
     Dimension("path_group", "path", "paths"),
+    Dimension("path_root", "path", "paths"),
     Dimension("device_family", "device", "devices"),
     Dimension("status_class", "status", "statuses"),
 )
 STATUS = "status_class"
+#: A path is grouped two ways: by its first two folders (``/vod/big_buck_bunny``, ``/live/ch7``)
+#: and by its first (``/vod``), for a change spread over the many titles of one folder. A slice
+#: names one of them; the other then says nothing more.
+PATH_LEVELS = ("path_group", "path_root")
 _BY_COLUMN = {dimension.column: dimension for dimension in DIMENSIONS}
 #: How a report names each dimension column.
 DIMENSION_NAMES = {dimension.column: dimension.singular for dimension in DIMENSIONS}
@@ -244,6 +250,7 @@ def log_slices(logs: pd.DataFrame) -> pd.DataFrame:
     dimensions = {
         "edge_location": logs["edge_location"],
         "path_group": path_group(stems).to_pandas().set_axis(logs.index),
+        "path_root": path_root(stems).to_pandas().set_axis(logs.index),
         # HTTP statuses have three digits; CloudFront logs 000 when the client went away.
         "status_class": pd.Series(STATUS_CLASSES[np.clip(status // 100, 0, 9)], index=logs.index),
         "device_family": logs["device_family"],
@@ -364,7 +371,7 @@ def explain_rows(
     for part in flagged:
         during = during[during[part.dimension].isin(part.values)]
         before = before[before[part.dimension].isin(part.values)]
-        places.remove(part.dimension)
+        places = _without(places, part.dimension)
     if flagged:
         tables = {
             column: _contributions(measure, during, before, column, minutes, same_clock) for column in places
@@ -374,10 +381,12 @@ def explain_rows(
     while candidates := [
         part for column in places if (part := _concentration(measure, column, tables[column]))
     ]:
-        best = max(candidates, key=lambda part: part.change_share / max(part.traffic_share, 1e-12))
+        best = _broadest(
+            max(candidates, key=lambda part: part.change_share / max(part.traffic_share, 1e-12)), candidates
+        )
         slices.append(best)
         explained *= min(best.change_share, 1.0)
-        places.remove(best.dimension)
+        places = _without(places, best.dimension)
         during = during[during[best.dimension].isin(best.values)]
         before = before[before[best.dimension].isin(best.values)]
         tables = {
@@ -396,7 +405,7 @@ def explain_rows(
         overall_before=overall[0],
         overall_during=overall[1],
         slices=tuple(slices),
-        spread=tuple(column for column in places if changed and _varies(during, before, column)),
+        spread=_spread(places, during, before) if changed else (),
         mechanism=mechanism,
         explained_share=explained if changed else 0.0,
         changed=changed,
@@ -417,6 +426,42 @@ def _flagged_slices(during: pd.DataFrame, within: Sequence[tuple[str, str]]) -> 
         slices.append(Slice(dimension, (str(names.index[0]),), 1.0, float(inside.mean())))
         during = during[inside]
     return slices
+
+
+def _broadest(best: Slice, candidates: Sequence[Slice]) -> Slice:
+    """``best``, or the folder its path groups lie in when the folder holds more traffic than they do
+    and they hold its change only in proportion to their share of its traffic: a slowdown of every
+    title of ``/vod`` is named ``/vod``, not by its two most watched titles, though those hold as
+    much of the change per request."""
+    if best.dimension != PATH_LEVELS[0]:
+        return best
+    for folder in candidates:
+        inside = all(
+            any(group == root or group.startswith(root.rstrip("/") + "/") for root in folder.values)
+            for group in best.values
+        )
+        broader = folder.traffic_share > best.traffic_share and not np.isclose(
+            folder.traffic_share, best.traffic_share
+        )
+        if folder.dimension == PATH_LEVELS[1] and inside and broader and folder.change_share > 0:
+            lift = (best.change_share / folder.change_share) / (best.traffic_share / folder.traffic_share)
+            if lift < MIN_LIFT:
+                return folder
+    return best
+
+
+def _without(places: list[str], dimension: str) -> list[str]:
+    """``places`` less ``dimension``, and less the other path level when it is one."""
+    named = PATH_LEVELS if dimension in PATH_LEVELS else (dimension,)
+    return [place for place in places if place not in named]
+
+
+def _spread(places: list[str], during: pd.DataFrame, before: pd.DataFrame) -> tuple[str, ...]:
+    """The dimensions of ``places`` whose values the rows vary over, each path named once."""
+    varied = [column for column in places if _varies(during, before, column)]
+    if all(level in varied for level in PATH_LEVELS):
+        varied.remove(PATH_LEVELS[1])
+    return tuple(varied)
 
 
 def _varies(during: pd.DataFrame, before: pd.DataFrame, column: str) -> bool:

@@ -1,0 +1,331 @@
+"""The nightly path on CDN traffic that ``passion generate`` did not make.
+
+``bench/incidents.py`` judges the nightly path on the generator's traffic, which the detectors were
+built beside. This bench draws CloudFront logs from a traffic model written apart from it, with other
+shapes everywhere a detector could have leaned on the generator: nine edges of other names and
+weights; a web and video service (posters under ``/img``, hashed assets under ``/static``, an API
+under ``/api/v2``, forty VOD titles under ``/video/<title>/<rendition>``, four live streams under
+``/live/<name>``, and scanners' odd paths); ten user agents with bots that mostly get 404s; latencies
+with a cache-hit mode of a few milliseconds and a miss mode by content type, slower on far edges;
+a daily cycle peaking in the evening with a morning shoulder, 15 % less traffic at weekends (the
+change spread over the night), and traffic that wanders in five-minute blocks beyond Poisson.
+
+Its incidents, one per scored day but a quiet one: an outage of every edge (35 % of requests
+answered 502/503/504 for 10 minutes), a 503 burst on one edge's API requests, an edge six times
+slower, an edge that loses 80 % of its viewers to the others, a cache purge (60 % of hits become
+misses for 15 minutes), and a slow origin for every video title. Then a week with no incident.
+Judged as ``bench/incidents.py`` judges, by ``evaluation.incidents``.
+
+    python bench/other_traffic.py [--seeds 0,1,2] [--rates 30,300] [--verbose] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from incidents import main
+
+from passion_tasks.evaluation.incidents import Label
+from passion_tasks.lake import datasets
+from passion_tasks.synthetic.catalog import CLOUDFRONT_FIELDS
+
+#: A Monday: the training week holds a weekend.
+START = dt.date(2026, 9, 7)
+EDGES = (
+    "FRA2-C1",
+    "FRA6-C2",
+    "LHR61-P1",
+    "AMS54-C1",
+    "IAD89-C1",
+    "NRT57-C3",
+    "GRU3-C1",
+    "SIN2-P1",
+    "CDG50-C1",
+)
+EDGE_WEIGHTS = np.array([18, 9, 16, 10, 20, 8, 5, 7, 7], float) / 100
+#: How much slower each edge answers than the nearest.
+EDGE_SLOWNESS = np.array([1.0, 1.2, 1.0, 1.1, 0.9, 1.4, 1.8, 1.5, 1.0])
+AGENTS = (
+    (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0.0.0 Safari/537.36",
+        30,
+    ),
+    (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/17.6 Mobile/15E148 Safari/604.1",
+        22,
+    ),
+    (
+        "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0.0.0 Mobile Safari/537.36",
+        18,
+    ),
+    (
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/18.1 Safari/605.1.15",
+        10,
+    ),
+    ("Roku/DVP-14.0 (14.0.0.4170-46)", 5),
+    (
+        "Mozilla/5.0 (SMART-TV; Linux; Tizen 7.0) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "94.0.4606.31/7.0 TV Safari/537.36",
+        4,
+    ),
+    ("AppleCoreMedia/1.0.0.21K69 (Apple TV; U; CPU OS 17_1 like Mac OS X; en_us)", 4),
+    ("curl/8.5.0", 2),
+    ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", 3),
+    ("python-requests/2.32.3", 2),
+)
+BOTS = (8, 9)
+#: Content kinds: posters, assets, API, VOD segments, live chunks, scanners.
+KIND_SHARES = (0.28, 0.14, 0.12, 0.30, 0.14, 0.02)
+HIT_SHARES = np.array([0.93, 0.97, 0.08, 0.9, 0.85, 0.3])
+SIZES = np.array([60_000, 150_000, 4_000, 900_000, 400_000, 500])
+MISS_MS = np.array([60, 40, 120, 180, 90, 50])
+HIT_MS = 3.0
+TITLES = tuple(f"t{n:04d}" for n in range(40))
+STREAMS = ("sports-1", "news", "kids", "music")
+ODD_PATHS = (
+    "/favicon.ico",
+    "/robots.txt",
+    "/wp-login.php",
+    "/.env",
+    "/a%20b/../../etc/passwd",
+    "/" + "x" * 300,
+)
+
+
+@dataclass(frozen=True)
+class Incident:
+    """What goes wrong, where (an edge, a path prefix, or everywhere) and when (minutes of its day)."""
+
+    kind: str
+    minutes: int
+    dim: str = "service"
+    value: str = "all"
+    edge: str = ""
+    prefix: str = ""
+    share: float = 0.0
+    factor: float = 1.0
+    codes: tuple[int, ...] = ()
+    start: int = 0
+
+    def label(self, day: dt.date, number: int) -> Label:
+        start = pd.Timestamp(day, tz="UTC") + pd.Timedelta(minutes=self.start)
+        return Label(
+            f"other-{number:03d}",
+            self.kind,
+            datasets.CDN,
+            self.dim,
+            self.value,
+            start,
+            start + pd.Timedelta(minutes=self.minutes),
+        )
+
+
+def planned(rng: np.random.Generator) -> list[Incident | None]:
+    """The scored days' incidents, in order (``None``: a quiet day)."""
+
+    def edge() -> str:
+        return EDGES[int(rng.integers(len(EDGES)))]
+
+    api, slow, lost = edge(), edge(), edge()
+    return [
+        Incident("outage", 10, share=0.35, codes=(502, 503, 504)),
+        Incident("slice_5xx", 20, "edge", api, edge=api, prefix="/api", share=0.6, codes=(503,)),
+        None,
+        Incident("latency_spike", 25, "edge", slow, edge=slow, factor=6.0),
+        Incident("traffic_drop", 30, "edge", lost, edge=lost, share=0.8),
+        Incident("cache_purge", 15, share=0.6),
+        Incident("origin_slow", 20, "path", "/video", prefix="/video", factor=5.0),
+    ]
+
+
+def intensity(minutes: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Expected requests of each minute (counted from ``START``)."""
+    hour = (minutes % 1440) / 60
+    shape = 1 + 0.55 * np.cos(2 * np.pi * (hour - 20.5) / 24) + 0.15 * np.cos(4 * np.pi * (hour - 9) / 24)
+    # Saturday and Sunday, the change spread over about seven hours around midnight.
+    weekday = (minutes / 1440 - 5 + 0.5) % 7 - 0.5
+    weekend = np.clip((weekday + 0.15) / 0.3, 0, 1) * np.clip((2.15 - weekday) / 0.3, 0, 1)
+    wander = np.repeat(rng.gamma(400, 1 / 400, minutes.size // 5 + 1), 5)[: minutes.size]
+    return rate * shape * (1 - 0.15 * weekend) * wander
+
+
+def paths(rng: np.random.Generator, kinds: np.ndarray) -> np.ndarray:
+    out = np.empty(kinds.size, object)
+    for kind, draw in enumerate(
+        (
+            lambda n: [f"/img/poster{x}.jpg" for x in rng.zipf(1.3, n) % 900],
+            lambda n: rng.choice(
+                ["/static/js/app.7f3a9c.js", "/static/css/site.81bd.css", "/static/js/vendor.11e0.js"], n
+            ),
+            lambda n: [
+                f"/api/v2/catalog/{x}" if x % 3 else "/api/v2/search" for x in rng.integers(0, 5000, n)
+            ],
+            lambda n: [
+                f"/video/{TITLES[t]}/{r}/seg_{s:05d}.m4s"
+                for t, r, s in zip(
+                    rng.zipf(1.5, n) % len(TITLES),
+                    rng.choice(["480p", "720p", "1080p"], n),
+                    rng.integers(0, 3000, n),
+                    strict=True,
+                )
+            ],
+            lambda n: [
+                f"/live/{s}/chunk_{c}.ts"
+                for s, c in zip(
+                    rng.choice(STREAMS, n, p=[0.4, 0.3, 0.2, 0.1]), rng.integers(0, 10**6, n), strict=True
+                )
+            ],
+            lambda n: rng.choice(ODD_PATHS, n),
+        )
+    ):
+        chosen = kinds == kind
+        out[chosen] = draw(int(chosen.sum()))
+    return out
+
+
+def day_requests(
+    day_number: int, rate: float, rng: np.random.Generator, incident: Incident | None
+) -> pd.DataFrame:
+    """One day's requests, ``incident`` in them."""
+    minutes = np.arange(1440) + day_number * 1440
+    weights = np.tile(EDGE_WEIGHTS, (1440, 1))
+    if incident is not None and incident.kind == "traffic_drop":
+        lost = slice(incident.start, incident.start + incident.minutes)
+        weights[lost, EDGES.index(incident.edge)] *= 1 - incident.share
+        weights[lost] /= weights[lost].sum(axis=1, keepdims=True)
+    minute = np.repeat(np.arange(1440), rng.poisson(intensity(minutes, rate, rng)))
+    n = minute.size
+    edge = np.minimum(
+        (rng.random(n)[:, None] > np.cumsum(weights[minute], axis=1)).sum(axis=1), len(EDGES) - 1
+    )
+    kind = rng.choice(len(KIND_SHARES), n, p=KIND_SHARES)
+    path = paths(rng, kind)
+    agent_weights = np.array([weight for _, weight in AGENTS], float)
+    agent = rng.choice(len(AGENTS), n, p=agent_weights / agent_weights.sum())
+    hit = rng.random(n) < HIT_SHARES[kind]
+    status = np.full(n, 200)
+    status[(kind == 3) & (rng.random(n) < 0.6)] = 206
+    status[(kind == 1) & (rng.random(n) < 0.1)] = 304
+    status[rng.random(n) < np.where(np.isin(agent, BOTS), 0.08, 0.012)] = 404
+    status[(kind == 5) & (rng.random(n) < 0.7)] = 404
+    size = SIZES[kind] * rng.lognormal(0, 0.5, n)
+    ttfb = (
+        np.where(hit, HIT_MS, MISS_MS[kind])
+        * rng.lognormal(0, np.where(hit, 0.7, 0.5), n)
+        * EDGE_SLOWNESS[edge]
+    )
+    if incident is not None:
+        inside = (minute >= incident.start) & (minute < incident.start + incident.minutes)
+        if incident.edge and incident.kind != "traffic_drop":
+            inside &= edge == EDGES.index(incident.edge)
+        if incident.prefix:
+            inside &= np.char.startswith(path.astype(str), incident.prefix)
+        if incident.codes:
+            failed = inside & (rng.random(n) < incident.share)
+            status[failed] = rng.choice(incident.codes, int(failed.sum()))
+            hit[failed], size[failed] = False, 900
+        if incident.kind == "cache_purge":
+            missed = inside & hit & (rng.random(n) < incident.share)
+            hit[missed] = False
+            ttfb[missed] = (
+                MISS_MS[kind[missed]] * rng.lognormal(0, 0.5, int(missed.sum())) * EDGE_SLOWNESS[edge[missed]]
+            )
+        ttfb[inside] *= incident.factor
+    taken = ttfb + size / np.where(hit, 40_000, 15_000) * rng.lognormal(0, 0.3, n)
+    result = np.where(status >= 500, "Error", np.where(hit, "Hit", "Miss"))
+    day = START + dt.timedelta(days=day_number)
+    return pd.DataFrame(
+        {
+            "ts": pd.Timestamp(day) + pd.to_timedelta(minute * 60 + rng.uniform(0, 60, n), unit="s"),
+            "edge": np.array(EDGES)[edge],
+            "bytes": size.astype(int),
+            "ip": [
+                f"203.0.{a}.{b}"
+                for a, b in zip(rng.integers(0, 255, n), rng.integers(1, 255, n), strict=True)
+            ],
+            "path": path,
+            "status": status,
+            "agent": np.array([text.replace(" ", "%20") for text, _ in AGENTS])[agent],
+            "result": result,
+            "ttfb": ttfb / 1000,
+            "taken": taken / 1000,
+        }
+    ).sort_values("ts")
+
+
+def write_logs(out: Path, requests: pd.DataFrame, seed: int) -> None:
+    """Hourly gzip CloudFront standard logs (``<dist>.YYYY-MM-DD-HH.<id>.gz``), the 33 fields."""
+    empty = "-"
+    lines = pd.DataFrame(
+        {
+            "date": requests.ts.dt.strftime("%Y-%m-%d"),
+            "time": requests.ts.dt.strftime("%H:%M:%S"),
+            "x-edge-location": requests.edge,
+            "sc-bytes": requests.bytes,
+            "c-ip": requests.ip,
+            "cs-method": "GET",
+            "cs(Host)": "d111111abcdef8.cloudfront.net",
+            "cs-uri-stem": requests.path,
+            "sc-status": requests.status,
+            "cs(Referer)": empty,
+            "cs(User-Agent)": requests.agent,
+            "cs-uri-query": empty,
+            "cs(Cookie)": empty,
+            "x-edge-result-type": requests.result,
+            "x-edge-request-id": [f"r{seed}x{i:012d}==" for i in range(len(requests))],
+            "x-host-header": "media.example.org",
+            "cs-protocol": "https",
+            "cs-bytes": 180,
+            "time-taken": requests.taken.map("{:.3f}".format),
+            "x-forwarded-for": empty,
+            "ssl-protocol": "TLSv1.3",
+            "ssl-cipher": "TLS_AES_128_GCM_SHA256",
+            "x-edge-response-result-type": requests.result,
+            "cs-protocol-version": "HTTP/2.0",
+            "fle-status": empty,
+            "fle-encrypted-fields": empty,
+            "c-port": 443,
+            "time-to-first-byte": requests.ttfb.map("{:.3f}".format),
+            "x-edge-detailed-result-type": requests.result,
+            "sc-content-type": empty,
+            "sc-content-len": requests.bytes,
+            "sc-range-start": empty,
+            "sc-range-end": empty,
+        }
+    )[list(CLOUDFRONT_FIELDS)]
+    for hour, part in lines.groupby(requests.ts.dt.floor("h").to_numpy()):
+        with gzip.open(out / f"E2OTHER.{pd.Timestamp(hour):%Y-%m-%d-%H}.{seed:04x}beef.gz", "wt") as file:
+            file.write("#Version: 1.0\n#Fields: " + " ".join(CLOUDFRONT_FIELDS) + "\n")
+            part.to_csv(file, sep="\t", header=False, index=False)
+
+
+def drawn(
+    out: Path, seed: int, rate: float, days: int, train_days: int, anomalies: bool
+) -> tuple[dt.date, list[Label], tuple[str, ...]]:
+    """``days`` days of logs into ``out``: their first day, the scored days' incidents as labels, and
+    their one kind of source (no server metrics)."""
+    rng = np.random.default_rng([seed, 7919])
+    plan = planned(rng) if anomalies else []
+    out.mkdir(parents=True, exist_ok=True)
+    labels = []
+    for number in range(days):
+        scored = number - train_days
+        incident = plan[scored] if 0 <= scored < len(plan) else None
+        if incident is not None:
+            incident = replace(incident, start=int(rng.integers(60, 1380)))
+            labels.append(incident.label(START + dt.timedelta(days=number), len(labels)))
+        write_logs(out, day_requests(number, rate, rng, incident), seed)
+    return START, labels, (datasets.CDN,)
+
+
+if __name__ == "__main__":
+    main(drawn, __doc__)
