@@ -84,6 +84,9 @@ class CountAwareDetector(SurpriseScores, Detector):
 
     #: The rows before a row that its score reads (its trailing windows less the row itself).
     lookback_rows: ClassVar[int] = max(MINUTES_TOGETHER) - 1
+    #: What the frame holds (``input_series``), and how many columns it may have.
+    INPUTS: ClassVar[str] = "the series and its slice's requests per minute"
+    COLUMNS: ClassVar[tuple[int, ...]] = (2,)
 
     @classmethod
     def input_series(cls, series: str) -> list[str]:
@@ -100,12 +103,9 @@ class CountAwareDetector(SurpriseScores, Detector):
         return values[0], requests[0]
 
     def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        """``base.matrix_of`` a frame that holds the series and its slice's requests."""
-        if frame.shape[1] != 2:
-            raise DetectorError(
-                f"{self.name}: needs the series and its slice's requests per minute, got {frame.shape[1]} "
-                "column(s)"
-            )
+        """``base.matrix_of`` a frame that holds the ``INPUTS``."""
+        if frame.shape[1] not in self.COLUMNS:
+            raise DetectorError(f"{self.name}: needs {self.INPUTS}, got {frame.shape[1]} column(s)")
         return matrix_of(frame)
 
     def batch_key(self) -> tuple[()]:
@@ -298,10 +298,9 @@ class SizeDetector(CountAwareDetector):
         """``_totals`` of each series of a series × features × steps matrix."""
         return _matrix_columns(values)
 
-    def _fit_mix(self, values: np.ndarray, hours: np.ndarray, seen: np.ndarray) -> np.ndarray | float:
-        """What the mix of a minute's requests explains of its total (learned here), to take out of
-        the training totals before their moments; a response's size does not depend on the mix."""
-        return 0.0
+    def _fit_mix(self, values: np.ndarray, hours: np.ndarray, seen: np.ndarray) -> None:
+        """Learn how the mix of a minute's requests moves one request's expected value
+        (``_mix_shift``); a response's size does not depend on the mix."""
 
     @classmethod
     def _mix_shift(
@@ -316,7 +315,9 @@ class SizeDetector(CountAwareDetector):
         if seen.sum() < 2 * MIN_ROWS_PER_HOUR:
             raise DetectorError(f"{self.name}: {int(seen.sum())} training minutes with requests, too few")
         hours = frame.index.hour.to_numpy()
-        values = values - self._fit_mix(self._matrix(frame), hours, seen)
+        matrix = self._matrix(frame)
+        self._fit_mix(matrix, hours, seen)
+        values = values - requests * np.ravel(self._mix_shift([self], matrix, hours))
         overall = _size_moments(values[seen], requests[seen])
         moments = [
             _size_moments(values[seen & (hours == hour)], requests[seen & (hours == hour)])
@@ -326,32 +327,38 @@ class SizeDetector(CountAwareDetector):
         ]
         self.hour_means_ = np.array([mean for mean, _ in moments])
         self.hour_variances_ = np.array([variance for _, variance in moments])
-        self.dispersion_, self.autocorrelation_ = calibrated(self._z(frame)[0])
+        self.dispersion_, self.autocorrelation_ = calibrated(self._z(frame))
 
-    def _z(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        z, expected = self._matrix_z([self], self._matrix(frame), frame.index)
-        return z[0], expected[0]
+    def _z(self, frame: pd.DataFrame) -> np.ndarray:
+        """Each training minute's z-score (NaN without requests)."""
+        return self._matrix_z([self], self._matrix(frame), frame.index)[0][0]
 
     @classmethod
     def _matrix_z(
         cls, models: Sequence[SizeDetector], values: np.ndarray, index: pd.DatetimeIndex
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Each minute's z-score (NaN without requests) and its expected total."""
+        """Each minute's z-score (NaN without requests) and one request's expected value."""
         totals, requests = cls._matrix_totals(values)
         hours = index.hour.to_numpy()
         seen = np.isfinite(totals) & (requests > 0)
         per_request = np.stack([model.hour_means_ for model in models])[:, hours]
-        expected = requests * (per_request + cls._mix_shift(models, values, hours))
+        per_request = per_request + cls._mix_shift(models, values, hours)
         variances = np.stack([model.hour_variances_ for model in models])[:, hours]
         with np.errstate(divide="ignore", invalid="ignore"):
-            z = (totals - expected) / np.sqrt(requests * variances)
-        return np.where(seen, z, np.nan), np.where(np.isfinite(totals), expected, np.nan)
+            z = (totals - requests * per_request) / np.sqrt(requests * variances)
+        return np.where(seen, z, np.nan), per_request
+
+    @classmethod
+    def _expected_column(cls, values: np.ndarray, per_request: np.ndarray) -> np.ndarray:
+        """The expected column: the minute's total bytes (NaN where the minute has no value)."""
+        totals, requests = _matrix_columns(values)
+        return np.where(np.isfinite(totals), requests * per_request, np.nan)
 
     @classmethod
     def _score_matrix(
         cls, models: Sequence[SizeDetector], values: np.ndarray, index: pd.DatetimeIndex, start: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
-        z, expected = cls._matrix_z(models, values, index)
+        z, per_request = cls._matrix_z(models, values, index)
         scores = z_surprise(
             z / np.sqrt(learned_column(models, "dispersion_")),
             two_sided=cls.two_sided,
@@ -359,7 +366,7 @@ class SizeDetector(CountAwareDetector):
             windows=MINUTES_TOGETHER,
         )
         scores[~np.isfinite(z)] = np.nan
-        return scores, expected
+        return scores, cls._expected_column(values, per_request)
 
 
 class GeometricMeanDetector(SizeDetector):
@@ -379,18 +386,13 @@ class GeometricMeanDetector(SizeDetector):
     miss_penalty_: float = 0.0
     hour_miss_shares_: np.ndarray = np.zeros(24)
 
+    INPUTS = "the series, its slice's requests per minute and its cache hit ratio"
+    # Without the hit ratio (a model saved before it read it), the slice's latency is one mix.
+    COLUMNS = (2, 3)
+
     @classmethod
     def input_series(cls, series: str) -> list[str]:
         return [*super().input_series(series), hit_ratio_series(series)]
-
-    def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        # Without the hit ratio (a model saved before it read it), the slice's latency is one mix.
-        if frame.shape[1] not in (2, 3):
-            raise DetectorError(
-                f"{self.name}: needs the series, its slice's requests per minute and its cache hit ratio, "
-                f"got {frame.shape[1]} column(s)"
-            )
-        return matrix_of(frame)
 
     def batch_key(self) -> tuple[int]:
         return (len(self.feature_names_in_),)
@@ -401,7 +403,7 @@ class GeometricMeanDetector(SizeDetector):
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(means > 0, requests * np.log(means), np.nan), requests
 
-    def _fit_mix(self, values: np.ndarray, hours: np.ndarray, seen: np.ndarray) -> np.ndarray | float:
+    def _fit_mix(self, values: np.ndarray, hours: np.ndarray, seen: np.ndarray) -> None:
         """The miss penalty: how much slower a cache miss is than a hit, in log latency.
 
         A slice's requests come from two modes, hits in milliseconds and misses in tens or hundreds of
@@ -411,7 +413,7 @@ class GeometricMeanDetector(SizeDetector):
         each hour of day, over the training minutes weighted by their requests. A slice whose logs name
         no cache result (its misses' share never moves) keeps a penalty of 0."""
         if values.shape[1] < 3:
-            return 0.0
+            return
         totals, requests = (column[0] for column in self._matrix_totals(values))
         misses = _miss_shares(values)[0]
         known = seen & np.isfinite(misses)
@@ -427,7 +429,6 @@ class GeometricMeanDetector(SizeDetector):
         slope = float(np.sum(weights * apart * np.where(known, logs - np.nan_to_num(levels)[hours], 0.0)))
         # A mix that barely moved says nothing of the penalty (to one part in a million of the requests).
         self.miss_penalty_ = slope / spread if spread > 1e-6 * weights.sum() else 0.0
-        return self._mix_shift([self], values, hours)[0] * requests
 
     @classmethod
     def _mix_shift(
@@ -442,13 +443,9 @@ class GeometricMeanDetector(SizeDetector):
         return learned_column(models, "miss_penalty_") * apart
 
     @classmethod
-    def _score_matrix(
-        cls, models: Sequence[SizeDetector], values: np.ndarray, index: pd.DatetimeIndex, start: int = 0
-    ) -> tuple[np.ndarray, np.ndarray]:
-        scores, _ = super()._score_matrix(models, values, index, start)
-        hours = index.hour.to_numpy()
-        levels = np.stack([model.hour_means_ for model in models])[:, hours]
-        return scores, np.exp(levels + cls._mix_shift(models, values, hours))
+    def _expected_column(cls, values: np.ndarray, per_request: np.ndarray) -> np.ndarray:
+        """The expected column: the typical request's latency, the geometric mean's own scale."""
+        return np.exp(per_request)
 
 
 def _miss_shares(values: np.ndarray) -> np.ndarray:

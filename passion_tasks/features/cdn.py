@@ -97,12 +97,10 @@ def path_group(uri_stem: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.take(groups, pc.index_in(uri_stem, value_set=stems))
 
 
-def path_root(uri_stem: pa.ChunkedArray) -> pa.ChunkedArray:
-    """The first folder of a URI path (``path_group``'s first part): ``/vod/big_buck_bunny/seg_001.ts``
-    and ``/vod/sintel/seg_001.ts`` -> ``/vod``, ``/favicon.ico`` -> ``/``."""
-    roots = pc.replace_substring_regex(
-        path_group(uri_stem), pattern=r"^(/[^/]*|[^/]+)/.*$", replacement=r"\1"
-    )
+def path_root(groups: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The first folder of each ``path_group``: ``/vod/big_buck_bunny`` and ``/vod/sintel`` -> ``/vod``,
+    ``/img`` -> ``/img``, ``/`` -> ``/``."""
+    roots = pc.replace_substring_regex(groups, pattern=r"^(/[^/]*|[^/]+)/.*$", replacement=r"\1")
     return pc.if_else(pc.equal(roots, ""), "/", roots)
 
 

@@ -74,14 +74,20 @@ def metric_of(name: str) -> str:
     return name.partition("{")[0]
 
 
+def same_slice(metric: str, name: str) -> str:
+    """``metric`` of the slice the CDN series ``name`` measures: ``cdn_requests{edge=FRA2}`` for
+    ``cdn_5xx_rate{edge=FRA2}``."""
+    return metric + name[len(metric_of(name)) :]
+
+
 def volume_series(name: str) -> str:
-    """The requests per minute of the slice a CDN series measures: ``cdn_requests{edge=FRA2}``."""
-    return VOLUME + name[len(metric_of(name)) :]
+    """The requests per minute of the slice a CDN series measures."""
+    return same_slice(VOLUME, name)
 
 
 def hit_ratio_series(name: str) -> str:
-    """The cache hit ratio of the slice a CDN series measures: ``cdn_cache_hit_ratio{edge=FRA2}``."""
-    return HIT_RATIO + name[len(metric_of(name)) :]
+    """The cache hit ratio of the slice a CDN series measures."""
+    return same_slice(HIT_RATIO, name)
 
 
 def metric_kind(name: str) -> str:

@@ -246,11 +246,11 @@ def log_slices(logs: pd.DataFrame) -> pd.DataFrame:
     ``(none)`` so that they are a slice like any other.
     """
     status = logs["sc_status"].to_numpy(dtype="int64")
-    stems = pa.chunked_array([pa.array(logs["cs_uri_stem"], pa.string())])
+    groups = path_group(pa.chunked_array([pa.array(logs["cs_uri_stem"], pa.string())]))
     dimensions = {
         "edge_location": logs["edge_location"],
-        "path_group": path_group(stems).to_pandas().set_axis(logs.index),
-        "path_root": path_root(stems).to_pandas().set_axis(logs.index),
+        "path_group": groups.to_pandas().set_axis(logs.index),
+        "path_root": path_root(groups).to_pandas().set_axis(logs.index),
         # HTTP statuses have three digits; CloudFront logs 000 when the client went away.
         "status_class": pd.Series(STATUS_CLASSES[np.clip(status // 100, 0, 9)], index=logs.index),
         "device_family": logs["device_family"],
@@ -440,10 +440,11 @@ def _broadest(best: Slice, candidates: Sequence[Slice]) -> Slice:
             any(group == root or group.startswith(root.rstrip("/") + "/") for root in folder.values)
             for group in best.values
         )
+        # A concentration holds at least MIN_EXPLAINED_SHARE of the change: never a division by 0.
         broader = folder.traffic_share > best.traffic_share and not np.isclose(
             folder.traffic_share, best.traffic_share
         )
-        if folder.dimension == PATH_LEVELS[1] and inside and broader and folder.change_share > 0:
+        if folder.dimension == PATH_LEVELS[1] and inside and broader:
             lift = (best.change_share / folder.change_share) / (best.traffic_share / folder.traffic_share)
             if lift < MIN_LIFT:
                 return folder
