@@ -65,7 +65,7 @@ MIN_BAD_FOR_OVERDISPERSION = 30
 MINUTES_TOGETHER = (5, 15)
 #: The windows of requests: half an hour and an hour too, for an edge of two requests a minute that
 #: lost two thirds of them is twelve against thirty in a quarter of an hour (no surprise worth a page),
-#: 25 against 80 in an hour; and a drop of half an hour (16 requests against 66 on an edge of two a
+#: 25 against 80 in an hour; and a drop of half an hour (18 requests against 68 on an edge of two a
 #: minute that lost 80 % of them), diluted in the hour by as many normal minutes, needs its own window.
 COUNT_WINDOWS = (*WINDOWS, 30, 60)
 #: The surprise of the last quarter of an hour that lets the hour's window speak.
