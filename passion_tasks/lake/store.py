@@ -331,11 +331,13 @@ class Lake:
         return self.write_bytes(relative, text.encode("utf-8"))
 
     def read_bytes(self, relative: str) -> bytes:
-        try:
-            with self.fs.open_input_stream(self._path(relative)) as stream:
-                return stream.read()
-        except FileNotFoundError:
-            raise ObjectNotFound(f"{self.uri(relative)} does not exist") from None
+        """An object's bytes, read whole: objects that runs replace (manifests, leases, state) are never
+        seen half old and half new (S3 through pyarrow reads the size, then ranges, and a replacement
+        between the two is read cut at the old size)."""
+        data = self.versions.read(relative).data
+        if data is None:
+            raise ObjectNotFound(f"{self.uri(relative)} does not exist")
+        return data
 
     def exists(self, relative: str) -> bool:
         return self.fs.get_file_info(self._path(relative)).type != pafs.FileType.NotFound
@@ -450,11 +452,8 @@ class Lake:
         raise LakeError(f"{self.uri(leaf)}: {COMMIT_ATTEMPTS} commits in a row conflicted with other runs")
 
     def _read_manifest(self, relative: str) -> dict[str, Any] | None:
-        try:
-            with self.fs.open_input_stream(self._path(relative)) as stream:
-                return json.loads(stream.read())
-        except FileNotFoundError:
-            return None
+        data = self.versions.read(relative).data
+        return json.loads(data) if data is not None else None
 
     def _partition_from(self, leaf: str, manifest: Mapping[str, Any]) -> Partition:
         parts = leaf.split("/")
