@@ -53,6 +53,21 @@ def test_an_outage_on_an_error_rate_that_was_0_all_week_is_flagged_for_its_minut
     assert flagged.tolist() == list(range(600, 610))
 
 
+def test_a_purge_on_a_busy_slice_ends_within_minutes_of_its_end() -> None:
+    # 300 requests a minute, a fifth of them misses; for a quarter of an hour three fifths. After it,
+    # half the minutes miss a little more than a fifth by chance, while the quarter of an hour's window
+    # still holds the purge: they carried it for thirteen minutes more, until the window's last five
+    # minutes had to have departed with it too.
+    requests = requests_per_minute(300)
+    rng = np.random.default_rng(0)
+    misses = rng.binomial(requests.astype(int), 0.2)
+    purge = slice(TRAIN + 600, TRAIN + 615)
+    misses[purge] = rng.binomial(requests[purge].astype(int), 0.6)
+    _, result = fitted("rate", rate_frame(requests, requests - misses, "cdn_cache_hit_ratio"))
+    flagged = np.flatnonzero(result["is_anomaly"].to_numpy())
+    assert set(range(600, 615)) <= set(flagged) and flagged.max() == 618
+
+
 def test_counts_decide_how_sure_an_error_rate_is() -> None:
     # 0 errors in 100,000 requests of training.
     requests = np.full(TRAIN, 100_000 / TRAIN)
@@ -159,9 +174,9 @@ def test_a_slowdown_of_a_thin_slice_shows_in_its_geometric_mean_where_its_p95_hi
     assert not fitted("geometric_mean", typical)[1]["is_anomaly"].any()
     typical, tail = thin_slice_latencies(slower=4)
     flagged = np.flatnonzero(fitted("geometric_mean", typical)[1]["is_anomaly"].to_numpy())
-    # Fifteen minutes, sixty requests: the mean of their logs moved by log 4, the p95 (the slowest of
-    # four) by as much, inside a spread as wide as that.
-    assert flagged.size >= 8 and 600 <= flagged.min() < 610 and flagged.max() < 630
+    # Ten minutes, forty requests: the mean of their logs moved by log 4, the p95 (the slowest of
+    # four) by as much, inside a spread as wide as that. The event ends within three minutes of them.
+    assert (flagged < 610).sum() >= 7 and 600 <= flagged.min() < 606 and flagged.max() < 613
     assert not fitted("percentile", tail)[1]["is_anomaly"].any()
 
 
@@ -172,7 +187,10 @@ def test_a_thin_slices_latency_is_judged_against_its_minutes_mix_of_hits_and_mis
     # A miss is 15 times slower than a hit here: log 15 = 2.71.
     assert 2.5 < with_mix.miss_penalty_ < 2.9
     flagged = np.flatnonzero(result["is_anomaly"].to_numpy())
-    assert flagged.size >= 10 and 600 <= flagged.min() < 606 and flagged.max() < 625
+    # Seven of its ten minutes, and one after them (the window of a quarter of an hour held the slice's
+    # slowdown for as long, and carried it to five more minutes, until its last five minutes had to
+    # depart with it too).
+    assert (flagged < 610).sum() >= 7 and 600 <= flagged.min() < 606 and flagged.max() < 613
     # Blind to the mix, ten minutes twice as slow hide in it.
     assert not fitted("geometric_mean", slower.iloc[:, :2])[1]["is_anomaly"].any()
     # A purge makes the slice slower by its misses, which the hit ratio's own model judges: its

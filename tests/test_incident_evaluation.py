@@ -50,7 +50,7 @@ def test_a_cause_is_right_when_it_names_the_labelled_slice_and_no_narrower_one_f
     assert cause_named(spike, Found(at("10:00"), at("10:05"), "metrics", {}, "cif"))
 
 
-def test_a_day_counts_the_earliest_delay_and_what_was_for_nothing() -> None:
+def test_a_day_counts_the_earliest_delay_the_latest_end_and_what_was_for_nothing() -> None:
     labels = [label("edge", "FRA2"), label("channel", "ch7", start="14:00")]
     incidents = [
         found("10:03", "10:30", {"edge": "FRA2"}),
@@ -62,6 +62,7 @@ def test_a_day_counts_the_earliest_delay_and_what_was_for_nothing() -> None:
     outcome = judge_day(DAY, labels, incidents, alerts)
 
     assert outcome.delays == {"edge-FRA2": 1.0}
+    assert outcome.overruns == {"edge-FRA2": 10.0}  # the label ends at 10:20, its report at 10:30
     assert outcome.causes_right == {"edge-FRA2"}
     assert outcome.alerted == {"edge-FRA2"}
     assert (outcome.false_incidents, outcome.false_alerts) == (1, 1)
@@ -74,6 +75,7 @@ def test_a_day_counts_the_earliest_delay_and_what_was_for_nothing() -> None:
         "alerted": 1,
         "cause right": 1,
         "median delay (min)": 1.0,
+        "median overrun (min)": 10.0,
         "false alerts/day (max)": 1,
         "false incidents/day (max)": 1,
         "false incidents/day (mean)": 1.0,

@@ -6,9 +6,10 @@ slice's requests per minute beside the series (``input_series``) and score a row
 last minutes are under what training saw, as a surprise: ``-log10`` of a tail probability, combined
 over windows of 1, 5 and 15 minutes (``surprise``; 5 and 15 for percentiles and sizes, whose single
 minutes are too wild to judge alone; half an hour and an hour too for requests, while the last
-quarter departs). A row carries its windows' surprise only when it is itself worse than expected, so
-an event ends with its cause; on a noisy baseline a later minute that happens to be worse can carry
-it a window on.
+quarter departs). A row carries its windows' surprise only when it is itself worse than expected, and
+a window longer than five minutes only while the window before it departs with it too
+(``surprise.departed``), so an event ends with its cause, not a window later on minutes that are
+worse by chance.
 
 - ``RateDetector``: errors (or misses) among the requests, beta-binomial around the training rate;
   with no error at all in training the rate is Jeffreys' ``(0 + 0.5) / (N + 1)``: 3 errors in 10
@@ -37,6 +38,7 @@ from passion_tasks.detectors.base import Detector, DetectorError, learned_column
 from passion_tasks.detectors.baselines import median_of_rows
 from passion_tasks.detectors.profiles import RANGE_TAIL, daily_profile, minute_of_day
 from passion_tasks.detectors.surprise import (
+    LASTING,
     WINDOWS,
     SurpriseScores,
     calibrated,
@@ -174,11 +176,15 @@ class RateDetector(CountAwareDetector):
         # A window speaks for its last row only when that row is itself worse than expected: an
         # outage's event ends with the outage, not a window later.
         worse = bad > requests * rate
-        surprises = []
+        surprises, shorter = [], None
         for window in WINDOWS:
             k, n = trailing_sums(bad, window), trailing_sums(requests, window)
             tail = _rate_tail(k, n, rate, learned_column(models, "overdispersion_"))
-            surprises.append(np.where(n > 0, np.where(worse, surprise(tail), 0.0), np.nan))
+            carries = (
+                worse if shorter is None else worse & _binomial_departed(*shorter, rate, (k + 0.5) / (n + 1))
+            )
+            shorter = (k, n) if window >= LASTING else None
+            surprises.append(np.where(n > 0, np.where(carries, surprise(tail), 0.0), np.nan))
         expected_share = np.where(_goes_down(models), 1 - rate, rate)
         expected = np.where(np.isnan(values[:, 0]), np.nan, expected_share)
         return combined(surprises), expected
@@ -644,10 +650,16 @@ class CountDetector(CountAwareDetector):
         seen = np.isfinite(counts)
         direction = np.sign(np.where(seen, counts - expected, 0.0))
         overdispersions = np.stack([model.overdispersion_ for model in models])
-        surprises = []
+        surprises, shorter = [], None
         for column, window in enumerate(COUNT_WINDOWS):
             x = trailing_sums(np.where(seen, counts, 0.0), window)
             mean = trailing_sums(np.where(seen, expected, 0.0), window)
+            lasting = (
+                direction
+                if shorter is None
+                else np.where(_poisson_departed(*shorter, x, mean), direction, 0.0)
+            )
+            shorter = (x, mean) if window >= LASTING else None
             size = 1.0 / overdispersions[:, column, None]
             p = size / (size + np.maximum(mean, 1e-9))
             low, high = stats.nbinom.cdf(x, size, p), stats.nbinom.sf(x - 1, size, p)
@@ -655,7 +667,7 @@ class CountDetector(CountAwareDetector):
             # hour speak for a row only while its last quarter of an hour is unusual too (one chance
             # in a hundred): else a ten-minute drop would colour the hour after it.
             quarter = surprises[COUNT_WINDOWS.index(WINDOWS[-1])] if window > WINDOWS[-1] else None
-            side = direction if quarter is None else np.where(quarter >= LATELY, direction, 0.0)
+            side = lasting if quarter is None else np.where(quarter >= LATELY, lasting, 0.0)
             tail = np.where(side < 0, low, np.where(side > 0, high, 1.0))
             surprises.append(surprise(np.minimum(1.0, 2 * tail)))
         scores = combined(surprises)
@@ -686,6 +698,25 @@ def _goes_down(models: Sequence[Detector]) -> np.ndarray:
     """Whether each model's rate goes bad downwards (a hit ratio), as a column."""
     names = [metric_of(str(model.feature_names_in_[0])) for model in models]
     return np.array([RATES.get(name, "up") == "down" for name in names])[:, None]
+
+
+def _binomial_departed(
+    bad: np.ndarray, requests: np.ndarray, rate: np.ndarray, window_rate: np.ndarray
+) -> np.ndarray:
+    """Whether ``bad`` of ``requests`` (a shorter window's) are likelier at ``window_rate``, worse than
+    the trained ``rate``, than at ``rate`` itself."""
+    good = requests - bad
+    log_ratio = bad * np.log(window_rate / rate) + good * np.log((1 - window_rate) / (1 - rate))
+    return (window_rate > rate) & (log_ratio > 0)
+
+
+def _poisson_departed(
+    counts: np.ndarray, expected: np.ndarray, x: np.ndarray, mean: np.ndarray
+) -> np.ndarray:
+    """Whether ``counts`` against ``expected`` (a shorter window's) are likelier at the level of a
+    window of ``x`` against ``mean`` requests than at the expected level."""
+    ratio = (x + 0.5) / (mean + 0.5)
+    return counts * np.log(ratio) - (ratio - 1) * expected > 0
 
 
 def _rate_tail(k: np.ndarray, n: np.ndarray, rate: np.ndarray, overdispersion: np.ndarray) -> np.ndarray:

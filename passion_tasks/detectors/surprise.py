@@ -3,7 +3,8 @@
 The count-aware CDN detectors and the daily-profile detector of server metrics judge each row over
 trailing windows of 1, 5 and 15 rows, so a sharp outage and a slow leak both show, and keep the
 largest window's surprise less what looking at several windows costs (Bonferroni). A row carries its
-windows' surprise only when it is itself on the bad side, so an event ends with its cause.
+windows' surprise only when it is itself on the bad side, and a window longer than five rows only while
+the window before it has ``departed`` with it too, so an event ends with its cause.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from scipy import stats
 WINDOWS = (1, 5, 15)
 #: Surprises are capped here: past it, every probability is "never".
 MAX_SURPRISE = 300.0
+#: A window this long or longer says whether the next longer one still speaks (``departed``).
+LASTING = 5
 #: In windows longer than a row, z-scores count at most this much (a Huber-like cap).
 Z_CAP = 5.0
 
@@ -57,7 +60,8 @@ def z_surprise(
 ) -> np.ndarray:
     """The combined surprise of z-scores (NaN: no opinion) over ``windows``, each window's z-scores
     summed as Stouffer has it. One-sided, only a row above its expectation is bad; two-sided, a row
-    is judged on its own side, and the surprise pays for looking at both.
+    is judged on its own side, and the surprise pays for looking at both. A window longer than five
+    rows speaks only while the window before it has ``departed`` with it.
 
     Minutes next to each other are alike (a model's misfit lasts), so a window's sum is scaled by its
     standard deviation under the ``autocorrelation`` of consecutive z-scores (AR(1)), not by the
@@ -67,7 +71,7 @@ def z_surprise(
     """
     seen = np.isfinite(z)
     own = np.where(seen, z, 0.0)
-    surprises = []
+    surprises, shorter = [], None
     for window in windows:
         counted = trailing_sums(seen.astype(float), window)
         # The longer windows look for a departure that lasts; a minute far out is the one-minute
@@ -79,8 +83,27 @@ def z_surprise(
             tail = np.where(side != 0, np.minimum(1.0, 2 * stats.norm.sf(side * stouffer)), 1.0)
         else:
             tail = np.where(own > 0, stats.norm.sf(stouffer), 1.0)
+        shift = summed / np.maximum(counted, 1)
+        if shorter is not None:
+            tail = np.where(departed(shorter, shift), tail, 1.0)
+        shorter = shift if window >= LASTING else None
         surprises.append(np.where(counted > 0, surprise(tail), np.nan))
     return combined(surprises)
+
+
+def departed(z: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Whether each mean z-score ``z`` of a shorter window is likelier under its longer window's mean
+    ``shift`` than under none: past half the shift, on its side (the likelihoods of two unit normals
+    cross there).
+
+    A window holds an incident for as long as it is after the incident ended, and the rows after it,
+    back to normal, are on the bad side by chance half the time: on that alone they carried the
+    incident's surprise, ten minutes of its report and its alerts after the CDN had recovered. The
+    window before it (``LASTING`` rows or more) is back to normal within a few minutes. The row's own
+    side alone stays the rule of the shortest windows: a thin slice's single minute is too noisy to
+    say it has left an incident.
+    """
+    return z * np.sign(shift) > np.abs(shift) / 2
 
 
 def sum_variance(rows: np.ndarray, autocorrelation: float | np.ndarray) -> np.ndarray:

@@ -5,8 +5,9 @@ Per-point metrics do not measure what an on-call engineer lives with: one alert 
 its cause, and no alert for nothing. The labels are the generator's injected anomalies
 (``labels/anomalies.json``); a labelled incident is *found* by a report incident of its family that
 overlaps it (or starts within ``GRACE`` of its end: detectors judge windows of up to 15 minutes),
-and its delay is that incident's start minus the label's. Pure functions: ``bench/incidents.py``
-runs the pipeline and feeds them.
+and its delay is that incident's start minus the label's; its overrun, how long after the label's end
+the last incident that found it still ran. Pure functions: ``bench/incidents.py`` runs the pipeline
+and feeds them.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class DayOutcome:
     day: dt.date
     labels: list[Label]
     delays: dict[str, float] = field(default_factory=dict)  # label id -> minutes, for the found ones
+    overruns: dict[str, float] = field(default_factory=dict)  # label id -> minutes, for the found ones
     alerted: set[str] = field(default_factory=set)
     causes_right: set[str] = field(default_factory=set)
     false_incidents: int = 0
@@ -112,6 +114,8 @@ def judge_day(
             delay = (found.start - label.start) / pd.Timedelta(minutes=1)
             if label.id not in outcome.delays or delay < outcome.delays[label.id]:
                 outcome.delays[label.id] = delay
+            overrun = (found.stop - label.stop) / pd.Timedelta(minutes=1)
+            outcome.overruns[label.id] = max(overrun, outcome.overruns.get(label.id, overrun))
             if cause_named(label, found):
                 outcome.causes_right.add(label.id)
     for found in alerts:
@@ -130,6 +134,7 @@ class Summary:
     alerted: int
     causes_right: int
     median_delay: float
+    median_overrun: float
     max_false_alerts_per_day: int
     max_false_incidents_per_day: int
     mean_false_incidents_per_day: float
@@ -143,6 +148,7 @@ class Summary:
             "alerted": self.alerted,
             "cause right": self.causes_right,
             "median delay (min)": self.median_delay,
+            "median overrun (min)": self.median_overrun,
             "false alerts/day (max)": self.max_false_alerts_per_day,
             "false incidents/day (max)": self.max_false_incidents_per_day,
             "false incidents/day (mean)": round(self.mean_false_incidents_per_day, 2),
@@ -153,6 +159,7 @@ class Summary:
 
 def summarise(days: Sequence[DayOutcome]) -> Summary:
     delays = [delay for day in days for delay in day.delays.values()]
+    overruns = [overrun for day in days for overrun in day.overruns.values()]
     quiet = [day for day in days if not day.labels]
     return Summary(
         labelled=sum(len(day.labels) for day in days),
@@ -160,6 +167,7 @@ def summarise(days: Sequence[DayOutcome]) -> Summary:
         alerted=sum(len(day.alerted) for day in days),
         causes_right=sum(len(day.causes_right) for day in days),
         median_delay=statistics.median(delays) if delays else float("nan"),
+        median_overrun=statistics.median(overruns) if overruns else float("nan"),
         max_false_alerts_per_day=max((day.false_alerts for day in days), default=0),
         max_false_incidents_per_day=max((day.false_incidents for day in days), default=0),
         mean_false_incidents_per_day=statistics.fmean([day.false_incidents for day in days]) if days else 0.0,
