@@ -187,9 +187,8 @@ def test_a_thin_slices_latency_is_judged_against_its_minutes_mix_of_hits_and_mis
     # A miss is 15 times slower than a hit here: log 15 = 2.71.
     assert 2.5 < with_mix.miss_penalty_ < 2.9
     flagged = np.flatnonzero(result["is_anomaly"].to_numpy())
-    # Seven of its ten minutes, and one after them (the window of a quarter of an hour held the slice's
-    # slowdown for as long, and carried it to five more minutes, until its last five minutes had to
-    # depart with it too).
+    # Seven of its ten minutes, and one after them: the quarter of an hour's window holds the slowdown
+    # after it too, and speaks only while the last five minutes still depart with it.
     assert (flagged < 610).sum() >= 7 and 600 <= flagged.min() < 606 and flagged.max() < 613
     # Blind to the mix, ten minutes twice as slow hide in it.
     assert not fitted("geometric_mean", slower.iloc[:, :2])[1]["is_anomaly"].any()
