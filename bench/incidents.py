@@ -32,6 +32,7 @@ from passion_tasks import steps
 from passion_tasks.alerting.rules import Rules, decide
 from passion_tasks.evaluation.incidents import DayOutcome, Found, Label, judge_day, summarise
 from passion_tasks.incidents.day import EXPLAINED_INCIDENTS, day_incidents
+from passion_tasks.incidents.model import family
 from passion_tasks.lake import Lake, datasets
 from passion_tasks.models.training import TrainSummary
 from passion_tasks.synthetic import INJECTED
@@ -134,7 +135,7 @@ def nightly(
             Found(
                 a.incident.start,
                 a.incident.end + pd.Timedelta(minutes=1),
-                "cdn" if a.incident.peak.series.startswith("cdn_") else "metrics",
+                family(a.incident.peak.series),
                 (a.incident.cause.slice if a.incident.cause else {}),
                 a.incident.peak.series,
             )

@@ -65,7 +65,7 @@ def test_a_purge_on_a_busy_slice_ends_within_minutes_of_its_end() -> None:
     misses[purge] = rng.binomial(requests[purge].astype(int), 0.6)
     _, result = fitted("rate", rate_frame(requests, requests - misses, "cdn_cache_hit_ratio"))
     flagged = np.flatnonzero(result["is_anomaly"].to_numpy())
-    assert set(range(600, 615)) <= set(flagged) and flagged.max() == 618
+    assert set(range(600, 615)) <= set(flagged) and flagged.max() < 619
 
 
 def test_counts_decide_how_sure_an_error_rate_is() -> None:

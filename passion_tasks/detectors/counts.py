@@ -8,8 +8,8 @@ over windows of 1, 5 and 15 minutes (``surprise``; 5 and 15 for percentiles and 
 minutes are too wild to judge alone; half an hour and an hour too for requests, while the last
 quarter departs). A row carries its windows' surprise only when it is itself worse than expected, and
 a window longer than five minutes only while the window before it departs with it too
-(``surprise.departed``), so an event ends with its cause, not a window later on minutes that are
-worse by chance.
+(``surprise.gate``, ``surprise.departed``), so an event ends with its cause, not a window later on
+minutes that are worse by chance.
 
 - ``RateDetector``: errors (or misses) among the requests, beta-binomial around the training rate;
   with no error at all in training the rate is Jeffreys' ``(0 + 0.5) / (N + 1)``: 3 errors in 10
@@ -38,11 +38,11 @@ from passion_tasks.detectors.base import Detector, DetectorError, learned_column
 from passion_tasks.detectors.baselines import median_of_rows
 from passion_tasks.detectors.profiles import RANGE_TAIL, daily_profile, minute_of_day
 from passion_tasks.detectors.surprise import (
-    LASTING,
     WINDOWS,
     SurpriseScores,
     calibrated,
     combined,
+    gate,
     surprise,
     trailing_sums,
     z_surprise,
@@ -173,17 +173,17 @@ class RateDetector(CountAwareDetector):
     ) -> tuple[np.ndarray, np.ndarray]:
         bad, requests = cls._matrix_bad(models, values)
         rate = learned_column(models, "rate_")
-        # A window speaks for its last row only when that row is itself worse than expected: an
+        # A window speaks for its last row only when that row is itself worse than expected, and a
+        # longer one only while its ``gate`` is likelier at its rate than at the trained one: an
         # outage's event ends with the outage, not a window later.
         worse = bad > requests * rate
-        surprises, shorter = [], None
+        surprises, sums = [], {}
         for window in WINDOWS:
-            k, n = trailing_sums(bad, window), trailing_sums(requests, window)
+            sums[window] = k, n = trailing_sums(bad, window), trailing_sums(requests, window)
             tail = _rate_tail(k, n, rate, learned_column(models, "overdispersion_"))
-            carries = (
-                worse if shorter is None else worse & _binomial_departed(*shorter, rate, (k + 0.5) / (n + 1))
-            )
-            shorter = (k, n) if window >= LASTING else None
+            carries = worse
+            if (before := gate(WINDOWS, window)) is not None:
+                carries = carries & _binomial_departed(*sums[before], rate, (k + 0.5) / (n + 1))
             surprises.append(np.where(n > 0, np.where(carries, surprise(tail), 0.0), np.nan))
         expected_share = np.where(_goes_down(models), 1 - rate, rate)
         expected = np.where(np.isnan(values[:, 0]), np.nan, expected_share)
@@ -650,22 +650,21 @@ class CountDetector(CountAwareDetector):
         seen = np.isfinite(counts)
         direction = np.sign(np.where(seen, counts - expected, 0.0))
         overdispersions = np.stack([model.overdispersion_ for model in models])
-        surprises, shorter = [], None
+        surprises, sums = [], {}
         for column, window in enumerate(COUNT_WINDOWS):
             x = trailing_sums(np.where(seen, counts, 0.0), window)
             mean = trailing_sums(np.where(seen, expected, 0.0), window)
-            lasting = (
-                direction
-                if shorter is None
-                else np.where(_poisson_departed(*shorter, x, mean), direction, 0.0)
-            )
-            shorter = (x, mean) if window >= LASTING else None
+            sums[window] = x, mean
+            lasting = direction
+            if (before := gate(COUNT_WINDOWS, window)) is not None:
+                lasting = np.where(_poisson_departed(*sums[before], x, mean), direction, 0.0)
             size = 1.0 / overdispersions[:, column, None]
             p = size / (size + np.maximum(mean, 1e-9))
             low, high = stats.nbinom.cdf(x, size, p), stats.nbinom.sf(x - 1, size, p)
-            # The row's own side decides which tail its window is judged on. The half hour and the
-            # hour speak for a row only while its last quarter of an hour is unusual too (one chance
-            # in a hundred): else a ten-minute drop would colour the hour after it.
+            # The row's own side decides which tail its window is judged on (while its ``gate`` has
+            # departed with it, for the longer windows). The half hour and the hour speak for a row
+            # only while its last quarter of an hour is unusual too (one chance in a hundred): else a
+            # ten-minute drop would colour the hour after it.
             quarter = surprises[COUNT_WINDOWS.index(WINDOWS[-1])] if window > WINDOWS[-1] else None
             side = lasting if quarter is None else np.where(quarter >= LATELY, lasting, 0.0)
             tail = np.where(side < 0, low, np.where(side > 0, high, 1.0))

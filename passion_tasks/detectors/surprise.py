@@ -16,7 +16,7 @@ from scipy import stats
 WINDOWS = (1, 5, 15)
 #: Surprises are capped here: past it, every probability is "never".
 MAX_SURPRISE = 300.0
-#: A window this long or longer says whether the next longer one still speaks (``departed``).
+#: A window this long or longer says whether the next longer one still speaks (``gate``).
 LASTING = 5
 #: In windows longer than a row, z-scores count at most this much (a Huber-like cap).
 Z_CAP = 5.0
@@ -71,7 +71,7 @@ def z_surprise(
     """
     seen = np.isfinite(z)
     own = np.where(seen, z, 0.0)
-    surprises, shorter = [], None
+    surprises, shifts = [], {}
     for window in windows:
         counted = trailing_sums(seen.astype(float), window)
         # The longer windows look for a departure that lasts; a minute far out is the one-minute
@@ -83,12 +83,19 @@ def z_surprise(
             tail = np.where(side != 0, np.minimum(1.0, 2 * stats.norm.sf(side * stouffer)), 1.0)
         else:
             tail = np.where(own > 0, stats.norm.sf(stouffer), 1.0)
-        shift = summed / np.maximum(counted, 1)
-        if shorter is not None:
-            tail = np.where(departed(shorter, shift), tail, 1.0)
-        shorter = shift if window >= LASTING else None
+        shifts[window] = shift = summed / np.maximum(counted, 1)
+        if (before := gate(windows, window)) is not None:
+            tail = np.where(departed(shifts[before], shift), tail, 1.0)
         surprises.append(np.where(counted > 0, surprise(tail), np.nan))
     return combined(surprises)
+
+
+def gate(windows: tuple[int, ...], window: int) -> int | None:
+    """The window of ``windows`` that must have ``departed`` with ``window`` for it to speak: the one
+    before it, when that is ``LASTING`` rows or longer; None for the shortest windows, which go by the
+    row's own side alone."""
+    shorter = [other for other in windows if other < window]
+    return shorter[-1] if shorter and shorter[-1] >= LASTING else None
 
 
 def departed(z: np.ndarray, shift: np.ndarray) -> np.ndarray:
@@ -99,7 +106,7 @@ def departed(z: np.ndarray, shift: np.ndarray) -> np.ndarray:
     A window holds an incident for as long as it is after the incident ended, and the rows after it,
     back to normal, are on the bad side by chance half the time: on that alone they carried the
     incident's surprise, ten minutes of its report and its alerts after the CDN had recovered. The
-    window before it (``LASTING`` rows or more) is back to normal within a few minutes. The row's own
+    window before it (``gate``) is back to normal within a few minutes. The row's own
     side alone stays the rule of the shortest windows: a thin slice's single minute is too noisy to
     say it has left an incident.
     """

@@ -65,7 +65,7 @@ def lease_path(name: str) -> str:
 
 def current(lake: Lake, name: str, *, now: dt.datetime | None = None) -> Lease | None:
     """The lease on ``name`` in force now, or None if it is free (never taken, given back or expired)."""
-    return _in_force(name, lake.versions.read(lease_path(name)).data, now or dt.datetime.now(dt.UTC))
+    return _in_force(name, lake.versions.data(lease_path(name)), now or dt.datetime.now(dt.UTC))
 
 
 def acquire(

@@ -331,10 +331,9 @@ class Lake:
         return self.write_bytes(relative, text.encode("utf-8"))
 
     def read_bytes(self, relative: str) -> bytes:
-        """An object's bytes, read whole: objects that runs replace (manifests, leases, state) are never
-        seen half old and half new (S3 through pyarrow reads the size, then ranges, and a replacement
-        between the two is read cut at the old size)."""
-        data = self.versions.read(relative).data
+        """An object's bytes, read whole (``VersionedStore.data``): objects that runs replace
+        (manifests, promotions, live state) are never seen half old and half new."""
+        data = self.versions.data(relative)
         if data is None:
             raise ObjectNotFound(f"{self.uri(relative)} does not exist")
         return data
@@ -452,7 +451,7 @@ class Lake:
         raise LakeError(f"{self.uri(leaf)}: {COMMIT_ATTEMPTS} commits in a row conflicted with other runs")
 
     def _read_manifest(self, relative: str) -> dict[str, Any] | None:
-        data = self.versions.read(relative).data
+        data = self.versions.data(relative)
         return json.loads(data) if data is not None else None
 
     def _partition_from(self, leaf: str, manifest: Mapping[str, Any]) -> Partition:

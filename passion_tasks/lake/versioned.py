@@ -33,6 +33,10 @@ class Versioned(NamedTuple):
 
 
 class VersionedStore(Protocol):
+    def data(self, relative: str) -> bytes | None:
+        """The object's bytes, read whole (None for an object that is absent): never half of one
+        version and half of the next."""
+
     def read(self, relative: str) -> Versioned:
         """The object and its version."""
 
@@ -46,13 +50,17 @@ class LocalVersions:
     def __init__(self, lake: Lake):
         self._lake = lake
 
-    def read(self, relative: str) -> Versioned:
+    def data(self, relative: str) -> bytes | None:
+        # One open of a file that writers replace whole (``os.replace``): one version or the other.
         try:
             with open(self._lake._path(relative), "rb") as stream:
-                data = stream.read()
+                return stream.read()
         except FileNotFoundError:
-            return Versioned(None, None)
-        return Versioned(data, hashlib.sha256(data).hexdigest())
+            return None
+
+    def read(self, relative: str) -> Versioned:
+        data = self.data(relative)
+        return Versioned(data, None if data is None else hashlib.sha256(data).hexdigest())
 
     def write_if(self, relative: str, data: bytes, expected: str | None) -> bool:
         path = self._lake._path(relative)
@@ -83,6 +91,11 @@ class S3Versions:
 
     def _key(self, relative: str) -> str:
         return posixpath.join(self._prefix, relative) if self._prefix else relative
+
+    def data(self, relative: str) -> bytes | None:
+        # One GET: pyarrow's S3 stream asks the size, then reads ranges, and a replacement between
+        # the two is read cut at the old size.
+        return self.read(relative).data
 
     def read(self, relative: str) -> Versioned:
         try:
