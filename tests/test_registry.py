@@ -19,7 +19,7 @@ from passion_tasks.models.registry import (
     NoLiveModelError,
     RegistryError,
     UnknownModelError,
-    fetch,
+    fetch_files,
     fingerprint,
     history,
     list_models,
@@ -103,15 +103,12 @@ def test_register_list_and_fetch(store: Lake, tmp_path: Path) -> None:
         f"{prefix}/manifest.json",
     ]
 
-    folder, model = fetch(store, SERIES, DETECTOR, "v2", into=tmp_path / "fetched" / "v2")
+    files, model = fetch_files(store, SERIES, DETECTOR, "v2")
     assert model == v2
-    assert folder == tmp_path / "fetched" / "v2"
-    assert (folder / "model.skops").read_bytes() == b"weights two"
-    assert (folder / "config" / "manifest.json").read_bytes() == b'{"window": 30}'
-    assert sorted(p.name for p in folder.parent.iterdir()) == ["v2"]
+    assert files == {"config/manifest.json": b'{"window": 30}', "model.skops": b"weights two"}
 
     # An integer version means the same as its label.
-    assert fetch(store, SERIES, DETECTOR, 1, into=tmp_path / "v1")[1] == v1
+    assert fetch_files(store, SERIES, DETECTOR, 1)[1] == v1
 
 
 def test_tampered_artifact_is_refused(store: Lake, tmp_path: Path) -> None:
@@ -122,19 +119,16 @@ def test_tampered_artifact_is_refused(store: Lake, tmp_path: Path) -> None:
     flipped[3] ^= 0x01
     store.write_bytes(stored, bytes(flipped))
 
-    into = tmp_path / "fetched"
     with pytest.raises(ArtifactIntegrityError) as refused:
-        fetch(store, SERIES, DETECTOR, "v1", into=into)
+        fetch_files(store, SERIES, DETECTOR, "v1")
     message = str(refused.value)
     assert f"{SERIES}/{DETECTOR}@v1" in message
     assert "'model.skops' has sha256 " + digest(bytes(flipped)) in message
     assert "Retrain" in message and "roll the series back" in message
-    assert not into.exists()
-    assert list(tmp_path.glob(".fetched*")) == []
     assert isinstance(refused.value, PassionError)
 
     # The other version is untouched and still loads.
-    assert (fetch(store, SERIES, DETECTOR, "v2", into=into)[0] / "model.skops").read_bytes() == b"weights two"
+    assert fetch_files(store, SERIES, DETECTOR, "v2")[0]["model.skops"] == b"weights two"
 
 
 def test_extra_or_missing_files_are_refused(store: Lake, tmp_path: Path) -> None:
@@ -143,15 +137,14 @@ def test_extra_or_missing_files_are_refused(store: Lake, tmp_path: Path) -> None
 
     store.write_bytes(f"{version_folder}/artifact/payload.pkl", b"cos\nsystem\n")
     with pytest.raises(ArtifactIntegrityError, match=r"does not list: artifact/payload\.pkl"):
-        fetch(store, SERIES, DETECTOR, "v1", into=tmp_path / "a")
+        fetch_files(store, SERIES, DETECTOR, "v1")
 
     store.delete(f"{version_folder}/artifact/payload.pkl")
     store.delete(f"{version_folder}/artifact/model.skops")
     with pytest.raises(
         ArtifactIntegrityError, match=r"missing from .*: artifact/model\.skops\. Nothing was loaded"
     ):
-        fetch(store, SERIES, DETECTOR, "v1", into=tmp_path / "b")
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+        fetch_files(store, SERIES, DETECTOR, "v1")
 
 
 def test_live_model_follows_the_day_and_rollback_appends(store: Lake, tmp_path: Path) -> None:
@@ -211,13 +204,13 @@ def test_fetch_without_version_takes_todays_live_model(lake: Lake, tmp_path: Pat
     register_version(lake, tmp_path, b"weights one")
     register_version(lake, tmp_path, b"weights two")
     with pytest.raises(NoLiveModelError, match=r"registered versions: .*@v1, .*@v2\. Promote one"):
-        fetch(lake, SERIES, DETECTOR, into=tmp_path / "none")
+        fetch_files(lake, SERIES, DETECTOR)
 
     promote(lake, SERIES, DETECTOR, "v1")
-    folder, model = fetch(lake, SERIES, DETECTOR, into=tmp_path / "live")
-    assert (model.version, (folder / "model.skops").read_bytes()) == ("v1", b"weights one")
+    files, model = fetch_files(lake, SERIES, DETECTOR)
+    assert (model.version, files["model.skops"]) == ("v1", b"weights one")
     with pytest.raises(NoLiveModelError, match=r"no 'lstm' model is live .* the live model is .*@v1"):
-        fetch(lake, SERIES, "lstm", into=tmp_path / "lstm")
+        fetch_files(lake, SERIES, "lstm")
 
 
 def test_names_with_braces_equals_and_slashes_round_trip(store: Lake, tmp_path: Path) -> None:
@@ -232,24 +225,22 @@ def test_names_with_braces_equals_and_slashes_round_trip(store: Lake, tmp_path: 
     }
     assert live(store, NAB_SERIES, "2026-11-02").series == NAB_SERIES
     assert live(store, SERIES, "2026-11-02") is None
-    folder, _ = fetch(store, NAB_SERIES, DETECTOR, "v1", into=tmp_path / "nab")
-    assert (folder / "model.skops").read_bytes() == b"slashes"
+    assert fetch_files(store, NAB_SERIES, DETECTOR, "v1")[0]["model.skops"] == b"slashes"
 
 
 def test_unknown_names_list_what_exists(lake: Lake, tmp_path: Path) -> None:
     register_version(lake, tmp_path, b"weights one")
     register_version(lake, tmp_path, b"weights two")
-    into = tmp_path / "x"
     with pytest.raises(
         UnknownModelError, match=r"series 'cdn_ttfb_p95'.*registered series: cdn_ttfb_p95\{edge"
     ):
-        fetch(lake, "cdn_ttfb_p95", DETECTOR, "v1", into=into)
+        fetch_files(lake, "cdn_ttfb_p95", DETECTOR, "v1")
     with pytest.raises(UnknownModelError, match=r"has no 'lstm' model; its detectors: isolation_forest$"):
         promote(lake, SERIES, "lstm", "v1")
     with pytest.raises(UnknownModelError, match=r"has no version 'v9'; its versions: v1, v2$"):
-        fetch(lake, SERIES, DETECTOR, 9, into=into)
+        fetch_files(lake, SERIES, DETECTOR, 9)
     with pytest.raises(UnknownModelError, match=r"has no version '\.\./v1'"):
-        fetch(lake, SERIES, DETECTOR, "../v1", into=into)
+        fetch_files(lake, SERIES, DETECTOR, "../v1")
     with pytest.raises(UnknownModelError, match="registered series: cdn_ttfb_p95"):
         history(lake, "nope")
     with pytest.raises(RegistryError, match=r"'promotions\.json' cannot name a series or detector"):
@@ -283,15 +274,6 @@ def test_values_that_are_not_json_are_refused_before_anything_is_written(lake: L
             metrics={},
         )
     assert lake.list_files("models") == []
-
-
-def test_fetch_refuses_a_folder_that_is_not_empty(lake: Lake, tmp_path: Path) -> None:
-    register_version(lake, tmp_path, b"weights one")
-    (tmp_path / "busy").mkdir()
-    (tmp_path / "busy" / "old.skops").write_bytes(b"old")
-    with pytest.raises(RegistryError, match=r"into .*busy: the folder is not empty"):
-        fetch(lake, SERIES, DETECTOR, "v1", into=tmp_path / "busy")
-    assert [p.name for p in (tmp_path / "busy").iterdir()] == ["old.skops"]
 
 
 def test_fingerprint_is_stable_and_sees_every_value() -> None:

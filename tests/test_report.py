@@ -261,6 +261,95 @@ def test_a_slice_the_detectors_flagged_alone_is_where_the_explanation_starts() -
     assert flagged_slice(["cdn_5xx_rate{edge=FRA2}", "cdn_5xx_rate{edge=AMS1}"]) == ()
 
 
+def test_a_slice_too_thin_for_the_logs_alone_is_named_when_its_detector_flagged_it() -> None:
+    # Three minutes of FRA2's ch7 failing: 6 errors among 48 requests. FRA2 holds them beyond noise;
+    # inside FRA2, ch7 holds all 6 in half the requests, too few to tell from 6 spread over both paths.
+    rows = log_slices(incident_logs(fails=fra2_ch7))
+    witnessed = starting_slices(["cdn_5xx_rate", "cdn_5xx_rate{channel=ch7}"])[-1]
+
+    def places(**options) -> list[tuple[str, tuple[str, ...]]]:
+        explanation = explain_rows(rows, at("11:00"), at("11:03"), BASELINE, "cdn_5xx_rate", **options)
+        return [(part.dimension, part.values) for part in explanation.slices]
+
+    assert places() == [("edge_location", ("FRA2",))]
+    assert places(witnessed=witnessed) == [("edge_location", ("FRA2",)), ("path_group", ("/live/ch7",))]
+    # A flag that holds the change only as its share of the traffic names nothing: every edge failed.
+    everywhere = log_slices(incident_logs(fails=lambda edge, stem, device: stem == STEMS[0]))
+    explanation = explain_rows(
+        everywhere, at("11:00"), at("11:03"), BASELINE, "cdn_5xx_rate", witnessed=(("edge_location", "FRA2"),)
+    )
+    assert [(part.dimension, part.values) for part in explanation.slices] == [("path_group", ("/live/ch7",))]
+    assert "all edges" in explanation.sentence
+
+
+def sampled_requests(
+    rng: np.random.Generator,
+    start: pd.Timestamp,
+    minutes: int,
+    edges: np.ndarray,
+    stems: np.ndarray,
+    ttfb: np.ndarray,
+) -> pd.DataFrame:
+    """Requests at random times of ``minutes`` from ``start``, one per edge, path and time to first byte."""
+    return pd.DataFrame(
+        {
+            "ts": start + pd.to_timedelta(np.sort(rng.uniform(0, minutes * 60, edges.size)), unit="s"),
+            "edge_location": edges,
+            "cs_uri_stem": stems,
+            "sc_status": 200,
+            "device_family": "iPhone",
+            "live_channel": None,
+            "edge_result_type": "Hit",
+            "sc_bytes": 1000,
+            "time_to_first_byte": ttfb,
+            "time_taken": ttfb,
+        }
+    )
+
+
+def drifting_logs(factor: float, others: float) -> pd.DataFrame:
+    """An hour at 40 requests a minute over nine edges, then 25 minutes with E0's time to first byte
+    ``factor`` times and the other edges' ``others`` times what it was (seeded)."""
+    rng = np.random.default_rng(7)
+
+    def minutes(start: pd.Timestamp, count: int, slower: tuple[float, float]) -> pd.DataFrame:
+        edges = np.array([f"E{i}" for i in range(9)])[rng.integers(0, 9, count * 40)]
+        ttfb = 0.006 * rng.lognormal(0, 0.6, edges.size) * np.where(edges == "E0", *slower)
+        return sampled_requests(rng, start, count, edges, np.full(edges.size, "/img/a.jpg"), ttfb)
+
+    return pd.concat([minutes(at("10:00"), 60, (1, 1)), minutes(at("11:00"), 25, (factor, others))])
+
+
+def test_one_slow_edge_is_named_though_every_edge_drifted_a_little() -> None:
+    # E0 six times slower; the eight others 15% slower, each within its noise, together as much of the
+    # gmean's change as E0: the change E0 makes is the change, not half of it.
+    def explained(factor: float, others: float) -> str:
+        rows = log_slices(drifting_logs(factor, others))
+        return explain_rows(rows, at("11:00"), at("11:25"), BASELINE, "cdn_ttfb_gmean").sentence
+
+    assert explained(6.0, 1.15) == "ttfb geometric mean 6.0 ms → 36 ms at edge E0 (overall 6.0 ms → 7.9 ms)"
+    # Every edge slower alike, a little or much: no edge is named.
+    assert explained(1.15, 1.15).endswith("at all edges")
+    assert explained(3.0, 3.0).endswith("at all edges")
+
+
+def test_a_folder_whose_titles_all_slowed_is_named_though_only_its_most_watched_pass_their_noise() -> None:
+    # 20 requests a minute, 30% to sixty titles of /video (Zipf), all three times slower for 20 minutes.
+    rng = np.random.default_rng(0)
+
+    def minutes(start: pd.Timestamp, count: int, factor: float) -> pd.DataFrame:
+        video = rng.random(count * 20) < 0.3
+        titles = rng.zipf(1.5, video.size) % 60
+        stems = np.where(video, [f"/video/t{title:04d}/seg_1.m4s" for title in titles], "/img/poster.jpg")
+        ttfb = 0.006 * rng.lognormal(0, 0.6, video.size) * np.where(video, factor, 1.0)
+        return sampled_requests(rng, start, count, np.full(video.size, "E0"), stems, ttfb)
+
+    rows = log_slices(pd.concat([minutes(at("10:00"), 60, 1.0), minutes(at("11:00"), 20, 3.0)]))
+    explanation = explain_rows(rows, at("11:00"), at("11:20"), BASELINE, "cdn_ttfb_gmean")
+
+    assert [(part.dimension, part.values) for part in explanation.slices] == [("path_root", ("/video",))]
+
+
 def test_an_incident_the_logs_cannot_explain_still_names_the_slice_the_detectors_flagged() -> None:
     def cause(*series: str) -> Cause:
         scores = pd.concat([day_scores(name, list(range(600, 605))) for name in series], ignore_index=True)

@@ -49,7 +49,6 @@ from typing import Any, TextIO
 import numpy as np
 import pandas as pd
 
-from passion_tasks import config
 from passion_tasks.corpora import reference
 from passion_tasks.detectors import DetectorError, detector_class, detector_names, make_detector, uses_keras
 from passion_tasks.detectors.calibration import online_surprise
@@ -63,7 +62,6 @@ from passion_tasks.evaluation.vus import vus
 from passion_tasks.models.training import training_labels
 
 PROFILES = ("fast", "full")
-DEFAULT_OUT = config.PROJECT_ROOT / ".passion" / "benchmark"
 #: Flags are scored as 1 (flagged) or 0: NAB's threshold between them.
 FLAG_THRESHOLD = 0.5
 #: The Keras models default to a day of minutes (1440 rows) of history per window, longer than most

@@ -162,12 +162,17 @@ def metric_of(series: str) -> str:
 
 @dataclass(frozen=True)
 class Slice:
-    """Values of one dimension holding ``change_share`` of the change and ``traffic_share`` of the traffic."""
+    """Values of one dimension holding ``change_share`` of the change and ``traffic_share`` of the traffic.
+
+    ``change`` is the part of the change they hold, in the measure's units (flagged requests, requests
+    a minute): what compares slices of two dimensions, whose shares are of changes measured apart.
+    """
 
     dimension: str
     values: tuple[str, ...]
     change_share: float
     traffic_share: float
+    change: float = float("nan")
 
     def describe(self) -> str:
         names = _BY_COLUMN[self.dimension]
@@ -336,6 +341,7 @@ def explain_rows(
     *,
     elsewhere: Sequence[Window] = (),
     within: Sequence[tuple[str, str]] = (),
+    witnessed: Sequence[tuple[str, str]] = (),
 ) -> Explanation:
     """``explain_incident`` of rows already through ``log_slices``, to explain several metrics of
     the same rows without preparing them again.
@@ -344,7 +350,12 @@ def explain_rows(
     latency: a 5xx burst on another edge an hour before would hide this one's. Volumes are per
     minute of their window, and keep them. ``within`` (column, value) pairs are a slice the detectors
     flagged alone (``edge_location``, ``device_family``, or ``live_channel`` named by its path): the
-    search starts inside it, and it counts as changed only if the measure changed there."""
+    search starts inside it, and it counts as changed only if the measure changed there.
+    ``witnessed`` pairs are the slice the detectors flagged alone among breakdowns while a total moved
+    too: where no value of a dimension concentrates the change beyond the logs' noise, the witnessed
+    value names it all the same if it holds most of the change and ``MIN_LIFT`` times its share of the
+    traffic (three errors, all on the edge whose 5xx rate its detector flagged, a third of the requests
+    there, is that edge's burst, not noise spread over all edges)."""
     measure = MEASURES[metric]
     during = rows[(rows["ts"] >= start) & (rows["ts"] < stop)]
     before = rows[(rows["ts"] >= baseline[0]) & (rows["ts"] < baseline[1])]
@@ -380,9 +391,13 @@ def explain_rows(
     explained = 1.0
     while candidates := [
         part for column in places if (part := _concentration(measure, column, tables[column]))
+    ] or [
+        part
+        for column, value in _named(witnessed, during)
+        if column in places and (part := _witness(measure, column, value, tables[column]))
     ]:
         best = _broadest(
-            max(candidates, key=lambda part: part.change_share / max(part.traffic_share, 1e-12)), candidates
+            max(candidates, key=lambda part: abs(part.change) / max(part.traffic_share, 1e-12)), candidates
         )
         slices.append(best)
         explained *= min(best.change_share, 1.0)
@@ -421,11 +436,41 @@ def _flagged_slices(during: pd.DataFrame, within: Sequence[tuple[str, str]]) -> 
         inside = during[column] == value
         if not inside.any():
             return []
-        dimension = "path_group" if column == "live_channel" else column
-        names = during.loc[inside, dimension].value_counts()
-        slices.append(Slice(dimension, (str(names.index[0]),), 1.0, float(inside.mean())))
+        ((dimension, name),) = _named([(column, value)], during)
+        slices.append(Slice(dimension, (name,), 1.0, float(inside.mean())))
         during = during[inside]
     return slices
+
+
+def _named(pairs: Sequence[tuple[str, str]], rows: pd.DataFrame) -> list[tuple[str, str]]:
+    """(column, value) pairs as the dimensions name them: a live channel by the path its requests in
+    ``rows`` take most; dropped when ``rows`` have none."""
+    named = []
+    for column, value in pairs:
+        if column != "live_channel":
+            named.append((column, value))
+            continue
+        paths = rows.loc[rows[column] == value, "path_group"].value_counts()
+        if len(paths) and paths.iloc[0]:
+            named.append(("path_group", str(paths.index[0])))
+    return named
+
+
+def _witness(measure: Measure, column: str, value: str, table: pd.DataFrame) -> Slice | None:
+    """``value`` of ``column`` as a slice if it holds ``MIN_EXPLAINED_SHARE`` of a change worth
+    explaining and ``MIN_LIFT`` times more of it than of the traffic: ``_concentration`` without the
+    significance its detector's flag stands in for. Its share is of the whole change, all values'
+    parts counted: none of them is beyond the logs' noise, the witness included."""
+    if value not in table.index or (table["traffic_share"] > 0).sum() < 2:
+        return None
+    total = table["delta"].sum()
+    if total == 0 or (measure.kind != "volume" and abs(total) < table["least"].iloc[0]):
+        return None
+    change = float(table.at[value, "delta"])
+    traffic_share = float(table.at[value, "traffic_share"])
+    if not _holds_the_change(change / total, traffic_share):
+        return None
+    return Slice(column, (value,), change / total, traffic_share, change)
 
 
 def _broadest(best: Slice, candidates: Sequence[Slice]) -> Slice:
@@ -445,7 +490,7 @@ def _broadest(best: Slice, candidates: Sequence[Slice]) -> Slice:
             folder.traffic_share, best.traffic_share
         )
         if folder.dimension == PATH_LEVELS[1] and inside and broader:
-            lift = (best.change_share / folder.change_share) / (best.traffic_share / folder.traffic_share)
+            lift = (best.change / folder.change) / (best.traffic_share / folder.traffic_share)
             if lift < MIN_LIFT:
                 return folder
     return best
@@ -603,21 +648,21 @@ def _concentration(measure: Measure, column: str, table: pd.DataFrame) -> Slice 
     and ``MIN_LIFT`` times more of it than of the traffic, in at most ``MAX_VALUES`` values and
     not all there are. The whole change of a share or quantile must be at least ``least``; a volume's
     slice must change by ``MIN_VOLUME_CHANGE`` of its own baseline: a channel that lost most of its
-    requests barely moves the whole CDN's. Nor is a volume's change the sum of every part's: the
-    parts beyond their noise make it, so that a VOD title that grew a little over a long incident
-    does not outweigh the channel that lost most of its viewers.
+    requests barely moves the whole CDN's. The shares are of the change the parts beyond their noise
+    make (``_made``). What a change spread like the traffic would give each value is reckoned from the
+    whole change of a share or quantile, and from the change made for a volume, whose many small
+    parts drift with the hour.
     """
     if table.empty:
         return None
-    total = table["delta"].sum()
-    if measure.kind == "volume":
-        beyond_noise = table["delta"].abs() >= SIGNIFICANCE_Z * np.sqrt(table["noise"])
-        total = table["delta"].where(beyond_noise, 0.0).sum()
-        table = table.assign(change_share=table["delta"] / total if total else 0.0).sort_values(
-            "change_share", ascending=False, kind="stable"
-        )
-    if total == 0 or (measure.kind != "volume" and abs(total) < table["least"].iloc[0]):
+    total, made = table["delta"].sum(), _made(table)
+    if made == 0 or (measure.kind != "volume" and abs(total) < table["least"].iloc[0]):
         return None
+    table = table.assign(change_share=table["delta"] / made).sort_values(
+        "change_share", ascending=False, kind="stable"
+    )
+    if measure.kind == "volume":
+        total = made
     beyond_spread = (table["delta"] - table["traffic_share"] * total) * np.sign(total)
     significant = beyond_spread >= SIGNIFICANCE_Z * np.sqrt(table["noise"])
     count = 0
@@ -636,9 +681,22 @@ def _concentration(measure: Measure, column: str, table: pd.DataFrame) -> Slice 
         return None
     change_share = float(chosen["change_share"].sum())
     traffic_share = float(chosen["traffic_share"].sum())
-    if change_share < MIN_EXPLAINED_SHARE or change_share < MIN_LIFT * traffic_share:
+    if not _holds_the_change(change_share, traffic_share):
         return None
-    return Slice(column, tuple(chosen.index), change_share, traffic_share)
+    return Slice(column, tuple(chosen.index), change_share, traffic_share, float(chosen["delta"].sum()))
+
+
+def _made(table: pd.DataFrame) -> float:
+    """The change that the values beyond their noise make: not the sum of every value's, where many
+    small parts drifting with the hour (latencies a little higher at nine than at eight on every edge,
+    VOD titles that grew a little over a long incident) would outweigh the one that changed."""
+    beyond_noise = table["delta"].abs() >= SIGNIFICANCE_Z * np.sqrt(table["noise"])
+    return float(table["delta"].where(beyond_noise, 0.0).sum())
+
+
+def _holds_the_change(change_share: float, traffic_share: float) -> bool:
+    """Whether a slice holds enough of the change, and enough more of it than of the traffic, to name."""
+    return change_share >= MIN_EXPLAINED_SHARE and change_share >= MIN_LIFT * traffic_share
 
 
 def _mechanism(statuses: pd.DataFrame) -> Slice | None:

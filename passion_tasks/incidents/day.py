@@ -98,7 +98,8 @@ def incident_drivers(
     }
     spans = [(incident.start, incident.stop), *windows.values()]
     rows = drv.log_slices(read_logs(lake, min(start for start, _ in spans), max(stop for _, stop in spans)))
-    for within in starting_slices(incident.events["series"]):
+    starts = starting_slices(incident.events["series"])
+    for within in starts:
         explanations = tuple(
             drv.explain_rows(
                 rows,
@@ -108,6 +109,8 @@ def incident_drivers(
                 metric,
                 elsewhere=elsewhere,
                 within=within,
+                # Where the logs are too thin to say which edge, the detectors' flag says it.
+                witnessed=starts[-1],
             )
             for metric in metrics
         )

@@ -9,14 +9,14 @@ names are in the manifest)::
 
 The artifact files sit in their own folder so that a detector may save a ``manifest.json`` of its
 own. They are uploaded first and the manifest last, so a version is listed only once it is complete.
-:func:`fetch` downloads a version into a local folder and checks every file against the manifest
-before returning: storage is never trusted to hand back what Passion wrote, so nothing from it is
+:func:`fetch_files` reads a version's files and checks every one against the manifest before
+returning them: storage is never trusted to hand back what Passion wrote, so nothing from it is
 unpickled or loaded unless its checksum matches.
 
 Checksums beside the files they check catch corruption, not tampering: whoever can write the files
 can rewrite the manifest. So a manifest carries an HMAC-SHA256 ``signature`` made with a key that
 only Passion's own processes hold (``PASSION_MODEL_KEY``, or the Airflow connection
-``passion_model_key``), and :func:`fetch` refuses a manifest that does not verify with it. Without a
+``passion_model_key``), and :func:`fetch_files` refuses a manifest that does not verify with it. Without a
 key, manifests are neither signed nor verified, and the log says so once. After a key rotation,
 :func:`sign_models` re-signs the models that verify with the previous key.
 
@@ -38,7 +38,6 @@ import logging
 import platform
 import posixpath
 import re
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -284,35 +283,6 @@ def register(
             lake.delete(folder)
         raise
     return ModelVersion.from_manifest(manifest)
-
-
-def fetch(
-    lake: Lake, series: str, detector: str, version: str | int | None = None, *, into: Path
-) -> tuple[Path, ModelVersion]:
-    """Download a model's artifact files (``fetch_files``) into the new or empty folder ``into``.
-
-    ``version=None`` fetches the version live today, which must be a ``detector`` model. Nothing is
-    written unless every file is verified; ``into`` is then left as it was.
-    """
-    files, model = fetch_files(lake, series, detector, version)
-    into = Path(into)
-    if into.exists() and any(into.iterdir()):
-        raise RegistryError(f"cannot fetch {model.ref} into {into}: the folder is not empty")
-    into.parent.mkdir(parents=True, exist_ok=True)
-    # Files land in a sibling folder that becomes ``into`` only once all of them are written.
-    staging = Path(tempfile.mkdtemp(prefix=f".{into.name}-", dir=into.parent))
-    try:
-        for name, data in files.items():
-            target = staging / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        if into.exists():
-            into.rmdir()
-        staging.rename(into)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return into, model
 
 
 def fetch_files(
