@@ -350,6 +350,28 @@ def test_a_folder_whose_titles_all_slowed_is_named_though_only_its_most_watched_
     assert [(part.dimension, part.values) for part in explanation.slices] == [("path_root", ("/video",))]
 
 
+def test_a_few_requests_that_all_turned_slow_are_no_certain_concentration() -> None:
+    # Edge E0's nine requests are all slow, three of them on /i/3, which had two requests before, both
+    # fast: a rate of 1 after 0, each measured on a handful of requests, is within their noise.
+    rng = np.random.default_rng(1)
+
+    def part(start: pd.Timestamp, minutes: int, rows: list[tuple[str, str, float]]) -> pd.DataFrame:
+        edges, stems, ttfb = (np.array(column) for column in zip(*rows, strict=True))
+        return sampled_requests(rng, start, minutes, edges, stems, ttfb)
+
+    busy = [("E1", "/img/p.jpg", ttfb) for ttfb in [0.004, 0.012] * 100]
+    e0 = [("E0", "/i/3/a.webp", 0.004)] * 2 + [("E0", "/static/js/b.js", t) for t in (0.004, 0.012)]
+    e0 += [("E0", "/vod/t1/s.m4s", t) for t in (0.012,) * 4 + (0.004,) * 2]
+    stems = ("/i/3/a.webp", "/static/js/b.js", "/vod/t1/s.m4s")
+    slow = [("E0", stem, 0.05) for stem in stems for _ in range(3)]
+    rows = log_slices(pd.concat([part(at("10:00"), 60, busy + e0), part(at("11:00"), 20, busy[:60] + slow)]))
+
+    explanation = explain_rows(rows, at("11:00"), at("11:20"), BASELINE, "cdn_ttfb_gmean")
+
+    assert explanation.slices == ()
+    assert explanation.sentence.endswith("over 69 requests: within noise, not attributed")
+
+
 def test_an_incident_the_logs_cannot_explain_still_names_the_slice_the_detectors_flagged() -> None:
     def cause(*series: str) -> Cause:
         scores = pd.concat([day_scores(name, list(range(600, 605))) for name in series], ignore_index=True)

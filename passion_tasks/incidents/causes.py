@@ -600,11 +600,16 @@ def _contributions(
         )
         table["delta"] = table["sum_during"] - table["size_during"] * rate
         # Binomial noise of the incident's counts at the rate a change spread like the traffic would
-        # give every value, plus that of the baseline rate, an estimate too.
-        spread_rate = table["sum_during"].sum() / max(table["size_during"].sum(), 1)
+        # give every value, plus that of the baseline rate, an estimate too. Both rates are estimated
+        # with half a request more of each kind (Jeffreys): three slow requests of three, after none of
+        # two, are not a rate of 1 after one of 0 known without error.
+        spread_rate = (table["sum_during"].sum() + 0.5) / (table["size_during"].sum() + 1)
+        known_rate = ((table["sum_before"] + 0.5) / (table["size_before"] + 1)).where(
+            table["size_before"] > 0, rate
+        )
         table["noise"] = table["size_during"] * spread_rate * (1 - spread_rate) + table[
             "size_during"
-        ] ** 2 * rate * (1 - rate) / table["size_before"].clip(1)
+        ] ** 2 * known_rate * (1 - known_rate) / table["size_before"].clip(1)
         table["least"] = float(MIN_EXCESS_REQUESTS)
         traffic = table["size_during"]
     table["traffic_share"] = traffic / traffic.sum()
