@@ -29,6 +29,7 @@ from passion_tasks.features.cdn import (
     path_group,
     path_root,
 )
+from passion_tasks.ingest.convert import live_path
 
 #: A change, or its concentration in a slice, must exceed this many standard deviations of its noise.
 SIGNIFICANCE_Z = 3.0
@@ -393,7 +394,7 @@ def explain_rows(
         part for column in places if (part := _concentration(measure, column, tables[column]))
     ] or [
         part
-        for column, value in _named(witnessed, during)
+        for column, value in (slice_dimension(*pair) for pair in witnessed)
         if column in places and (part := _witness(measure, column, value, tables[column]))
     ]:
         best = _broadest(
@@ -436,24 +437,15 @@ def _flagged_slices(during: pd.DataFrame, within: Sequence[tuple[str, str]]) -> 
         inside = during[column] == value
         if not inside.any():
             return []
-        ((dimension, name),) = _named([(column, value)], during)
+        dimension, name = slice_dimension(column, value)
         slices.append(Slice(dimension, (name,), 1.0, float(inside.mean())))
         during = during[inside]
     return slices
 
 
-def _named(pairs: Sequence[tuple[str, str]], rows: pd.DataFrame) -> list[tuple[str, str]]:
-    """(column, value) pairs as the dimensions name them: a live channel by the path its requests in
-    ``rows`` take most; dropped when ``rows`` have none."""
-    named = []
-    for column, value in pairs:
-        if column != "live_channel":
-            named.append((column, value))
-            continue
-        paths = rows.loc[rows[column] == value, "path_group"].value_counts()
-        if len(paths) and paths.iloc[0]:
-            named.append(("path_group", str(paths.index[0])))
-    return named
+def slice_dimension(column: str, value: str) -> tuple[str, str]:
+    """A flagged (column, value) as the dimension that names it: a live channel by its path."""
+    return ("path_group", live_path(value)) if column == "live_channel" else (column, value)
 
 
 def _witness(measure: Measure, column: str, value: str, table: pd.DataFrame) -> Slice | None:

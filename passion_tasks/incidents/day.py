@@ -23,7 +23,6 @@ from passion_tasks.features.policy import is_input_only, series_dim, series_dim_
 from passion_tasks.figures import day_span
 from passion_tasks.incidents import causes as drv
 from passion_tasks.incidents.model import Incident, group_incidents, with_severity
-from passion_tasks.ingest.convert import live_path
 from passion_tasks.lake import Lake, PartitionNotFound, datasets
 
 #: Incidents of a day that are explained (their causes read from the logs), most important first: the
@@ -227,12 +226,10 @@ def cause_of(incident: Incident, drivers: Drivers) -> Cause:
 
 def _slice_names(within: Iterable[tuple[str, str]]) -> dict[str, str]:
     """A flagged slice as a cause names it (``edge``, ``path``, ``device``): a live channel by its path."""
-    names = {}
-    for column, value in within:
-        if column == BREAKDOWN_COLUMNS["channel"]:
-            column, value = "path_group", live_path(value)
-        names[drv.DIMENSION_NAMES[column]] = value
-    return names
+    return dict(
+        (drv.DIMENSION_NAMES[dimension], value)
+        for dimension, value in (drv.slice_dimension(*pair) for pair in within)
+    )
 
 
 @dataclass(frozen=True)
