@@ -183,8 +183,12 @@ def echo_day(day: dt.date, labels: list[Label], explained: list, alerts: list, e
         )
 
 
-def main(sources: Sources = generated, description: str = __doc__) -> None:
+def main(sources: Sources | dict[str, Sources] = generated, description: str = __doc__) -> None:
+    """The bench's command line over ``sources``, or over the one of several that ``--shape`` names
+    (the first by default)."""
     parser = argparse.ArgumentParser(description=description.splitlines()[0])
+    if isinstance(sources, dict):
+        parser.add_argument("--shape", choices=list(sources), default=next(iter(sources)))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--rates", default="30,300")
     parser.add_argument("--days", type=int, default=14)
@@ -193,6 +197,8 @@ def main(sources: Sources = generated, description: str = __doc__) -> None:
     parser.add_argument("--no-quiet-week", dest="quiet_week", action="store_false")
     parser.add_argument("--keep", type=Path, help="write the sources and lakes here, and keep them")
     args = parser.parse_args()
+    if isinstance(sources, dict):
+        sources = sources[args.shape]
     # Production signs its models; so does the benchmark, with a key of its own.
     os.environ.setdefault("PASSION_MODEL_KEY", secrets.token_hex(32))
     rows, everything = [], []

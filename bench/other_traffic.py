@@ -16,14 +16,22 @@ slower, an edge that loses 80 % of its viewers to the others, a cache purge (60 
 misses for 15 minutes), and a slow origin for every video title. Then a week with no incident.
 Judged as ``bench/incidents.py`` judges, by ``evaluation.incidents``.
 
-    python bench/other_traffic.py [--seeds 0,1,2] [--rates 30,300] [--verbose] [--keep DIR]
+``--shape second`` moves the same service onto other edges and URLs, so that what a change does for
+one shape is checked on another: five edges of 45, 25, 15, 10 and 5 % of the traffic, images under
+``/i/<hash>.webp``, an API under ``/v1`` (sessions at its root), VOD titles under ``/vod/<title>``
+and live streams under ``/hls/<channel>``, which the logs do not know for live channels.
+
+    python bench/other_traffic.py [--shape web|second] [--seeds 0,1,2] [--rates 30,300] [--verbose]
+        [--keep DIR]
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import gzip
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,20 +44,6 @@ from passion_tasks.synthetic.catalog import CLOUDFRONT_FIELDS
 
 #: A Monday: the training week holds a weekend.
 START = dt.date(2026, 9, 7)
-EDGES = (
-    "FRA2-C1",
-    "FRA6-C2",
-    "LHR61-P1",
-    "AMS54-C1",
-    "IAD89-C1",
-    "NRT57-C3",
-    "GRU3-C1",
-    "SIN2-P1",
-    "CDG50-C1",
-)
-EDGE_WEIGHTS = np.array([18, 9, 16, 10, 20, 8, 5, 7, 7], float) / 100
-#: How much slower each edge answers than the nearest.
-EDGE_SLOWNESS = np.array([1.0, 1.2, 1.0, 1.1, 0.9, 1.4, 1.8, 1.5, 1.0])
 AGENTS = (
     (
         "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -89,8 +83,6 @@ HIT_SHARES = np.array([0.93, 0.97, 0.08, 0.9, 0.85, 0.3])
 SIZES = np.array([60_000, 150_000, 4_000, 900_000, 400_000, 500])
 MISS_MS = np.array([60, 40, 120, 180, 90, 50])
 HIT_MS = 3.0
-TITLES = tuple(f"t{n:04d}" for n in range(40))
-STREAMS = ("sports-1", "news", "kids", "music")
 ODD_PATHS = (
     "/favicon.ico",
     "/robots.txt",
@@ -99,6 +91,99 @@ ODD_PATHS = (
     "/a%20b/../../etc/passwd",
     "/" + "x" * 300,
 )
+#: A path of each request of the content kinds of ``KIND_SHARES``, given how many.
+PathDraws = tuple[Callable[[int], list[str] | np.ndarray], ...]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Where the traffic goes: the edges, their shares and how much slower each answers than the
+    nearest; the paths of each content kind; the prefixes of the API and the VOD titles."""
+
+    edges: tuple[str, ...]
+    edge_weights: np.ndarray
+    edge_slowness: np.ndarray
+    paths: Callable[[np.random.Generator], PathDraws]
+    api: str
+    vod: str
+
+
+def web_paths(rng: np.random.Generator) -> PathDraws:
+    """Posters, hashed assets, ``/api/v2``, forty VOD titles, four live streams, scanners."""
+    titles = [f"t{n:04d}" for n in range(40)]
+    streams = ("sports-1", "news", "kids", "music")
+    return (
+        lambda n: [f"/img/poster{x}.jpg" for x in rng.zipf(1.3, n) % 900],
+        lambda n: rng.choice(
+            ["/static/js/app.7f3a9c.js", "/static/css/site.81bd.css", "/static/js/vendor.11e0.js"], n
+        ),
+        lambda n: [f"/api/v2/catalog/{x}" if x % 3 else "/api/v2/search" for x in rng.integers(0, 5000, n)],
+        lambda n: [
+            f"/video/{titles[t]}/{r}/seg_{s:05d}.m4s"
+            for t, r, s in zip(
+                rng.zipf(1.5, n) % len(titles),
+                rng.choice(["480p", "720p", "1080p"], n),
+                rng.integers(0, 3000, n),
+                strict=True,
+            )
+        ],
+        lambda n: [
+            f"/live/{s}/chunk_{c}.ts"
+            for s, c in zip(
+                rng.choice(streams, n, p=[0.4, 0.3, 0.2, 0.1]), rng.integers(0, 10**6, n), strict=True
+            )
+        ],
+        lambda n: rng.choice(ODD_PATHS, n),
+    )
+
+
+def second_paths(rng: np.random.Generator) -> PathDraws:
+    """Images by hash, three assets, ``/v1`` (its sessions at its root), 25 VOD titles, six HLS
+    channels, scanners."""
+    titles = [f"m{n:03d}" for n in range(25)]
+    return (
+        lambda n: [f"/i/{x:08x}.webp" for x in rng.integers(0, 2**32, n)],
+        lambda n: rng.choice(["/s/main.4c1.js", "/s/app.css", "/s/font.woff2"], n),
+        lambda n: [f"/v1/items/{x}" if x % 4 else "/v1/session" for x in rng.integers(0, 9000, n)],
+        lambda n: [
+            f"/vod/{titles[t]}/seg{s}.ts"
+            for t, s in zip(rng.zipf(1.4, n) % len(titles), rng.integers(0, 2000, n), strict=True)
+        ],
+        lambda n: [
+            f"/hls/c{c}/{s}.ts" for c, s in zip(rng.integers(0, 6, n), rng.integers(0, 10**6, n), strict=True)
+        ],
+        lambda n: rng.choice(ODD_PATHS, n),
+    )
+
+
+SHAPES = {
+    "web": Shape(
+        edges=(
+            "FRA2-C1",
+            "FRA6-C2",
+            "LHR61-P1",
+            "AMS54-C1",
+            "IAD89-C1",
+            "NRT57-C3",
+            "GRU3-C1",
+            "SIN2-P1",
+            "CDG50-C1",
+        ),
+        edge_weights=np.array([18, 9, 16, 10, 20, 8, 5, 7, 7], float) / 100,
+        edge_slowness=np.array([1.0, 1.2, 1.0, 1.1, 0.9, 1.4, 1.8, 1.5, 1.0]),
+        paths=web_paths,
+        api="/api",
+        vod="/video",
+    ),
+    "second": Shape(
+        edges=("SEA19-C2", "MIA3-C1", "SYD4-C1", "BOM78-P2", "JNB1-C1"),
+        edge_weights=np.array([45, 25, 15, 10, 5], float) / 100,
+        edge_slowness=np.array([1.0, 1.1, 1.6, 1.4, 2.0]),
+        paths=second_paths,
+        api="/v1",
+        vod="/vod",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -129,21 +214,21 @@ class Incident:
         )
 
 
-def planned(rng: np.random.Generator) -> list[Incident | None]:
+def planned(rng: np.random.Generator, shape: Shape) -> list[Incident | None]:
     """The scored days' incidents, in order (``None``: a quiet day)."""
 
     def edge() -> str:
-        return EDGES[int(rng.integers(len(EDGES)))]
+        return shape.edges[int(rng.integers(len(shape.edges)))]
 
     api, slow, lost = edge(), edge(), edge()
     return [
         Incident("outage", 10, share=0.35, codes=(502, 503, 504)),
-        Incident("slice_5xx", 20, "edge", api, edge=api, prefix="/api", share=0.6, codes=(503,)),
+        Incident("slice_5xx", 20, "edge", api, edge=api, prefix=shape.api, share=0.6, codes=(503,)),
         None,
         Incident("latency_spike", 25, "edge", slow, edge=slow, factor=6.0),
         Incident("traffic_drop", 30, "edge", lost, edge=lost, share=0.8),
         Incident("cache_purge", 15, share=0.6),
-        Incident("origin_slow", 20, "path", "/video", prefix="/video", factor=5.0),
+        Incident("origin_slow", 20, "path", shape.vod, prefix=shape.vod, factor=5.0),
     ]
 
 
@@ -158,57 +243,31 @@ def intensity(minutes: np.ndarray, rate: float, rng: np.random.Generator) -> np.
     return rate * shape * (1 - 0.15 * weekend) * wander
 
 
-def paths(rng: np.random.Generator, kinds: np.ndarray) -> np.ndarray:
+def paths(draws: PathDraws, kinds: np.ndarray) -> np.ndarray:
     out = np.empty(kinds.size, object)
-    for kind, draw in enumerate(
-        (
-            lambda n: [f"/img/poster{x}.jpg" for x in rng.zipf(1.3, n) % 900],
-            lambda n: rng.choice(
-                ["/static/js/app.7f3a9c.js", "/static/css/site.81bd.css", "/static/js/vendor.11e0.js"], n
-            ),
-            lambda n: [
-                f"/api/v2/catalog/{x}" if x % 3 else "/api/v2/search" for x in rng.integers(0, 5000, n)
-            ],
-            lambda n: [
-                f"/video/{TITLES[t]}/{r}/seg_{s:05d}.m4s"
-                for t, r, s in zip(
-                    rng.zipf(1.5, n) % len(TITLES),
-                    rng.choice(["480p", "720p", "1080p"], n),
-                    rng.integers(0, 3000, n),
-                    strict=True,
-                )
-            ],
-            lambda n: [
-                f"/live/{s}/chunk_{c}.ts"
-                for s, c in zip(
-                    rng.choice(STREAMS, n, p=[0.4, 0.3, 0.2, 0.1]), rng.integers(0, 10**6, n), strict=True
-                )
-            ],
-            lambda n: rng.choice(ODD_PATHS, n),
-        )
-    ):
+    for kind, draw in enumerate(draws):
         chosen = kinds == kind
         out[chosen] = draw(int(chosen.sum()))
     return out
 
 
 def day_requests(
-    day_number: int, rate: float, rng: np.random.Generator, incident: Incident | None
+    day_number: int, rate: float, rng: np.random.Generator, incident: Incident | None, shape: Shape
 ) -> pd.DataFrame:
     """One day's requests, ``incident`` in them."""
     minutes = np.arange(1440) + day_number * 1440
-    weights = np.tile(EDGE_WEIGHTS, (1440, 1))
+    weights = np.tile(shape.edge_weights, (1440, 1))
     if incident is not None and incident.kind == "traffic_drop":
         lost = slice(incident.start, incident.start + incident.minutes)
-        weights[lost, EDGES.index(incident.edge)] *= 1 - incident.share
+        weights[lost, shape.edges.index(incident.edge)] *= 1 - incident.share
         weights[lost] /= weights[lost].sum(axis=1, keepdims=True)
     minute = np.repeat(np.arange(1440), rng.poisson(intensity(minutes, rate, rng)))
     n = minute.size
     edge = np.minimum(
-        (rng.random(n)[:, None] > np.cumsum(weights[minute], axis=1)).sum(axis=1), len(EDGES) - 1
+        (rng.random(n)[:, None] > np.cumsum(weights[minute], axis=1)).sum(axis=1), len(shape.edges) - 1
     )
     kind = rng.choice(len(KIND_SHARES), n, p=KIND_SHARES)
-    path = paths(rng, kind)
+    path = paths(shape.paths(rng), kind)
     agent_weights = np.array([weight for _, weight in AGENTS], float)
     agent = rng.choice(len(AGENTS), n, p=agent_weights / agent_weights.sum())
     hit = rng.random(n) < HIT_SHARES[kind]
@@ -221,12 +280,12 @@ def day_requests(
     ttfb = (
         np.where(hit, HIT_MS, MISS_MS[kind])
         * rng.lognormal(0, np.where(hit, 0.7, 0.5), n)
-        * EDGE_SLOWNESS[edge]
+        * shape.edge_slowness[edge]
     )
     if incident is not None:
         inside = (minute >= incident.start) & (minute < incident.start + incident.minutes)
         if incident.edge and incident.kind != "traffic_drop":
-            inside &= edge == EDGES.index(incident.edge)
+            inside &= edge == shape.edges.index(incident.edge)
         if incident.prefix:
             inside &= np.char.startswith(path.astype(str), incident.prefix)
         if incident.codes:
@@ -237,7 +296,9 @@ def day_requests(
             missed = inside & hit & (rng.random(n) < incident.share)
             hit[missed] = False
             ttfb[missed] = (
-                MISS_MS[kind[missed]] * rng.lognormal(0, 0.5, int(missed.sum())) * EDGE_SLOWNESS[edge[missed]]
+                MISS_MS[kind[missed]]
+                * rng.lognormal(0, 0.5, int(missed.sum()))
+                * shape.edge_slowness[edge[missed]]
             )
         ttfb[inside] *= incident.factor
     taken = ttfb + size / np.where(hit, 40_000, 15_000) * rng.lognormal(0, 0.3, n)
@@ -246,7 +307,7 @@ def day_requests(
     return pd.DataFrame(
         {
             "ts": pd.Timestamp(day) + pd.to_timedelta(minute * 60 + rng.uniform(0, 60, n), unit="s"),
-            "edge": np.array(EDGES)[edge],
+            "edge": np.array(shape.edges)[edge],
             "bytes": size.astype(int),
             "ip": [
                 f"203.0.{a}.{b}"
@@ -309,12 +370,12 @@ def write_logs(out: Path, requests: pd.DataFrame, seed: int) -> None:
 
 
 def drawn(
-    out: Path, seed: int, rate: float, days: int, train_days: int, anomalies: bool
+    out: Path, seed: int, rate: float, days: int, train_days: int, anomalies: bool, *, shape: Shape
 ) -> tuple[dt.date, list[Label], tuple[str, ...]]:
     """``days`` days of logs into ``out``: their first day, the scored days' incidents as labels, and
     their one kind of source (no server metrics)."""
     rng = np.random.default_rng([seed, 7919])
-    plan = planned(rng) if anomalies else []
+    plan = planned(rng, shape) if anomalies else []
     out.mkdir(parents=True, exist_ok=True)
     labels = []
     for number in range(days):
@@ -323,9 +384,9 @@ def drawn(
         if incident is not None:
             incident = replace(incident, start=int(rng.integers(60, 1380)))
             labels.append(incident.label(START + dt.timedelta(days=number), len(labels)))
-        write_logs(out, day_requests(number, rate, rng, incident), seed)
+        write_logs(out, day_requests(number, rate, rng, incident, shape), seed)
     return START, labels, (datasets.CDN,)
 
 
 if __name__ == "__main__":
-    main(drawn, __doc__)
+    main({name: partial(drawn, shape=shape) for name, shape in SHAPES.items()}, __doc__)

@@ -12,6 +12,8 @@ from passes import assert_one_pass_scores_each_as_alone
 from passion_tasks.detectors import DetectorError, load_detector, make_detector
 from passion_tasks.detectors.counts import COUNT_WINDOWS, CountDetector, _dispersion
 from passion_tasks.detectors.thresholds import false_alarm_budget_threshold, series_budget
+from passion_tasks.incidents.model import group_incidents, with_severity
+from passion_tasks.models.scoring import group_events, score_frame
 from passion_tasks.models.training import nightly_candidates
 
 DAY = 1440
@@ -96,6 +98,22 @@ def test_a_thin_slice_does_not_fire_on_noise_and_does_on_a_real_change() -> None
     _, burst = fitted("rate", rate_frame(requests, errors))
     assert burst["is_anomaly"].to_numpy()[600:610].sum() >= 5
     assert not burst["is_anomaly"].to_numpy()[:590].any()
+
+
+def test_an_error_every_eight_minutes_on_a_thin_slice_is_one_incident() -> None:
+    # A request a minute and no 5xx all week; then a 503 every eight minutes. The first error alone is
+    # within what a week of none allows; each later one, with the one before it in its 15-minute
+    # window, is anomalous for its own minute alone, too short to be an incident by itself.
+    requests = np.ones(8 * DAY)
+    errors = np.zeros_like(requests)
+    errors[TRAIN + 600 : TRAIN + 632 : 8] = 1.0
+    frame = rate_frame(requests, errors)
+    detector = make_detector("rate").fit(frame.iloc[:TRAIN])
+    scores = score_frame(detector, frame.iloc[TRAIN:], series="cdn_5xx_rate{edge=X}", model_version="v")
+    assert np.flatnonzero(scores["is_anomaly"]).tolist() == [608, 616, 624]
+
+    (incident,) = group_incidents(with_severity(group_events(scores), scores))
+    assert (incident.start, incident.minutes) == (grid(8 * DAY)[TRAIN + 608], 17)
 
 
 def test_a_hit_ratio_goes_bad_downwards() -> None:

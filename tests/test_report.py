@@ -282,6 +282,45 @@ def test_a_slice_too_thin_for_the_logs_alone_is_named_when_its_detector_flagged_
     assert "all edges" in explanation.sentence
 
 
+def test_a_flag_names_its_slice_inside_a_narrower_one_where_fewer_errors_are_left() -> None:
+    # Ten minutes of FRA2's API failing now and then: 503s at 11:02 and 11:06 on /api/search (a
+    # twentieth of the traffic), at 11:04 on an item. /api holds two of the three beyond noise; inside
+    # it FRA2 holds both, two errors, fewer than a change worth explaining alone. All three are on the
+    # edge whose 5xx rate its detector flagged: the flag names the edge inside the path.
+    failing = {("11:02", "/api/search"), ("11:06", "/api/search"), ("11:04", "/api/items/1")}
+    rows = []
+    for minute in pd.date_range(at("10:00"), at("11:09"), freq="min"):
+        stems = (
+            ["/img/p.jpg"] * 8
+            + ["/api/items/1", "/api/items/2", "/api/items/3"]
+            + ["/api/search"] * (minute.minute % 2 == 0)
+        )
+        for edge in EDGES:
+            for stem in stems:
+                failed = edge == "FRA2" and (f"{minute:%H:%M}", stem) in failing
+                rows.append((minute + pd.Timedelta(seconds=10), edge, stem, 503 if failed else 200))
+    logs = pd.DataFrame(rows, columns=["ts", "edge_location", "cs_uri_stem", "sc_status"]).assign(
+        device_family="iPhone",
+        live_channel=None,
+        edge_result_type="Hit",
+        sc_bytes=1000,
+        time_to_first_byte=0.1,
+        time_taken=0.5,
+    )
+    explanation = explain_rows(
+        log_slices(logs),
+        at("11:00"),
+        at("11:10"),
+        BASELINE,
+        "cdn_5xx_rate",
+        witnessed=(("edge_location", "FRA2"),),
+    )
+    assert [(part.dimension, part.values) for part in explanation.slices] == [
+        ("path_group", ("/api",)),
+        ("edge_location", ("FRA2",)),
+    ]
+
+
 def sampled_requests(
     rng: np.random.Generator,
     start: pd.Timestamp,

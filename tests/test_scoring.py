@@ -180,6 +180,26 @@ def test_group_events_gap_and_detectors_are_respected() -> None:
     ]
 
 
+def test_group_events_joins_the_errors_of_a_rate_within_its_longest_window() -> None:
+    # A 503 burst on a thin slice: an error every eight minutes, each minute anomalous alone. The
+    # rate's 15-minute window at minute 10 holds minute 2's error, and minute 18's holds minute 10's;
+    # minute 29 is 11 minutes after minute 18 but its window reads it too. The same minutes of a
+    # detector whose score reads one minute are four events.
+    errors = {2: 7.0, 10: 14.0, 18: 10.0, 29: 8.0}
+    scores = pd.concat([scores_rows("a", errors, detector="rate"), scores_rows("a", errors)])
+    events = group_events(scores)
+    assert events[["start", "end", "detector", "minutes", "peak_score"]].values.tolist() == [
+        [minute(2), minute(29), "rate", 28, 14.0],
+        [minute(2), minute(2), "rolling_mad", 1, 7.0],
+        [minute(10), minute(10), "rolling_mad", 1, 14.0],
+        [minute(18), minute(18), "rolling_mad", 1, 10.0],
+        [minute(29), minute(29), "rolling_mad", 1, 8.0],
+    ]
+    # 15 minutes apart, the later window no longer holds the earlier error.
+    apart = group_events(scores_rows("a", {2: 7.0, 17: 9.0}, detector="rate"))
+    assert apart[["start", "minutes"]].values.tolist() == [[minute(2), 1], [minute(17), 1]]
+
+
 def test_group_events_counts_minutes_on_a_coarser_grid() -> None:
     every_fifth_minute = scores_rows("a", {}).iloc[::5]
     scores = every_fifth_minute.assign(is_anomaly=[False, True, True, False, False, False])

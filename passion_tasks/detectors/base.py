@@ -77,6 +77,10 @@ class Detector(BaseEstimator):
     #: Whether a target that never moved in training still gives a model: an error rate that was 0
     #: all week is the most common series in operations, and its first errors must not go unseen.
     learns_from_constant: ClassVar[bool] = False
+    #: Rows that one score reads, when they bind two anomalous rows into one event from further apart
+    #: than ``scoring.group_events``' gap: the later row's window holds the earlier one's evidence.
+    #: None: the gap alone.
+    event_window_rows: ClassVar[int | None] = None
 
     def __init__(self, threshold: str | float = "robust", threshold_params: dict[str, Any] | None = None):
         self.threshold = threshold

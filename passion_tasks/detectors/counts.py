@@ -129,6 +129,10 @@ class RateDetector(CountAwareDetector):
     name = "rate"
     _learned_attributes = ("rate_", "overdispersion_")
     lookback_rows: ClassVar[int] = max(WINDOWS) - 1
+    #: Errors come one by one: a burst on a thin slice is an error every few minutes, each minute
+    #: anomalous alone, each in the longest window of the next. They are one event, not one-minute
+    #: blips that each fall short of an incident's evidence.
+    event_window_rows: ClassVar[int | None] = max(WINDOWS)
 
     def _bad(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Bad requests and requests per row: errors, or misses for a hit ratio."""

@@ -388,13 +388,23 @@ def explain_rows(
         tables = {
             column: _contributions(measure, during, before, column, minutes, same_clock) for column in places
         }
+    # A flagged value witnesses where the whole change is worth explaining; inside a narrower slice of
+    # it, fewer errors than that, its flag still speaks for them.
+    witnesses = [
+        (column, value)
+        for column, value in (slice_dimension(*pair) for pair in witnessed)
+        if column in places
+        and not tables[column].empty
+        and _worth_explaining(measure, tables[column])
+        and _witness(measure, column, value, tables[column])
+    ]
     slices: list[Slice] = []
     explained = 1.0
     while candidates := [
         part for column in places if (part := _concentration(measure, column, tables[column]))
     ] or [
         part
-        for column, value in (slice_dimension(*pair) for pair in witnessed)
+        for column, value in witnesses
         if column in places and (part := _witness(measure, column, value, tables[column]))
     ]:
         best = _broadest(
@@ -449,20 +459,27 @@ def slice_dimension(column: str, value: str) -> tuple[str, str]:
 
 
 def _witness(measure: Measure, column: str, value: str, table: pd.DataFrame) -> Slice | None:
-    """``value`` of ``column`` as a slice if it holds ``MIN_EXPLAINED_SHARE`` of a change worth
-    explaining and ``MIN_LIFT`` times more of it than of the traffic: ``_concentration`` without the
-    significance its detector's flag stands in for. Its share is of the whole change, all values'
-    parts counted: none of them is beyond the logs' noise, the witness included."""
+    """``value`` of ``column`` as a slice if it holds ``MIN_EXPLAINED_SHARE`` of the change and
+    ``MIN_LIFT`` times more of it than of the traffic: ``_concentration`` without the significance
+    its detector's flag stands in for. Its share is of the whole change, all values' parts counted:
+    none of them is beyond the logs' noise, the witness included."""
     if value not in table.index or (table["traffic_share"] > 0).sum() < 2:
         return None
     total = table["delta"].sum()
-    if total == 0 or (measure.kind != "volume" and abs(total) < table["least"].iloc[0]):
+    if total == 0:
         return None
     change = float(table.at[value, "delta"])
     traffic_share = float(table.at[value, "traffic_share"])
     if not _holds_the_change(change / total, traffic_share):
         return None
     return Slice(column, (value,), change / total, traffic_share, change)
+
+
+def _worth_explaining(measure: Measure, table: pd.DataFrame) -> bool:
+    """Whether the whole change of ``table`` is one to explain: a volume's whatever its sum (the parts
+    beyond their noise make it, ``_made``), a share's or a quantile's from ``least`` flagged requests
+    on."""
+    return measure.kind == "volume" or abs(table["delta"].sum()) >= table["least"].iloc[0]
 
 
 def _broadest(best: Slice, candidates: Sequence[Slice]) -> Slice:
@@ -653,7 +670,7 @@ def _concentration(measure: Measure, column: str, table: pd.DataFrame) -> Slice 
     if table.empty:
         return None
     total, made = table["delta"].sum(), _made(table)
-    if made == 0 or (measure.kind != "volume" and abs(total) < table["least"].iloc[0]):
+    if made == 0 or not _worth_explaining(measure, table):
         return None
     table = table.assign(change_share=table["delta"] / made).sort_values(
         "change_share", ascending=False, kind="stable"

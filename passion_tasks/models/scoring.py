@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from passion_tasks.detectors import Detector
+from passion_tasks.detectors import Detector, detector_class, detector_names, uses_keras
 from passion_tasks.detectors.base import DetectorError, detect_batch
 from passion_tasks.errors import ExitCode, NoInputError, PassionError
 from passion_tasks.lake import MANIFEST, Lake, batches, datasets, schemas
@@ -146,7 +146,8 @@ def scoring_rows(
 def group_events(scores: pd.DataFrame, max_gap: str = "5min") -> pd.DataFrame:
     """Incidents in the columns of ``schemas.EVENTS``: runs of anomalous rows of one series and detector.
 
-    Two anomalous rows at most ``max_gap`` apart belong to the same event. ``minutes`` is the time
+    Two anomalous rows at most ``max_gap`` apart belong to the same event, or further apart when the
+    later one's score reads the earlier one (``Detector.event_window_rows``). ``minutes`` is the time
     the event spans, its last row's grid step included (the series' smallest interval between distinct
     timestamps, as ``features.series.grid_step``). Ordered by start, series, detector. One pass over
     every series of a batch at once.
@@ -158,10 +159,12 @@ def group_events(scores: pd.DataFrame, max_gap: str = "5min") -> pd.DataFrame:
     distinct = (group[1:] == group[:-1]) & (steps > 0)
     step = pd.Series(steps[distinct]).groupby(group[1:][distinct]).min()
     step = step.reindex(range(group.max() + 1 if len(group) else 0), fill_value=pd.Timedelta(minutes=1).value)
+    window = rows.groupby(group, sort=True)["detector"].first().map(_event_window_rows)
+    gap = np.maximum(pd.Timedelta(max_gap).value, (window.to_numpy() - 1) * step.to_numpy())
     anomalous = np.flatnonzero(rows["is_anomaly"].to_numpy(bool))
     of, at = group[anomalous], ts[anomalous]
     starts = np.ones(len(anomalous), dtype=bool)
-    starts[1:] = (of[1:] != of[:-1]) | (np.diff(at) > pd.Timedelta(max_gap).value)
+    starts[1:] = (of[1:] != of[:-1]) | (np.diff(at) > gap[of[1:]])
     event = np.cumsum(starts) - 1
     first = np.flatnonzero(starts)
     last = np.append(first[1:], len(anomalous))[: len(first)] - 1
@@ -185,6 +188,15 @@ def group_events(scores: pd.DataFrame, max_gap: str = "5min") -> pd.DataFrame:
     )
     table = pa.Table.from_pandas(events, schema=schemas.EVENTS, preserve_index=False).to_pandas()
     return table.sort_values(["start", "series", "detector"], kind="stable").reset_index(drop=True)
+
+
+def _event_window_rows(detector: str) -> int:
+    """``Detector.event_window_rows`` of a detector named in the scores; 1 for one that names none,
+    or that this version does not know. A Keras network's class is not looked up: it would load
+    TensorFlow."""
+    if detector not in detector_names() or uses_keras(detector):
+        return 1
+    return detector_class(detector).event_window_rows or 1
 
 
 class SeriesNotScored(PassionError):
