@@ -104,8 +104,10 @@ def test_as_utc() -> None:
     assert as_utc(T0.date()) == T0
 
 
-def scores_rows(series: str, anomalous: dict[int, float], *, detector: str = "rolling_mad") -> pd.DataFrame:
-    """30 minutes of one series, anomalous at the given minutes with the given scores."""
+def scores_rows(
+    series: str, anomalous: dict[int, float], *, detector: str = "rolling_mad", quiet: float = 0.5
+) -> pd.DataFrame:
+    """30 minutes of one series, anomalous at the given minutes with the given scores, ``quiet`` else."""
     return pd.DataFrame(
         {
             "ts": [minute(n) for n in range(30)],
@@ -114,7 +116,7 @@ def scores_rows(series: str, anomalous: dict[int, float], *, detector: str = "ro
             "model_version": "v1",
             "value": 1.0,
             "expected": 1.0,
-            "score": [anomalous.get(n, 0.5) for n in range(30)],
+            "score": [anomalous.get(n, quiet) for n in range(30)],
             "is_anomaly": [n in anomalous for n in range(30)],
         }
     )
@@ -181,12 +183,13 @@ def test_group_events_gap_and_detectors_are_respected() -> None:
 
 
 def test_group_events_joins_the_errors_of_a_rate_within_its_longest_window() -> None:
-    # A 503 burst on a thin slice: an error every eight minutes, each minute anomalous alone. The
-    # rate's 15-minute window at minute 10 holds minute 2's error, and minute 18's holds minute 10's;
-    # minute 29 is 11 minutes after minute 18 but its window reads it too. The same minutes of a
-    # detector whose score reads one minute are four events.
+    # A 503 burst on a thin slice: an error every eight minutes, each minute anomalous alone, the
+    # minutes between without error (scored 0). The rate's 15-minute window at minute 10 holds minute
+    # 2's error, and minute 18's holds minute 10's; minute 29 is 11 minutes after minute 18 but its
+    # window reads it too. The same minutes of a detector whose score reads one minute are four events.
     errors = {2: 7.0, 10: 14.0, 18: 10.0, 29: 8.0}
-    scores = pd.concat([scores_rows("a", errors, detector="rate"), scores_rows("a", errors)])
+    rate = scores_rows("a", errors, detector="rate", quiet=0.0)
+    scores = pd.concat([rate, scores_rows("a", errors, quiet=0.0)])
     events = group_events(scores)
     assert events[["start", "end", "detector", "minutes", "peak_score"]].values.tolist() == [
         [minute(2), minute(29), "rate", 28, 14.0],
@@ -196,8 +199,15 @@ def test_group_events_joins_the_errors_of_a_rate_within_its_longest_window() -> 
         [minute(29), minute(29), "rolling_mad", 1, 8.0],
     ]
     # 15 minutes apart, the later window no longer holds the earlier error.
-    apart = group_events(scores_rows("a", {2: 7.0, 17: 9.0}, detector="rate"))
+    apart = group_events(scores_rows("a", {2: 7.0, 17: 9.0}, detector="rate", quiet=0.0))
     assert apart[["start", "minutes"]].values.tolist() == [[minute(2), 1], [minute(17), 1]]
+    # A minute between them worse than expected but not anomalous: the rate was back to its noise (a
+    # window that still held an incident gave minute 29 its score), and minute 29 is an event of its own.
+    rate.loc[24, "score"] = 0.8
+    assert group_events(rate)[["start", "end"]].values.tolist() == [
+        [minute(2), minute(18)],
+        [minute(29), minute(29)],
+    ]
 
 
 def test_group_events_counts_minutes_on_a_coarser_grid() -> None:

@@ -146,8 +146,11 @@ def scoring_rows(
 def group_events(scores: pd.DataFrame, max_gap: str = "5min") -> pd.DataFrame:
     """Incidents in the columns of ``schemas.EVENTS``: runs of anomalous rows of one series and detector.
 
-    Two anomalous rows at most ``max_gap`` apart belong to the same event, or further apart when the
-    later one's score reads the earlier one (``Detector.event_window_rows``). ``minutes`` is the time
+    Two anomalous rows at most ``max_gap`` apart belong to the same event; so do two further apart
+    whose detector's score reads both (``Detector.event_window_rows``) when no row between them was
+    worse than expected (each scored 0): errors that come one by one, each in the window of the next.
+    A row between them worse than expected by chance says the series is back to its noise, and a
+    window still holding an incident after its end is no reason to stretch it. ``minutes`` is the time
     the event spans, its last row's grid step included (the series' smallest interval between distinct
     timestamps, as ``features.series.grid_step``). Ordered by start, series, detector. One pass over
     every series of a batch at once.
@@ -161,10 +164,17 @@ def group_events(scores: pd.DataFrame, max_gap: str = "5min") -> pd.DataFrame:
     step = step.reindex(range(group.max() + 1 if len(group) else 0), fill_value=pd.Timedelta(minutes=1).value)
     window = rows.groupby(group, sort=True)["detector"].first().map(_event_window_rows)
     gap = np.maximum(pd.Timedelta(max_gap).value, (window.to_numpy() - 1) * step.to_numpy())
-    anomalous = np.flatnonzero(rows["is_anomaly"].to_numpy(bool))
+    flags = rows["is_anomaly"].to_numpy(bool)
+    anomalous = np.flatnonzero(flags)
     of, at = group[anomalous], ts[anomalous]
+    # Rows worse than expected but not anomalous, counted up to each row: none between two anomalous
+    # rows lets them join across their detector's window.
+    noisy = np.cumsum((rows["score"].to_numpy(float) > 0) & ~flags)[anomalous]
+    apart = np.diff(at)
     starts = np.ones(len(anomalous), dtype=bool)
-    starts[1:] = (of[1:] != of[:-1]) | (np.diff(at) > gap[of[1:]])
+    starts[1:] = (of[1:] != of[:-1]) | (
+        (apart > pd.Timedelta(max_gap).value) & ((apart > gap[of[1:]]) | (np.diff(noisy) > 0))
+    )
     event = np.cumsum(starts) - 1
     first = np.flatnonzero(starts)
     last = np.append(first[1:], len(anomalous))[: len(first)] - 1
