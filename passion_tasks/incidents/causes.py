@@ -394,7 +394,6 @@ def explain_rows(
         (column, value)
         for column, value in (slice_dimension(*pair) for pair in witnessed)
         if column in places
-        and not tables[column].empty
         and _worth_explaining(measure, tables[column])
         and _witness(measure, column, value, tables[column])
     ]
@@ -476,9 +475,11 @@ def _witness(measure: Measure, column: str, value: str, table: pd.DataFrame) -> 
 
 
 def _worth_explaining(measure: Measure, table: pd.DataFrame) -> bool:
-    """Whether the whole change of ``table`` is one to explain: a volume's whatever its sum (the parts
-    beyond their noise make it, ``_made``), a share's or a quantile's from ``least`` flagged requests
-    on."""
+    """Whether the whole change of ``table`` is one to explain: none without rows; a volume's whatever
+    its sum (the parts beyond their noise make it, ``_made``), a share's or a quantile's from ``least``
+    flagged requests on."""
+    if table.empty:
+        return False
     return measure.kind == "volume" or abs(table["delta"].sum()) >= table["least"].iloc[0]
 
 
