@@ -252,6 +252,40 @@ def test_root_may_be_a_nab_checkout_itself(lake: Lake, tmp_path: Path) -> None:
     assert splits["train_end"] == {"nab/realTest/flat": pd.Timestamp("2024-01-01 01:15", tz=UTC)}
 
 
+def test_root_may_be_a_machine_checkout_with_uncompressed_files_of_other_machines(
+    lake: Lake, tmp_path: Path
+) -> None:
+    """OmniAnomaly's ``ServerMachineDataset`` ships ``<machine>.txt`` uncompressed; a machine we do not
+    have (``machine-3-1``) reads as ours do."""
+    rng = np.random.default_rng(0)
+    train, test = rng.random((20, 3)), rng.random((10, 3))
+    for part, values, fmt in (("train", train, "%.6f"), ("test", test, "%.6f"), ("test_label", None, "%d")):
+        (tmp_path / part).mkdir()
+        rows = values if values is not None else np.array([0, 0, 0, 1, 1, 0, 0, 0, 0, 1])
+        np.savetxt(tmp_path / part / "machine-3-1.txt", rows, fmt=fmt, delimiter=",")
+
+    report = import_corpus(lake, "smd", tmp_path)
+
+    assert (report.series, report.rows, report.windows) == (3, 90, 6)
+    rows = lake_rows(lake, "smd")
+    m02 = rows[rows["series"] == "smd/machine-3-1/m02"].sort_values("ts")["value"].to_numpy()
+    np.testing.assert_allclose(m02, np.concatenate([train[:, 1], test[:, 1]]), atol=1e-6)
+    start = pd.Timestamp("2020-01-01", tz=UTC)
+    assert load_labels(lake, "smd")["smd/machine-3-1/m01"] == [
+        (start + pd.Timedelta(minutes=23), start + pd.Timedelta(minutes=24)),
+        (start + pd.Timedelta(minutes=29), start + pd.Timedelta(minutes=29)),
+    ]
+
+
+def test_root_may_be_a_folder_of_other_kpis(lake: Lake, tmp_path: Path) -> None:
+    write_kpi_file(tmp_path, "05f10d3a", "2024-03-01", periods=288, anomalous=range(200, 203))
+
+    report = import_corpus(lake, "kpi", tmp_path)
+
+    assert (report.series, report.rows, report.windows) == (1, 288, 1)
+    assert load_splits(lake, "kpi")["train_rows"] == {"kpi/05f10d3a": 144}
+
+
 def test_unknown_corpus_is_a_usage_error(lake: Lake) -> None:
     with pytest.raises(
         UsageError, match=r"unknown corpus 'yahoo'; choose one of nab, asd, smd, kpi, nasa-http"

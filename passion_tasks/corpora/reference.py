@@ -49,15 +49,20 @@ from passion_tasks.lake import Lake, datasets, schemas
 #: Folder of each corpus under the reference-data root.
 FOLDERS = {"nab": "nab", "asd": "asd", "smd": "smd", "kpi": "kpi", "nasa-http": "nasa_http"}
 
-#: What a folder must hold to be taken as the corpus itself, so the reference-data root may also
-#: point straight at a corpus checkout (e.g. a clone of numenta/NAB).
+#: What a folder must hold (a glob pattern) to be taken as the corpus itself, so the reference-data
+#: root may also point straight at a corpus checkout (e.g. a clone of numenta/NAB) or at a folder of
+#: other KPIs than ours.
 MARKERS = {
     "nab": "data",
     "asd": "test_label",
     "smd": "test_label",
-    "kpi": "cpu4.csv",
+    "kpi": "*.csv",
     "nasa-http": "requests_per_minute.csv",
 }
+
+#: The endings an ASD or SMD file may have: compressed, as in our reference data, or as the
+#: InterFusion and OmniAnomaly repositories ship them.
+MACHINE_FILE_SUFFIXES = (".txt.gz", ".txt")
 
 #: ASD and SMD rows carry no timestamps: train then test are laid contiguously on a regular grid
 #: that starts here.
@@ -165,7 +170,7 @@ def corpus_folder(corpus: str, root: Path | None = None) -> Path:
     folder = root / FOLDERS[_checked(corpus)]
     if folder.is_dir():
         return folder
-    if (root / MARKERS[corpus]).exists():
+    if any(root.glob(MARKERS[corpus])):
         return root
     raise UsageError(
         f"no {corpus} data at {folder} (nor a {corpus} checkout at {root}); "
@@ -212,9 +217,15 @@ def read_server_machines(
     corpus: str, folder: Path, entities: Collection[str] | None = None
 ) -> LabelledCorpus:
     """ASD or SMD: per machine, train then test laid on one regular grid; test_label gives windows."""
-    available = sorted(path.name.removesuffix(".txt.gz") for path in (folder / "train").glob("*.txt.gz"))
+    available = sorted(
+        {
+            path.name.removesuffix(suffix)
+            for suffix in MACHINE_FILE_SUFFIXES
+            for path in (folder / "train").glob(f"*{suffix}")
+        }
+    )
     if not available:
-        raise UsageError(f"no {corpus} training files (<machine>.txt.gz) under {folder / 'train'}")
+        raise UsageError(f"no {corpus} training files (<machine>.txt or .txt.gz) under {folder / 'train'}")
     chosen = available if entities is None else list(dict.fromkeys(entities))
     if not chosen:
         raise UsageError(f"no {corpus} entities chosen; {folder / 'train'} has {available}")
@@ -223,9 +234,9 @@ def read_server_machines(
         raise UsageError(f"unknown {corpus} entities {unknown}; {folder / 'train'} has {available}")
     series, windows, train_rows, members = [], {}, {}, {}
     for entity in chosen:
-        train = _read_matrix(folder / "train" / f"{entity}.txt.gz")
-        test = _read_matrix(folder / "test" / f"{entity}.txt.gz")
-        labels = _read_point_labels(folder / "test_label" / f"{entity}.txt", len(test))
+        train = _read_matrix(_machine_file(folder / "train", entity))
+        test = _read_matrix(_machine_file(folder / "test", entity))
+        labels = _read_point_labels(_machine_file(folder / "test_label", entity), len(test))
         if train.shape[1] != test.shape[1]:
             raise UnknownFormatError(
                 f"{corpus} {entity}: train has {train.shape[1]} metrics, test {test.shape[1]}"
@@ -292,6 +303,15 @@ def _read_json(path: Path) -> Any:
     if not path.is_file():
         raise UsageError(f"missing file {path}")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _machine_file(folder: Path, entity: str) -> Path:
+    """``<entity>.txt.gz`` or ``<entity>.txt`` in ``folder``, whichever exists (the first if both)."""
+    candidates = [folder / f"{entity}{suffix}" for suffix in MACHINE_FILE_SUFFIXES]
+    found = [path for path in candidates if path.is_file()]
+    if not found:
+        raise UsageError(f"missing file {candidates[0]} (or {candidates[1].name})")
+    return found[0]
 
 
 def _read_matrix(path: Path) -> np.ndarray:
