@@ -411,3 +411,29 @@ def test_files_restored_from_memory_stay_inside_their_folder(tmp_path) -> None:
         restore_detector({**files, "../model.skops": files["model.skops"]}, expected="isolation_forest")
     # The temporary folder the model files pass through is one below the system's.
     assert not Path(tempfile.gettempdir(), "model.skops").exists()
+
+
+def test_seasonal_lag_features_see_the_night_level_at_noon(tmp_path) -> None:
+    """An hour at noon at the night's level (the cycle's trough) is, window by window, a night: only
+    the daily profile tells them apart."""
+    frame = daily_cycle()
+    noon = slice(TRAIN_DAYS * DAY + 330, TRAIN_DAYS * DAY + 390)  # the cycle's peak, 05:30 to 06:30
+    frame.iloc[noon, 0] = 50 + np.random.default_rng(3).normal(0, 3, 60)
+    labels = np.zeros(len(frame), dtype=bool)
+    labels[noon] = True
+    train = frame.iloc[: TRAIN_DAYS * DAY]
+    plain = make_detector("pca").fit(train).decision_function(frame)
+    seasonal = make_detector("pca", seasonal=True).fit(train)
+    scores = seasonal.decision_function(frame)
+
+    assert roc_auc_score(labels[TEST], plain.iloc[TEST]) < 0.8  # 0.62
+    assert roc_auc_score(labels[TEST], scores.iloc[TEST]) > 0.98  # 0.995
+    assert seasonal.profile_.shape == (DAY, 1)
+    assert abs(seasonal.profile_[360, 0] - 150) < 3  # the peak, learned from three days
+    loaded = load_detector(seasonal.save(tmp_path / "seasonal"))
+    pd.testing.assert_frame_equal(loaded.detect(frame), seasonal.detect(frame))
+
+
+def test_seasonal_needs_two_training_days() -> None:
+    with pytest.raises(DetectorError, match="seasonal needs at least 2 training days with values"):
+        make_detector("pca", seasonal=True).fit(daily_cycle().iloc[:DAY])

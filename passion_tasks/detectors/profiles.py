@@ -38,6 +38,8 @@ MINUTES_PER_DAY = 1440
 #: training week does not widen it (NASA's server answered nothing for half an hour on 13 July 1995,
 #: the day of a shuttle launch that tripled its traffic).
 RANGE_TAIL = 0.01
+#: Minutes around each minute of the day that a profile averages on each training day.
+SMOOTHING = 15
 
 
 def minute_of_day(index: pd.DatetimeIndex) -> np.ndarray:
@@ -93,7 +95,7 @@ class ProfileDetector(SurpriseScores, Detector):
     def __init__(
         self,
         window: int = 15,
-        smoothing: int = 15,
+        smoothing: int = SMOOTHING,
         threshold: str | float = "false_alarm_budget",
         threshold_params: dict[str, Any] | None = None,
     ):

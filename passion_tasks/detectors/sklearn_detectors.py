@@ -25,6 +25,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.svm import OneClassSVM
 
 from passion_tasks.detectors.base import Detector, DetectorError
+from passion_tasks.detectors.profiles import SMOOTHING, ProfileDetector, daily_profile, minute_of_day
 from passion_tasks.detectors.thresholds import robust_spread
 from passion_tasks.detectors.windows import evenly_spaced, sliding_windows
 
@@ -87,9 +88,14 @@ class LagFeatureDetector(Detector):
     (``center_``, ``scale_``), so scoring never looks at the scored frame's own statistics.
     Gaps: the last observation is carried forward for at most ``window`` rows, so a short gap does
     not blank a whole window of scores; rows whose own target value is missing still score NaN.
+
+    ``seasonal``: each column less its daily profile (``profile_``, minutes of the day × columns, as
+    ``profiles.daily_profile`` learns it from the training days) before the lag features. A server's
+    load is low at night; the same low load at noon is the anomaly, and only the profile tells the
+    two apart. Needs ``ProfileDetector.MIN_DAYS`` training days.
     """
 
-    _learned_attributes: ClassVar[tuple[str, ...]] = ("center_", "scale_")
+    _learned_attributes: ClassVar[tuple[str, ...]] = ("center_", "scale_", "profile_")
     reads_every_column = True
 
     def __init__(
@@ -97,6 +103,7 @@ class LagFeatureDetector(Detector):
         window: int = 30,
         relative: bool = True,
         differences: bool = False,
+        seasonal: bool = False,
         threshold: str | float = "robust",
         threshold_params: dict[str, Any] | None = None,
     ):
@@ -104,6 +111,7 @@ class LagFeatureDetector(Detector):
         self.window = window
         self.relative = relative
         self.differences = differences
+        self.seasonal = seasonal
 
     def feature_names(self) -> list[str]:
         """The names of the lag features, in the order the model sees them."""
@@ -112,6 +120,8 @@ class LagFeatureDetector(Detector):
     def _fit_scaling(self, frame: pd.DataFrame) -> np.ndarray:
         """Learn each feature's centre and scale on the training rows; returns their scaled features."""
         self._check_integers({"window": 2})
+        if self.seasonal:
+            self.profile_ = self._daily_profiles(frame)
         raw = self._raw_features(frame)
         complete = raw[self._scorable(raw, frame)]
         if len(complete) < 2 * self.window:
@@ -130,7 +140,23 @@ class LagFeatureDetector(Detector):
 
     def _raw_features(self, frame: pd.DataFrame) -> np.ndarray:
         values = frame.ffill(limit=self.window).to_numpy()
+        if self.seasonal:
+            values = values - self.profile_[minute_of_day(frame.index)]
         return lag_features(values, self.window, self.relative, self.differences)
+
+    def _daily_profiles(self, frame: pd.DataFrame) -> np.ndarray:
+        days = frame.dropna(how="all").index.normalize().nunique()
+        if days < ProfileDetector.MIN_DAYS:
+            raise DetectorError(
+                f"{self.name}: seasonal needs at least {ProfileDetector.MIN_DAYS} training days with "
+                f"values to learn a daily profile, got {days}"
+            )
+        profiles = [
+            pd.Series(daily_profile(frame[column], SMOOTHING)).interpolate(limit_direction="both")
+            for column in frame.columns
+        ]
+        # A column with no value in training has no profile: it is left as it is.
+        return np.nan_to_num(np.stack(profiles, axis=1), nan=0.0)
 
     @staticmethod
     def _scorable(features: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
@@ -156,11 +182,12 @@ class SklearnDetector(LagFeatureDetector):
         window: int = 30,
         relative: bool = True,
         differences: bool = False,
+        seasonal: bool = False,
         max_train_rows: int | None = None,
         threshold: str | float = "robust",
         threshold_params: dict[str, Any] | None = None,
     ):
-        super().__init__(window, relative, differences, threshold, threshold_params)
+        super().__init__(window, relative, differences, seasonal, threshold, threshold_params)
         self.max_train_rows = max_train_rows
 
     def _new_estimator(self) -> Any:
@@ -221,6 +248,7 @@ class IsolationForestDetector(SklearnDetector):
         window: int = 30,
         relative: bool = True,
         differences: bool = False,
+        seasonal: bool = False,
         n_estimators: int = 100,
         max_samples: int | float | str = "auto",
         max_train_rows: int | None = None,
@@ -228,7 +256,7 @@ class IsolationForestDetector(SklearnDetector):
         threshold: str | float = "robust",
         threshold_params: dict[str, Any] | None = None,
     ):
-        super().__init__(window, relative, differences, max_train_rows, threshold, threshold_params)
+        super().__init__(window, relative, differences, seasonal, max_train_rows, threshold, threshold_params)
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.random_state = random_state
@@ -257,13 +285,14 @@ class OneClassSvmDetector(SklearnDetector):
         window: int = 30,
         relative: bool = True,
         differences: bool = False,
+        seasonal: bool = False,
         nu: float = 0.05,
         gamma: float | str = "scale",
         max_train_rows: int | None = 5000,
         threshold: str | float = "robust",
         threshold_params: dict[str, Any] | None = None,
     ):
-        super().__init__(window, relative, differences, max_train_rows, threshold, threshold_params)
+        super().__init__(window, relative, differences, seasonal, max_train_rows, threshold, threshold_params)
         self.nu = nu
         self.gamma = gamma
 
@@ -291,13 +320,14 @@ class EllipticEnvelopeDetector(SklearnDetector):
         window: int = 10,
         relative: bool = True,
         differences: bool = False,
+        seasonal: bool = False,
         support_fraction: float | None = None,
         max_train_rows: int | None = 2000,
         random_state: int | None = 0,
         threshold: str | float = "robust",
         threshold_params: dict[str, Any] | None = None,
     ):
-        super().__init__(window, relative, differences, max_train_rows, threshold, threshold_params)
+        super().__init__(window, relative, differences, seasonal, max_train_rows, threshold, threshold_params)
         self.support_fraction = support_fraction
         self.random_state = random_state
 
@@ -318,13 +348,14 @@ class KMeansDetector(SklearnDetector):
         window: int = 30,
         relative: bool = True,
         differences: bool = False,
+        seasonal: bool = False,
         n_clusters: int = 8,
         max_train_rows: int | None = None,
         random_state: int | None = 0,
         threshold: str | float = "robust",
         threshold_params: dict[str, Any] | None = None,
     ):
-        super().__init__(window, relative, differences, max_train_rows, threshold, threshold_params)
+        super().__init__(window, relative, differences, seasonal, max_train_rows, threshold, threshold_params)
         self.n_clusters = n_clusters
         self.random_state = random_state
 
@@ -352,12 +383,13 @@ class PcaDetector(SklearnDetector):
         window: int = 30,
         relative: bool = False,
         differences: bool = False,
+        seasonal: bool = False,
         n_components: int | float = 0.9,
         max_train_rows: int | None = None,
         threshold: str | float = "robust",
         threshold_params: dict[str, Any] | None = None,
     ):
-        super().__init__(window, relative, differences, max_train_rows, threshold, threshold_params)
+        super().__init__(window, relative, differences, seasonal, max_train_rows, threshold, threshold_params)
         self.n_components = n_components
 
     def _new_estimator(self) -> PCA:

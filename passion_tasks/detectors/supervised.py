@@ -42,6 +42,7 @@ class XGBoostDetector(LagFeatureDetector):
         window: int = 30,
         relative: bool = True,
         differences: bool = False,
+        seasonal: bool = False,
         n_estimators: int = 200,
         max_depth: int = 4,
         learning_rate: float = 0.1,
@@ -51,7 +52,7 @@ class XGBoostDetector(LagFeatureDetector):
         threshold: str | float = 0.5,
         threshold_params: dict[str, Any] | None = None,
     ):
-        super().__init__(window, relative, differences, threshold, threshold_params)
+        super().__init__(window, relative, differences, seasonal, threshold, threshold_params)
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
