@@ -233,7 +233,7 @@ class PercentileDetector(CountAwareDetector):
             ]
         )
         self.resolution_ = _resolution(values[seen])
-        residuals = logs[seen] - self.hour_levels_[hours[seen]]
+        residuals = logs[seen] - hourly_at(self.hour_levels_, frame.index)[seen]
         self.noise_floor_, self.noise_per_request_ = _noise_model(residuals, requests[seen])
         self.dispersion_, self.autocorrelation_ = calibrated(self._z(frame)[0])
 
@@ -249,7 +249,7 @@ class PercentileDetector(CountAwareDetector):
     ) -> tuple[np.ndarray, np.ndarray]:
         """``_z`` of each series of a series × features × steps matrix."""
         percentiles, requests = _matrix_columns(values)
-        level = np.stack([model.hour_levels_ for model in models])[:, index.hour.to_numpy()]
+        level = hourly_at(np.stack([model.hour_levels_ for model in models]), index)
         noise = np.sqrt(
             learned_column(models, "noise_floor_")
             + learned_column(models, "noise_per_request_") / np.maximum(requests, 1)
@@ -314,7 +314,7 @@ class SizeDetector(CountAwareDetector):
 
     @classmethod
     def _mix_shift(
-        cls, models: Sequence[SizeDetector], values: np.ndarray, hours: np.ndarray
+        cls, models: Sequence[SizeDetector], values: np.ndarray, index: pd.DatetimeIndex
     ) -> np.ndarray | float:
         """What the minute's mix of requests adds to one request's expected value."""
         return 0.0
@@ -327,7 +327,7 @@ class SizeDetector(CountAwareDetector):
         hours = frame.index.hour.to_numpy()
         matrix = self._matrix(frame)
         self._fit_mix(matrix, hours, seen)
-        values = values - requests * np.ravel(self._mix_shift([self], matrix, hours))
+        values = values - requests * np.ravel(self._mix_shift([self], matrix, frame.index))
         overall = _size_moments(values[seen], requests[seen])
         moments = [
             _size_moments(values[seen & (hours == hour)], requests[seen & (hours == hour)])
@@ -349,11 +349,10 @@ class SizeDetector(CountAwareDetector):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Each minute's z-score (NaN without requests) and one request's expected value."""
         totals, requests = cls._matrix_totals(values)
-        hours = index.hour.to_numpy()
         seen = np.isfinite(totals) & (requests > 0)
-        per_request = np.stack([model.hour_means_ for model in models])[:, hours]
-        per_request = per_request + cls._mix_shift(models, values, hours)
-        variances = np.stack([model.hour_variances_ for model in models])[:, hours]
+        per_request = hourly_at(np.stack([model.hour_means_ for model in models]), index)
+        per_request = per_request + cls._mix_shift(models, values, index)
+        variances = hourly_at(np.stack([model.hour_variances_ for model in models]), index)
         with np.errstate(divide="ignore", invalid="ignore"):
             z = (totals - requests * per_request) / np.sqrt(requests * variances)
         return np.where(seen, z, np.nan), per_request
@@ -442,13 +441,13 @@ class GeometricMeanDetector(SizeDetector):
 
     @classmethod
     def _mix_shift(
-        cls, models: Sequence[SizeDetector], values: np.ndarray, hours: np.ndarray
+        cls, models: Sequence[SizeDetector], values: np.ndarray, index: pd.DatetimeIndex
     ) -> np.ndarray | float:
-        """The miss penalty times how far the minute's share of misses lies from its hour's (none where
-        the minute's share is unknown, or for a model that did not read it)."""
+        """The miss penalty times how far the minute's share of misses lies from its time of day's (none
+        where the minute's share is unknown, or for a model that did not read it)."""
         if values.shape[1] < 3:
             return 0.0
-        usual = np.stack([model.hour_miss_shares_ for model in models])[:, hours]
+        usual = hourly_at(np.stack([model.hour_miss_shares_ for model in models]), index)
         apart = np.nan_to_num(_miss_shares(values) - usual)
         return learned_column(models, "miss_penalty_") * apart
 
@@ -456,6 +455,19 @@ class GeometricMeanDetector(SizeDetector):
     def _expected_column(cls, values: np.ndarray, per_request: np.ndarray) -> np.ndarray:
         """The expected column: the typical request's latency, the geometric mean's own scale."""
         return np.exp(per_request)
+
+
+def hourly_at(hourly: np.ndarray, index: pd.DatetimeIndex) -> np.ndarray:
+    """What was learned per hour of day (the last axis, 24) at each time of ``index``: linear between
+    the middles of the hours, across midnight too. A level learned from an hour's minutes is its
+    level at half past; read as a step, it is too low at the end of an hour through which the
+    latency climbs (the traffic's mix turning at dawn) and too high at its start, and at thousands of
+    requests a minute those few percent are beyond the noise, at the same minutes every day."""
+    hours = index.hour.to_numpy() + index.minute.to_numpy() / 60 - 0.5
+    before = np.floor(hours)
+    after_share = hours - before
+    before = before.astype(int) % 24
+    return hourly[..., before] * (1 - after_share) + hourly[..., (before + 1) % 24] * after_share
 
 
 def _miss_shares(values: np.ndarray) -> np.ndarray:
