@@ -79,7 +79,8 @@ class Detector(BaseEstimator):
     learns_from_constant: ClassVar[bool] = False
     #: Rows that one score reads, when they bind two anomalous rows into one event from further apart
     #: than ``scoring.group_events``' gap: the later row's window holds the earlier one's evidence.
-    #: None: the gap alone.
+    #: They join only across rows that scored 0, which a one-sided surprise (``RateDetector``'s) gives a
+    #: row no worse than expected; a detector that declares it must score so. None: the gap alone.
     event_window_rows: ClassVar[int | None] = None
 
     def __init__(self, threshold: str | float = "robust", threshold_params: dict[str, Any] | None = None):

@@ -62,6 +62,12 @@ def daily_profile(values: pd.Series, smoothing: int) -> np.ndarray:
     return smooth.median(axis=1).to_numpy(dtype=float)
 
 
+def filled_daily_profile(values: pd.Series, smoothing: int) -> np.ndarray:
+    """``daily_profile`` with the minutes no day saw filled in from the minutes around them: a metric
+    on a five-minute grid sees one minute in five. All NaN where no minute was seen."""
+    return pd.Series(daily_profile(values, smoothing)).interpolate(limit_direction="both").to_numpy()
+
+
 class ProfileDetector(SurpriseScores, Detector):
     """A server metric against its daily profile plus the offset of its last ``window`` rows (their
     median: a quarter of an hour follows a payments day's drift, and takes in a shift only once it
@@ -112,8 +118,7 @@ class ProfileDetector(SurpriseScores, Detector):
                 f"{self.name}: a daily profile needs at least {self.MIN_DAYS} training days with values, "
                 f"got {days}"
             )
-        profile = pd.Series(daily_profile(target, self.smoothing))
-        self.profile_ = profile.interpolate(limit_direction="both").to_numpy()
+        self.profile_ = filled_daily_profile(target, self.smoothing)
         departures = target.to_numpy(dtype=float) - self.profile_[minute_of_day(frame.index)]
         low, high = np.nanquantile(departures, [RANGE_TAIL, 1 - RANGE_TAIL])
         reach = self.DEPARTURE_REACH * (high - low)

@@ -25,7 +25,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.svm import OneClassSVM
 
 from passion_tasks.detectors.base import Detector, DetectorError
-from passion_tasks.detectors.profiles import SMOOTHING, ProfileDetector, daily_profile, minute_of_day
+from passion_tasks.detectors.profiles import SMOOTHING, ProfileDetector, filled_daily_profile, minute_of_day
 from passion_tasks.detectors.thresholds import robust_spread
 from passion_tasks.detectors.windows import evenly_spaced, sliding_windows
 
@@ -151,10 +151,7 @@ class LagFeatureDetector(Detector):
                 f"{self.name}: seasonal needs at least {ProfileDetector.MIN_DAYS} training days with "
                 f"values to learn a daily profile, got {days}"
             )
-        profiles = [
-            pd.Series(daily_profile(frame[column], SMOOTHING)).interpolate(limit_direction="both")
-            for column in frame.columns
-        ]
+        profiles = [filled_daily_profile(frame[column], SMOOTHING) for column in frame.columns]
         # A column with no value in training has no profile: it is left as it is.
         return np.nan_to_num(np.stack(profiles, axis=1), nan=0.0)
 
