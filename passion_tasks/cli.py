@@ -15,7 +15,7 @@ from pathlib import Path
 
 from passion_tasks import config, steps
 from passion_tasks.corpora import CORPORA
-from passion_tasks.defaults import LOOKBACK_DAYS
+from passion_tasks.defaults import CALIBRATION_SCALES, LOOKBACK_DAYS
 from passion_tasks.errors import ExitCode, PassionError, UsageError
 from passion_tasks.lake import VACUUM_GRACE, Lake, as_day, datasets
 
@@ -164,6 +164,14 @@ def _param(text: str) -> tuple[str, object]:
         return key, value
 
 
+def _scales(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(rows) for rows in text.split(","))
+    except ValueError:
+        message = f"expected whole numbers of rows, e.g. 1,10,100; got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+
+
 def cmd_alert(args: argparse.Namespace) -> int:
     run = steps.alert_day(Lake(args.lake), args.day)
     print(run.summary())
@@ -210,6 +218,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         params=params or None,
         reference_root=args.reference_data,
         out=args.out or config.PROJECT_ROOT / ".passion" / "benchmark" / args.corpus,
+        scales=args.scales,
     )
     print(board.summary())
     return ExitCode.OK
@@ -430,6 +439,14 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--out", type=Path, metavar="DIR", help="default: .passion/benchmark/<corpus>")
     benchmark.add_argument("--param", action="append", type=_param, metavar="DETECTOR.KEY=VALUE")
     benchmark.add_argument("--reference-data", metavar="PATH", default=None)
+    benchmark.add_argument(
+        "--scales",
+        type=_scales,
+        default=CALIBRATION_SCALES,
+        metavar="ROWS",
+        help="trailing means the calibration stage reads beside each row, e.g. 1,10,100 (default: 1, "
+        "each row alone)",
+    )
     benchmark.set_defaults(handler=cmd_benchmark)
 
     select = commands.add_parser(

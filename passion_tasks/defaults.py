@@ -11,6 +11,9 @@ from typing import Any
 LOOKBACK_DAYS = 14
 #: Days before a scored day read as the models' context (windows, seasons).
 HISTORY_DAYS = 8
+#: The trailing means the benchmark's calibration stage reads beside each row, in rows: by default the
+#: row alone (``detectors.calibration.scales_surprise``).
+CALIBRATION_SCALES: tuple[int, ...] = (1,)
 #: A detector that fits any series: the one the tests and benchmarks pin when they need one.
 BASELINE = "rolling_mad"
 #: Parameters a detector runs with unless told otherwise. The thresholds of unattended runs are false-

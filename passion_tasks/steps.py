@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from passion_tasks.defaults import HISTORY_DAYS, LOOKBACK_DAYS, detector_params
+from passion_tasks.defaults import CALIBRATION_SCALES, HISTORY_DAYS, LOOKBACK_DAYS, detector_params
 from passion_tasks.errors import NoInputError, PassionError, UsageError
 from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day, datasets
 
@@ -521,11 +521,13 @@ def benchmark(
     params: dict[str, dict[str, Any]] | None = None,
     reference_root: Path | None = None,
     out: Path | None = None,
+    scales: tuple[int, ...] = CALIBRATION_SCALES,
 ) -> tuple[Leaderboard, str]:
     """Benchmark ``detectors`` (default: the profile's) on a labelled corpus of the reference data.
 
     The leaderboard's files go to the folder ``out`` (with progress on the terminal) or replace the
     corpus' previous ones in ``leaderboards/<corpus>/`` of ``lake``; returns it and its page's URI.
+    ``scales``: the trailing means the calibration stage reads beside each row.
     """
     if (lake is None) == (out is None):
         raise UsageError("a benchmark goes to a lake or to a folder: give one of them")
@@ -542,6 +544,7 @@ def benchmark(
             reference_root=config.reference_data(reference_root),
             files=files,
             params=params,
+            scales=scales,
             progress=out is not None,
         )
 

@@ -397,6 +397,28 @@ def test_bad_parameters_and_unknown_series_are_refused(nab_root: Path, tmp_path:
         )
 
 
+def test_the_calibration_stage_reads_the_scales_it_is_given(nab_root: Path, tmp_path: Path) -> None:
+    def run(**scales) -> benchmark.Leaderboard:
+        files = ["realKnownCause/nyc_taxi.csv"]
+        return run_benchmark(
+            "nab",
+            ["windowed_gaussian"],
+            out=tmp_path,
+            reference_root=nab_root,
+            files=files,
+            progress=False,
+            **scales,
+        )
+
+    alone, scaled = run(), run(scales=(100, 1, 10))
+    assert "each row alone" in alone.method["scores"]
+    assert "trailing means of 1, 10, 100 rows" in scaled.method["scores"]
+    assert "log10(3)" in scaled.method["scores"]
+    assert scaled.series["auc"].iloc[0] != alone.series["auc"].iloc[0]
+    with pytest.raises(UsageError, match="whole numbers of rows >= 1"):
+        run(scales=(0, 10))
+
+
 def test_missing_labels_are_a_clear_error(nab_root: Path, tmp_path: Path, monkeypatch) -> None:
     unlabelled = tmp_path / "reference"
     shutil.copytree(nab_root / "data", unlabelled / "nab" / "data")

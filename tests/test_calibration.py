@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from passion_tasks.detectors import detector_class
-from passion_tasks.detectors.calibration import MIN_REFERENCE, online_surprise, tail_surprise
+from passion_tasks.detectors.calibration import MIN_REFERENCE, online_surprise, scales_surprise, tail_surprise
 
 REFERENCE = np.arange(1000.0)  # 0, 1, ..., 999
 
@@ -56,3 +57,33 @@ def test_online_calibration_is_causal_and_learns_from_every_earlier_row() -> Non
 def test_detectors_calibrated_by_their_own_model_pass_through() -> None:
     assert {name for name in ("likelihood", "count", "rate", "profile", "rolling_mad", "sub_pca")
             if detector_class(name).calibrated} == {"likelihood", "count", "rate", "profile"}  # fmt: skip
+
+
+def test_scales_are_trailing_means_each_calibrated_on_its_own_and_the_best_pays_for_the_looking() -> None:
+    scores = np.random.default_rng(1).normal(size=2000)
+    scores[1500] = np.nan
+    # By default a row is read alone: the calibration stage as it was.
+    np.testing.assert_array_equal(scales_surprise(scores, 1000), online_surprise(scores, 1000))
+    means = pd.Series(scores).rolling(10, min_periods=1).mean().to_numpy()  # NaN left out of a mean
+    both = np.fmax(online_surprise(scores, 1000), online_surprise(means, 1000))
+    expected = np.where(np.isnan(both), np.nan, np.maximum(both - math.log10(2), 0.0))
+    np.testing.assert_allclose(scales_surprise(scores, 1000, (10, 1)), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_small_shift_that_lasts_is_seen_by_the_longer_scales() -> None:
+    scores = np.random.default_rng(0).normal(size=3000)
+    scores[2000:2500] += 0.5  # half a standard deviation for 500 rows: no row alone is far out
+    alone, scaled = scales_surprise(scores, 1000), scales_surprise(scores, 1000, (1, 10, 100))
+    # Measured: 0.63 alone and 1.33 over the scales on the shift; 0.45 and 0.48 on the normal rows.
+    assert scaled[2000:2500].mean() > 2 * alone[2000:2500].mean()
+    assert abs(scaled[1000:2000].mean() - alone[1000:2000].mean()) < 0.1
+    # Causal all the same: what comes later does not change an earlier row.
+    changed = scores.copy()
+    changed[2600:] = 50.0
+    np.testing.assert_array_equal(scales_surprise(changed, 1000, (1, 10, 100))[:2560], scaled[:2560])
+
+
+@pytest.mark.parametrize("scales", [(), (0, 10), (1, 2.5), (True,)])
+def test_scales_are_whole_numbers_of_rows(scales) -> None:
+    with pytest.raises(ValueError, match="whole numbers of rows >= 1"):
+        scales_surprise(np.arange(100.0), 50, scales)

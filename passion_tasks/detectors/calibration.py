@@ -14,7 +14,8 @@ becomes ``-log10 P(S >= s)`` under the scores a detector gave to normal-looking 
 
 ``online_surprise`` is the causal form used on a series: each block of rows is calibrated on the
 training scores and every score before the block, as HTM's anomaly likelihood learns its
-distribution as it goes. Nothing here sees a label.
+distribution as it goes. ``scales_surprise`` calibrates trailing means of the scores too, for a
+change too small for any one row's tail that lasts. Nothing here sees a label.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from passion_tasks.detectors.surprise import MAX_SURPRISE
+from passion_tasks.defaults import CALIBRATION_SCALES
+from passion_tasks.detectors.surprise import MAX_SURPRISE, combined, trailing_sums
 from passion_tasks.detectors.thresholds import TAIL_QUANTILE
 
 #: Rows calibrated together on the scores before them: a refit costs a sort of the history.
@@ -59,3 +61,41 @@ def online_surprise(scores: ArrayLike, reference_rows: int, block: int = BLOCK_R
         stop = min(start + block, values.size)
         surprises[start:stop] = tail_surprise(values[start:stop], values[:start])
     return surprises
+
+
+def scales_surprise(
+    scores: ArrayLike,
+    reference_rows: int,
+    scales: tuple[int, ...] = CALIBRATION_SCALES,
+    block: int = BLOCK_ROWS,
+) -> np.ndarray:
+    """The ``online_surprise`` of the trailing mean of ``scores`` over each of ``scales`` rows (1: the
+    row alone), the highest of them less ``log10`` of how many were read (``surprise.combined``:
+    reading three scales must not let noise past three times as often).
+
+    A metric one standard deviation off for 800 rows hardly puts a row in the tail of the training
+    scores, while its hundred-row mean is far beyond every hundred-row mean of training. Each scale is
+    calibrated against its own earlier means, so a longer mean, which wanders less, is judged by how
+    little it wanders. A mean is over the scores there are (NaN ones left out, and fewer at the
+    start); with none, it is NaN.
+    """
+    values = np.asarray(scores, dtype=float)
+    known = np.isfinite(values).astype(float)
+    surprises = []
+    for scale in checked_scales(scales):
+        if scale == 1:
+            surprises.append(online_surprise(values, reference_rows, block))
+            continue
+        counts = trailing_sums(known, scale)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sums = trailing_sums(np.where(known > 0, values, 0.0), scale)
+            means = np.where(counts > 0, sums / counts, np.nan)
+        surprises.append(online_surprise(means, reference_rows, block))
+    return combined(surprises)
+
+
+def checked_scales(scales: tuple[int, ...]) -> tuple[int, ...]:
+    """``scales`` as distinct whole numbers of rows, rising; ``ValueError`` unless each is one >= 1."""
+    if not scales or any(isinstance(scale, bool) or int(scale) != scale or scale < 1 for scale in scales):
+        raise ValueError(f"scales must be whole numbers of rows >= 1, e.g. 1,10,100; got {list(scales)}")
+    return tuple(sorted({int(scale) for scale in scales}))

@@ -17,7 +17,9 @@ from the reference data (``ingest.reference``'s readers, no lake) and, for every
   files with the defaults this lifted NAB standard from 1.6 to 43.8 (kmeans), 1.2 to 40.7
   (seasonal_naive), 16.8 to 32.1 (isolation_forest) and 40.2 to 45.6 (windowed_gaussian): raw
   residuals, distances and depths are not on one scale from one file to the next. The likelihood's
-  66.1 would fall to 51.6 calibrated again: its records already are a calibration;
+  66.1 would fall to 51.6 calibrated again: its records already are a calibration. ``scales``
+  (``--scales 1,10,100``) has it read trailing means of the scores too, each against its own
+  earlier means (``calibration.scales_surprise``), for shifts too small for a row alone that last;
 - **flags** a row where ``raw score >= threshold_``, the detector's own threshold learned on the
   training part: precision, recall, F1 and the "own threshold" NAB score use these flags.
 
@@ -50,8 +52,9 @@ import numpy as np
 import pandas as pd
 
 from passion_tasks.corpora import reference
+from passion_tasks.defaults import CALIBRATION_SCALES
 from passion_tasks.detectors import DetectorError, detector_class, detector_names, make_detector, uses_keras
-from passion_tasks.detectors.calibration import online_surprise
+from passion_tasks.detectors.calibration import checked_scales, scales_surprise
 from passion_tasks.detectors.windows import period_length
 from passion_tasks.errors import UsageError
 from passion_tasks.evaluation import leaderboard, metrics, nab
@@ -128,22 +131,28 @@ def run_benchmark(
     reference_root: Path | None = None,
     files: list[str] | None = None,
     params: dict[str, dict[str, Any]] | None = None,
+    scales: tuple[int, ...] = CALIBRATION_SCALES,
     progress: bool = True,
 ) -> Leaderboard:
     """Benchmark ``detectors`` on ``corpus``; write the leaderboard (and NAB's results layout) to ``out``.
 
     ``files`` restricts the run to some series: NAB file names (``realKnownCause/nyc_taxi.csv``),
     ASD or SMD entities (``omi-1``), KPI names (``cpu4``). ``params`` maps a detector to parameters
-    that override its defaults.
+    that override its defaults. ``scales``: the trailing means of rows that the calibration stage
+    reads beside each row (``calibration.scales_surprise``).
     """
     configured = checked_detectors(detectors, profile, params)
+    try:
+        scales = checked_scales(scales)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     data = load_corpus_data(corpus, reference_root, files)
     runs: dict[str, dict[str, DetectorRun]] = {name: {} for name in configured}
     bar = Progress(len(data.series) * len(configured), enabled=progress)
     for series in data.series:
         frame, positions = detector_frame(series)
         for name, detector_params in configured.items():
-            runs[name][series.name] = run_detector(name, detector_params, series, frame, positions)
+            runs[name][series.name] = run_detector(name, detector_params, series, frame, positions, scales)
             bar.advance(f"{name} on {series.name}")
     bar.close()
     published = (
@@ -151,7 +160,7 @@ def run_benchmark(
         if corpus == "nab"
         else pd.DataFrame(columns=list(leaderboard.PUBLISHED_COLUMNS))
     )
-    board = evaluate(corpus, profile, data, runs, published)
+    board = evaluate(corpus, profile, data, runs, published, scales)
     out = Path(out)
     leaderboard.write_leaderboard(board, out)
     if corpus == "nab":
@@ -320,8 +329,9 @@ def run_detector(
     series: BenchmarkSeries,
     frame: pd.DataFrame,
     positions: np.ndarray,
+    scales: tuple[int, ...] = CALIBRATION_SCALES,
 ) -> DetectorRun:
-    """Fit ``name`` on the series' training part and score every row of it."""
+    """Fit ``name`` on the series' training part and score every row of it, calibrated over ``scales``."""
     rows = len(positions)
     train_end = positions[series.train_rows] if series.train_rows < rows else len(frame)
     training = frame.iloc[:train_end]
@@ -341,8 +351,8 @@ def run_detector(
             score_seconds += time.perf_counter() - fitted
             fit_seconds += fitted - began
             flagged |= raw >= detector.threshold_
-            scale = raw if detector.calibrated else online_surprise(raw, series.train_rows)
-            scores = np.maximum(scores, unit_scores(scale))
+            surprises = raw if detector.calibrated else scales_surprise(raw, series.train_rows, scales)
+            scores = np.maximum(scores, unit_scores(surprises))
     # A benchmark runs foreign data through every detector: one that fails on a series is recorded
     # against it, and the run goes on.
     except Exception as error:
@@ -371,6 +381,7 @@ def evaluate(
     data: CorpusData,
     runs: dict[str, dict[str, DetectorRun]],
     published: pd.DataFrame,
+    scales: tuple[int, ...] = CALIBRATION_SCALES,
 ) -> Leaderboard:
     """The leaderboard of ``runs``: NAB scores, VUS, ROC AUC, and point-wise, event-wise and
     point-adjusted F1 over the test parts."""
@@ -459,7 +470,7 @@ def evaluate(
         "nab_standard", ascending=False, na_position="last", ignore_index=True
     )
     series_table = pd.DataFrame(series_rows, columns=list(SERIES_COLUMNS))
-    return Leaderboard(corpus, profile, detectors, series_table, published, _method(corpus, data))
+    return Leaderboard(corpus, profile, detectors, series_table, published, _method(corpus, data, scales))
 
 
 def vus_window(series: BenchmarkSeries) -> int:
@@ -473,7 +484,7 @@ def _mean_defined(values: list[float]) -> float:
     return float(np.mean(defined)) if defined else np.nan
 
 
-def _method(corpus: str, data: CorpusData) -> dict[str, str]:
+def _method(corpus: str, data: CorpusData, scales: tuple[int, ...]) -> dict[str, str]:
     """How the run was made, in words, for the leaderboard's readers."""
     windows = (
         "NAB's own scoring windows (labels/combined_windows.json)"
@@ -485,8 +496,9 @@ def _method(corpus: str, data: CorpusData) -> dict[str, str]:
         "training": f"on each series' training part only: {data.split_rule}",
         "scores": "raw score through the calibration stage (-log10 of its tail probability under the "
         "detector's earlier scores, training first, refitted every 64 rows; detectors calibrated by their "
-        "own model pass through), then s / (1 + s) for NAB's threshold sweep; rows flagged where the raw "
-        "score >= threshold_, the detector's own threshold learned on the training part",
+        f"own model pass through){_scales_text(scales)}, then s / (1 + s) for NAB's threshold sweep; rows "
+        "flagged where the raw score >= threshold_, the detector's own threshold learned on the training "
+        "part",
         "frames": "a regular time grid with gaps as missing rows where the timestamps allow it, else the "
         "rows in file order",
         "multivariate": "per entity, all metrics in one frame; detectors that score the first column only "
@@ -506,6 +518,15 @@ def _method(corpus: str, data: CorpusData) -> dict[str, str]:
         "AUC": "ROC AUC of the mapped scores per series (test part), averaged over series with both classes",
         "failures": "a series a detector cannot be trained on scores 0 everywhere and is listed",
     }
+
+
+def _scales_text(scales: tuple[int, ...]) -> str:
+    if scales == CALIBRATION_SCALES:
+        return ", each row alone"
+    return (
+        f"; the same of the trailing means of {', '.join(map(str, scales))} rows, each against its own "
+        f"earlier means, the highest less log10({len(scales)})"
+    )
 
 
 # -- NAB's results layout --------------------------------------------------------------------------
