@@ -555,6 +555,23 @@ def test_overlapping_events_of_several_series_are_one_incident() -> None:
     assert incidents[0].severity == 12.0
 
 
+def test_an_incident_ends_with_its_evidence_not_with_the_single_minutes_chained_after_it() -> None:
+    scores = pd.concat(
+        [
+            day_scores("cdn_5xx_rate", list(range(660, 670))),  # 11:00-11:09, the outage
+            day_scores("cdn_5xx_rate{edge=FRA2}", [658]),  # 10:58: one minute at 2.5 times, first
+            day_scores("cdn_cache_hit_ratio{device=Roku}", [673]),  # 11:13, as weak, after it
+            day_scores("cdn_cache_hit_ratio{edge=AMS}", [677]),  # 11:17, as weak, 4 minutes later
+        ],
+        ignore_index=True,
+    )
+
+    (incident,) = group_incidents(with_severity(group_events(scores), scores))
+
+    assert (incident.start, incident.end) == (at("10:58"), at("11:09"))
+    assert list(incident.events["series"]) == ["cdn_5xx_rate", "cdn_5xx_rate{edge=FRA2}"]
+
+
 # -- the report --------------------------------------------------------------------------------
 
 
