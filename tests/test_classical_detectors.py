@@ -435,5 +435,7 @@ def test_seasonal_lag_features_see_the_night_level_at_noon(tmp_path) -> None:
 
 
 def test_seasonal_needs_two_training_days() -> None:
-    with pytest.raises(DetectorError, match="seasonal needs at least 2 training days with values"):
+    with pytest.raises(
+        DetectorError, match=r"\(seasonal\): a daily profile needs at least 2 training days with values"
+    ):
         make_detector("pca", seasonal=True).fit(daily_cycle().iloc[:DAY])

@@ -80,18 +80,20 @@ def scales_surprise(
     start); with none, it is NaN.
     """
     values = np.asarray(scores, dtype=float)
-    known = np.isfinite(values).astype(float)
-    surprises = []
-    for scale in checked_scales(scales):
-        if scale == 1:
-            surprises.append(online_surprise(values, reference_rows, block))
-            continue
-        counts = trailing_sums(known, scale)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            sums = trailing_sums(np.where(known > 0, values, 0.0), scale)
-            means = np.where(counts > 0, sums / counts, np.nan)
-        surprises.append(online_surprise(means, reference_rows, block))
+    surprises = [
+        online_surprise(values if scale == 1 else _trailing_means(values, scale), reference_rows, block)
+        for scale in checked_scales(scales)
+    ]
     return combined(surprises)
+
+
+def _trailing_means(values: np.ndarray, rows: int) -> np.ndarray:
+    """The mean of the finite values among each row's last ``rows`` (NaN where there are none)."""
+    known = np.isfinite(values)
+    counts = trailing_sums(known.astype(float), rows)
+    sums = trailing_sums(np.where(known, values, 0.0), rows)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / counts, np.nan)
 
 
 def checked_scales(scales: tuple[int, ...]) -> tuple[int, ...]:

@@ -40,6 +40,8 @@ MINUTES_PER_DAY = 1440
 RANGE_TAIL = 0.01
 #: Minutes around each minute of the day that a profile averages on each training day.
 SMOOTHING = 15
+#: Training days with values a daily profile needs: with one, every minute's "usual" is that day's.
+MIN_DAYS = 2
 
 
 def minute_of_day(index: pd.DatetimeIndex) -> np.ndarray:
@@ -60,6 +62,16 @@ def daily_profile(values: pd.Series, smoothing: int) -> np.ndarray:
     wrapped = pd.concat([minutes.iloc[-smoothing:], minutes, minutes.iloc[:smoothing]])
     smooth = wrapped.rolling(smoothing, center=True, min_periods=1).mean().iloc[smoothing:-smoothing]
     return smooth.median(axis=1).to_numpy(dtype=float)
+
+
+def check_profile_days(name: str, observed: pd.DatetimeIndex) -> None:
+    """A ``DetectorError`` for ``name`` unless the times with values, ``observed``, fall on
+    ``MIN_DAYS`` days or more."""
+    days = observed.normalize().nunique()
+    if days < MIN_DAYS:
+        raise DetectorError(
+            f"{name}: a daily profile needs at least {MIN_DAYS} training days with values, got {days}"
+        )
 
 
 def filled_daily_profile(values: pd.Series, smoothing: int) -> np.ndarray:
@@ -85,13 +97,12 @@ class ProfileDetector(SurpriseScores, Detector):
     still for three is stalled, one that often repeats is not. The two surprises combine as the
     windows do (Bonferroni).
 
-    Needs ``MIN_DAYS`` training days with values: with less there is no daily profile to learn, and
-    the nightly run falls back to the next candidate.
+    Needs ``MIN_DAYS`` training days with values (``check_profile_days``); with fewer, the nightly run
+    falls back to the next candidate.
     """
 
     name = "profile"
     _learned_attributes = ("profile_", "scale_", "autocorrelation_", "repeat_share_", "departure_range_")
-    MIN_DAYS: ClassVar[int] = 2
     #: How far past training's range of departures from the profile a row may lie and still move the
     #: trailing offset: the range's width, on either side of it.
     DEPARTURE_REACH: ClassVar[float] = 1.0
@@ -112,12 +123,7 @@ class ProfileDetector(SurpriseScores, Detector):
     def _fit(self, frame: pd.DataFrame) -> None:
         self._check_integers({"window": 2, "smoothing": 2})
         target = frame.iloc[:, 0]
-        days = target.dropna().index.normalize().nunique()
-        if days < self.MIN_DAYS:
-            raise DetectorError(
-                f"{self.name}: a daily profile needs at least {self.MIN_DAYS} training days with values, "
-                f"got {days}"
-            )
+        check_profile_days(self.name, target.dropna().index)
         self.profile_ = filled_daily_profile(target, self.smoothing)
         departures = target.to_numpy(dtype=float) - self.profile_[minute_of_day(frame.index)]
         low, high = np.nanquantile(departures, [RANGE_TAIL, 1 - RANGE_TAIL])

@@ -25,7 +25,12 @@ from sklearn.ensemble import IsolationForest
 from sklearn.svm import OneClassSVM
 
 from passion_tasks.detectors.base import Detector, DetectorError
-from passion_tasks.detectors.profiles import SMOOTHING, ProfileDetector, filled_daily_profile, minute_of_day
+from passion_tasks.detectors.profiles import (
+    SMOOTHING,
+    check_profile_days,
+    filled_daily_profile,
+    minute_of_day,
+)
 from passion_tasks.detectors.thresholds import robust_spread
 from passion_tasks.detectors.windows import evenly_spaced, sliding_windows
 
@@ -92,7 +97,7 @@ class LagFeatureDetector(Detector):
     ``seasonal``: each column less its daily profile (``profile_``, minutes of the day × columns, as
     ``profiles.daily_profile`` learns it from the training days) before the lag features. A server's
     load is low at night; the same low load at noon is the anomaly, and only the profile tells the
-    two apart. Needs ``ProfileDetector.MIN_DAYS`` training days.
+    two apart. Needs ``profiles.MIN_DAYS`` training days.
     """
 
     _learned_attributes: ClassVar[tuple[str, ...]] = ("center_", "scale_", "profile_")
@@ -145,12 +150,7 @@ class LagFeatureDetector(Detector):
         return lag_features(values, self.window, self.relative, self.differences)
 
     def _daily_profiles(self, frame: pd.DataFrame) -> np.ndarray:
-        days = frame.dropna(how="all").index.normalize().nunique()
-        if days < ProfileDetector.MIN_DAYS:
-            raise DetectorError(
-                f"{self.name}: seasonal needs at least {ProfileDetector.MIN_DAYS} training days with "
-                f"values to learn a daily profile, got {days}"
-            )
+        check_profile_days(f"{self.name} (seasonal)", frame.dropna(how="all").index)
         profiles = [filled_daily_profile(frame[column], SMOOTHING) for column in frame.columns]
         # A column with no value in training has no profile: it is left as it is.
         return np.nan_to_num(np.stack(profiles, axis=1), nan=0.0)

@@ -521,7 +521,7 @@ def _method(corpus: str, data: CorpusData, scales: tuple[int, ...]) -> dict[str,
 
 
 def _scales_text(scales: tuple[int, ...]) -> str:
-    if scales == CALIBRATION_SCALES:
+    if scales == (1,):
         return ", each row alone"
     return (
         f"; the same of the trailing means of {', '.join(map(str, scales))} rows, each against its own "
