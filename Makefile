@@ -22,10 +22,13 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The tests run on two workers, a file at a time: most of a test's time is Airflow, moto and
+# Prometheus starting in subprocesses, and a file's session fixtures (an Airflow home migrated once)
+# are set up on one worker only.
 # The Keras tests run twice: TensorFlow uses oneDNN's kernels by default on x86 and its own without,
 # and the two round float32 sums differently; the tests must hold under both.
 test: install lint prometheus
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/python -m pytest tests/test_keras_detectors.py
 
 bench: install

@@ -1,7 +1,8 @@
 """Benchmark detectors on a labelled corpus of the reference data; the leaderboard goes to the lake.
 
 By hand only, from the trigger form: a corpus, the detectors (empty: every detector of the profile;
-``full`` adds the Keras networks) and optionally some of its series. Each detector is trained on the
+``full`` adds the Keras networks), optionally some of its series, and the scales the calibration
+stage reads (``passion benchmark --scales``). Each detector is trained on the
 training part of each series and scored on the rest (``evaluation.benchmark``); the leaderboard's
 HTML, JSON and Parquet files replace the corpus' previous ones in ``leaderboards/<corpus>/``.
 """
@@ -15,6 +16,7 @@ from passion_airflow.defaults import BENCHMARK_TIMEOUT, DEFAULT_ARGS, START_DATE
 from passion_airflow.settings import lake
 
 from passion_tasks.corpora import CORPORA
+from passion_tasks.defaults import CALIBRATION_SCALES
 from passion_tasks.detectors import detector_names
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,16 @@ PARAMS = {
         description="Only these series, e.g. realKnownCause/nyc_taxi.csv (NAB), omi-1 (ASD, SMD), "
         "cpu4 (KPI). Empty: all.",
     ),
+    "scales": Param(
+        list(CALIBRATION_SCALES),
+        type="array",
+        items={"type": "integer", "minimum": 1},
+        minItems=1,
+        uniqueItems=True,
+        title="Calibration scales",
+        description="Rows of the trailing means the calibration stage reads beside each row, e.g. "
+        "[1, 10, 100]; [1]: each row alone.",
+    ),
 }
 
 
@@ -71,6 +83,7 @@ def passion_benchmark() -> None:
             lake=lake(),
             profile=params["profile"],
             files=params["files"] or None,
+            scales=tuple(params["scales"]),
         )
         log.info("leaderboard: %s", uri)
         return uri

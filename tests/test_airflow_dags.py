@@ -168,10 +168,11 @@ for name, value in [
     except ParamValidationError as error:
         rejected[name + "=" + json.dumps(value)] = str(error).splitlines()[0]
 benchmark = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(bag.dags["passion_benchmark"]))
-try:
-    benchmark.params.deep_merge({"corpus": "yahoo"}).validate()
-except ParamValidationError as error:
-    rejected["corpus=yahoo"] = str(error).splitlines()[0]
+for name, value in [("corpus", "yahoo"), ("scales", [1, 0])]:
+    try:
+        benchmark.params.deep_merge({name: value}).validate()
+    except ParamValidationError as error:
+        rejected[name + "=" + json.dumps(value)] = str(error).splitlines()[0]
 stored_score = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(score))
 try:
     stored_score.params.deep_merge({"series_per_task": 0}).validate()
@@ -241,8 +242,9 @@ print(json.dumps({
         "budget=0": "Invalid input for param budget: 0 is less than or equal to the minimum of 0",
         'detectors=["no_such_detector"]': "Invalid input for param detectors: 'no_such_detector' is not one "
         f"of {detector_names()!r}",
-        "corpus=yahoo": "Invalid input for param corpus: 'yahoo' is not one of "
+        'corpus="yahoo"': "Invalid input for param corpus: 'yahoo' is not one of "
         "['nab', 'asd', 'smd', 'kpi', 'nasa-http']",
+        "scales=[1, 0]": "Invalid input for param scales: 0 is less than the minimum of 1",
         "series_per_task=0": "Invalid input for param series_per_task: 0 is less than the minimum of 1",
     }
     # The train and benchmark DAGs import the detector zoo for their Params; the others need no more
@@ -724,7 +726,7 @@ def test_benchmark_dag_writes_the_leaderboard_into_the_lake(
     airflow_env: dict[str, str], tmp_path: Path
 ) -> None:
     lake = Lake((tmp_path / "lake").as_uri())
-    conf = {"corpus": "kpi", "detectors": ["rolling_mad"]}
+    conf = {"corpus": "kpi", "detectors": ["rolling_mad"], "scales": [10, 1]}
     result = dags_test(airflow_env | {"PASSION_LAKE": lake.url}, "passion_benchmark", conf)
     assert result.returncode == 0, result.stdout[-5000:]
     assert lake.list_files("leaderboards") == [
@@ -733,6 +735,7 @@ def test_benchmark_dag_writes_the_leaderboard_into_the_lake(
     ]
     board = json.loads(lake.read_bytes("leaderboards/kpi/leaderboard.json"))
     assert (board["corpus"], [row["detector"] for row in board["detectors"]]) == ("kpi", ["rolling_mad"])
+    assert "the trailing means of 1, 10 rows" in board["method"]["scores"]
     assert f"leaderboard: {lake.uri('leaderboards/kpi/leaderboard.html')}" in result.stdout
 
 
