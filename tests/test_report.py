@@ -216,6 +216,26 @@ def test_a_traffic_drop_is_compared_with_the_same_minutes_the_day_before() -> No
     )
 
 
+def test_an_edge_whose_viewers_went_to_the_others_is_named_not_the_edges_that_took_them() -> None:
+    # FRA2 serves half the requests the day before; in the incident it keeps a sixth of them, and
+    # the other three edges take a third more each: the whole rises a little, 48/min -> 52/min.
+    yesterday = DAY - dt.timedelta(days=1)
+
+    def copies(start: pd.Timestamp, fra2: int, others: int) -> list[pd.DataFrame]:
+        return fra2 * [requests(start, 30, served=lambda edge, stem, device: edge == "FRA2")] + others * [
+            requests(start, 30, served=lambda edge, stem, device: edge != "FRA2")
+        ]
+
+    logs = pd.concat([*copies(at("11:00", yesterday), 6, 2), *copies(at("11:00"), 1, 4)], ignore_index=True)
+    window = (at("11:00", yesterday), at("11:30", yesterday))
+
+    explanation = explain_incident(logs, at("11:00"), at("11:30"), window, "cdn_requests")
+
+    assert explanation.sentence == (
+        "requests 24/min → 4.0/min at edge FRA2, all paths, all devices (overall 48/min → 52/min)"
+    )
+
+
 def test_a_slice_that_lost_its_viewers_is_named_though_the_whole_barely_moved() -> None:
     # Three requests a minute per edge, path and device; FRA2's ch8 served nothing for 40 of the
     # incident's 120 minutes: 4% of the whole's requests, a third of its own.

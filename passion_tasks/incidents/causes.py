@@ -670,7 +670,7 @@ def _concentration(measure: Measure, column: str, table: pd.DataFrame) -> Slice 
     """
     if table.empty:
         return None
-    total, made = table["delta"].sum(), _made(table)
+    total, made = table["delta"].sum(), _made(measure, table)
     if made == 0 or not _worth_explaining(measure, table):
         return None
     table = table.assign(change_share=table["delta"] / made).sort_values(
@@ -701,12 +701,20 @@ def _concentration(measure: Measure, column: str, table: pd.DataFrame) -> Slice 
     return Slice(column, tuple(chosen.index), change_share, traffic_share, float(chosen["delta"].sum()))
 
 
-def _made(table: pd.DataFrame) -> float:
+def _made(measure: Measure, table: pd.DataFrame) -> float:
     """The change that the values beyond their noise make: not the sum of every value's, where many
     small parts drifting with the hour (latencies a little higher at nine than at eight on every edge,
-    VOD titles that grew a little over a long incident) would outweigh the one that changed."""
+    VOD titles that grew a little over a long incident) would outweigh the one that changed.
+
+    A volume's parts may cancel: the viewers an edge lost went to the others, and the whole barely
+    moved, its sign left to chance. Its change is the side of the largest part, that side's parts
+    summed: the edge that lost them, not the edges that took a share each."""
     beyond_noise = table["delta"].abs() >= SIGNIFICANCE_Z * np.sqrt(table["noise"])
-    return float(table["delta"].where(beyond_noise, 0.0).sum())
+    parts = table["delta"].where(beyond_noise, 0.0)
+    if measure.kind == "volume" and parts.any():
+        side = np.sign(parts.loc[parts.abs().idxmax()])
+        parts = parts[np.sign(parts) == side]
+    return float(parts.sum())
 
 
 def _holds_the_change(change_share: float, traffic_share: float) -> bool:
