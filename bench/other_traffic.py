@@ -21,7 +21,12 @@ one shape is checked on another: five edges of 45, 25, 15, 10 and 5 % of the tra
 ``/i/<hash>.webp``, an API under ``/v1`` (sessions at its root), VOD titles under ``/vod/<title>``
 and live streams under ``/hls/<channel>``, which the logs do not know for live channels.
 
-    python bench/other_traffic.py [--shape web|second] [--seeds 0,1,2] [--rates 30,300] [--verbose]
+``--shape many`` spreads the web service over 120 edges of a global distribution, Zipf-weighted (the
+busiest 19 % of the traffic, the thinnest 0.16 %), more than a day's features give series of their
+own (``features.cdn.BREAKDOWNS``: the 64 busiest of the day, the rest one ``(other)`` edge), so which
+edges are named changes from day to day; its incidents hit one of the 20 busiest.
+
+    python bench/other_traffic.py [--shape web|second|many] [--seeds 0,1,2] [--rates 30,300] [--verbose]
         [--keep DIR]
 """
 
@@ -98,7 +103,8 @@ PathDraws = tuple[Callable[[int], list[str] | np.ndarray], ...]
 @dataclass(frozen=True)
 class Shape:
     """Where the traffic goes: the edges, their shares and how much slower each answers than the
-    nearest; the paths of each content kind; the prefixes of the API and the VOD titles."""
+    nearest; the paths of each content kind; the prefixes of the API and the VOD titles; which edges
+    incidents may hit."""
 
     edges: tuple[str, ...]
     edge_weights: np.ndarray
@@ -106,6 +112,8 @@ class Shape:
     paths: Callable[[np.random.Generator], PathDraws]
     api: str
     vod: str
+    #: Incidents on an edge hit one of this many busiest (the first ``edges``); 0: any edge.
+    busiest: int = 0
 
 
 def web_paths(rng: np.random.Generator) -> PathDraws:
@@ -156,6 +164,21 @@ def second_paths(rng: np.random.Generator) -> PathDraws:
     )
 
 
+def global_edges(count: int) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """``count`` edges named as CloudFront names them (airport, number, ``-C``/``-P`` and a digit),
+    busiest first, their Zipf shares (``1 / rank``) and their slowness (0.9 to 2). Always the same
+    edges: they are the shape, not a seed's traffic."""
+    rng = np.random.default_rng(120)
+    names: dict[str, None] = {}
+    while len(names) < count:
+        airport = "".join(rng.choice(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"), 3))
+        names[f"{airport}{rng.integers(1, 99)}-{rng.choice(['C', 'P'])}{rng.integers(1, 4)}"] = None
+    shares = 1 / np.arange(1, count + 1)
+    return tuple(names), shares / shares.sum(), rng.uniform(0.9, 2.0, count)
+
+
+MANY_EDGES, MANY_WEIGHTS, MANY_SLOWNESS = global_edges(120)
+
 SHAPES = {
     "web": Shape(
         edges=(
@@ -182,6 +205,15 @@ SHAPES = {
         paths=second_paths,
         api="/v1",
         vod="/vod",
+    ),
+    "many": Shape(
+        edges=MANY_EDGES,
+        edge_weights=MANY_WEIGHTS,
+        edge_slowness=MANY_SLOWNESS,
+        paths=web_paths,
+        api="/api",
+        vod="/video",
+        busiest=20,
     ),
 }
 
@@ -218,7 +250,7 @@ def planned(rng: np.random.Generator, shape: Shape) -> list[Incident | None]:
     """The scored days' incidents, in order (``None``: a quiet day)."""
 
     def edge() -> str:
-        return shape.edges[int(rng.integers(len(shape.edges)))]
+        return shape.edges[int(rng.integers(shape.busiest or len(shape.edges)))]
 
     api, slow, lost = edge(), edge(), edge()
     return [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -534,6 +535,53 @@ def test_larger_responses_are_news_and_fewer_requests_are_not() -> None:
     fewer = requests.copy()
     fewer[OUTAGE] = np.round(fewer[OUTAGE] * 0.1)  # a traffic drop: the count detector's to judge
     assert not fitted("size", bytes_frame(fewer))[1]["is_anomaly"].any()
+
+
+def thin_slice_bytes(days: int, seed: int = 0) -> pd.DataFrame:
+    """Bytes of an edge of half a request a minute around a daily cycle: posters, assets, video
+    segments and live chunks, each kind of its own size scattering lognormally, so that a response is
+    60 kB or 2 MB as its kind comes."""
+    rng = np.random.default_rng(seed)
+    requests = requests_per_minute(0.5, days, seed)
+    kinds = rng.choice(4, int(requests.sum()), p=[0.4, 0.2, 0.3, 0.1])
+    sizes = np.array([6e4, 1.5e5, 9e5, 4e5])[kinds] * rng.lognormal(0, 0.5, kinds.size)
+    minutes = np.repeat(np.arange(requests.size), requests.astype(int))
+    return pd.DataFrame(
+        {"cdn_bytes": np.bincount(minutes, sizes, minlength=requests.size), "cdn_requests": requests},
+        index=grid(requests.size),
+    )
+
+
+def test_a_thin_slices_few_large_responses_are_judged_by_how_skewed_its_sizes_are() -> None:
+    # An edge that had a series of its own on one training day only (a day's 64 busiest edges get one):
+    # too few minutes for a threshold fitted to the tail of its scores, so its model's own tail decides.
+    # Under a normal tail, two large segments in a row were a one-in-a-billion minute: three events in
+    # fourteen ordinary days.
+    frame = thin_slice_bytes(days=15)
+    later = DAY + 3 * DAY + 720
+    frame.iloc[later : later + 60, 0] *= 6  # a bitrate ladder pushed by mistake, for an hour
+    detector = make_detector("size").fit(frame.iloc[:DAY])
+    flagged = np.flatnonzero(detector.detect(frame.iloc[DAY:])["is_anomaly"].to_numpy())
+
+    assert detector.hour_skewness_.min() > 0.5
+    assert flagged.size >= 3 and flagged.min() >= 3 * DAY + 720 and flagged.max() < 3 * DAY + 795
+
+
+def test_a_size_model_saved_before_it_learned_the_skewness_judges_by_the_normal_tail(tmp_path) -> None:
+    frame = thin_slice_bytes(days=2)
+    folder = make_detector("size").fit(frame.iloc[:DAY]).save(tmp_path / "size")
+    state = json.loads((folder / "detector.json").read_text())
+    state["arrays"].remove("hour_skewness_")
+    (folder / "detector.json").write_text(json.dumps(state))
+    with np.load(folder / "arrays.npz") as stored:
+        np.savez(folder / "arrays.npz", **{name: stored[name] for name in state["arrays"]})
+    normal = make_detector("size").fit(frame.iloc[:DAY])
+    normal.hour_skewness_ = np.zeros(24)
+
+    old = load_detector(folder)
+
+    assert "hour_skewness_" not in vars(old)
+    pd.testing.assert_frame_equal(old.detect(frame.iloc[DAY:]), normal.detect(frame.iloc[DAY:]))
 
 
 def test_a_daily_profile_follows_the_cycle_and_flags_a_shift_either_way() -> None:

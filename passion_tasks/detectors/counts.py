@@ -291,12 +291,31 @@ class SizeDetector(CountAwareDetector):
     download among a thin slice's segments is a minute's worth of bytes), so, as for percentiles,
     minutes are judged together over 5 and 15 of them (Stouffer, each minute capped): a size change
     that matters lasts.
+
+    A theorem about many responses says little of one or two: the sum of a handful of skewed sizes
+    is skewed too (its skewness is a response's over ``√n``), and under a normal tail two large
+    segments in a row on an edge of one request a minute were a one-in-a-billion event. So a sum
+    above its mean is judged by the heavier of the normal tail and that of a gamma distribution
+    matched to its mean, variance and skewness (Pearson type III, ``_heavier_tail``); the skewness
+    of a response is learned per hour with the other two moments (its third cumulant, ``E[(bytes -
+    n mean)^3] / n``), and as ``n`` grows the gamma becomes the normal.
     """
 
     name = "size"
-    _learned_attributes = ("hour_means_", "hour_variances_", "dispersion_", "autocorrelation_")
+    _learned_attributes = (
+        "hour_means_",
+        "hour_variances_",
+        "hour_skewness_",
+        "dispersion_",
+        "autocorrelation_",
+    )
     #: Whether a smaller total than expected is news too.
     two_sided: ClassVar[bool] = True
+    #: Whether the summed values are skewed enough to learn their skewness: sizes are; the log
+    #: latencies of ``GeometricMeanDetector``, given the minute's mix of hits and misses, are not.
+    skewed: ClassVar[bool] = True
+    #: A model saved before it learned the skewness: its sums judged by the normal tail alone.
+    hour_skewness_: np.ndarray = np.zeros(24)
 
     def _totals(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Each minute's total over its requests, and its requests."""
@@ -335,8 +354,8 @@ class SizeDetector(CountAwareDetector):
             else overall
             for hour in range(24)
         ]
-        self.hour_means_ = np.array([mean for mean, _ in moments])
-        self.hour_variances_ = np.array([variance for _, variance in moments])
+        self.hour_means_, self.hour_variances_, skewness = map(np.array, zip(*moments, strict=True))
+        self.hour_skewness_ = skewness if self.skewed else np.zeros(24)
         self.dispersion_, self.autocorrelation_ = calibrated(self._z(frame))
 
     def _z(self, frame: pd.DataFrame) -> np.ndarray:
@@ -353,9 +372,11 @@ class SizeDetector(CountAwareDetector):
         per_request = hourly_at(np.stack([model.hour_means_ for model in models]), index)
         per_request = per_request + cls._mix_shift(models, values, index)
         variances = hourly_at(np.stack([model.hour_variances_ for model in models]), index)
+        skewness = hourly_at(np.stack([model.hour_skewness_ for model in models]), index)
         with np.errstate(divide="ignore", invalid="ignore"):
             z = (totals - requests * per_request) / np.sqrt(requests * variances)
-        return np.where(seen, z, np.nan), per_request
+            z = _heavier_tail(np.where(seen, z, np.nan), skewness / np.sqrt(requests))
+        return z, per_request
 
     @classmethod
     def _expected_column(cls, values: np.ndarray, per_request: np.ndarray) -> np.ndarray:
@@ -390,6 +411,7 @@ class GeometricMeanDetector(SizeDetector):
 
     name = "geometric_mean"
     two_sided: ClassVar[bool] = False
+    skewed: ClassVar[bool] = False
     _learned_attributes = ("miss_penalty_", "hour_miss_shares_")
     #: A model saved before it learned the cache mix: its slice's latency as one mix of hits and misses.
     miss_penalty_: float = 0.0
@@ -476,12 +498,25 @@ def _miss_shares(values: np.ndarray) -> np.ndarray:
     return 1.0 - values[:, 2]
 
 
-def _size_moments(values: np.ndarray, requests: np.ndarray) -> tuple[float, float]:
-    """The mean and the variance of one response's size, from minutes of ``values`` bytes over
-    ``requests`` responses (method of moments)."""
+def _size_moments(values: np.ndarray, requests: np.ndarray) -> tuple[float, float, float]:
+    """The mean, the variance and the skewness of one response's size, from minutes of ``values``
+    bytes over ``requests`` responses (method of moments: a sum's cumulants are ``n`` times one
+    response's). Sizes are skewed to the right; a skewness below 0 is noise and counts as 0."""
     mean = float(values.sum() / requests.sum())
-    variance = float(((values - requests * mean) ** 2).sum() / requests.sum())
-    return mean, max(variance, (1e-3 * mean) ** 2, 1e-12)
+    residuals = values - requests * mean
+    variance = max(float((residuals**2).sum() / requests.sum()), (1e-3 * mean) ** 2, 1e-12)
+    skewness = float((residuals**3).sum() / requests.sum()) / variance**1.5
+    return mean, variance, max(skewness, 0.0)
+
+
+def _heavier_tail(z: np.ndarray, skewness: np.ndarray) -> np.ndarray:
+    """Each z-score of a sum above its mean as the normal's z-score of the same tail probability under
+    a Pearson type III of the sum's ``skewness`` (the gamma matched to its first three moments), where
+    that tail is the heavier; below the mean, or without skewness, the z-score as it is."""
+    upper = (z > 0) & (skewness > 0)
+    judged = z.copy()
+    judged[upper] = np.minimum(z[upper], stats.norm.isf(stats.pearson3.sf(z[upper], skewness[upper])))
+    return judged
 
 
 def _resolution(values: np.ndarray) -> float:
