@@ -11,7 +11,7 @@ import pytest
 from passes import assert_one_pass_scores_each_as_alone
 
 from passion_tasks.detectors import DetectorError, load_detector, make_detector
-from passion_tasks.detectors.counts import COUNT_WINDOWS, CountDetector, _dispersion
+from passion_tasks.detectors.counts import COUNT_WINDOWS, MAX_SKEWNESS, CountDetector, _dispersion
 from passion_tasks.detectors.thresholds import false_alarm_budget_threshold, series_budget
 from passion_tasks.incidents.model import group_incidents, with_severity
 from passion_tasks.models.scoring import group_events, score_frame
@@ -565,6 +565,19 @@ def test_a_thin_slices_few_large_responses_are_judged_by_how_skewed_its_sizes_ar
 
     assert detector.hour_skewness_.min() > 0.5
     assert flagged.size >= 3 and flagged.min() >= 3 * DAY + 720 and flagged.max() < 3 * DAY + 795
+
+
+def test_one_download_that_dwarfs_a_weeks_responses_is_not_taken_for_their_skewness() -> None:
+    requests = requests_per_minute(20)
+    frame = bytes_frame(requests)
+    frame.iloc[3 * DAY + 630, 0] += 5e7  # 50 MB among segments of 1 MB, at 10:30 on a training day
+    frame.iloc[OUTAGE, 0] *= 3
+
+    detector, result = fitted("size", frame)
+
+    # Its third moment alone made a skewness of 62 for the hour.
+    assert detector.hour_skewness_[10] == MAX_SKEWNESS and detector.hour_skewness_[9] < 1
+    assert set(range(604, 610)) <= set(np.flatnonzero(result["is_anomaly"].to_numpy()))
 
 
 def test_a_size_model_saved_before_it_learned_the_skewness_judges_by_the_normal_tail(tmp_path) -> None:

@@ -72,6 +72,11 @@ MINUTES_TOGETHER = (5, 15)
 COUNT_WINDOWS = (*WINDOWS, 30, 60)
 #: The surprise of the last quarter of an hour that lets the hour's window speak.
 LATELY = 2.0
+#: The most skewness a response's size is taken to have. Sizes of many kinds of content are skewed
+#: by a few (exponential ones by 2, lognormal ones of σ = 1 by 6); a week's estimate far beyond is
+#: one response that dwarfs the others (a download among segments), which weighs on the third
+#: moment most, and a sum that skewed would hide a bitrate change on a busy slice too.
+MAX_SKEWNESS = 10.0
 
 
 class CountAwareDetector(SurpriseScores, Detector):
@@ -501,12 +506,13 @@ def _miss_shares(values: np.ndarray) -> np.ndarray:
 def _size_moments(values: np.ndarray, requests: np.ndarray) -> tuple[float, float, float]:
     """The mean, the variance and the skewness of one response's size, from minutes of ``values``
     bytes over ``requests`` responses (method of moments: a sum's cumulants are ``n`` times one
-    response's). Sizes are skewed to the right; a skewness below 0 is noise and counts as 0."""
+    response's). Sizes are skewed to the right; a skewness below 0 is noise and counts as 0, and
+    one beyond ``MAX_SKEWNESS`` as that."""
     mean = float(values.sum() / requests.sum())
     residuals = values - requests * mean
     variance = max(float((residuals**2).sum() / requests.sum()), (1e-3 * mean) ** 2, 1e-12)
     skewness = float((residuals**3).sum() / requests.sum()) / variance**1.5
-    return mean, variance, max(skewness, 0.0)
+    return mean, variance, float(np.clip(skewness, 0.0, MAX_SKEWNESS))
 
 
 def _heavier_tail(z: np.ndarray, skewness: np.ndarray) -> np.ndarray:
