@@ -234,6 +234,8 @@ def test_an_edge_whose_viewers_went_to_the_others_is_named_not_the_edges_that_to
     assert explanation.sentence == (
         "requests 24/min → 4.0/min at edge FRA2, all paths, all devices (overall 48/min → 52/min)"
     )
+    edges = [row for row in explanation.breakdown if row.dimension == "edge_location"]
+    assert (edges[0].value, edges[0].change_share) == ("FRA2", 1.0)
 
 
 def test_a_slice_that_lost_its_viewers_is_named_though_the_whole_barely_moved() -> None:

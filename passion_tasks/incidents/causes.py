@@ -627,7 +627,10 @@ def _contributions(
     table["during"] = _values_by(measure, during, column, minutes[0]).reindex(table.index)
     if measure.kind == "volume":
         table[["before", "during"]] = table[["before", "during"]].fillna(0.0)
-    table["change_share"] = table["delta"] / table["delta"].sum()
+    # A volume's change is the side ``_made`` takes: the report's rows then rank the edge that lost
+    # its viewers first, as the cause names it, not the edges that took a share each.
+    made = _made(measure, table) if measure.kind == "volume" else 0.0
+    table["change_share"] = table["delta"] / (made or table["delta"].sum())
     table.index = table.index.astype(str)
     return table.sort_index().sort_values("change_share", ascending=False, kind="stable")
 
