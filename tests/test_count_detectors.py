@@ -12,6 +12,7 @@ from passes import assert_one_pass_scores_each_as_alone
 
 from passion_tasks.detectors import DetectorError, load_detector, make_detector
 from passion_tasks.detectors.counts import COUNT_WINDOWS, MAX_SKEWNESS, CountDetector, _dispersion
+from passion_tasks.detectors.persistence import ARRAYS_FILE, STATE_FILE
 from passion_tasks.detectors.thresholds import false_alarm_budget_threshold, series_budget
 from passion_tasks.incidents.model import group_incidents, with_severity
 from passion_tasks.models.scoring import group_events, score_frame
@@ -580,14 +581,22 @@ def test_one_download_that_dwarfs_a_weeks_responses_is_not_taken_for_their_skewn
     assert set(range(604, 610)) <= set(np.flatnonzero(result["is_anomaly"].to_numpy()))
 
 
+def test_the_geometric_mean_learns_no_skewness_and_saves_none(tmp_path) -> None:
+    detector, _ = fitted("geometric_mean", detector_frames()["geometric_mean"])
+
+    assert "hour_skewness_" not in vars(detector)
+    saved = json.loads((detector.save(tmp_path / "gm") / STATE_FILE).read_text())
+    assert "hour_skewness_" not in saved["arrays"]
+
+
 def test_a_size_model_saved_before_it_learned_the_skewness_judges_by_the_normal_tail(tmp_path) -> None:
     frame = thin_slice_bytes(days=2)
     folder = make_detector("size").fit(frame.iloc[:DAY]).save(tmp_path / "size")
-    state = json.loads((folder / "detector.json").read_text())
+    state = json.loads((folder / STATE_FILE).read_text())
     state["arrays"].remove("hour_skewness_")
-    (folder / "detector.json").write_text(json.dumps(state))
-    with np.load(folder / "arrays.npz") as stored:
-        np.savez(folder / "arrays.npz", **{name: stored[name] for name in state["arrays"]})
+    (folder / STATE_FILE).write_text(json.dumps(state))
+    with np.load(folder / ARRAYS_FILE) as stored:
+        np.savez(folder / ARRAYS_FILE, **{name: stored[name] for name in state["arrays"]})
     normal = make_detector("size").fit(frame.iloc[:DAY])
     normal.hour_skewness_ = np.zeros(24)
 

@@ -317,7 +317,8 @@ class SizeDetector(CountAwareDetector):
     #: Whether a smaller total than expected is news too.
     two_sided: ClassVar[bool] = True
     #: Whether the summed values are skewed enough to learn their skewness: sizes are; the log
-    #: latencies of ``GeometricMeanDetector``, given the minute's mix of hits and misses, are not.
+    #: latencies of ``GeometricMeanDetector``, given the minute's mix of hits and misses, are not,
+    #: and keep the class's zeros (nothing saved).
     skewed: ClassVar[bool] = True
     #: A model saved before it learned the skewness: its sums judged by the normal tail alone.
     hour_skewness_: np.ndarray = np.zeros(24)
@@ -360,7 +361,8 @@ class SizeDetector(CountAwareDetector):
             for hour in range(24)
         ]
         self.hour_means_, self.hour_variances_, skewness = map(np.array, zip(*moments, strict=True))
-        self.hour_skewness_ = skewness if self.skewed else np.zeros(24)
+        if self.skewed:
+            self.hour_skewness_ = skewness
         self.dispersion_, self.autocorrelation_ = calibrated(self._z(frame))
 
     def _z(self, frame: pd.DataFrame) -> np.ndarray:
