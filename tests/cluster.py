@@ -363,9 +363,7 @@ class Cluster:
 
     def _start_s3(self) -> None:
         port = free_port()
-        server = self._popen(
-            "s3", [str(BIN / "python"), "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-        )
+        server = self._popen("s3", [str(BIN / "python"), str(ROOT / "tests" / "s3_server.py"), str(port)])
         wait_for_port(port, timeout=60, process=server)
         self.s3 = S3Options(
             endpoint_url=f"http://127.0.0.1:{port}",

@@ -38,10 +38,11 @@ def reference_data() -> Path:
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server on 127.0.0.1, spoken to over HTTP like any S3 endpoint."""
+    """moto's S3 server on 127.0.0.1 (``s3_server``: its conditional writes atomic, as S3's are), spoken
+    to over HTTP like any S3 endpoint."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, str(Path(__file__).with_name("s3_server.py")), str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
