@@ -37,6 +37,7 @@ PARAMS: dict[str, dict] = {
     "elliptic_envelope": {},
     "kmeans": {},
     "pca": {},
+    "knn": {},
     "xgboost": {},
     "fusion": {},
     "sub_pca": {"window": 30},
@@ -56,12 +57,13 @@ AUC_BOUNDS = {
     "elliptic_envelope": 0.75,  # 0.7762
     "kmeans": 0.95,  # 0.9745
     "pca": 0.94,  # 0.9644
+    "knn": 0.96,  # 0.9757
     "xgboost": 0.95,  # 0.9716
     "fusion": 0.97,  # 0.9916
     "sub_pca": 0.94,  # 0.9583
     "poly": 0.93,  # 0.9516
 }
-LAG_DETECTORS = ["isolation_forest", "one_class_svm", "elliptic_envelope", "kmeans", "pca", "xgboost"]
+LAG_DETECTORS = ["isolation_forest", "one_class_svm", "elliptic_envelope", "kmeans", "pca", "knn", "xgboost"]
 
 
 def daily_cycle(days: int = TRAIN_DAYS + 1, seed: int = 7) -> pd.DataFrame:
@@ -236,6 +238,35 @@ def test_one_class_svm_trains_on_at_most_max_train_rows() -> None:
     assert len(detector.estimator_.support_) <= 500
     with pytest.raises(DetectorError, match="max_train_rows must be None or an integer >= 2 \\* window"):
         make_detector("one_class_svm", max_train_rows=10).fit(TEST_FRAME.iloc[: TRAIN_DAYS * DAY])
+
+
+def test_knn_judges_a_training_window_by_the_others_not_by_itself() -> None:
+    training = TEST_FRAME.iloc[:300]
+    detector = make_detector("knn", n_neighbors=4).fit(training)
+    windows = detector._features(training)[29:]
+    distances = np.linalg.norm(windows[:, None] - windows[None], axis=2)
+    np.fill_diagonal(distances, np.inf)
+    others = np.sort(distances, axis=1)[:, :4].mean(axis=1)
+    np.testing.assert_allclose(detector.decision_scores_[29:], others, rtol=1e-6)
+    # A later window is judged by its nearest training windows, the closest one included.
+    later = TEST_FRAME.iloc[300:400]
+    scored = detector._features(later)[29:]
+    nearest = np.sort(np.linalg.norm(scored[:, None] - windows[None], axis=2), axis=1)[:, :4].mean(axis=1)
+    np.testing.assert_allclose(detector.decision_function(later).iloc[29:], nearest, rtol=1e-6)
+
+
+def test_knn_of_few_dimensions_loads_as_it_was_saved(tmp_path) -> None:
+    # Two rows of one column: a space where scikit-learn would build a tree, with types skops refuses.
+    detector = make_detector("knn", window=2).fit(TEST_FRAME.iloc[: TRAIN_DAYS * DAY])
+    loaded = load_detector(detector.save(tmp_path / "knn"))
+    pd.testing.assert_frame_equal(loaded.detect(TEST_FRAME), detector.detect(TEST_FRAME))
+
+
+def test_knn_needs_more_training_windows_than_neighbours() -> None:
+    with pytest.raises(DetectorError, match="n_neighbors must be an integer >= 1, got 0"):
+        make_detector("knn", n_neighbors=0).fit(TEST_FRAME.iloc[:300])
+    with pytest.raises(DetectorError, match="n_neighbors=200 needs more than 200 training windows, got 89"):
+        make_detector("knn", window=2, n_neighbors=200, max_train_rows=None).fit(TEST_FRAME.iloc[:90])
 
 
 def test_too_little_training_data_for_the_window() -> None:

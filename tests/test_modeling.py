@@ -284,6 +284,7 @@ def test_detectors_list_names_the_whole_zoo(capsys) -> None:
         "elliptic_envelope",
         "kmeans",
         "pca",
+        "knn",
         "xgboost",
         "fusion",
         "windowed_gaussian",

@@ -59,6 +59,7 @@ _REGISTRY: dict[str, str] = {
     "elliptic_envelope": "passion_tasks.detectors.sklearn_detectors:EllipticEnvelopeDetector",
     "kmeans": "passion_tasks.detectors.sklearn_detectors:KMeansDetector",
     "pca": "passion_tasks.detectors.sklearn_detectors:PcaDetector",
+    "knn": "passion_tasks.detectors.sklearn_detectors:KnnDetector",
     "xgboost": "passion_tasks.detectors.supervised:XGBoostDetector",
     "fusion": "passion_tasks.detectors.fusion:FusionDetector",
     "likelihood": "passion_tasks.detectors.likelihood:AnomalyLikelihoodDetector",

@@ -22,6 +22,7 @@ from sklearn.cluster import KMeans
 from sklearn.covariance import EllipticEnvelope
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
+from sklearn.neighbors import NearestNeighbors
 from sklearn.svm import OneClassSVM
 
 from passion_tasks.detectors.base import Detector, DetectorError
@@ -35,6 +36,10 @@ from passion_tasks.detectors.thresholds import robust_spread
 from passion_tasks.detectors.windows import evenly_spaced, sliding_windows
 
 MODEL_FILE = "model.skops"
+#: A distance this small, relative to the window's length, is the window itself: scikit-learn's
+#: brute-force search computes distances from dot products, which leave ~1e-8 of the length where
+#: there is none.
+SAME_WINDOW = 1e-6
 
 
 # -- lag features -------------------------------------------------------------------------------
@@ -397,3 +402,53 @@ class PcaDetector(SklearnDetector):
         # Feature 0 is the target's current value.
         expected = reconstruction[:, 0] * self.scale_[0] + self.center_[0]
         return np.linalg.norm(features - reconstruction, axis=1), expected
+
+
+class KnnDetector(SklearnDetector):
+    """k nearest neighbours (Ramaswamy, Rastogi and Shim, 2000); score = the mean distance to the
+    ``n_neighbors`` nearest training windows other than the window itself, as PyOD's
+    ``KNN(method="mean")``.
+
+    A training window is its own nearest neighbour: counted, it would give the training rows lower
+    scores than any later row, and a threshold fitted on them would flag normal rows. So a window
+    whose nearest one is itself (``SAME_WINDOW``) is judged by the next ``n_neighbors``; a later
+    window equal to a training one is normal whichever it is judged by. Scoring reads every stored
+    window (``max_train_rows`` of them at most) for every row.
+    """
+
+    name = "knn"
+
+    def __init__(
+        self,
+        window: int = 30,
+        relative: bool = True,
+        differences: bool = False,
+        seasonal: bool = False,
+        n_neighbors: int = 5,
+        max_train_rows: int | None = 10_000,
+        threshold: str | float = "robust",
+        threshold_params: dict[str, Any] | None = None,
+    ):
+        super().__init__(window, relative, differences, seasonal, max_train_rows, threshold, threshold_params)
+        self.n_neighbors = n_neighbors
+
+    def _new_estimator(self) -> NearestNeighbors:
+        # Brute force whatever the dimension: a tree would search no faster in a window's dozens of
+        # dimensions, and its saved file would hold types skops must be told to trust.
+        return NearestNeighbors(n_neighbors=self.n_neighbors + 1, algorithm="brute")
+
+    def _fit(self, frame: pd.DataFrame) -> None:
+        self._check_integers({"n_neighbors": 1})
+        super()._fit(frame)
+        stored = self.estimator_.n_samples_fit_
+        if stored <= self.n_neighbors:
+            raise DetectorError(
+                f"{self.name}: n_neighbors={self.n_neighbors} needs more than {self.n_neighbors} training "
+                f"windows, got {stored}"
+            )
+
+    def _score_windows(self, features: np.ndarray) -> tuple[np.ndarray, float]:
+        distances, _ = self.estimator_.kneighbors(features)
+        itself = distances[:, :1] <= SAME_WINDOW * (1 + np.linalg.norm(features, axis=1, keepdims=True))
+        others = np.where(itself, distances[:, 1:], distances[:, :-1])
+        return others.mean(axis=1), np.nan
