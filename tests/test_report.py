@@ -238,6 +238,35 @@ def test_an_edge_whose_viewers_went_to_the_others_is_named_not_the_edges_that_to
     assert (edges[0].value, edges[0].change_share) == ("FRA2", 1.0)
 
 
+def test_the_report_shares_a_latency_change_as_its_cause_does() -> None:
+    # FRA2 answers half its requests slowly (none the day before); the other three edges a fifth
+    # instead of three tenths, each within its noise. The whole gains 24 slow requests, FRA2 60.
+    yesterday = DAY - dt.timedelta(days=1)
+
+    def slowed(start: pd.Timestamp, minutes: Callable[[str, int], bool]) -> pd.DataFrame:
+        logs = requests(start, 30)
+        minute = ((logs["ts"] - start) // pd.Timedelta(minutes=1)).astype(int)
+        slow = [minutes(edge, m) for edge, m in zip(logs["edge_location"], minute, strict=True)]
+        return logs.assign(time_to_first_byte=np.where(slow, 0.3, 0.1))
+
+    logs = pd.concat(
+        [
+            slowed(at("11:00", yesterday), lambda edge, m: edge != "FRA2" and m % 10 < 3),
+            slowed(at("11:00"), lambda edge, m: m % 2 == 0 if edge == "FRA2" else m % 10 < 2),
+        ],
+        ignore_index=True,
+    )
+    window = (at("11:00", yesterday), at("11:30", yesterday))
+
+    explanation = explain_incident(logs, at("11:00"), at("11:30"), window, "cdn_ttfb_gmean")
+
+    assert [(part.dimension, part.values, part.change_share) for part in explanation.slices] == [
+        ("edge_location", ("FRA2",), 1.0)
+    ]
+    edges = [row for row in explanation.breakdown if row.dimension == "edge_location"]
+    assert (edges[0].value, edges[0].change_share) == ("FRA2", 1.0)
+
+
 def test_a_slice_that_lost_its_viewers_is_named_though_the_whole_barely_moved() -> None:
     # Three requests a minute per edge, path and device; FRA2's ch8 served nothing for 40 of the
     # incident's 120 minutes: 4% of the whole's requests, a third of its own.

@@ -627,10 +627,11 @@ def _contributions(
     table["during"] = _values_by(measure, during, column, minutes[0]).reindex(table.index)
     if measure.kind == "volume":
         table[["before", "during"]] = table[["before", "during"]].fillna(0.0)
-    # A volume's change is the side ``_made`` takes: the report's rows then rank the edge that lost
-    # its viewers first, as the cause names it, not the edges that took a share each.
-    made = _made(measure, table) if measure.kind == "volume" else 0.0
-    table["change_share"] = table["delta"] / (made or table["delta"].sum())
+    # Shares of the change the values beyond their noise make (``_made``), as the drill-down takes
+    # them: the report's rows rank the edge the cause names first, not one whose small drift is a
+    # large share of a whole change that nearly cancels, nor the edges that took a share each of the
+    # viewers another lost. Without such a value, shares of the whole change.
+    table["change_share"] = table["delta"] / (_made(measure, table) or table["delta"].sum())
     table.index = table.index.astype(str)
     return table.sort_index().sort_values("change_share", ascending=False, kind="stable")
 
@@ -676,9 +677,6 @@ def _concentration(measure: Measure, column: str, table: pd.DataFrame) -> Slice 
     total, made = table["delta"].sum(), _made(measure, table)
     if made == 0 or not _worth_explaining(measure, table):
         return None
-    table = table.assign(change_share=table["delta"] / made).sort_values(
-        "change_share", ascending=False, kind="stable"
-    )
     if measure.kind == "volume":
         total = made
     beyond_spread = (table["delta"] - table["traffic_share"] * total) * np.sign(total)
