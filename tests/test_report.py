@@ -238,6 +238,51 @@ def test_an_edge_whose_viewers_went_to_the_others_is_named_not_the_edges_that_to
     assert (edges[0].value, edges[0].change_share) == ("FRA2", 1.0)
 
 
+def test_an_edge_that_failed_over_is_named_though_the_busiest_gained_more_requests() -> None:
+    # FRA2 (a quarter of the requests) serves none; its players retry on the others, and AMS1, half
+    # the traffic, gains 12 requests a minute where FRA2 lost 8: the whole rises, 32/min -> 44/min.
+    yesterday = DAY - dt.timedelta(days=1)
+
+    def served(start: pd.Timestamp, copies: dict[str, int]) -> list[pd.DataFrame]:
+        return [
+            requests(start, 30, served=lambda edge, stem, device, chosen=name: edge == chosen)
+            for name, count in copies.items()
+            for _ in range(count)
+        ]
+
+    logs = pd.concat(
+        [
+            *served(at("11:00", yesterday), {"AMS1": 4, "FRA2": 2, "LHR3": 1, "PAR4": 1}),
+            *served(at("11:00"), {"AMS1": 7, "LHR3": 2, "PAR4": 2}),
+        ],
+        ignore_index=True,
+    )
+    window = (at("11:00", yesterday), at("11:30", yesterday))
+
+    explanation = explain_incident(logs, at("11:00"), at("11:30"), window, "cdn_requests")
+
+    assert explanation.sentence == (
+        "requests 8.0/min → 0/min at edge FRA2, all paths, all devices (overall 32/min → 44/min)"
+    )
+
+
+def test_the_small_bodies_of_errors_do_not_turn_a_drop_of_bytes_into_a_rise() -> None:
+    # Every third minute every response fails with a small body: the bytes drop by a third, while
+    # the 5xx class's bytes rise, further beyond their noise than the drop: they are how the bytes
+    # fell, not a rise to explain, and no status class holds the change.
+    yesterday = DAY - dt.timedelta(days=1)
+    logs = pd.concat([requests(at("11:00", yesterday), 30), requests(at("11:00"), 30)], ignore_index=True)
+    failing = (logs["ts"] >= at("11:00")) & (logs["ts"].dt.minute % 3 == 0)
+    logs["sc_status"] = np.where(failing, 503, logs["sc_status"])
+    logs["sc_bytes"] = np.where(logs["sc_status"] == 503, 200, 50_000)
+    window = (at("11:00", yesterday), at("11:30", yesterday))
+
+    explanation = explain_incident(logs, at("11:00"), at("11:30"), window, "cdn_bytes")
+
+    assert explanation.sentence == "bytes sent 0.80 MB/min → 0.53 MB/min at all edges, all paths, all devices"
+    assert explanation.mechanism is None
+
+
 def test_the_report_shares_a_latency_change_as_its_cause_does() -> None:
     # FRA2 answers half its requests slowly (none the day before); the other three edges a fifth
     # instead of three tenths, each within its noise. The whole gains 24 slow requests, FRA2 60.

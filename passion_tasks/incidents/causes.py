@@ -78,6 +78,8 @@ DIMENSIONS = (
     Dimension("status_class", "status", "statuses"),
 )
 STATUS = "status_class"
+#: The column of ``log_slices`` that counts requests (1 a row).
+REQUESTS = "requests"
 #: A path is grouped two ways: by its first two folders (``/vod/big_buck_bunny``, ``/live/ch7``)
 #: and by its first (``/vod``), for a change spread over the many titles of one folder. A slice
 #: names one of them; the other then says nothing more.
@@ -137,7 +139,7 @@ class Measure:
 
 def _measures() -> dict[str, Measure]:
     measures = {
-        "cdn_requests": Measure("requests", "volume", "requests"),
+        "cdn_requests": Measure("requests", "volume", REQUESTS),
         "cdn_bytes": Measure("bytes sent", "volume", "sc_bytes"),
         "cdn_4xx_rate": Measure("4xx rate", "share", "is_4xx", by_status=False),
         "cdn_5xx_rate": Measure("5xx rate", "share", "is_5xx", by_status=False),
@@ -271,7 +273,7 @@ def log_slices(logs: pd.DataFrame) -> pd.DataFrame:
             "is_4xx": (status >= 400) & (status < 500),
             "is_5xx": (status >= 500) & (status < 600),
             "is_hit": logs["edge_result_type"].isin(CACHE_HITS),
-            "requests": 1,
+            REQUESTS: 1,
             "sc_bytes": logs["sc_bytes"].fillna(0),
             **{column: logs[column] for column in LATENCIES},
         },
@@ -708,13 +710,18 @@ def _made(measure: Measure, table: pd.DataFrame) -> float:
     VOD titles that grew a little over a long incident) would outweigh the one that changed.
 
     A volume's parts may cancel: the viewers an edge lost went to the others, and the whole barely
-    moved, its sign left to chance. Its change is the side of the largest part, that side's parts
-    summed: the edge that lost them, not the edges that took a share each."""
-    beyond_noise = table["delta"].abs() >= SIGNIFICANCE_Z * np.sqrt(table["noise"])
-    parts = table["delta"].where(beyond_noise, 0.0)
+    moved, or rose as their players retried, its sign left to chance. Its change is the side of its
+    leading part, that side's parts summed: the edge that lost them, not the edges that took a share
+    each. For requests, the leading part is the one furthest beyond its noise, its own count: the
+    busiest edge may gain more requests than another lost, but fewer of its own noise's worth. For
+    bytes it is the largest: their noise is that of the sizes, and a class of small bodies (the 5xx
+    pages of an outage) is far beyond it for a change of kilobytes beside a drop of gigabytes."""
+    deviations = table["delta"].abs() / np.sqrt(table["noise"])
+    parts = table["delta"].where(deviations >= SIGNIFICANCE_Z, 0.0)
     if measure.kind == "volume" and parts.any():
-        side = np.sign(parts.loc[parts.abs().idxmax()])
-        parts = parts[np.sign(parts) == side]
+        size = deviations if measure.column == REQUESTS else parts.abs()
+        leading = size.where(parts.ne(0)).idxmax()
+        parts = parts[np.sign(parts) == np.sign(parts.loc[leading])]
     return float(parts.sum())
 
 
