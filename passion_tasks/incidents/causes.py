@@ -715,7 +715,7 @@ def _made(measure: Measure, table: pd.DataFrame) -> float:
     each. For requests, the leading part is the one furthest beyond its noise, its own count: the
     busiest edge may gain more requests than another lost, but fewer of its own noise's worth. For
     bytes it is the largest: their noise is that of the sizes, and a class of small bodies (the 5xx
-    pages of an outage) is far beyond it for a change of kilobytes beside a drop of gigabytes."""
+    pages of an outage) is far beyond it for kilobytes a minute beside a drop of megabytes."""
     deviations = table["delta"].abs() / np.sqrt(table["noise"])
     parts = table["delta"].where(deviations >= SIGNIFICANCE_Z, 0.0)
     if measure.kind == "volume" and parts.any():
