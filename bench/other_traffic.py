@@ -21,6 +21,13 @@ one shape is checked on another: five edges of 45, 25, 15, 10 and 5 % of the tra
 ``/i/<hash>.webp``, an API under ``/v1`` (sessions at its root), VOD titles under ``/vod/<title>``
 and live streams under ``/hls/<channel>``, which the logs do not know for live channels.
 
+``--shape bursty`` is the web service with the bursts healthy traffic has every day and the other
+shapes lack, in training as on the scored days: origin hiccups (a few minutes in which some of one
+edge's misses fail with 502 or 504) and crawler sessions (one client walking scanners' and made-up
+paths for a quarter of an hour at a few requests a minute, mostly 404s, whatever the service's rate).
+An error rate that is 0 but for such bursts, or a 4xx rate that a crawler doubles every day, is the
+background an on-call engineer must not be paged for.
+
 ``--shape many`` spreads the web service over 120 edges of a global distribution, Zipf-weighted (the
 busiest 19 % of the traffic, the thinnest 0.16 %), more than a day's features give series of their
 own (``features.cdn.BREAKDOWNS``: the 64 busiest of the day, the rest one ``(other)`` edge), so which
@@ -82,6 +89,8 @@ AGENTS = (
     ("python-requests/2.32.3", 2),
 )
 BOTS = (8, 9)
+#: The agents as the logs' ``cs(User-Agent)`` field has them.
+AGENT_FIELDS = np.array([text.replace(" ", "%20") for text, _ in AGENTS])
 #: Content kinds: posters, assets, API, VOD segments, live chunks, scanners.
 KIND_SHARES = (0.28, 0.14, 0.12, 0.30, 0.14, 0.02)
 HIT_SHARES = np.array([0.93, 0.97, 0.08, 0.9, 0.85, 0.3])
@@ -96,8 +105,31 @@ ODD_PATHS = (
     "/a%20b/../../etc/passwd",
     "/" + "x" * 300,
 )
+#: A crawler's made-up paths, after the scanners' ``ODD_PATHS``.
+CRAWLED = (
+    "/wp-content/plugins/{n}/readme.txt",
+    "/backup{n}.zip",
+    "/admin/config{n}.php",
+    "/img/poster{n}.jpg",
+)
 #: A path of each request of the content kinds of ``KIND_SHARES``, given how many.
 PathDraws = tuple[Callable[[int], list[str] | np.ndarray], ...]
+
+
+@dataclass(frozen=True)
+class Background:
+    """Bursts of healthy traffic, each day: origin hiccups and crawler sessions, a Poisson number of
+    each at random minutes."""
+
+    hiccups_per_day: float = 4.0
+    #: Of an edge's misses in a hiccup, the share that fail: drawn between these.
+    hiccup_failures: tuple[float, float] = (0.1, 0.6)
+    hiccup_minutes: tuple[int, int] = (1, 4)
+    crawls_per_day: float = 3.0
+    crawl_minutes: tuple[int, int] = (10, 31)
+    #: A crawler's requests a minute, drawn between these: a client's pace, not the service's.
+    crawl_rate: tuple[float, float] = (2.0, 8.0)
+    crawl_missing: float = 0.8
 
 
 @dataclass(frozen=True)
@@ -114,6 +146,7 @@ class Shape:
     vod: str
     #: Incidents on an edge hit one of this many busiest (the first ``edges``); 0: any edge.
     busiest: int = 0
+    background: Background | None = None
 
 
 def web_paths(rng: np.random.Generator) -> PathDraws:
@@ -178,26 +211,27 @@ def global_edges(count: int) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
 
 
 MANY_EDGES, MANY_WEIGHTS, MANY_SLOWNESS = global_edges(120)
+WEB = Shape(
+    edges=(
+        "FRA2-C1",
+        "FRA6-C2",
+        "LHR61-P1",
+        "AMS54-C1",
+        "IAD89-C1",
+        "NRT57-C3",
+        "GRU3-C1",
+        "SIN2-P1",
+        "CDG50-C1",
+    ),
+    edge_weights=np.array([18, 9, 16, 10, 20, 8, 5, 7, 7], float) / 100,
+    edge_slowness=np.array([1.0, 1.2, 1.0, 1.1, 0.9, 1.4, 1.8, 1.5, 1.0]),
+    paths=web_paths,
+    api="/api",
+    vod="/video",
+)
 
 SHAPES = {
-    "web": Shape(
-        edges=(
-            "FRA2-C1",
-            "FRA6-C2",
-            "LHR61-P1",
-            "AMS54-C1",
-            "IAD89-C1",
-            "NRT57-C3",
-            "GRU3-C1",
-            "SIN2-P1",
-            "CDG50-C1",
-        ),
-        edge_weights=np.array([18, 9, 16, 10, 20, 8, 5, 7, 7], float) / 100,
-        edge_slowness=np.array([1.0, 1.2, 1.0, 1.1, 0.9, 1.4, 1.8, 1.5, 1.0]),
-        paths=web_paths,
-        api="/api",
-        vod="/video",
-    ),
+    "web": WEB,
     "second": Shape(
         edges=("SEA19-C2", "MIA3-C1", "SYD4-C1", "BOM78-P2", "JNB1-C1"),
         edge_weights=np.array([45, 25, 15, 10, 5], float) / 100,
@@ -206,6 +240,7 @@ SHAPES = {
         api="/v1",
         vod="/vod",
     ),
+    "bursty": replace(WEB, background=Background()),
     "many": Shape(
         edges=MANY_EDGES,
         edge_weights=MANY_WEIGHTS,
@@ -333,12 +368,14 @@ def day_requests(
                 * shape.edge_slowness[edge[missed]]
             )
         ttfb[inside] *= incident.factor
+    if shape.background is not None:
+        hiccups(rng, shape, minute, edge, hit, status, size)
     taken = ttfb + size / np.where(hit, 40_000, 15_000) * rng.lognormal(0, 0.3, n)
     result = np.where(status >= 500, "Error", np.where(hit, "Hit", "Miss"))
-    day = START + dt.timedelta(days=day_number)
-    return pd.DataFrame(
+    day = pd.Timestamp(START + dt.timedelta(days=day_number))
+    requests = pd.DataFrame(
         {
-            "ts": pd.Timestamp(day) + pd.to_timedelta(minute * 60 + rng.uniform(0, 60, n), unit="s"),
+            "ts": day + pd.to_timedelta(minute * 60 + rng.uniform(0, 60, n), unit="s"),
             "edge": np.array(shape.edges)[edge],
             "bytes": size.astype(int),
             "ip": [
@@ -347,12 +384,70 @@ def day_requests(
             ],
             "path": path,
             "status": status,
-            "agent": np.array([text.replace(" ", "%20") for text, _ in AGENTS])[agent],
+            "agent": AGENT_FIELDS[agent],
             "result": result,
             "ttfb": ttfb / 1000,
             "taken": taken / 1000,
         }
-    ).sort_values("ts")
+    )
+    if shape.background is not None:
+        requests = pd.concat([requests, *crawls(rng, shape, day)], ignore_index=True)
+    return requests.sort_values("ts")
+
+
+def hiccups(
+    rng: np.random.Generator,
+    shape: Shape,
+    minute: np.ndarray,
+    edge: np.ndarray,
+    hit: np.ndarray,
+    status: np.ndarray,
+    size: np.ndarray,
+) -> None:
+    """The day's origin hiccups, in place: in each, a share of one edge's misses fail."""
+    background = shape.background
+    for _ in range(rng.poisson(background.hiccups_per_day)):
+        start, minutes = int(rng.integers(0, 1440)), int(rng.integers(*background.hiccup_minutes))
+        where = int(rng.choice(len(shape.edges), p=shape.edge_weights))
+        inside = (minute >= start) & (minute < start + minutes) & (edge == where) & ~hit
+        failed = inside & (rng.random(minute.size) < rng.uniform(*background.hiccup_failures))
+        status[failed] = rng.choice([502, 504], int(failed.sum()))
+        size[failed] = 900
+
+
+def crawls(rng: np.random.Generator, shape: Shape, day: pd.Timestamp) -> list[pd.DataFrame]:
+    """The day's crawler sessions: one client, one bot's agent, one edge, mostly missing paths."""
+    background = shape.background
+    sessions = []
+    for number in range(rng.poisson(background.crawls_per_day)):
+        start, minutes = int(rng.integers(0, 1440)), int(rng.integers(*background.crawl_minutes))
+        n = int(rng.poisson(rng.uniform(*background.crawl_rate) * minutes))
+        seconds = np.sort(rng.uniform(0, minutes * 60, n)) + 60 * min(start, 1440 - minutes)
+        missing = rng.random(n) < background.crawl_missing
+        ttfb = MISS_MS[-1] * rng.lognormal(0, 0.5, n)
+        size = np.where(missing, 500, SIZES[0] * rng.lognormal(0, 0.5, n))
+        sessions.append(
+            pd.DataFrame(
+                {
+                    "ts": day + pd.to_timedelta(seconds, unit="s"),
+                    "edge": rng.choice(shape.edges, p=shape.edge_weights),
+                    "bytes": size.astype(int),
+                    "ip": f"198.51.100.{number + 1}",
+                    "path": [
+                        str(rng.choice(ODD_PATHS))
+                        if rng.random() < 0.3
+                        else str(rng.choice(CRAWLED)).format(n=x)
+                        for x in rng.integers(0, 10**4, n)
+                    ],
+                    "status": np.where(missing, 404, 200),
+                    "agent": AGENT_FIELDS[rng.choice(BOTS)],
+                    "result": "Miss",
+                    "ttfb": ttfb / 1000,
+                    "taken": (ttfb + size / 15_000) / 1000,
+                }
+            )
+        )
+    return sessions
 
 
 def write_logs(out: Path, requests: pd.DataFrame, seed: int) -> None:
