@@ -763,6 +763,14 @@ def test_severity_needs_the_ratio_of_a_level_and_its_evidence(
     assert severity(incident, Rules().levels) == expected
 
 
+def test_a_change_a_few_clients_made_is_the_mildest_level_however_strong() -> None:
+    crawl = (anomaly(ERRORS, "2026-11-21 10:00", "2026-11-21 10:29", 8.0),)
+    theirs = Cause("4xx rate 2.0% → 40% at edge FRA2, made by one client 198.51.100.7", {}, ("198.51.100.7",))
+    ours = Cause("4xx rate 2.0% → 40% at edge FRA2", {"edge": "FRA2"})
+    assert severity(Incident(crawl, theirs), Rules().levels) == "info"
+    assert severity(Incident(crawl, ours), Rules().levels) == "critical"
+
+
 def test_the_ratio_is_the_peak_score_over_the_threshold_at_the_peak() -> None:
     scaled, unscaled, zero = (
         day_scores(P95, [(600, 610)]),

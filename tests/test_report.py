@@ -81,6 +81,7 @@ def requests(
                             "sc_bytes": 1000,
                             "time_to_first_byte": 2.0 if slow(edge, stem, device) else 0.1,
                             "time_taken": 0.5,
+                            "c_ip": f"10.{start.hour}.{len(rows) // 256}.{len(rows) % 256}",
                         }
                     )
     return pd.DataFrame(rows)
@@ -124,6 +125,52 @@ def test_a_5xx_burst_on_one_edge_and_path_is_named_by_both() -> None:
     assert explanation.slices[0].change_share == pytest.approx(1.0)
     assert explanation.spread == ("device_family",)
     assert explanation.explained_share == pytest.approx(1.0)
+
+
+def crawled(addresses: Callable[[int], str | None], edge: str = "FRA2") -> pd.DataFrame:
+    """``incident_logs`` with a crawler on ``edge`` from 11:00 to 11:30: four 404s a minute on paths that
+    do not exist, from ``addresses(request number)``."""
+    walk = [
+        {
+            "ts": at("11:00") + pd.Timedelta(seconds=15 * number),
+            "edge_location": edge,
+            "cs_uri_stem": f"/wp-content/plugins/p{number}/readme.txt",
+            "live_channel": None,
+            "sc_status": 404,
+            "device_family": "Other",
+            "edge_result_type": "Error",
+            "sc_bytes": 500,
+            "time_to_first_byte": 0.05,
+            "time_taken": 0.05,
+            "c_ip": addresses(number),
+        }
+        for number in range(120)
+    ]
+    return pd.concat([incident_logs(), pd.DataFrame(walk)], ignore_index=True)
+
+
+def test_a_change_a_few_clients_made_is_named_with_them() -> None:
+    def explained(addresses: Callable[[int], str | None], edge: str = "FRA2") -> tuple[tuple[str, ...], str]:
+        logs = crawled(addresses, edge)
+        explanation = explain_incident(logs, at("11:00"), at("11:30"), BASELINE, "cdn_4xx_rate")
+        return explanation.clients, explanation.sentence
+
+    clients, sentence = explained(lambda number: "198.51.100.7")
+    assert clients == ("198.51.100.7",)
+    assert sentence.endswith("(overall 0% → 20%), made by one client 198.51.100.7")
+    clients, sentence = explained(lambda number: f"198.51.100.{number % 2}")
+    assert clients == ("198.51.100.0", "198.51.100.1")
+    assert sentence.endswith("made by clients 198.51.100.0 and 198.51.100.1")
+    # The same 404s from 120 clients are the service's; logged without an address, no one's; on an edge
+    # that only the crawler asked, nothing says the edge served anyone else well.
+    for addresses, edge in (
+        (lambda number: f"198.51.100.{number}", "FRA2"),
+        (lambda number: None, "FRA2"),
+        (lambda number: "198.51.100.7", "NEW1"),
+    ):
+        clients, sentence = explained(addresses, edge)
+        assert clients == ()
+        assert sentence.endswith("(overall 0% → 20%)")
 
 
 def test_a_cause_on_every_edge_says_all_edges() -> None:
@@ -402,6 +449,7 @@ def test_a_flag_names_its_slice_inside_a_narrower_one_where_fewer_errors_are_lef
         sc_bytes=1000,
         time_to_first_byte=0.1,
         time_taken=0.5,
+        c_ip=[f"10.0.{row // 256}.{row % 256}" for row in range(len(rows))],
     )
     explanation = explain_rows(
         log_slices(logs),
@@ -438,6 +486,7 @@ def sampled_requests(
             "sc_bytes": 1000,
             "time_to_first_byte": ttfb,
             "time_taken": ttfb,
+            "c_ip": [f"10.{start.hour}.{row // 256}.{row % 256}" for row in range(edges.size)],
         }
     )
 
@@ -521,6 +570,21 @@ def test_an_incident_the_logs_cannot_explain_still_names_the_slice_the_detectors
     assert cause("cdn_5xx_rate{edge=FRA2}", "cdn_5xx_rate").slice == {"edge": "FRA2"}
     # Nothing narrower than the whole CDN: no slice.
     assert cause("cdn_5xx_rate", "cdn_4xx_rate") == Cause("cdn_4xx_rate and 1 more series anomalous", {})
+
+
+def test_a_crawlers_incident_is_theirs_unless_an_edge_that_did_not_serve_it_moved_too() -> None:
+    crawler = explain_incident(
+        crawled(lambda number: "198.51.100.7"), at("11:00"), at("11:30"), BASELINE, "cdn_4xx_rate"
+    )
+    assert crawler.client_edges == ("FRA2",)
+
+    def cause(*series: str) -> Cause:
+        scores = pd.concat([day_scores(name, list(range(600, 605))) for name in series], ignore_index=True)
+        (incident,) = group_incidents(with_severity(group_events(scores), scores))
+        return cause_of(incident, Drivers(explanations=(crawler,)))
+
+    assert cause("cdn_4xx_rate{edge=FRA2}", "cdn_4xx_rate").clients == ("198.51.100.7",)
+    assert cause("cdn_4xx_rate{edge=FRA2}", "cdn_ttfb_gmean{edge=AMS1}").clients == ()
 
 
 def test_a_total_that_echoes_one_slice_is_explained_inside_the_slice_when_the_whole_is_noise() -> None:

@@ -309,7 +309,12 @@ def snoozed(anomaly: Anomaly, snoozes: Iterable[Snooze]) -> bool:
 
 
 def severity(incident: Incident, levels: Sequence[SeverityLevel]) -> str:
-    """The most severe level whose minimums the incident's peak ratio and span meet; at least the first."""
+    """The most severe level whose minimums the incident's peak ratio and span meet; at least the first.
+
+    A change a few clients made (a crawler's 404s, one download) is theirs, not the service's: the first
+    level, whatever its size."""
+    if incident.cause is not None and incident.cause.clients:
+        return levels[0].name
     ratio, minutes = incident.peak.ratio, incident.minutes
     reached = [level.name for level in levels if level.reached(ratio, minutes)]
     return reached[-1] if reached else levels[0].name

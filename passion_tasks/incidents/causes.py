@@ -80,6 +80,8 @@ DIMENSIONS = (
 STATUS = "status_class"
 #: The column of ``log_slices`` that counts requests (1 a row).
 REQUESTS = "requests"
+#: Who sent a request (its address): not a place to narrow an incident down to, but who made it.
+CLIENT = "c_ip"
 #: A path is grouped two ways: by its first two folders (``/vod/big_buck_bunny``, ``/live/ch7``)
 #: and by its first (``/vod``), for a change spread over the many titles of one folder. A slice
 #: names one of them; the other then says nothing more.
@@ -94,6 +96,7 @@ LOG_COLUMNS = [
     "cs_uri_stem",
     "sc_status",
     "device_family",
+    CLIENT,
     "live_channel",
     "edge_result_type",
     "sc_bytes",
@@ -221,6 +224,9 @@ class Explanation:
     changed: bool
     requests: int
     breakdown: tuple[Contribution, ...] = ()
+    #: The few clients that made the change (``_clients_who_made_it``), and the edges that served them.
+    clients: tuple[str, ...] = ()
+    client_edges: tuple[str, ...] = ()
 
     @property
     def sentence(self) -> str:
@@ -244,6 +250,8 @@ class Explanation:
             text += " at " + ", ".join(places)
         if self.slices:
             text += f" (overall {fmt(self.overall_before)} → {fmt(self.overall_during)})"
+        if self.clients:
+            text += f", made by {'one client' if len(self.clients) == 1 else 'clients'} {_and(self.clients)}"
         return text
 
 
@@ -270,6 +278,7 @@ def log_slices(logs: pd.DataFrame) -> pd.DataFrame:
             # Not a dimension of its own (its requests are those of its path): what a detector's
             # channel series names, to find them.
             "live_channel": logs["live_channel"],
+            CLIENT: logs[CLIENT].fillna(MISSING).astype(str),
             "is_4xx": (status >= 400) & (status < 500),
             "is_5xx": (status >= 500) & (status < 600),
             "is_hit": logs["edge_result_type"].isin(CACHE_HITS),
@@ -373,6 +382,7 @@ def explain_rows(
         during = during.assign(flag=during[measure.column] > slow)
         before = before.assign(flag=before[measure.column] > slow)
     overall = (_value(measure, before, minutes[1]), _value(measure, during, minutes[0]))
+    everywhere = during, before
     requests = len(during)
     places = [d.column for d in DIMENSIONS if d.column != STATUS]
 
@@ -421,6 +431,7 @@ def explain_rows(
         }
     changed = bool(slices) or _overall_change(measure, during, before, minutes)
     slices = [*flagged, *slices]
+    clients = _clients_who_made_it(measure, during, before, minutes, everywhere) if changed else ()
     mechanism = None
     if changed and measure.by_status:
         mechanism = _mechanism(_contributions(measure, during, before, STATUS, minutes, same_clock))
@@ -438,6 +449,10 @@ def explain_rows(
         changed=changed,
         requests=requests,
         breakdown=breakdown,
+        clients=clients,
+        client_edges=tuple(
+            sorted(set(everywhere[0].loc[everywhere[0][CLIENT].isin(clients), "edge_location"]))
+        ),
     )
 
 
@@ -723,6 +738,56 @@ def _made(measure: Measure, table: pd.DataFrame) -> float:
         leading = size.where(parts.ne(0)).idxmax()
         parts = parts[np.sign(parts) == np.sign(parts.loc[leading])]
     return float(parts.sum())
+
+
+def _clients_who_made_it(
+    measure: Measure,
+    during: pd.DataFrame,
+    before: pd.DataFrame,
+    minutes: tuple[float, float],
+    everywhere: tuple[pd.DataFrame, pd.DataFrame],
+) -> tuple[str, ...]:
+    """The few clients that made the change in ``during`` (over ``before``), if few did: a crawler
+    walking missing paths, two bots at once, one downloader.
+
+    At most ``MAX_VALUES`` clients, each with ``MIN_EXCESS_REQUESTS`` requests or more, that make
+    ``EXPLAINED_SHARE`` of the change (a client's part: its flagged requests beyond the baseline rate;
+    for a volume, its change per minute), while the other requests their edges served (of
+    ``everywhere``, the incident's and the baseline's rows: a crawler's made-up paths are its slice
+    alone) fared otherwise: a volume's did not change beyond their noise; a share's or a latency's
+    rate departed not a fifth as far as those clients', and they were enough to have shown the change
+    had they fared alike. A thin edge whose only viewers all failed is the edge's outage, not theirs;
+    so is an outage whose heaviest viewer made most of its errors while the others failed as often."""
+    weight = _weight(measure)
+    if measure.kind == "volume":
+        now = during.groupby(CLIENT)[weight].sum() / minutes[0]
+        parts = now.sub(before.groupby(CLIENT)[weight].sum() / minutes[1], fill_value=0.0)
+    else:
+        rate = before[weight].mean() if len(before) else 0.0
+        parts = (during[weight].astype(float) - rate).groupby(during[CLIENT]).sum()
+    total = parts.sum()
+    requests = during[CLIENT].value_counts()
+    # Requests logged without an address are no one client's.
+    busy = parts.drop(MISSING, errors="ignore")
+    busy = busy[requests.reindex(busy.index) >= MIN_EXCESS_REQUESTS]
+    ranked = (busy * np.sign(total)).sort_values(ascending=False).head(MAX_VALUES)
+    made = ranked.cumsum() >= EXPLAINED_SHARE * abs(total)
+    if total == 0 or not made.any():
+        return ()
+    clients = tuple(str(client) for client in ranked.index[: int(made.to_numpy().argmax()) + 1])
+    theirs = during[during[CLIENT].isin(clients)]
+    others, others_before = (
+        rows[rows["edge_location"].isin(theirs["edge_location"].unique()) & ~rows[CLIENT].isin(clients)]
+        for rows in everywhere
+    )
+    if measure.kind == "volume":
+        return () if _overall_change(measure, others, others_before, minutes) else clients
+    # The others departed from their baseline not a fifth as far as those clients (the part of the
+    # change those clients leave to others), though faring as those clients did they would have shown it.
+    baseline, their_rate = others_before[weight].mean(), theirs[weight].astype(float).mean()
+    spared = abs(others[weight].mean() - baseline) <= (1 - EXPLAINED_SHARE) * abs(their_rate - baseline)
+    fared_alike = others.assign(**{weight: their_rate})
+    return clients if spared and _overall_change(measure, fared_alike, others_before, minutes) else ()
 
 
 def _holds_the_change(change_share: float, traffic_share: float) -> bool:

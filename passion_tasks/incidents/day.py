@@ -22,7 +22,7 @@ from passion_tasks.features import read_series, ts_within
 from passion_tasks.features.policy import is_input_only, series_dim, series_dim_value
 from passion_tasks.figures import day_span
 from passion_tasks.incidents import causes as drv
-from passion_tasks.incidents.model import Incident, group_incidents, with_severity
+from passion_tasks.incidents.model import Incident, enough, group_incidents, with_severity
 from passion_tasks.lake import Lake, PartitionNotFound, datasets
 
 #: Incidents of a day that are explained (their causes read from the logs), most important first: the
@@ -192,19 +192,32 @@ class Cause:
 
     text: str
     slice: dict[str, str]
+    #: The few clients that made the change (``causes.Explanation.clients``), if few did.
+    clients: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "slice": dict(self.slice)}
+        return {"text": self.text, "slice": dict(self.slice), "clients": list(self.clients)}
 
 
 def cause_of(incident: Incident, drivers: Drivers) -> Cause:
-    """The first explanation that found a change, causes first; else the services that moved."""
-    for explanation in drivers.explanations:
-        if explanation.changed:
-            names = {part.dimension: ", ".join(part.values) for part in explanation.slices}
-            return Cause(
-                explanation.sentence, {drv.DIMENSION_NAMES[dim]: value for dim, value in names.items()}
-            )
+    """The first explanation that found a change, causes first; else the services that moved.
+
+    A change a few clients made (a crawler's 404s) is the incident's cause, and theirs, when no event
+    of it that is ``enough`` alone lies on an edge that did not serve them; else the first change
+    that no few clients made is, and the incident the service's: a crawler at work on one edge while
+    another slows down does not explain the other."""
+    changed = [explanation for explanation in drivers.explanations if explanation.changed]
+    if changed:
+        services = [explanation for explanation in changed if not explanation.clients]
+        theirs = next((explanation for explanation in changed if explanation.clients), None)
+        if theirs is not None and not _elsewhere(incident, theirs.client_edges):
+            explanation, clients = theirs, theirs.clients
+        else:
+            explanation, clients = (services or changed)[0], ()
+        names = {part.dimension: ", ".join(part.values) for part in explanation.slices}
+        return Cause(
+            explanation.sentence, {drv.DIMENSION_NAMES[dim]: value for dim, value in names.items()}, clients
+        )
     if drivers.movements:
         moved = [movement.series for movement in drivers.movements if movement.moved]
         return Cause(
@@ -222,6 +235,19 @@ def cause_of(incident: Incident, drivers: Drivers) -> Cause:
     if where:
         text += " at " + ", ".join(f"{dimension} {value}" for dimension, value in where.items()) + " alone"
     return Cause(text, where)
+
+
+def _elsewhere(incident: Incident, edges: Sequence[str]) -> bool:
+    """Whether an event of ``incident`` that is ``enough`` alone is on an edge other than ``edges``."""
+    events = incident.events
+    alone = [
+        enough(severity, minutes)
+        for severity, minutes in zip(events["severity"].fillna(1.0), events["minutes"], strict=True)
+    ]
+    return any(
+        series_dim(series) == "edge" and series_dim_value(series) not in edges
+        for series in events.loc[alone, "series"]
+    )
 
 
 def _slice_names(within: Iterable[tuple[str, str]]) -> dict[str, str]:
