@@ -431,7 +431,9 @@ def explain_rows(
         }
     changed = bool(slices) or _overall_change(measure, during, before, minutes)
     slices = [*flagged, *slices]
-    clients = _clients_who_made_it(measure, during, before, minutes, everywhere) if changed else ()
+    clients, client_edges = (
+        _clients_who_made_it(measure, during, before, minutes, everywhere) if changed else ((), ())
+    )
     mechanism = None
     if changed and measure.by_status:
         mechanism = _mechanism(_contributions(measure, during, before, STATUS, minutes, same_clock))
@@ -450,9 +452,7 @@ def explain_rows(
         requests=requests,
         breakdown=breakdown,
         clients=clients,
-        client_edges=tuple(
-            sorted(set(everywhere[0].loc[everywhere[0][CLIENT].isin(clients), "edge_location"]))
-        ),
+        client_edges=client_edges,
     )
 
 
@@ -746,9 +746,9 @@ def _clients_who_made_it(
     before: pd.DataFrame,
     minutes: tuple[float, float],
     everywhere: tuple[pd.DataFrame, pd.DataFrame],
-) -> tuple[str, ...]:
-    """The few clients that made the change in ``during`` (over ``before``), if few did: a crawler
-    walking missing paths, two bots at once, one downloader.
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The few clients that made the change in ``during`` (over ``before``), if few did (a crawler
+    walking missing paths, two bots at once, one downloader), and the edges that served them.
 
     At most ``MAX_VALUES`` clients, each with ``MIN_EXCESS_REQUESTS`` requests or more, that make
     ``EXPLAINED_SHARE`` of the change (a client's part: its flagged requests beyond the baseline rate;
@@ -773,21 +773,25 @@ def _clients_who_made_it(
     ranked = (busy * np.sign(total)).sort_values(ascending=False).head(MAX_VALUES)
     made = ranked.cumsum() >= EXPLAINED_SHARE * abs(total)
     if total == 0 or not made.any():
-        return ()
+        return (), ()
     clients = tuple(str(client) for client in ranked.index[: int(made.to_numpy().argmax()) + 1])
     theirs = during[during[CLIENT].isin(clients)]
+    edges = tuple(sorted(map(str, theirs["edge_location"].unique())))
     others, others_before = (
-        rows[rows["edge_location"].isin(theirs["edge_location"].unique()) & ~rows[CLIENT].isin(clients)]
-        for rows in everywhere
+        rows[rows["edge_location"].isin(edges) & ~rows[CLIENT].isin(clients)] for rows in everywhere
     )
     if measure.kind == "volume":
-        return () if _overall_change(measure, others, others_before, minutes) else clients
-    # The others departed from their baseline not a fifth as far as those clients (the part of the
-    # change those clients leave to others), though faring as those clients did they would have shown it.
-    baseline, their_rate = others_before[weight].mean(), theirs[weight].astype(float).mean()
-    spared = abs(others[weight].mean() - baseline) <= (1 - EXPLAINED_SHARE) * abs(their_rate - baseline)
-    fared_alike = others.assign(**{weight: their_rate})
-    return clients if spared and _overall_change(measure, fared_alike, others_before, minutes) else ()
+        spared = not _overall_change(measure, others, others_before, minutes)
+    else:
+        # The others departed from their baseline not a fifth as far as those clients (the part of the
+        # change those clients leave to others), though faring as those clients did they would have
+        # shown it.
+        baseline, their_rate = others_before[weight].mean(), theirs[weight].astype(float).mean()
+        fared_alike = others.assign(**{weight: their_rate})
+        spared = abs(others[weight].mean() - baseline) <= (1 - EXPLAINED_SHARE) * abs(
+            their_rate - baseline
+        ) and _overall_change(measure, fared_alike, others_before, minutes)
+    return (clients, edges) if spared else ((), ())
 
 
 def _holds_the_change(change_share: float, traffic_share: float) -> bool:

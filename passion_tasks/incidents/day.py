@@ -22,7 +22,7 @@ from passion_tasks.features import read_series, ts_within
 from passion_tasks.features.policy import is_input_only, series_dim, series_dim_value
 from passion_tasks.figures import day_span
 from passion_tasks.incidents import causes as drv
-from passion_tasks.incidents.model import Incident, enough, group_incidents, with_severity
+from passion_tasks.incidents.model import Incident, enough_alone, group_incidents, with_severity
 from passion_tasks.lake import Lake, PartitionNotFound, datasets
 
 #: Incidents of a day that are explained (their causes read from the logs), most important first: the
@@ -239,14 +239,9 @@ def cause_of(incident: Incident, drivers: Drivers) -> Cause:
 
 def _elsewhere(incident: Incident, edges: Sequence[str]) -> bool:
     """Whether an event of ``incident`` that is ``enough`` alone is on an edge other than ``edges``."""
-    events = incident.events
-    alone = [
-        enough(severity, minutes)
-        for severity, minutes in zip(events["severity"].fillna(1.0), events["minutes"], strict=True)
-    ]
     return any(
         series_dim(series) == "edge" and series_dim_value(series) not in edges
-        for series in events.loc[alone, "series"]
+        for series in incident.events.loc[enough_alone(incident.events), "series"]
     )
 
 

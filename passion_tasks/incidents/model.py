@@ -96,6 +96,12 @@ def enough(
     return ratio >= min_ratio and evidence(minutes, ratio) >= evidence(min_minutes, min_ratio)
 
 
+def enough_alone(events: pd.DataFrame) -> np.ndarray:
+    """Whether each of ``events`` (with ``severity``) is ``enough`` alone; one without a recorded
+    threshold counts as just over it."""
+    return np.array(list(map(enough, events["severity"].fillna(1.0), events["minutes"])), dtype=bool)
+
+
 def with_severity(events: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     """``events`` with the ``threshold`` at each event's peak and ``severity`` = peak score / threshold.
 
@@ -127,7 +133,7 @@ def group_incidents(events: pd.DataFrame, *, gap: pd.Timedelta = MERGE_GAP) -> l
         reach = rows["end"].cummax().shift()
         number = (rows["start"] > reach + gap).cumsum()
         for _, members in rows.groupby(number, sort=True):
-            sufficient = np.array(list(map(enough, members["severity"].fillna(1.0), members["minutes"])))
+            sufficient = enough_alone(members)
             if sufficient.any():
                 within = sufficient | (members["start"] <= members.loc[sufficient, "end"].max()).to_numpy()
                 incidents.append(Incident(_most_severe_first(members[within].drop(columns="family"))))
