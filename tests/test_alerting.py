@@ -18,7 +18,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -769,6 +769,14 @@ def test_a_change_a_few_clients_made_is_the_mildest_level_however_strong() -> No
     ours = Cause("4xx rate 2.0% → 40% at edge FRA2", {"edge": "FRA2"})
     assert severity(Incident(crawl, theirs), Rules().levels) == "info"
     assert severity(Incident(crawl, ours), Rules().levels) == "critical"
+
+
+def test_a_departure_as_short_as_its_breakdowns_make_on_most_days_is_the_mildest_level() -> None:
+    hiccup = (anomaly(ERRORS, "2026-11-21 10:00", "2026-11-21 10:02", 40.0),)
+    cause = Cause("5xx rate 0% → 40% at edge FRA2", {"edge": "FRA2"})
+    usual = replace(cause, usual="As on most training days: cdn_5xx_rate by edge departed for 3 minutes")
+    assert severity(Incident(hiccup, usual), Rules().levels) == "info"
+    assert severity(Incident(hiccup, cause), Rules().levels) == "warning"
 
 
 def test_the_ratio_is_the_peak_score_over_the_threshold_at_the_peak() -> None:

@@ -10,7 +10,7 @@ Pure functions of the day's incidents (``incidents.day``: the report's, with the
 3. An incident's severity is the highest level whose minimums it meets, the same way.
 4. An incident is held back when each of its series already alerted less than ``cooldown`` before it.
 
-Evidence (``incidents.model.evidence``) is minutes times ``log2(1 + ratio)``: a minimum duration is
+Evidence (``models.scoring.evidence``) is minutes times ``log2(1 + ratio)``: a minimum duration is
 the duration needed at the minimum ratio, and a stronger anomaly needs fewer minutes. A two-minute
 spike at 16 times its threshold is no noise, whereas three minutes just over it may be.
 """
@@ -29,8 +29,8 @@ import pandas as pd
 
 from passion_tasks.errors import UsageError
 from passion_tasks.incidents.day import Cause, ExplainedIncident
-from passion_tasks.incidents.model import MIN_MINUTES, MIN_RATIO, enough
 from passion_tasks.lake import datasets
+from passion_tasks.models.scoring import MIN_MINUTES, MIN_RATIO, enough
 
 ANOMALY = "anomaly"
 NO_DATA = "no_data"
@@ -311,9 +311,10 @@ def snoozed(anomaly: Anomaly, snoozes: Iterable[Snooze]) -> bool:
 def severity(incident: Incident, levels: Sequence[SeverityLevel]) -> str:
     """The most severe level whose minimums the incident's peak ratio and span meet; at least the first.
 
-    A change a few clients made (a crawler's 404s, one download) is theirs, not the service's: the first
-    level, whatever its size."""
-    if incident.cause is not None and incident.cause.clients:
+    A change a few clients made (a crawler's 404s, one download) is theirs, not the service's, and a
+    departure as short as its breakdowns make on most days is their habit: the first level, whatever
+    its size."""
+    if incident.cause is not None and (incident.cause.clients or incident.cause.usual):
         return levels[0].name
     ratio, minutes = incident.peak.ratio, incident.minutes
     reached = [level.name for level in levels if level.reached(ratio, minutes)]

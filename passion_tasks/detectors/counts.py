@@ -36,6 +36,7 @@ from scipy import stats
 
 from passion_tasks.detectors.base import Detector, DetectorError, learned_column, matrix_of
 from passion_tasks.detectors.baselines import median_of_rows
+from passion_tasks.detectors.habits import on_most_days
 from passion_tasks.detectors.profiles import RANGE_TAIL, daily_profile, minute_of_day
 from passion_tasks.detectors.surprise import (
     WINDOWS,
@@ -57,9 +58,6 @@ MIN_ROWS_PER_HOUR = 30
 OUTLYING = 6.0
 #: Rounds of leaving a training week's incidents out of its rate: each against the rate of what is left.
 OUTLYING_ROUNDS = 3
-#: Minutes beyond ``OUTLYING`` on more than this share of the training days are how the series
-#: behaves, not the week's incidents: an incident is rare, an origin's daily hiccups are not.
-USUAL_SHARE_OF_DAYS = 0.5
 #: Bad requests a rate's overdispersion is measured on, at least: a handful of errors in a week says
 #: when they came together, not how much the rate wanders.
 MIN_BAD_FOR_OVERDISPERSION = 30
@@ -132,7 +130,7 @@ class RateDetector(CountAwareDetector):
     that the rest of the week puts beyond ``OUTLYING`` and the quarter of an hour on either side of
     them (an incident's first and last minutes, one error among a few requests, are not beyond belief
     alone, and would make a rate of 0 look like one that wanders), for good once left out. Unless
-    they fall on most of the training days (``USUAL_SHARE_OF_DAYS``): an origin that hiccups every
+    they fall on most of the training days (``habits.on_most_days``): an origin that hiccups every
     day is how the rate behaves, and the rate and its overdispersion are those of every minute.
     """
 
@@ -172,7 +170,7 @@ class RateDetector(CountAwareDetector):
         for _ in range(OUTLYING_ROUNDS):
             kept &= ~_near(np.nan_to_num(self._score_rows(frame)[0]) > OUTLYING, max(WINDOWS))
             self._estimate(bad[kept], requests[kept])
-        if _on_most_days(~kept, frame.index):
+        if on_most_days(~kept, frame.index):
             self._estimate(bad, requests)
 
     def _estimate(self, bad: np.ndarray, requests: np.ndarray) -> None:
@@ -738,13 +736,6 @@ class CountDetector(CountAwareDetector):
         scores = combined(surprises)
         scores[~seen] = np.nan
         return scores, expected
-
-
-def _on_most_days(rows: np.ndarray, index: pd.DatetimeIndex) -> bool:
-    """Whether ``rows`` (a boolean series) fall on more than ``USUAL_SHARE_OF_DAYS`` of the days of
-    ``index``."""
-    days = index.normalize()
-    return days[rows].nunique() > USUAL_SHARE_OF_DAYS * days.nunique()
 
 
 def _near(rows: np.ndarray, reach: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -19,11 +19,14 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from passion_tasks.features import read_series, ts_within
-from passion_tasks.features.policy import is_input_only, series_dim, series_dim_value
+from passion_tasks.features.policy import is_input_only, metric_of, series_dim, series_dim_value
 from passion_tasks.figures import day_span
 from passion_tasks.incidents import causes as drv
-from passion_tasks.incidents.model import Incident, enough_alone, group_incidents, with_severity
+from passion_tasks.incidents.model import Incident, group_incidents, with_severity
 from passion_tasks.lake import Lake, PartitionNotFound, datasets
+from passion_tasks.models import registry
+from passion_tasks.models.families import USUAL_DEPARTURE
+from passion_tasks.models.scoring import enough_alone
 
 #: Incidents of a day that are explained (their causes read from the logs), most important first: the
 #: report gives each a section, and only they can alert.
@@ -47,6 +50,8 @@ class Drivers:
     baselines: tuple[drv.Window, ...] = ()
     movements: tuple[drv.Movement, ...] = ()
     note: str = ""
+    #: Why the incident is how its breakdowns behave on most days (``usual_departure``), if it is.
+    usual: str = ""
 
     def shaded(self, day: dt.date) -> drv.Window | None:
         """The first comparison window within ``day``: the one the plot can show."""
@@ -57,7 +62,7 @@ class Drivers:
         found = [explanation.sentence for explanation in self.explanations]
         if self.movements:
             found.append(drv.co_movement_sentence(self.movements))
-        return found or [self.note]
+        return (found or [self.note]) + ([self.usual] if self.usual else [])
 
 
 def incident_drivers(
@@ -194,9 +199,16 @@ class Cause:
     slice: dict[str, str]
     #: The few clients that made the change (``causes.Explanation.clients``), if few did.
     clients: tuple[str, ...] = ()
+    #: Why it is how its breakdowns behave on most days (``usual_departure``), if it is.
+    usual: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "slice": dict(self.slice), "clients": list(self.clients)}
+        return {
+            "text": self.text,
+            "slice": dict(self.slice),
+            "clients": list(self.clients),
+            "usual": self.usual,
+        }
 
 
 def cause_of(incident: Incident, drivers: Drivers) -> Cause:
@@ -216,12 +228,17 @@ def cause_of(incident: Incident, drivers: Drivers) -> Cause:
             explanation, clients = (services or changed)[0], ()
         names = {part.dimension: ", ".join(part.values) for part in explanation.slices}
         return Cause(
-            explanation.sentence, {drv.DIMENSION_NAMES[dim]: value for dim, value in names.items()}, clients
+            explanation.sentence,
+            {drv.DIMENSION_NAMES[dim]: value for dim, value in names.items()},
+            clients,
+            drivers.usual,
         )
     if drivers.movements:
         moved = [movement.series for movement in drivers.movements if movement.moved]
         return Cause(
-            drv.co_movement_sentence(drivers.movements), {"service": ", ".join(moved)} if moved else {}
+            drv.co_movement_sentence(drivers.movements),
+            {"service": ", ".join(moved)} if moved else {},
+            usual=drivers.usual,
         )
     others = incident.events["series"].nunique() - 1
     text = f"{incident.lead['series']}" + (f" and {others} more series" if others else "") + " anomalous"
@@ -234,7 +251,7 @@ def cause_of(incident: Incident, drivers: Drivers) -> Cause:
     )
     if where:
         text += " at " + ", ".join(f"{dimension} {value}" for dimension, value in where.items()) + " alone"
-    return Cause(text, where)
+    return Cause(text, where, usual=drivers.usual)
 
 
 def _elsewhere(incident: Incident, edges: Sequence[str]) -> bool:
@@ -242,6 +259,29 @@ def _elsewhere(incident: Incident, edges: Sequence[str]) -> bool:
     return any(
         series_dim(series) == "edge" and series_dim_value(series) not in edges
         for series in incident.events.loc[enough_alone(incident.events), "series"]
+    )
+
+
+def usual_departure(lake: Lake, day: dt.date, incident: Incident) -> str:
+    """Why a CDN incident is how its breakdowns behave on most days, or "" when it is not: each of its
+    events that is ``enough`` alone is a breakdown's whose family departs on most training days
+    (``families.usual_departures``, in the manifest of the model live on ``day``), and lasts no
+    longer than the family's departures usually do."""
+    decisive = incident.events[enough_alone(incident.events)]
+    if incident.family != datasets.CDN or decisive.empty:
+        return ""
+    usual = {}
+    for series in decisive["series"].unique():
+        model = registry.live(lake, series, on=day)
+        if model is None or (minutes := model.metrics.get(USUAL_DEPARTURE)) is None:
+            return ""
+        usual[series] = minutes
+    if any(event.minutes > usual[event.series] for event in decisive.itertuples()):
+        return ""
+    families = sorted({metric_of(series) for series in usual})
+    return (
+        f"As on most training days: the breakdowns of {' and '.join(families)} departed on them for up "
+        f"to {max(usual.values())} minutes at a time; a departure as short is their habit, not news."
     )
 
 
@@ -279,7 +319,10 @@ def day_incidents(
     for number, incident in enumerate(incidents):
         elsewhere = [span for span in spans if span != (incident.start, incident.stop)]
         drivers = (
-            incident_drivers(lake, day, incident, services, elsewhere)
+            replace(
+                incident_drivers(lake, day, incident, services, elsewhere),
+                usual=usual_departure(lake, day, incident),
+            )
             if number < explained
             else Drivers(note="not explained: the day has more important incidents")
         )

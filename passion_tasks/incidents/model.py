@@ -14,13 +14,8 @@ import numpy as np
 import pandas as pd
 
 from passion_tasks.lake import datasets
+from passion_tasks.models.scoring import enough_alone, evidence
 
-#: An incident has an event of at least this ratio of its peak score to its threshold ...
-MIN_RATIO = 1.0
-#: ... and at least the evidence of this many minutes at it (fewer, further above it): a minute that
-#: grazes its threshold is the false-alarm budget at work (a few a day among hundreds of series), not
-#: news. Weaker events belong to the incident they overlap, or to none.
-MIN_MINUTES = 3
 #: Events of one family at most this far apart belong to the same incident: a breakdown that echoes its
 #: parent (an edge's 5xx rate with the overall one, the p99 with the p95) lands in the parent's incident.
 MERGE_GAP = pd.Timedelta(minutes=5)
@@ -77,29 +72,6 @@ class Incident:
     def rank(self) -> float:
         """Order of the report: the ``evidence`` of its span at its severity."""
         return evidence(self.minutes, self.severity if np.isfinite(self.severity) else 1.0)
-
-
-def evidence(minutes: float, ratio: float) -> float:
-    """How much an anomaly weighs: its minutes times the log of its score over the threshold.
-
-    The log because a score 100 times its threshold is a sure anomaly, not a 50 times worse one than a
-    score twice its threshold, whereas 30 minutes of it are 30 times one minute. The report ranks its
-    incidents by it, and the alert rules trade a minimum duration for a higher ratio with it.
-    """
-    return minutes * math.log2(1 + ratio)
-
-
-def enough(
-    ratio: float, minutes: float, min_ratio: float = MIN_RATIO, min_minutes: float = MIN_MINUTES
-) -> bool:
-    """Whether ``minutes`` at ``ratio`` reach ``min_ratio`` and weigh at least ``min_minutes`` at it."""
-    return ratio >= min_ratio and evidence(minutes, ratio) >= evidence(min_minutes, min_ratio)
-
-
-def enough_alone(events: pd.DataFrame) -> np.ndarray:
-    """Whether each of ``events`` (with ``severity``) is ``enough`` alone; one without a recorded
-    threshold counts as just over it."""
-    return np.array(list(map(enough, events["severity"].fillna(1.0), events["minutes"])), dtype=bool)
 
 
 def with_severity(events: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:

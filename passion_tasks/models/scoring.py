@@ -24,6 +24,14 @@ from passion_tasks.models.registry import ModelVersion
 
 SCORE_COLUMNS = schemas.SCORES.names
 
+#: An event is enough to make an incident (``incidents.model``) at this ratio of its peak score to
+#: its threshold or more ...
+MIN_RATIO = 1.0
+#: ... and at least the evidence of this many minutes at it (fewer, further above it): a minute that
+#: grazes its threshold is the false-alarm budget at work (a few a day among hundreds of series), not
+#: news. Weaker events belong to the incident they overlap, or to none.
+MIN_MINUTES = 3
+
 #: A model loaded to score a series, and the registry's version of it.
 Loaded = tuple[Detector, ModelVersion]
 
@@ -198,6 +206,29 @@ def group_events(scores: pd.DataFrame, max_gap: str = "5min") -> pd.DataFrame:
     )
     table = pa.Table.from_pandas(events, schema=schemas.EVENTS, preserve_index=False).to_pandas()
     return table.sort_values(["start", "series", "detector"], kind="stable").reset_index(drop=True)
+
+
+def evidence(minutes: float, ratio: float) -> float:
+    """How much an anomaly weighs: its minutes times the log of its score over the threshold.
+
+    The log because a score 100 times its threshold is a sure anomaly, not a 50 times worse one than a
+    score twice its threshold, whereas 30 minutes of it are 30 times one minute. The report ranks its
+    incidents by it, and the alert rules trade a minimum duration for a higher ratio with it.
+    """
+    return minutes * math.log2(1 + ratio)
+
+
+def enough(
+    ratio: float, minutes: float, min_ratio: float = MIN_RATIO, min_minutes: float = MIN_MINUTES
+) -> bool:
+    """Whether ``minutes`` at ``ratio`` reach ``min_ratio`` and weigh at least ``min_minutes`` at it."""
+    return ratio >= min_ratio and evidence(minutes, ratio) >= evidence(min_minutes, min_ratio)
+
+
+def enough_alone(events: pd.DataFrame) -> np.ndarray:
+    """Whether each of ``events`` (with ``severity``) is ``enough`` alone; one without a recorded
+    threshold counts as just over it."""
+    return np.array(list(map(enough, events["severity"].fillna(1.0), events["minutes"])), dtype=bool)
 
 
 def _event_window_rows(detector: str) -> int:

@@ -23,6 +23,7 @@ from passion_tasks.errors import PassionError, UsageError
 from passion_tasks.features.policy import metric_kind
 from passion_tasks.lake import Day, Lake, as_day, datasets
 from passion_tasks.models import registry
+from passion_tasks.models.families import USUAL_DEPARTURE, usual_departures
 
 
 def train_model(
@@ -38,6 +39,27 @@ def train_model(
 
     ``labels`` reach the detectors that use them (``label_use``); ``metrics`` join the manifest's.
     """
+    return register_model(lake, fit_model(frame, detector, params=params, labels=labels), metrics=metrics)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A model fitted on ``frame`` (its first column the series), not yet registered."""
+
+    detector: str
+    frame: pd.DataFrame
+    model: Detector
+    fit_seconds: float
+
+
+def fit_model(
+    frame: pd.DataFrame,
+    detector: str,
+    *,
+    params: dict[str, Any] | None = None,
+    labels: pd.Series | None = None,
+) -> Fitted:
+    """Fit ``detector`` on ``frame`` (first column = the series); ``labels`` as ``train_model``."""
     series = str(frame.columns[0])
     model = make_detector(detector, **(params or {}))
     fit_labels = None if labels is None else training_labels(detector, labels)
@@ -45,9 +67,16 @@ def train_model(
         raise UsageError(f"{series}: {detector} is supervised and the training range has no labelled anomaly")
     began = time.perf_counter()
     model.fit(frame, labels=fit_labels)
-    fit_seconds = time.perf_counter() - began
+    return Fitted(detector, frame, model, time.perf_counter() - began)
+
+
+def register_model(
+    lake: Lake, fitted: Fitted, *, metrics: dict[str, Any] | None = None
+) -> registry.ModelVersion:
+    """Register a fitted model, with its fit's figures and ``metrics`` in the manifest."""
+    model, frame = fitted.model, fitted.frame
     metrics = {
-        "fit_seconds": round(fit_seconds, 3),
+        "fit_seconds": round(fitted.fit_seconds, 3),
         "training_rows": len(frame),
         "training_missing_rows": int(frame.iloc[:, 0].isna().sum()),
         "training_anomaly_rate": float(np.mean(model.decision_scores_ >= model.threshold_)),
@@ -57,8 +86,8 @@ def train_model(
         folder = model.save(Path(tmp) / "model")
         return registry.register(
             lake,
-            series,
-            detector,
+            str(frame.columns[0]),
+            fitted.detector,
             folder,
             params=model.get_params(deep=False),
             features=[str(c) for c in frame.columns],
@@ -163,6 +192,9 @@ class TrainSummary:
     trained: dict[str, str] = field(default_factory=dict)  # series -> model ref
     failed: dict[str, str] = field(default_factory=dict)  # series -> reason
     promoted_from: dt.date | None = None
+    #: The breakdowns whose family departs on most training days, and for how long (minutes) it
+    #: usually does (``families.usual_departures``).
+    usual_departures: dict[str, int] = field(default_factory=dict)
 
     @property
     def detector(self) -> str:
@@ -174,6 +206,12 @@ class TrainSummary:
         text = (
             f"trained {len(self.trained)} {self.detector} models on {self.train_start}..{self.train_end}"
             + (f", live from {self.promoted_from}" if self.promoted_from else "")
+            + (
+                f"; {len(self.usual_departures)} breakdowns' families depart on most days, for up to "
+                f"{max(self.usual_departures.values())} minutes: departures as short are their habit"
+                if self.usual_departures
+                else ""
+            )
         )
         for series, reason in list(self.failed.items())[:5]:
             text += f"\n  failed {series}: {reason}"
@@ -194,44 +232,54 @@ def train_each(
     its detector's ``params``, register it, and promote it from ``live_from`` if given: the first of a
     series' detectors that can be trained is, so a detector that needs more history than there is
     falls back to the next. A detector reads the columns its class names (``input_series``); a series
-    none of whose detectors can be trained is reported, with each one's reason, and the others go on."""
+    none of whose detectors can be trained is reported, with each one's reason, and the others go on.
+    The models are registered once all are fitted, a breakdown's with how long its family's
+    departures usually last when it departs on most days (``families.usual_departures``)."""
     start, end = frame.index[0].date(), frame.index[-1].date()
     windows = label_windows(lake)
     used = sorted({detector for candidates in plan.values() for detector in candidates})
     result = TrainSummary(", ".join(used), start, end, promoted_from=live_from)
+    fitted: dict[str, Fitted] = {}
     for name, candidates in plan.items():
         reasons = []
         for detector in candidates:
             try:
-                result.trained[name] = _train_one(
-                    lake, frame, name, detector, params.get(detector), windows, live_from
-                )
+                fitted[name] = _fit_one(frame, name, detector, params.get(detector), windows)
                 break
             except (PassionError, OSError) as error:
                 reasons.append(f"{detector}: {error}" if len(candidates) > 1 else str(error))
         else:
             result.failed[name] = "; ".join(reasons)
+    usual = usual_departures({name: fit.model for name, fit in fitted.items()}, frame.index)
+    for name, fit in fitted.items():
+        try:
+            version = register_model(
+                lake, fit, metrics={USUAL_DEPARTURE: usual[name]} if name in usual else None
+            )
+            if live_from is not None:
+                registry.promote(
+                    lake, name, fit.detector, version.version, effective_from=live_from, reason="train"
+                )
+            result.trained[name] = version.ref
+        except (PassionError, OSError) as error:
+            result.failed[name] = str(error)
+    result.usual_departures = {name: usual[name] for name in result.trained if name in usual}
     return result
 
 
-def _train_one(
-    lake: Lake,
+def _fit_one(
     frame: pd.DataFrame,
     name: str,
     detector: str,
     params: dict[str, Any] | None,
     windows: dict[str, list[Window]],
-    live_from: dt.date | None,
-) -> str:
+) -> Fitted:
     inputs = detector_class(detector).input_series(name)
     if missing := [column for column in inputs if column not in frame.columns]:
         raise UsageError(f"{detector} judges {name} with {', '.join(missing)}, which has no features")
-    version = train_model(
-        lake, frame[inputs], detector, params=params, labels=labels_on(frame.index, windows.get(name, []))
+    return fit_model(
+        frame[inputs], detector, params=params, labels=labels_on(frame.index, windows.get(name, []))
     )
-    if live_from is not None:
-        registry.promote(lake, name, detector, version.version, effective_from=live_from, reason="train")
-    return version.ref
 
 
 #: What the nightly run trains for each kind of series (``features.policy.metric_kind``) unless told

@@ -1,0 +1,69 @@
+"""A metric's breakdowns at training: how long their departures usually last.
+
+The 5xx rate of each edge, device and live channel is one family: a metric's breakdowns. An origin
+whose fetches fail for two minutes every day, on some edge, departs on each edge only now and then,
+too rarely for one series to learn it (``habits.on_most_days``), while the family plainly does it
+every day, on that edge and on the devices and channels it served. ``usual_departures`` says, of
+each family that departs on most training days, how long its departures last on a day it departs;
+an incident made only of departures of such families, none longer, is their habit
+(``incidents.day.usual_departure``): reported, not paged. A change that lasts longer is news
+whatever its size. Durations, not scores: a surprise grows with a slice's requests, and a busy
+edge's hiccup outscores a thin edge's outage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from passion_tasks.detectors import Detector
+from passion_tasks.detectors.habits import on_most_days
+from passion_tasks.features.policy import metric_kind, metric_of, series_dim
+from passion_tasks.models.scoring import enough_alone, group_events
+
+#: The manifest metric of a breakdown's model that holds its family's usual departure, in minutes.
+USUAL_DEPARTURE = "usual_departure_minutes"
+#: The kinds of metric (``policy.metric_kind``) whose detectors judge one side only (more errors,
+#: fewer hits, slower requests): their habit says what the next departure is. Requests and bytes
+#: depart both ways, and a crawler's daily surge on some edge says nothing of an edge that empties.
+ONE_SIDED = ("rate", "percentile", "geometric_mean")
+
+
+def departures(series: str, model: Detector, index: pd.DatetimeIndex) -> pd.DataFrame:
+    """The events of a fitted model's training rows (``index``) that are ``enough`` alone to make an
+    incident, as scoring groups them (``scoring.group_events``)."""
+    scores = pd.DataFrame(
+        {
+            "series": series,
+            "detector": model.name,
+            "ts": index,
+            "score": model.decision_scores_,
+            "is_anomaly": model.decision_scores_ >= model.threshold_,
+        }
+    )
+    if not scores["is_anomaly"].any():
+        return pd.DataFrame(columns=["start", "minutes"])
+    events = group_events(scores).assign(severity=lambda events: events["peak_score"] / model.threshold_)
+    return events[enough_alone(events)]
+
+
+def usual_departures(models: Mapping[str, Detector], index: pd.DatetimeIndex) -> dict[str, int]:
+    """Of the fitted ``models`` (series -> detector, fitted on the rows ``index``), the breakdowns of
+    ``ONE_SIDED`` metrics whose family departs on most training days, each with how long the
+    family's departures last on such a day: the median over those days of the day's longest."""
+    families: dict[str, list[str]] = {}
+    for series in models:
+        if series_dim(series) and metric_kind(series) in ONE_SIDED:
+            families.setdefault(metric_of(series), []).append(series)
+    usual = {}
+    for members in families.values():
+        found = pd.concat([departures(series, models[series], index) for series in members])
+        if found.empty:
+            continue
+        departed = index.isin(pd.DatetimeIndex(found["start"]))
+        if on_most_days(departed, index):
+            longest = found.groupby(pd.DatetimeIndex(found["start"]).normalize())["minutes"].max()
+            usual |= dict.fromkeys(members, int(np.median(longest)))
+    return usual

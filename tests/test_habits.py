@@ -1,0 +1,120 @@
+"""The rule of days for a family of breakdowns: an origin that hiccups on some edge every day."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from passion_tasks.alerting.rules import Incident as Alerted
+from passion_tasks.alerting.rules import Rules, anomalies, severity
+from passion_tasks.detectors import Detector, make_detector
+from passion_tasks.features.policy import volume_series
+from passion_tasks.incidents.day import Drivers, cause_of, usual_departure
+from passion_tasks.incidents.model import group_incidents
+from passion_tasks.lake import Lake
+from passion_tasks.models import registry
+from passion_tasks.models.families import USUAL_DEPARTURE, usual_departures
+from passion_tasks.models.training import train_each
+
+DAY = 1440
+TRAIN = 7 * DAY
+START = pd.Timestamp("2026-11-01", tz="UTC")
+#: Twelve edges' 5xx rates: a family (one metric, one breakdown).
+EDGE_RATES = [f"cdn_5xx_rate{{edge=E{number}}}" for number in range(12)]
+
+
+def hiccuping_edges(training_days: tuple[int, ...], seed: int = 3) -> pd.DataFrame:
+    """A week of twelve edges of 60 requests a minute and no 5xx but in hiccups: three on each of
+    ``training_days``, each two minutes in which a twentieth to a fifth of one edge's requests fail,
+    the edge drawn anew each time; each edge's rate beside its requests."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(index=pd.date_range(START, periods=TRAIN, freq="min"))
+    for name in EDGE_RATES:
+        frame[name] = 0.0
+        frame[volume_series(name)] = rng.poisson(60, TRAIN).astype(float)
+    for day in training_days:
+        for start in day * DAY + rng.choice(DAY - 2, 3, replace=False):
+            name = str(rng.choice(EDGE_RATES))
+            requests = frame[volume_series(name)].to_numpy()[start : start + 2]
+            frame.iloc[start : start + 2, frame.columns.get_loc(name)] = (
+                np.round(requests * rng.uniform(0.05, 0.2)) / requests
+            )
+    return frame
+
+
+def fitted_edges(frame: pd.DataFrame) -> dict[str, Detector]:
+    return {name: make_detector("rate").fit(frame[[name, volume_series(name)]]) for name in EDGE_RATES}
+
+
+def test_a_breakdown_family_that_departs_on_most_days_has_a_usual_departure() -> None:
+    # Each edge hiccups on a few of the seven days, too few for its own rule of days; their family
+    # every day, for two minutes each time.
+    models = fitted_edges(hiccuping_edges(tuple(range(7))))
+    index = hiccuping_edges(()).index
+    assert not any(model.overdispersion_ for model in models.values())
+    assert usual_departures(models, index) == dict.fromkeys(EDGE_RATES, 2)
+    # A metric's breakdowns by edge and by device are one family: the edges hiccup on three days,
+    # the devices on three others, neither on most days alone.
+    edges = fitted_edges(hiccuping_edges((0, 2, 4)))
+    devices = {
+        name.replace("edge=E", "device=D"): model
+        for name, model in fitted_edges(hiccuping_edges((1, 3, 5))).items()
+    }
+    assert usual_departures(edges, index) == usual_departures(devices, index) == {}
+    assert usual_departures(edges | devices, index) == dict.fromkeys(edges | devices, 2)
+    # Requests depart both ways: a habit of surges says nothing of a drop.
+    assert usual_departures({volume_series(name): model for name, model in models.items()}, index) == {}
+
+
+def test_a_familys_departures_on_a_few_days_are_the_weeks_incidents() -> None:
+    frame = hiccuping_edges((1, 4, 5))
+    models = fitted_edges(frame)
+    assert usual_departures(models, frame.index) == {}
+    # An overall series is no family: its own detector has the rule of days.
+    assert usual_departures({"cdn_5xx_rate": models[EDGE_RATES[0]]}, frame.index) == {}
+
+
+def edge_incident(name: str, start: pd.Timestamp, minutes: int, ratio: float = 20.0):
+    """The incident of one event of ``name`` (threshold 5), ``minutes`` long from ``start``."""
+    end = start + pd.Timedelta(minutes=minutes - 1)
+    events = pd.DataFrame(
+        {
+            "start": [start],
+            "end": [end],
+            "series": [name],
+            "detector": ["rate"],
+            "peak_score": [5.0 * ratio],
+            "peak_ts": [start],
+            "minutes": [minutes],
+            "threshold": [5.0],
+            "severity": [ratio],
+        }
+    )
+    return group_incidents(events)[0]
+
+
+@pytest.mark.parametrize(("minutes", "level"), [(2, "info"), (20, "critical")])
+def test_a_departure_no_longer_than_its_familys_habit_is_reported_and_pages_nobody(
+    lake: Lake, minutes: int, level: str
+) -> None:
+    frame = hiccuping_edges(tuple(range(7)))
+    scored_day = (START + pd.Timedelta(days=7)).date()
+    plan = {name: ("rate",) for name in EDGE_RATES}
+    trained = train_each(lake, frame, plan, params={}, live_from=scored_day)
+
+    assert trained.usual_departures == dict.fromkeys(EDGE_RATES, 2)
+    assert registry.live(lake, EDGE_RATES[4], on=scored_day).metrics[USUAL_DEPARTURE] == 2
+    incident = edge_incident(EDGE_RATES[4], START + pd.Timedelta(days=7, hours=10), minutes)
+    usual = usual_departure(lake, scored_day, incident)
+    assert bool(usual) is (level == "info")
+    cause = cause_of(incident, Drivers(usual=usual))
+    assert cause.to_json()["usual"] == usual
+    alerted = Alerted(
+        tuple(anomalies(incident.events, incident.events.rename(columns={"peak_ts": "ts"}))), cause
+    )
+    assert severity(alerted, Rules().levels) == level
+    # The day before the models went live, nothing says what the family does on most days.
+    assert usual_departure(lake, scored_day - dt.timedelta(days=1), incident) == ""
