@@ -21,7 +21,7 @@ from passion_tasks.incidents.causes import (
     explain_rows,
     log_slices,
 )
-from passion_tasks.incidents.day import Cause, cause_of, flagged_slice, starting_slices
+from passion_tasks.incidents.day import Cause, cause_of, day_incidents, flagged_slice, starting_slices
 from passion_tasks.incidents.model import group_incidents, with_severity
 from passion_tasks.lake import Lake, schemas
 from passion_tasks.models.scoring import group_events
@@ -127,12 +127,14 @@ def test_a_5xx_burst_on_one_edge_and_path_is_named_by_both() -> None:
     assert explanation.explained_share == pytest.approx(1.0)
 
 
-def crawled(addresses: Callable[[int], str | None], edge: str = "FRA2") -> pd.DataFrame:
-    """``incident_logs`` with a crawler on ``edge`` from 11:00 to 11:30: four 404s a minute on paths that
-    do not exist, from ``addresses(request number)``."""
-    walk = [
+def crawl(
+    start: pd.Timestamp, requests: int, addresses: Callable[[int], str | None], edge: str = "FRA2"
+) -> pd.DataFrame:
+    """A crawler on ``edge`` from ``start``: ``requests`` 404s, four a minute, on paths that do not
+    exist, from ``addresses(request number)``."""
+    return pd.DataFrame(
         {
-            "ts": at("11:00") + pd.Timedelta(seconds=15 * number),
+            "ts": start + pd.Timedelta(seconds=15 * number),
             "edge_location": edge,
             "cs_uri_stem": f"/wp-content/plugins/p{number}/readme.txt",
             "live_channel": None,
@@ -144,9 +146,13 @@ def crawled(addresses: Callable[[int], str | None], edge: str = "FRA2") -> pd.Da
             "time_taken": 0.05,
             "c_ip": addresses(number),
         }
-        for number in range(120)
-    ]
-    return pd.concat([incident_logs(), pd.DataFrame(walk)], ignore_index=True)
+        for number in range(requests)
+    )
+
+
+def crawled(addresses: Callable[[int], str | None], edge: str = "FRA2") -> pd.DataFrame:
+    """``incident_logs`` with a ``crawl`` on ``edge`` from 11:00 to 11:30."""
+    return pd.concat([incident_logs(), crawl(at("11:00"), 120, addresses, edge)], ignore_index=True)
 
 
 def test_a_change_a_few_clients_made_is_named_with_them() -> None:
@@ -745,7 +751,7 @@ def write_day(lake: Lake, scores: pd.DataFrame) -> None:
     )
 
 
-def write_logs(lake: Lake, logs: pd.DataFrame, meta: dict) -> None:
+def write_logs(lake: Lake, logs: pd.DataFrame, meta: dict, day: dt.date = DAY) -> None:
     columns = {
         name: pa.array(logs[name], schemas.CDN_LOGS.field(name).type)
         if name in logs
@@ -754,7 +760,33 @@ def write_logs(lake: Lake, logs: pd.DataFrame, meta: dict) -> None:
     }
     columns["source_format"] = pa.array(["cloudfront"] * len(logs))
     columns["source_file"] = pa.array(["E1.2026-11-21-11.gz"] * len(logs))
-    lake.write_partition("cdn_logs", DAY, pa.table(columns, schema=schemas.CDN_LOGS), meta=meta)
+    lake.write_partition("cdn_logs", day, pa.table(columns, schema=schemas.CDN_LOGS), meta=meta)
+
+
+def test_an_incident_that_ran_into_the_day_is_explained_from_when_it_began(lake: Lake) -> None:
+    # A crawler on FRA2 from 23:40 to midnight. After midnight the 4xx rate's windows still hold its
+    # 404s and flag FRA2 for four minutes in which it made none.
+    yesterday = DAY - dt.timedelta(days=1)
+    walk = crawl(at("23:40", yesterday), 80, lambda number: "198.51.100.7")
+    evening = pd.concat([requests(at("23:00", yesterday), 60), walk], ignore_index=True)
+    write_logs(lake, evening, {}, yesterday)
+    write_logs(lake, requests(at("00:00"), 90), {})
+    scores = day_scores("cdn_4xx_rate{edge=FRA2}", [0, 1, 2, 3])
+    (alone,) = day_incidents(lake, DAY, scores, group_events(scores))
+    assert alone.cause.clients == ()
+    assert alone.cause.text == "cdn_4xx_rate{edge=FRA2} anomalous at edge FRA2 alone"
+
+    before = scores.assign(ts=scores["ts"] - pd.Timedelta(days=1))
+    before["is_anomaly"] = before["ts"] >= at("23:40", yesterday)
+    lake.write_partition(
+        "events",
+        yesterday,
+        pa.Table.from_pandas(group_events(before), schema=schemas.EVENTS, preserve_index=False),
+    )
+    (whole,) = day_incidents(lake, DAY, scores, group_events(scores))
+    assert whole.incident.start == at("00:00")
+    assert whole.cause.clients == ("198.51.100.7",)
+    assert whole.cause.text.endswith("made by one client 198.51.100.7")
 
 
 def report_of(lake: Lake) -> str:

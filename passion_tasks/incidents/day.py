@@ -73,7 +73,7 @@ def incident_drivers(
     elsewhere: Sequence[drv.Window] = (),
 ) -> Drivers:
     """Explain a CDN incident from the logs (never against the requests of the day's other incidents,
-    ``elsewhere``), a metrics incident from how the services moved."""
+    ``elsewhere``) from when it ``began``, a metrics incident from how the services moved."""
     bounds = day_span(day)
     if incident.family == datasets.SERVER_METRICS:
         if services is None or services.empty:
@@ -93,21 +93,20 @@ def incident_drivers(
         return Drivers(note=f"no cdn_logs for {day}: the logs cannot say what drove it")
     if not metrics:
         return Drivers(note="none of its series is computed from the CDN logs")
-    previous_day = lake.has_partition(datasets.CDN_LOGS, day - dt.timedelta(days=1))
+    start = began(lake, day, incident)
+    previous_day = lake.has_partition(datasets.CDN_LOGS, (start - pd.Timedelta(days=1)).date())
     windows = {
-        metric: drv.comparison_window(
-            metric, incident.start, incident.stop, bounds, previous_day=previous_day
-        )
+        metric: drv.comparison_window(metric, start, incident.stop, bounds, previous_day=previous_day)
         for metric in metrics
     }
-    spans = [(incident.start, incident.stop), *windows.values()]
+    spans = [(start, incident.stop), *windows.values()]
     rows = drv.log_slices(read_logs(lake, min(start for start, _ in spans), max(stop for _, stop in spans)))
     starts = starting_slices(incident.events["series"])
     for within in starts:
         explanations = tuple(
             drv.explain_rows(
                 rows,
-                incident.start,
+                start,
                 incident.stop,
                 windows[metric],
                 metric,
@@ -121,6 +120,26 @@ def incident_drivers(
         if any(explanation.changed for explanation in explanations):
             break
     return Drivers(explanations=explanations, baselines=tuple(windows[metric] for metric in metrics))
+
+
+def began(lake: Lake, day: dt.date, incident: Incident) -> pd.Timestamp:
+    """When ``incident`` began: its start, unless it opens the day while events of its series ran
+    into it from the day before (the ``events`` of that day that reach its last minute), then the
+    first of theirs. An incident across midnight is one incident: after midnight the detectors still
+    read the minutes before it, and its first minutes of the day may hold too little of it to show."""
+    first = day_span(day)[0]
+    if incident.start > first:
+        return incident.start
+    try:
+        before = lake.read_partition(
+            datasets.EVENTS, day - dt.timedelta(days=1), columns=["start", "end", "series"]
+        ).to_pandas()
+    except PartitionNotFound:
+        return incident.start
+    running = before[
+        (before["end"] + incident.step >= first) & before["series"].isin(incident.events["series"])
+    ]
+    return min(incident.start, running["start"].min()) if len(running) else incident.start
 
 
 #: The log column of each watched breakdown of the CDN series.
