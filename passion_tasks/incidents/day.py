@@ -100,7 +100,7 @@ def incident_drivers(
         for metric in metrics
     }
     spans = [(start, incident.stop), *windows.values()]
-    rows = drv.log_slices(read_logs(lake, min(start for start, _ in spans), max(stop for _, stop in spans)))
+    rows = drv.log_slices(read_logs(lake, min(first for first, _ in spans), max(end for _, end in spans)))
     starts = starting_slices(incident.events["series"])
     for within in starts:
         explanations = tuple(
@@ -287,7 +287,8 @@ def usual_departure(lake: Lake, day: dt.date, incident: Incident) -> str:
     (``families.usual_departures``, in the manifest of the model live on ``day``), and lasts no
     longer than the family's departures usually do."""
     decisive = incident.events[enough_alone(incident.events)]
-    if incident.family != datasets.CDN or decisive.empty:
+    # A total has no family: an incident that moved one is no habit, whatever the manifests say.
+    if incident.family != datasets.CDN or decisive.empty or not all(map(series_dim, decisive["series"])):
         return ""
     usual = {}
     for series in decisive["series"].unique():
