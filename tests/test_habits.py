@@ -116,5 +116,9 @@ def test_a_departure_no_longer_than_its_familys_habit_is_reported_and_pages_nobo
         tuple(anomalies(incident.events, incident.events.rename(columns={"peak_ts": "ts"}))), cause
     )
     assert severity(alerted, Rules().levels) == level
+    # A departure that opens the day lasts from when its incident began, the day before.
+    opening = edge_incident(EDGE_RATES[4], START + pd.Timedelta(days=7), minutes)
+    assert usual_departure(lake, scored_day, opening) == usual
+    assert usual_departure(lake, scored_day, opening, opening.start - pd.Timedelta(minutes=10)) == ""
     # The day before the models went live, nothing says what the family does on most days.
     assert usual_departure(lake, scored_day - dt.timedelta(days=1), incident) == ""

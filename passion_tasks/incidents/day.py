@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -71,9 +72,11 @@ def incident_drivers(
     incident: Incident,
     services: pd.DataFrame | None,
     elsewhere: Sequence[drv.Window] = (),
+    since: pd.Timestamp | None = None,
 ) -> Drivers:
     """Explain a CDN incident from the logs (never against the requests of the day's other incidents,
-    ``elsewhere``) from when it ``began``, a metrics incident from how the services moved."""
+    ``elsewhere``) from ``since``, when it ``began`` (default: its start), a metrics incident from how
+    the services moved."""
     bounds = day_span(day)
     if incident.family == datasets.SERVER_METRICS:
         if services is None or services.empty:
@@ -93,7 +96,7 @@ def incident_drivers(
         return Drivers(note=f"no cdn_logs for {day}: the logs cannot say what drove it")
     if not metrics:
         return Drivers(note="none of its series is computed from the CDN logs")
-    start = began(lake, day, incident)
+    start = incident.start if since is None else since
     previous_day = lake.has_partition(datasets.CDN_LOGS, (start - pd.Timedelta(days=1)).date())
     windows = {
         metric: drv.comparison_window(metric, start, incident.stop, bounds, previous_day=previous_day)
@@ -231,6 +234,11 @@ class Cause:
 
 
 def cause_of(incident: Incident, drivers: Drivers) -> Cause:
+    """``_cause``, and whether the incident is its breakdowns' habit (``Drivers.usual``)."""
+    return replace(_cause(incident, drivers), usual=drivers.usual)
+
+
+def _cause(incident: Incident, drivers: Drivers) -> Cause:
     """The first explanation that found a change, causes first; else the services that moved.
 
     A change a few clients made (a crawler's 404s) is the incident's cause, and theirs, when no event
@@ -250,14 +258,12 @@ def cause_of(incident: Incident, drivers: Drivers) -> Cause:
             explanation.sentence,
             {drv.DIMENSION_NAMES[dim]: value for dim, value in names.items()},
             clients,
-            drivers.usual,
         )
     if drivers.movements:
         moved = [movement.series for movement in drivers.movements if movement.moved]
         return Cause(
             drv.co_movement_sentence(drivers.movements),
             {"service": ", ".join(moved)} if moved else {},
-            usual=drivers.usual,
         )
     others = incident.events["series"].nunique() - 1
     text = f"{incident.lead['series']}" + (f" and {others} more series" if others else "") + " anomalous"
@@ -270,7 +276,7 @@ def cause_of(incident: Incident, drivers: Drivers) -> Cause:
     )
     if where:
         text += " at " + ", ".join(f"{dimension} {value}" for dimension, value in where.items()) + " alone"
-    return Cause(text, where, usual=drivers.usual)
+    return Cause(text, where)
 
 
 def _elsewhere(incident: Incident, edges: Sequence[str]) -> bool:
@@ -281,11 +287,12 @@ def _elsewhere(incident: Incident, edges: Sequence[str]) -> bool:
     )
 
 
-def usual_departure(lake: Lake, day: dt.date, incident: Incident) -> str:
+def usual_departure(lake: Lake, day: dt.date, incident: Incident, since: pd.Timestamp | None = None) -> str:
     """Why a CDN incident is how its breakdowns behave on most days, or "" when it is not: each of its
     events that is ``enough`` alone is a breakdown's whose family departs on most training days
     (``families.usual_departures``, in the manifest of the model live on ``day``), and lasts no
-    longer than the family's departures usually do."""
+    longer than the family's departures usually do; an event that opens the day lasts from ``since``,
+    when its incident ``began`` (default: its start)."""
     decisive = incident.events[enough_alone(incident.events)]
     # A total has no family: an incident that moved one is no habit, whatever the manifests say.
     if incident.family != datasets.CDN or decisive.empty or not all(map(series_dim, decisive["series"])):
@@ -296,7 +303,10 @@ def usual_departure(lake: Lake, day: dt.date, incident: Incident) -> str:
         if model is None or (minutes := model.metrics.get(USUAL_DEPARTURE)) is None:
             return ""
         usual[series] = minutes
-    if any(event.minutes > usual[event.series] for event in decisive.itertuples()):
+    first = day_span(day)[0]
+    before = ((first - since) / pd.Timedelta(minutes=1)) if since is not None and since < first else 0.0
+    lasted = decisive["minutes"] + np.where(decisive["start"] == first, before, 0.0)
+    if (lasted > decisive["series"].map(usual)).any():
         return ""
     families = sorted({metric_of(series) for series in usual})
     return (
@@ -338,13 +348,13 @@ def day_incidents(
     spans = [(incident.start, incident.stop) for incident in incidents if incident.family == datasets.CDN]
     for number, incident in enumerate(incidents):
         elsewhere = [span for span in spans if span != (incident.start, incident.stop)]
-        drivers = (
-            replace(
-                incident_drivers(lake, day, incident, services, elsewhere),
-                usual=usual_departure(lake, day, incident),
+        if number < explained:
+            since = began(lake, day, incident)
+            drivers = replace(
+                incident_drivers(lake, day, incident, services, elsewhere, since),
+                usual=usual_departure(lake, day, incident, since),
             )
-            if number < explained
-            else Drivers(note="not explained: the day has more important incidents")
-        )
+        else:
+            drivers = Drivers(note="not explained: the day has more important incidents")
         found.append(ExplainedIncident(incident, drivers, cause_of(incident, drivers)))
     return found
