@@ -39,15 +39,16 @@ def train_model(
 
     ``labels`` reach the detectors that use them (``label_use``); ``metrics`` join the manifest's.
     """
-    return register_model(lake, fit_model(frame, detector, params=params, labels=labels), metrics=metrics)
+    return register_model(
+        lake, fit_model(frame, detector, params=params, labels=labels), frame, metrics=metrics
+    )
 
 
 @dataclass(frozen=True)
 class Fitted:
-    """A model fitted on ``frame`` (its first column the series), not yet registered."""
+    """A fitted model, not yet registered (its training columns are ``model.feature_names_in_``)."""
 
     detector: str
-    frame: pd.DataFrame
     model: Detector
     fit_seconds: float
 
@@ -67,14 +68,16 @@ def fit_model(
         raise UsageError(f"{series}: {detector} is supervised and the training range has no labelled anomaly")
     began = time.perf_counter()
     model.fit(frame, labels=fit_labels)
-    return Fitted(detector, frame, model, time.perf_counter() - began)
+    return Fitted(detector, model, time.perf_counter() - began)
 
 
 def register_model(
-    lake: Lake, fitted: Fitted, *, metrics: dict[str, Any] | None = None
+    lake: Lake, fitted: Fitted, training: pd.DataFrame, *, metrics: dict[str, Any] | None = None
 ) -> registry.ModelVersion:
-    """Register a fitted model, with its fit's figures and ``metrics`` in the manifest."""
-    model, frame = fitted.model, fitted.frame
+    """Register a fitted model, with its fit's figures and ``metrics`` in the manifest; ``training``
+    holds the rows it was fitted on and its columns (``feature_names_in_``), among others."""
+    model = fitted.model
+    frame = training[list(model.feature_names_in_)]
     metrics = {
         "fit_seconds": round(fitted.fit_seconds, 3),
         "training_rows": len(frame),
@@ -254,7 +257,7 @@ def train_each(
     for name, fit in fitted.items():
         try:
             version = register_model(
-                lake, fit, metrics={USUAL_DEPARTURE: usual[name]} if name in usual else None
+                lake, fit, frame, metrics={USUAL_DEPARTURE: usual[name]} if name in usual else None
             )
             if live_from is not None:
                 registry.promote(
