@@ -13,17 +13,19 @@ from passion_tasks.alerting.rules import Rules, anomalies, severity
 from passion_tasks.detectors import Detector, make_detector
 from passion_tasks.features.policy import volume_series
 from passion_tasks.incidents.day import Drivers, cause_of, usual_departure
-from passion_tasks.incidents.model import group_incidents
+from passion_tasks.incidents.model import group_incidents, with_severity
 from passion_tasks.lake import Lake
 from passion_tasks.models import registry
-from passion_tasks.models.families import USUAL_DEPARTURE, usual_departures
-from passion_tasks.models.training import train_each
+from passion_tasks.models.families import USUAL_DEPARTURE, departures, usual_departures
+from passion_tasks.models.scoring import group_events
+from passion_tasks.models.training import live_model, train_each
 
 DAY = 1440
 TRAIN = 7 * DAY
 START = pd.Timestamp("2026-11-01", tz="UTC")
 #: Twelve edges' 5xx rates: a family (one metric, one breakdown).
 EDGE_RATES = [f"cdn_5xx_rate{{edge=E{number}}}" for number in range(12)]
+TOTAL = "cdn_5xx_rate"
 
 
 def hiccuping_edges(training_days: tuple[int, ...], seed: int = 3) -> pd.DataFrame:
@@ -73,8 +75,10 @@ def test_a_familys_departures_on_a_few_days_are_the_weeks_incidents() -> None:
     frame = hiccuping_edges((1, 4, 5))
     models = fitted_edges(frame)
     assert usual_departures(models, frame.index) == {}
-    # An overall series is no family: its own detector has the rule of days.
-    assert usual_departures({"cdn_5xx_rate": models[EDGE_RATES[0]]}, frame.index) == {}
+    # A total is no family, though it departs on most days: its departure is the whole service's.
+    total = make_detector("rate").fit(hiccuping_total().iloc[:TRAIN])
+    assert len(departures(TOTAL, total, frame.index)) == 7
+    assert usual_departures({TOTAL: total}, frame.index) == {}
 
 
 def edge_incident(name: str, start: pd.Timestamp, minutes: int, ratio: float = 20.0):
@@ -122,3 +126,42 @@ def test_a_departure_no_longer_than_its_familys_habit_is_reported_and_pages_nobo
     assert usual_departure(lake, scored_day, opening, opening.start - pd.Timedelta(minutes=10)) == ""
     # The day before the models went live, nothing says what the family does on most days.
     assert usual_departure(lake, scored_day - dt.timedelta(days=1), incident) == ""
+
+
+def hiccuping_total(seed: int = 4) -> pd.DataFrame:
+    """Eight days of a 5xx rate of 60 requests a minute and no errors but in a two-minute hiccup on
+    each of the seven training days, a fifth to a half of the requests failing (an origin that
+    fails often and hard); on the eighth, a hiccup like them at 10:00 and an outage of a third of
+    the requests for 20 minutes at 15:00."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(index=pd.date_range(START, periods=TRAIN + DAY, freq="min"))
+    requests = rng.poisson(60, len(frame)).astype(float)
+    failing = np.zeros(len(frame))
+    for day in range(7):
+        start = day * DAY + rng.integers(DAY - 2)
+        failing[start : start + 2] = rng.uniform(0.2, 0.5)
+    failing[TRAIN + 600 : TRAIN + 602] = 0.35
+    failing[TRAIN + 900 : TRAIN + 920] = 0.35
+    frame[TOTAL] = np.round(requests * failing) / requests
+    frame[volume_series(TOTAL)] = requests
+    return frame
+
+
+def test_a_total_that_hiccups_hard_on_most_days_still_sees_an_outage(lake: Lake) -> None:
+    frame = hiccuping_total()
+    scored_day = (START + pd.Timedelta(days=7)).date()
+    trained = train_each(lake, frame.iloc[:TRAIN], {TOTAL: ("rate",)}, params={}, live_from=scored_day)
+    assert trained.usual_departures == {}
+
+    model = live_model(lake, TOTAL, scored_day)[0]
+    # The hiccups stay out of the rate it learns: widened to expect them, it missed the outage.
+    assert model.overdispersion_ == 0.0
+    detected = model.detect(frame).iloc[TRAIN:]
+    scores = detected.assign(series=TOTAL, detector="rate", threshold=model.threshold_)
+    scores = scores.rename_axis("ts").reset_index()
+    levels = {}
+    for incident in group_incidents(with_severity(group_events(scores), scores)):
+        cause = cause_of(incident, Drivers(usual=usual_departure(lake, scored_day, incident)))
+        alerted = Alerted(tuple(anomalies(incident.events, scores)), cause)
+        levels[f"{incident.start:%H:%M}"] = severity(alerted, Rules().levels)
+    assert levels == {"10:00": "warning", "15:00": "critical"}

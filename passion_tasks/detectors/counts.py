@@ -36,7 +36,6 @@ from scipy import stats
 
 from passion_tasks.detectors.base import Detector, DetectorError, learned_column, matrix_of
 from passion_tasks.detectors.baselines import median_of_rows
-from passion_tasks.detectors.habits import on_most_days
 from passion_tasks.detectors.profiles import RANGE_TAIL, daily_profile, minute_of_day
 from passion_tasks.detectors.surprise import (
     WINDOWS,
@@ -129,9 +128,10 @@ class RateDetector(CountAwareDetector):
     ``MIN_BAD_FOR_OVERDISPERSION`` times. Both leave out the week's own incidents: the training minutes
     that the rest of the week puts beyond ``OUTLYING`` and the quarter of an hour on either side of
     them (an incident's first and last minutes, one error among a few requests, are not beyond belief
-    alone, and would make a rate of 0 look like one that wanders), for good once left out. Unless
-    they fall on most of the training days (``habits.on_most_days``): an origin that hiccups every
-    day is how the rate behaves, and the rate and its overdispersion are those of every minute.
+    alone, and would make a rate of 0 look like one that wanders), for good once left out, even
+    when they fall on most of the training days: an origin that hiccups every day still fails on
+    those minutes, and a rate widened to expect them would hide an outage. How long a breakdown
+    family's daily departures last is learned above the models, by training (``models.families``).
     """
 
     name = "rate"
@@ -170,8 +170,6 @@ class RateDetector(CountAwareDetector):
         for _ in range(OUTLYING_ROUNDS):
             kept &= ~_near(np.nan_to_num(self._score_rows(frame)[0]) > OUTLYING, max(WINDOWS))
             self._estimate(bad[kept], requests[kept])
-        if on_most_days(~kept, frame.index):
-            self._estimate(bad, requests)
 
     def _estimate(self, bad: np.ndarray, requests: np.ndarray) -> None:
         """The rate (Jeffreys) and its overdispersion (method of moments) of these minutes."""

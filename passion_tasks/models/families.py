@@ -2,13 +2,15 @@
 
 The 5xx rate of each edge, device and live channel is one family: a metric's breakdowns. An origin
 whose fetches fail for two minutes every day, on some edge, departs on each edge only now and then,
-too rarely for one series to learn it (``habits.on_most_days``), while the family plainly does it
-every day, on that edge and on the devices and channels it served. ``usual_departures`` says, of
-each family that departs on most training days, how long its departures last on a day it departs;
-an incident made only of departures of such families, none longer, is their habit
+too rarely for one series to show it (``on_most_days``), while the family plainly does it every
+day, on that edge and on the devices and channels it served. ``usual_departures`` says, of each
+family that departs on most training days, how long its departures last on a day it departs; an
+incident made only of departures of such families, none longer, is their habit
 (``incidents.day.usual_departure``): reported, not paged. A change that lasts longer is news
 whatever its size. Durations, not scores: a surprise grows with a slice's requests, and a busy
-edge's hiccup outscores a thin edge's outage.
+edge's hiccup outscores a thin edge's outage. A total has no family: its departure is the whole
+service's, news whatever the week did, and its detector keeps seeing it (``counts.RateDetector``
+leaves the week's departures out of the rate it learns, on most days or not).
 """
 
 from __future__ import annotations
@@ -19,16 +21,25 @@ import numpy as np
 import pandas as pd
 
 from passion_tasks.detectors import Detector
-from passion_tasks.detectors.habits import on_most_days
 from passion_tasks.features.policy import metric_kind, metric_of, series_dim
 from passion_tasks.models.scoring import enough_alone, group_events
 
+#: Departures on more than this share of the training days are how a family behaves, not the
+#: week's incidents: an incident is rare, an origin whose fetches fail every day is not.
+USUAL_SHARE_OF_DAYS = 0.5
 #: The manifest metric of a breakdown's model that holds its family's usual departure, in minutes.
 USUAL_DEPARTURE = "usual_departure_minutes"
 #: The kinds of metric (``policy.metric_kind``) whose detectors judge one side only (more errors,
 #: fewer hits, slower requests): their habit says what the next departure is. Requests and bytes
 #: depart both ways, and a crawler's daily surge on some edge says nothing of an edge that empties.
 ONE_SIDED = ("rate", "percentile", "geometric_mean")
+
+
+def on_most_days(rows: np.ndarray, index: pd.DatetimeIndex) -> bool:
+    """Whether ``rows`` (a boolean series) fall on more than ``USUAL_SHARE_OF_DAYS`` of the days of
+    ``index``."""
+    days = index.normalize()
+    return days[rows].nunique() > USUAL_SHARE_OF_DAYS * days.nunique()
 
 
 def departures(series: str, model: Detector, index: pd.DatetimeIndex) -> pd.DataFrame:
