@@ -35,11 +35,10 @@ USUAL_DEPARTURE = "usual_departure_minutes"
 ONE_SIDED = ("rate", "percentile", "geometric_mean")
 
 
-def on_most_days(rows: np.ndarray, index: pd.DatetimeIndex) -> bool:
-    """Whether ``rows`` (a boolean series) fall on more than ``USUAL_SHARE_OF_DAYS`` of the days of
-    ``index``."""
-    days = index.normalize()
-    return days[rows].nunique() > USUAL_SHARE_OF_DAYS * days.nunique()
+def on_most_days(days: pd.DatetimeIndex, index: pd.DatetimeIndex) -> bool:
+    """Whether ``days`` (midnights, repeated or not) are more than ``USUAL_SHARE_OF_DAYS`` of the
+    days of ``index``."""
+    return days.nunique() > USUAL_SHARE_OF_DAYS * index.normalize().nunique()
 
 
 def departures(series: str, model: Detector, index: pd.DatetimeIndex) -> pd.DataFrame:
@@ -73,8 +72,8 @@ def usual_departures(models: Mapping[str, Detector], index: pd.DatetimeIndex) ->
         found = pd.concat([departures(series, models[series], index) for series in members])
         if found.empty:
             continue
-        departed = index.isin(pd.DatetimeIndex(found["start"]))
-        if on_most_days(departed, index):
-            longest = found.groupby(pd.DatetimeIndex(found["start"]).normalize())["minutes"].max()
+        days = pd.DatetimeIndex(found["start"]).normalize()
+        if on_most_days(days, index):
+            longest = found.groupby(days)["minutes"].max()
             usual |= dict.fromkeys(members, int(np.median(longest)))
     return usual
