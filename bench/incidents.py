@@ -6,8 +6,9 @@ shifts and stalls) and no 5xx in healthy traffic, landed and featurised; the nig
 (``passion train`` without a detector) trained on the first 7 days; the last 7 scored one by one, as
 the score DAG does, and judged against the labels (``evaluation.incidents``): found by the report,
 alerted (severity at least warning, the default route), the cause naming the labelled slice, the
-delay, and the report incidents and alerts with no label behind them. Then a week with no incident
-at all, which must send nothing.
+delay, and the report incidents and alerts with no label behind them (the report's routine entries,
+crawlers, downloads and habits, are counted apart). Then a week with no incident at all, which must
+send nothing.
 
     python bench/incidents.py [--seeds 0,1,2] [--rates 30,300] [--days 14] [--train-days 7]
 
@@ -121,16 +122,13 @@ def nightly(
         decisions = decide(day, explained[:EXPLAINED_INCIDENTS], scores, rules, (), earlier)
         routed = [a for a in decisions.alerts if rules.rank(a.severity) >= rules.rank(ROUTED)]
         earlier += [(alert.series, alert.incident.end) for alert in routed]
-        incidents = [
-            Found(
-                e.incident.start,
-                e.incident.stop,
-                e.incident.family,
-                e.cause.slice,
-                e.incident.lead["series"],
+        # The report lists routine entries (crawlers, downloads, habits) apart from its incidents.
+        entries: dict[bool, list[Found]] = {False: [], True: []}
+        for e in explained:
+            incident = e.incident
+            entries[e.cause.routine].append(
+                Found(incident.start, incident.stop, incident.family, e.cause.slice, incident.lead["series"])
             )
-            for e in explained
-        ]
         alerts = [
             Found(
                 a.incident.start,
@@ -142,7 +140,7 @@ def nightly(
             for a in routed
         ]
         on_day = [label for label in labels if label.start.date() == day]
-        outcomes.append(judge_day(day, on_day, incidents, alerts))
+        outcomes.append(judge_day(day, on_day, entries[False], alerts, entries[True]))
         if verbose:
             echo_day(day, on_day, explained, decisions.alerts, echo)
     return outcomes, trained

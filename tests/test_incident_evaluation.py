@@ -67,7 +67,10 @@ def test_a_day_counts_the_earliest_delay_the_latest_end_and_what_was_for_nothing
     assert outcome.alerted == {"edge-FRA2"}
     assert (outcome.false_incidents, outcome.false_alerts) == (1, 1)
 
-    quiet = judge_day(DAY + dt.timedelta(days=1), [], [found("03:00", "03:01")], [])
+    # A crawler's entry, listed apart, is no incident: it neither finds a label nor counts as false.
+    crawler = found("10:00", "10:20", {"edge": "FRA2"})
+    quiet = judge_day(DAY + dt.timedelta(days=1), [], [found("03:00", "03:01")], [], [crawler, crawler])
+    assert (quiet.false_incidents, quiet.routine) == (1, 2)
     summary = summarise([outcome, quiet])
     assert summary.row() == {
         "labelled": 2,
@@ -79,6 +82,7 @@ def test_a_day_counts_the_earliest_delay_the_latest_end_and_what_was_for_nothing
         "false alerts/day (max)": 1,
         "false incidents/day (max)": 1,
         "false incidents/day (mean)": 1.0,
+        "routine/day (mean)": 1.0,
         "quiet days": 1,
         "quiet days alerted": 0,
     }

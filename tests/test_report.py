@@ -21,8 +21,15 @@ from passion_tasks.incidents.causes import (
     explain_rows,
     log_slices,
 )
-from passion_tasks.incidents.day import Cause, cause_of, day_incidents, flagged_slice, starting_slices
-from passion_tasks.incidents.model import group_incidents, with_severity
+from passion_tasks.incidents.day import (
+    Cause,
+    ExplainedIncident,
+    cause_of,
+    day_incidents,
+    flagged_slice,
+    starting_slices,
+)
+from passion_tasks.incidents.model import Incident, group_incidents, with_severity
 from passion_tasks.lake import Lake, schemas
 from passion_tasks.models.scoring import group_events
 from passion_tasks.reporting.report import (
@@ -36,6 +43,7 @@ from passion_tasks.reporting.report import (
 DAY = dt.date(2026, 11, 21)
 SERIES = "cdn_ttfb_p95{edge=FRA2}"
 IMAGE = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+CARD = re.compile(r'<div class="value">(\d+)</div><div class="label">([\w ]+)<')
 EDGES = ("AMS1", "FRA2", "LHR3", "PAR4")
 STEMS = ("/live/ch7/seg_001.ts", "/live/ch8/seg_001.ts")
 DEVICES = ("iPhone", "Roku")
@@ -789,6 +797,78 @@ def test_an_incident_that_ran_into_the_day_is_explained_from_when_it_began(lake:
     assert whole.cause.text.endswith("made by one client 198.51.100.7")
 
 
+def test_a_slowdown_beside_a_crawler_is_the_services_incident(lake: Lake) -> None:
+    # From 11:00 to 11:30 a crawler walks FRA2 while channel 8 slows down on every edge: one incident
+    # (they overlap), whose first three metrics explained, causes first, are the crawler's.
+    def ch8(edge: str, stem: str, device: str) -> bool:
+        return stem == STEMS[1]
+
+    walk = crawl(at("11:00"), 120, lambda number: "198.51.100.7")
+    flagged = [
+        "cdn_4xx_rate{edge=FRA2}",
+        "cdn_requests{edge=FRA2}",
+        "cdn_bytes{edge=FRA2}",
+        "cdn_cache_hit_ratio{edge=FRA2}",
+        "cdn_ttfb_gmean",
+    ]
+    scores = pd.concat([day_scores(name, list(range(660, 690))) for name in flagged], ignore_index=True)
+
+    def explained(slow: Rule) -> ExplainedIncident:
+        write_logs(lake, pd.concat([incident_logs(slow=slow), walk], ignore_index=True), {})
+        (incident,) = day_incidents(lake, DAY, scores, group_events(scores))
+        return incident
+
+    both = explained(ch8)
+    assert [explanation.metric for explanation in both.drivers.explanations] == [
+        "cdn_4xx_rate",
+        "cdn_requests",
+        "cdn_bytes",
+    ]
+    assert both.drivers.explanations[0].clients == ("198.51.100.7",)
+    assert both.cause == Cause(
+        "ttfb geometric mean 100 ms → 2.0 s at path /live/ch8, all edges, all devices "
+        "(overall 100 ms → 447 ms)",
+        {"path": "/live/ch8"},
+    )
+    assert both.drivers.sentences[-1] == "Without the requests of one client 198.51.100.7: " + both.cause.text
+
+    # The crawler alone: what is left without its requests is noise, and the incident is its own.
+    alone = explained(lambda edge, stem, device: False)
+    assert alone.drivers.beside_clients is None
+    assert alone.cause.clients == ("198.51.100.7",)
+    # The report lists it as routine, apart from the day's incidents.
+    write_day(lake, scores)
+    html = report_of(lake)
+    cards = dict((label, value) for value, label in re.findall(CARD, html))
+    assert (cards["Incidents"], cards["Routine"]) == ("0", "1")
+    assert "No incidents on 2026-11-21." in html
+    assert html.index("<h2>Routine</h2>") < html.index(alone.cause.text) < html.index("<h2>Series</h2>")
+
+
+def test_a_change_the_logs_explain_beside_a_crawler_comes_before_one_found_without_it(lake: Lake) -> None:
+    # A crawler on FRA2 while FRA2 fails and channel 8 slows down: the 5xx rate, explained among the
+    # incident's first metrics, is its cause, on the crawler's edge as it is; the slowdown, which only a
+    # slice the crawler never asked for tells apart, is reported beside it.
+    def fra2(edge: str, stem: str, device: str) -> bool:
+        return edge == "FRA2"
+
+    def ch8(edge: str, stem: str, device: str) -> bool:
+        return stem == STEMS[1]
+
+    flagged = ["cdn_4xx_rate{edge=FRA2}", "cdn_5xx_rate{edge=FRA2}", "cdn_ttfb_gmean"]
+    scores = pd.concat([day_scores(name, list(range(660, 690))) for name in flagged], ignore_index=True)
+    walk = crawl(at("11:00"), 120, lambda number: "198.51.100.7")
+    write_logs(lake, pd.concat([incident_logs(fails=fra2, slow=ch8), walk], ignore_index=True), {})
+
+    (incident,) = day_incidents(lake, DAY, scores, group_events(scores))
+
+    assert incident.cause == Cause(
+        "5xx rate 0% → 100% at edge FRA2, all paths, all devices (overall 0.68% → 26%)", {"edge": "FRA2"}
+    )
+    assert incident.drivers.beside_clients is not None
+    assert incident.drivers.beside_clients.metric == "cdn_ttfb_gmean"
+
+
 def report_of(lake: Lake) -> str:
     uri = render_day_report(lake, DAY)
     assert uri == lake.uri("reports/dt=2026-11-21/index.html")
@@ -822,9 +902,10 @@ def test_report_names_the_edge_and_path_that_drove_a_5xx_burst(lake: Lake) -> No
     assert "cdn_5xx_rate{edge=FRA2}" in html
     assert "Compared with 09:55–10:55 (5xx rate; grey in the plot)" in html
     assert "rolling_mad@v2" in html
-    cards = re.findall(r'<div class="value">(\d+)</div><div class="label">([\w ]+)<', html)
+    cards = re.findall(CARD, html)
     assert cards == [
         ("1", "Incidents"),
+        ("0", "Routine"),
         ("58", "Anomalous minutes"),
         ("3", "Series scored"),
         ("2", "Anomalous events"),
@@ -904,6 +985,14 @@ def test_data_quality_counts_minutes_without_data(lake: Lake) -> None:
     ]
 
 
+def noted(incidents: list[Incident], note: str = "a note") -> list[ExplainedIncident]:
+    """``incidents`` as ``day_incidents`` gives them when the logs say nothing but ``note``."""
+    return [
+        ExplainedIncident(incident, drivers := Drivers(note=note), cause_of(incident, drivers))
+        for incident in incidents
+    ]
+
+
 def test_report_escapes_names_and_caps_the_incidents_explained() -> None:
     scores = pd.concat(
         [
@@ -914,7 +1003,7 @@ def test_report_escapes_names_and_caps_the_incidents_explained() -> None:
     )
     incidents = group_incidents(with_severity(group_events(scores), scores))
 
-    html = day_report_html(DAY, scores, incidents, [Drivers(note="a note")] * 2, [])
+    html = day_report_html(DAY, scores, noted(incidents), [], sections=2)
 
     assert "<script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
@@ -926,7 +1015,7 @@ def test_report_without_recorded_thresholds() -> None:
     scores = day_scores(SERIES, list(range(845, 848))).drop(columns="threshold")
     incidents = group_incidents(with_severity(group_events(scores), scores))
 
-    html = day_report_html(DAY, scores, incidents, [Drivers(note="a note")], [])
+    html = day_report_html(DAY, scores, noted(incidents), [])
 
     assert "not recorded" in html
     assert len(IMAGE.findall(html)) == 1

@@ -311,10 +311,9 @@ def snoozed(anomaly: Anomaly, snoozes: Iterable[Snooze]) -> bool:
 def severity(incident: Incident, levels: Sequence[SeverityLevel]) -> str:
     """The most severe level whose minimums the incident's peak ratio and span meet; at least the first.
 
-    A change a few clients made (a crawler's 404s, one download) is theirs, not the service's, and a
-    departure as short as its breakdowns make on most days is their habit: the first level, whatever
-    its size."""
-    if incident.cause is not None and (incident.cause.clients or incident.cause.usual):
+    A routine incident (``Cause.routine``: a change a few clients made, a departure as short as its
+    breakdowns make on most days) is not the service's: the first level, whatever its size."""
+    if incident.cause is not None and incident.cause.routine:
         return levels[0].name
     ratio, minutes = incident.peak.ratio, incident.minutes
     reached = [level.name for level in levels if level.reached(ratio, minutes)]

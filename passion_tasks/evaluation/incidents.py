@@ -99,13 +99,21 @@ class DayOutcome:
     causes_right: set[str] = field(default_factory=set)
     false_incidents: int = 0
     false_alerts: int = 0
+    #: Routine entries of the report (``Cause.routine``: crawlers, downloads, habits), listed apart from
+    #: its incidents.
+    routine: int = 0
 
 
 def judge_day(
-    day: dt.date, labels: Sequence[Label], incidents: Iterable[Found], alerts: Iterable[Found]
+    day: dt.date,
+    labels: Sequence[Label],
+    incidents: Iterable[Found],
+    alerts: Iterable[Found],
+    routine: Sequence[Found] = (),
 ) -> DayOutcome:
-    """Match the day's report incidents and alerts with its labels."""
-    outcome = DayOutcome(day, list(labels))
+    """Match the day's report incidents and alerts with its labels; ``routine`` are the report's
+    routine entries, which find no label: a labelled incident filed as routine is missed."""
+    outcome = DayOutcome(day, list(labels), routine=len(routine))
     for found in incidents:
         matched = [label for label in labels if found.finds(label)]
         if not matched:
@@ -138,6 +146,7 @@ class Summary:
     max_false_alerts_per_day: int
     max_false_incidents_per_day: int
     mean_false_incidents_per_day: float
+    mean_routine_per_day: float
     quiet_days: int
     quiet_days_alerted: int
 
@@ -152,6 +161,7 @@ class Summary:
             "false alerts/day (max)": self.max_false_alerts_per_day,
             "false incidents/day (max)": self.max_false_incidents_per_day,
             "false incidents/day (mean)": round(self.mean_false_incidents_per_day, 2),
+            "routine/day (mean)": round(self.mean_routine_per_day, 2),
             "quiet days": self.quiet_days,
             "quiet days alerted": self.quiet_days_alerted,
         }
@@ -171,6 +181,7 @@ def summarise(days: Sequence[DayOutcome]) -> Summary:
         max_false_alerts_per_day=max((day.false_alerts for day in days), default=0),
         max_false_incidents_per_day=max((day.false_incidents for day in days), default=0),
         mean_false_incidents_per_day=statistics.fmean([day.false_incidents for day in days]) if days else 0.0,
+        mean_routine_per_day=statistics.fmean([day.routine for day in days]) if days else 0.0,
         quiet_days=len(quiet),
         quiet_days_alerted=sum(day.false_alerts > 0 for day in quiet),
     )

@@ -251,8 +251,13 @@ class Explanation:
         if self.slices:
             text += f" (overall {fmt(self.overall_before)} → {fmt(self.overall_during)})"
         if self.clients:
-            text += f", made by {'one client' if len(self.clients) == 1 else 'clients'} {_and(self.clients)}"
+            text += f", made by {clients_named(self.clients)}"
         return text
+
+
+def clients_named(clients: Sequence[str]) -> str:
+    """``one client 198.51.100.7``, ``clients 198.51.100.0 and 198.51.100.1``."""
+    return f"{'one client' if len(clients) == 1 else 'clients'} {_and(clients)}"
 
 
 def log_slices(logs: pd.DataFrame) -> pd.DataFrame:

@@ -10,7 +10,7 @@ incident's ``cause`` is what an alert carries: a sentence and the slice it names
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -53,14 +53,25 @@ class Drivers:
     note: str = ""
     #: Why the incident is how its breakdowns behave on most days (``usual_departure``), if it is.
     usual: str = ""
+    #: A change the incident still shows beside the few clients that made its other changes, where
+    #: they never asked (``set_clients_apart``), if it shows one.
+    beside_clients: drv.Explanation | None = None
 
     def shaded(self, day: dt.date) -> drv.Window | None:
         """The first comparison window within ``day``: the one the plot can show."""
         return next((window for window in self.baselines if window[0] >= day_span(day)[0]), None)
 
     @property
+    def clients(self) -> set[str]:
+        """The few clients that made any of the changes explained."""
+        return {client for explanation in self.explanations for client in explanation.clients}
+
+    @property
     def sentences(self) -> list[str]:
         found = [explanation.sentence for explanation in self.explanations]
+        if self.beside_clients is not None:
+            clients = drv.clients_named(sorted(self.clients))
+            found.append(f"Without the requests of {clients}: {self.beside_clients.sentence}")
         if self.movements:
             found.append(drv.co_movement_sentence(self.movements))
         return (found or [self.note]) + ([self.usual] if self.usual else [])
@@ -87,20 +98,17 @@ def incident_drivers(
         )
         return Drivers(movements=tuple(movements), baselines=(baseline,))
 
-    metrics = list(dict.fromkeys(drv.metric_of(series) for series in incident.events["series"]))
-    # Causes first, then by severity (the events' order): a thin 5xx slice under a louder latency.
-    metrics = sorted([metric for metric in metrics if metric in drv.MEASURES], key=_cause_first)[
-        :MAX_EXPLAINED
-    ]
+    metrics = _explainable(incident.events["series"])[:MAX_EXPLAINED]
     if not lake.has_partition(datasets.CDN_LOGS, day):
         return Drivers(note=f"no cdn_logs for {day}: the logs cannot say what drove it")
     if not metrics:
         return Drivers(note="none of its series is computed from the CDN logs")
+    decisive = _explainable(incident.events.loc[enough_alone(incident.events), "series"])
     start = incident.start if since is None else since
     previous_day = lake.has_partition(datasets.CDN_LOGS, (start - pd.Timedelta(days=1)).date())
     windows = {
         metric: drv.comparison_window(metric, start, incident.stop, bounds, previous_day=previous_day)
-        for metric in metrics
+        for metric in dict.fromkeys([*metrics, *decisive])
     }
     spans = [(start, incident.stop), *windows.values()]
     rows = drv.log_slices(read_logs(lake, min(first for first, _ in spans), max(end for _, end in spans)))
@@ -122,7 +130,67 @@ def incident_drivers(
         )
         if any(explanation.changed for explanation in explanations):
             break
-    return Drivers(explanations=explanations, baselines=tuple(windows[metric] for metric in metrics))
+    explanations, beside = set_clients_apart(
+        rows, explanations, decisive, (start, incident.stop), windows, elsewhere, within, starts[-1]
+    )
+    return Drivers(
+        explanations=explanations,
+        baselines=tuple(windows[metric] for metric in metrics),
+        beside_clients=beside,
+    )
+
+
+def set_clients_apart(
+    rows: pd.DataFrame,
+    explanations: Sequence[drv.Explanation],
+    decisive: Sequence[str],
+    span: drv.Window,
+    windows: Mapping[str, drv.Window],
+    elsewhere: Sequence[drv.Window] = (),
+    within: Sequence[tuple[str, str]] = (),
+    witnessed: Sequence[tuple[str, str]] = (),
+) -> tuple[tuple[drv.Explanation, ...], drv.Explanation | None]:
+    """``explanations`` with the few clients that made some of their changes set apart: the others
+    explained again from the other rows (``causes.explain_rows`` over ``span`` and their baseline of
+    ``windows``), and the first change of the ``decisive`` metrics those clients did not make that
+    the other rows still show, made by no few other clients, in a slice holding none of their
+    requests: a rate's or a latency's. Unchanged and None without such clients.
+
+    A crawler walks one edge most days; an origin that slows down one folder while it does is news
+    all the same, and its requests are no part of it. A change the logs still show without the
+    crawler's requests is not enough to say so: the crawler's edge and the other bots at work carry
+    the rest of its footprint, and show a 4xx rate or a hit ratio beside it on most crawling days. A
+    slice it never asked for (the folder that slowed) does not. Volumes are left to the crawler: they
+    wander, and are compared with the day before, whose crawlers and downloads are other clients.
+    """
+    clients = {client for explanation in explanations for client in explanation.clients}
+    if not clients:
+        return tuple(explanations), None
+    made = {explanation.metric for explanation in explanations if explanation.clients}
+    others = rows[~rows[drv.CLIENT].isin(clients)]
+    theirs = rows[rows[drv.CLIENT].isin(clients) & (rows["ts"] >= span[0]) & (rows["ts"] < span[1])]
+
+    def explain(metric: str) -> drv.Explanation:
+        return drv.explain_rows(
+            others, *span, windows[metric], metric, elsewhere=elsewhere, within=within, witnessed=witnessed
+        )
+
+    again = {e.metric: e if e.metric in made else explain(e.metric) for e in explanations}
+    for metric in decisive:
+        if metric in made or drv.MEASURES[metric].kind == "volume":
+            continue
+        explanation = again.get(metric) or explain(metric)
+        apart = any(not theirs[part.dimension].isin(part.values).any() for part in explanation.slices)
+        if explanation.changed and not explanation.clients and apart:
+            return tuple(again.values()), explanation
+    return tuple(again.values()), None
+
+
+def _explainable(series: Iterable[str]) -> list[str]:
+    """The metrics of ``series`` that the logs explain, causes first, then in the order given (by
+    severity, the events' order): a thin 5xx slice under a louder latency."""
+    metrics = dict.fromkeys(drv.metric_of(name) for name in series)
+    return sorted([metric for metric in metrics if metric in drv.MEASURES], key=_cause_first)
 
 
 def began(lake: Lake, day: dt.date, incident: Incident) -> pd.Timestamp:
@@ -224,6 +292,12 @@ class Cause:
     #: Why it is how its breakdowns behave on most days (``usual_departure``), if it is.
     usual: str = ""
 
+    @property
+    def routine(self) -> bool:
+        """Whether it is routine, not the service's incident: a few clients made the change (a crawler's
+        404s, one download), or its breakdowns depart as briefly on most days."""
+        return bool(self.clients or self.usual)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "text": self.text,
@@ -242,17 +316,19 @@ def _cause(incident: Incident, drivers: Drivers) -> Cause:
     """The first explanation that found a change, causes first; else the services that moved.
 
     A change a few clients made (a crawler's 404s) is the incident's cause, and theirs, when no event
-    of it that is ``enough`` alone lies on an edge that did not serve them; else the first change
-    that no few clients made is, and the incident the service's: a crawler at work on one edge while
-    another slows down does not explain the other."""
+    of it that is ``enough`` alone lies on an edge that did not serve them and nothing changed
+    beside them (``Drivers.beside_clients``); else the first change that no few clients made is,
+    and the incident the service's: a crawler at work on one edge while another slows down, or while
+    the origin of one folder does, does not explain the other."""
     changed = [explanation for explanation in drivers.explanations if explanation.changed]
     if changed:
         services = [explanation for explanation in changed if not explanation.clients]
         theirs = next((explanation for explanation in changed if explanation.clients), None)
-        if theirs is not None and not _elsewhere(incident, theirs.client_edges):
+        beside = [drivers.beside_clients] if drivers.beside_clients is not None else []
+        if theirs is not None and not beside and not _elsewhere(incident, theirs.client_edges):
             explanation, clients = theirs, theirs.clients
         else:
-            explanation, clients = (services or changed)[0], ()
+            explanation, clients = (services or beside or changed)[0], ()
         names = {part.dimension: ", ".join(part.values) for part in explanation.slices}
         return Cause(
             explanation.sentence,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from passion_tasks.features.policy import is_input_only
 from passion_tasks.features.series import grid_step
 from passion_tasks.figures import day_span, incident_figure, png_data_uri
 from passion_tasks.incidents import causes as drv
-from passion_tasks.incidents.day import EXPLAINED_INCIDENTS, Drivers, day_incidents
+from passion_tasks.incidents.day import EXPLAINED_INCIDENTS, Drivers, ExplainedIncident, day_incidents
 from passion_tasks.incidents.model import Incident
 from passion_tasks.lake import Day, Lake, PartitionNotFound, as_day, datasets
 from passion_tasks.reporting import report_path
@@ -66,23 +67,25 @@ def render_day_report(lake: Lake, day: Day) -> str:
     scores = lake.read_partition(datasets.SCORES, day).to_pandas()
     events = lake.read_partition(datasets.EVENTS, day).to_pandas()
     explained = day_incidents(lake, day, scores, events)
-    incidents = [item.incident for item in explained]
-    found = [item.drivers for item in explained[:EXPLAINED_INCIDENTS]]
-    html = day_report_html(day, scores, incidents, found, data_quality(lake, day))
+    html = day_report_html(day, scores, explained, data_quality(lake, day))
     return lake.write_text(report_path(day), html)
 
 
 def day_report_html(
     day: dt.date,
     scores: pd.DataFrame,
-    incidents: list[Incident],
-    found: list[Drivers],
+    explained: Sequence[ExplainedIncident],
     quality: list[SourceQuality],
+    *,
+    sections: int = EXPLAINED_INCIDENTS,
 ) -> str:
     """The report page of one day's scores (``scoring.SCORE_COLUMNS``) and incidents (most important
-    first); ``found`` are the drivers of the first ``len(found)`` incidents, which get a section.
+    first, the first ``sections`` of them explained, as ``day_incidents`` gives them).
 
-    Without a ``threshold`` column in the scores there are no threshold lines nor severities.
+    An explained incident gets a section, unless it is routine (``Cause.routine``: a crawler, a
+    download, a breakdown's daily habit): those are listed apart, with what made them, so that the
+    day's incidents are the service's. Without a ``threshold`` column in the scores there are no
+    threshold lines nor severities.
     """
     by_series = {
         keys: rows.sort_values("ts", kind="stable") for keys, rows in scores.groupby(["series", "detector"])
@@ -91,21 +94,28 @@ def day_report_html(
     anomalous = sorted(
         (row for row in series_rows if row["anomalous_minutes"]), key=lambda row: -row["anomalous_minutes"]
     )
-    sections = [
-        _incident_section(number, incident, drivers, by_series, day)
-        for number, (incident, drivers) in enumerate(zip(incidents, found, strict=False), start=1)
+    # Only an explained incident's cause can say it is routine: the others' names their lead series.
+    routine = [item for item in explained if item.cause.routine]
+    news = [item.incident for item in explained[sections:]]
+    shown = [
+        _incident_section(number, item.incident, item.drivers, by_series, day)
+        for number, item in enumerate(
+            (item for item in explained[:sections] if not item.cause.routine), start=1
+        )
     ]
     return _TEMPLATES.get_template("day_report.html").render(
         day=day.isoformat(),
         summary={
             "series_scored": scores["series"].nunique(),
             "anomalous_minutes": sum(row["anomalous_minutes"] for row in series_rows),
-            "incidents": len(incidents),
-            "events": sum(len(incident.events) for incident in incidents),
+            "incidents": len(shown) + len(news),
+            "routine": len(routine),
+            "events": sum(len(item.incident.events) for item in explained),
         },
         quality=[_quality_view(source) for source in quality],
-        sections=sections,
-        others=[_overview_row(n, incident) for n, incident in enumerate(incidents, start=1)][len(found) :],
+        sections=shown,
+        others=[_overview_row(n, incident) for n, incident in enumerate(news, start=len(shown) + 1)],
+        routine=[_routine_row(item) for item in routine],
         anomalous_series=anomalous,
         quiet_series=len(series_rows) - len(anomalous),
     )
@@ -202,6 +212,13 @@ def _overview_row(number: int, incident: Incident) -> dict[str, Any]:
         "severity": _severity(incident.severity),
         "lead": incident.lead["series"],
         "series": incident.events["series"].nunique(),
+    }
+
+
+def _routine_row(explained: ExplainedIncident) -> dict[str, Any]:
+    return {
+        **_overview_row(0, explained.incident),
+        "sentences": [explained.cause.text, *([explained.cause.usual] if explained.cause.usual else [])],
     }
 
 
