@@ -11,7 +11,7 @@ import pytest
 from passes import assert_one_pass_scores_each_as_alone
 
 from passion_tasks.detectors import DetectorError, load_detector, make_detector
-from passion_tasks.detectors.counts import COUNT_WINDOWS, MAX_SKEWNESS, CountDetector, _dispersion
+from passion_tasks.detectors.counts import COUNT_WINDOWS, MAX_SKEWNESS, SIDES, CountDetector, _dispersion
 from passion_tasks.detectors.persistence import ARRAYS_FILE, STATE_FILE
 from passion_tasks.detectors.thresholds import false_alarm_budget_threshold, series_budget
 from passion_tasks.incidents.model import group_incidents, with_severity
@@ -490,14 +490,17 @@ def test_a_count_measures_its_noise_on_days_its_profile_did_not_learn_from(monke
     def noise_against_fresh_days() -> np.ndarray:
         model = make_detector("count").fit(frame.iloc[:TRAIN])
         expected = model.detect(frame.iloc[TRAIN - 180 :])["expected"].to_numpy()[180:]
-        fresh = [_dispersion(requests[TRAIN:], expected, window) for window in COUNT_WINDOWS]
+        fresh = [
+            [_dispersion(requests[TRAIN:], expected, window, side) for window in COUNT_WINDOWS]
+            for side in SIDES
+        ]
         return model.overdispersion_ / np.array(fresh)
 
     assert (noise_against_fresh_days() > 0.4).all()
     # Measured on the days the profile was learned from, the quarter of an hour's and the hour's
     # noise come out at next to nothing.
     monkeypatch.setattr(CountDetector, "OUT_OF_SAMPLE_DAYS", 8)
-    assert (noise_against_fresh_days()[1:] < 0.1).all()
+    assert (noise_against_fresh_days()[:, 1:] < 0.1).all()
 
 
 def test_a_training_range_of_part_days_measures_its_noise_where_other_days_saw_the_minute() -> None:
@@ -506,6 +509,25 @@ def test_a_training_range_of_part_days_measures_its_noise_where_other_days_saw_t
     requests = requests_per_minute(40)
     frame = pd.DataFrame({"cdn_requests": requests}, index=grid(len(requests))).iloc[720 : 2 * DAY + 360]
     assert make_detector("count").fit(frame).overdispersion_.max() < 0.01
+
+
+def test_a_crawler_that_surges_most_days_does_not_hide_a_thin_edge_that_empties() -> None:
+    # Two requests a minute; a crawler adds five a minute for 20 minutes on each training day; on the
+    # scored day three quarters of the viewers' requests are lost for half an hour: 15 against 60.
+    requests = requests_per_minute(2)
+    rng = np.random.default_rng(5)
+    for day in range(7):
+        crawl = slice(day * DAY + 200 + 131 * day, day * DAY + 220 + 131 * day)
+        requests[crawl] += rng.poisson(5.0, 20)
+    drop = slice(TRAIN + 600, TRAIN + 630)
+    requests[drop] = rng.binomial(requests[drop].astype(int), 0.25)
+    detector, result = fitted("count", pd.DataFrame({"cdn_requests": requests}, index=grid(len(requests))))
+
+    # The surges widen the noise of surplus fivefold and more, not that of a shortfall.
+    below, every = detector.overdispersion_[:, COUNT_WINDOWS.index(30)]
+    assert every > 5 * below
+    flagged = np.flatnonzero(result["is_anomaly"].to_numpy())
+    assert flagged.size >= 10 and 600 <= flagged.min() < 630 and flagged.max() < 630 + 15
 
 
 def test_a_long_drop_on_a_thin_slice_shows_within_the_hour_and_a_short_one_does_not_linger() -> None:
