@@ -123,10 +123,11 @@ def nightly(
         routed = [a for a in decisions.alerts if rules.rank(a.severity) >= rules.rank(ROUTED)]
         earlier += [(alert.series, alert.incident.end) for alert in routed]
         # The report lists routine entries (crawlers, downloads, habits) apart from its incidents.
-        entries: dict[bool, list[Found]] = {False: [], True: []}
+        incidents: list[Found] = []
+        routine: list[Found] = []
         for e in explained:
             incident = e.incident
-            entries[e.cause.routine].append(
+            (routine if e.cause.routine else incidents).append(
                 Found(incident.start, incident.stop, incident.family, e.cause.slice, incident.lead["series"])
             )
         alerts = [
@@ -140,7 +141,7 @@ def nightly(
             for a in routed
         ]
         on_day = [label for label in labels if label.start.date() == day]
-        outcomes.append(judge_day(day, on_day, entries[False], alerts, entries[True]))
+        outcomes.append(judge_day(day, on_day, incidents, alerts, routine))
         if verbose:
             echo_day(day, on_day, explained, decisions.alerts, echo)
     return outcomes, trained

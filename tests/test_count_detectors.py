@@ -11,7 +11,7 @@ import pytest
 from passes import assert_one_pass_scores_each_as_alone
 
 from passion_tasks.detectors import DetectorError, load_detector, make_detector
-from passion_tasks.detectors.counts import COUNT_WINDOWS, MAX_SKEWNESS, SIDES, CountDetector, _dispersion
+from passion_tasks.detectors.counts import COUNT_WINDOWS, MAX_SKEWNESS, CountDetector, _dispersion
 from passion_tasks.detectors.persistence import ARRAYS_FILE, STATE_FILE
 from passion_tasks.detectors.thresholds import false_alarm_budget_threshold, series_budget
 from passion_tasks.incidents.model import group_incidents, with_severity
@@ -491,8 +491,8 @@ def test_a_count_measures_its_noise_on_days_its_profile_did_not_learn_from(monke
         model = make_detector("count").fit(frame.iloc[:TRAIN])
         expected = model.detect(frame.iloc[TRAIN - 180 :])["expected"].to_numpy()[180:]
         fresh = [
-            [_dispersion(requests[TRAIN:], expected, window, side) for window in COUNT_WINDOWS]
-            for side in SIDES
+            [_dispersion(requests[TRAIN:], expected, window, shortfall) for window in COUNT_WINDOWS]
+            for shortfall in (True, False)
         ]
         return model.overdispersion_ / np.array(fresh)
 
@@ -524,8 +524,8 @@ def test_a_crawler_that_surges_most_days_does_not_hide_a_thin_edge_that_empties(
     detector, result = fitted("count", pd.DataFrame({"cdn_requests": requests}, index=grid(len(requests))))
 
     # The surges widen the noise of surplus fivefold and more, not that of a shortfall.
-    below, every = detector.overdispersion_[:, COUNT_WINDOWS.index(30)]
-    assert every > 5 * below
+    shortfall, every = detector.overdispersion_[:, COUNT_WINDOWS.index(30)]
+    assert every > 5 * shortfall
     flagged = np.flatnonzero(result["is_anomaly"].to_numpy())
     assert flagged.size >= 10 and 600 <= flagged.min() < 630 and flagged.max() < 630 + 15
 

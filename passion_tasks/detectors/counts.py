@@ -70,9 +70,6 @@ MINUTES_TOGETHER = (5, 15)
 #: 25 against 80 in an hour; and a drop of half an hour (18 requests against 68 on an edge of two a
 #: minute that lost 80 % of them), diluted in the hour by as many normal minutes, needs its own window.
 COUNT_WINDOWS = (*WINDOWS, 30, 60)
-#: The sums a count's overdispersions are measured on (``_dispersion``'s ``side``): for fewer requests
-#: than expected, those at or below the expectation; for more, all of them.
-SIDES = (-1, 0)
 #: The surprise of the last quarter of an hour that lets the hour's window speak.
 LATELY = 2.0
 #: The most skewness a response's size is taken to have. Sizes of many kinds of content are skewed
@@ -577,9 +574,10 @@ class CountDetector(CountAwareDetector):
     failing) or a surge stands out. Each window of 1, 5, 15, 30 and 60 minutes (``COUNT_WINDOWS``) has its
     own overdispersion, measured on the training days: whatever the expectation misses there is noise.
     Fewer requests than expected are judged against the noise of the training sums that fell short
-    of it alone (``overdispersion_`` is below × all, by window): a crawler that triples a thin edge's
-    requests for twenty minutes most days says nothing of how far its viewers' requests fall short,
-    and measured with it the noise hid an edge that lost three quarters of them for half an hour.
+    of it alone (``overdispersion_`` is a shortfall's × every sum's, by window): a crawler that
+    triples a thin edge's requests for twenty minutes most days says nothing of how far its viewers'
+    requests fall short, and measured with it the noise hid an edge that lost three quarters of them
+    for half an hour.
     More requests are judged against all of it, as they were.
 
     The level follows only blocks within ``LEVEL_REACH`` times the range of levels training saw (its
@@ -695,8 +693,8 @@ class CountDetector(CountAwareDetector):
         expected = self._out_of_sample_expected(frame)
         self.overdispersion_ = np.array(
             [
-                [_dispersion(counts.to_numpy(), expected, window, side) for window in COUNT_WINDOWS]
-                for side in SIDES
+                [_dispersion(counts.to_numpy(), expected, window, shortfall) for window in COUNT_WINDOWS]
+                for shortfall in (True, False)
             ]
         )
 
@@ -731,9 +729,12 @@ class CountDetector(CountAwareDetector):
             lasting = direction
             if (before := gate(COUNT_WINDOWS, window)) is not None:
                 lasting = np.where(_poisson_departed(*sums[before], x, mean), direction, 0.0)
-            below, above = (1.0 / overdispersions[:, side, column, None] for side in range(len(SIDES)))
-            low = stats.nbinom.cdf(x, below, below / (below + np.maximum(mean, 1e-9)))
-            high = stats.nbinom.sf(x - 1, above, above / (above + np.maximum(mean, 1e-9)))
+            shortfall, surplus = (
+                1.0 / overdispersions[:, 0, column, None],
+                1.0 / overdispersions[:, 1, column, None],
+            )
+            low = stats.nbinom.cdf(x, shortfall, shortfall / (shortfall + np.maximum(mean, 1e-9)))
+            high = stats.nbinom.sf(x - 1, surplus, surplus / (surplus + np.maximum(mean, 1e-9)))
             # The row's own side decides which tail its window is judged on (while its ``gate`` has
             # departed with it, for the longer windows). The half hour and the hour speak for a row
             # only while its last quarter of an hour is unusual too (one chance in a hundred): else a
@@ -806,21 +807,21 @@ def _rate_tail(k: np.ndarray, n: np.ndarray, rate: np.ndarray, overdispersion: n
     return tail
 
 
-def _dispersion(counts: np.ndarray, expected: np.ndarray, window: int, side: int = 0) -> float:
+def _dispersion(counts: np.ndarray, expected: np.ndarray, window: int, shortfall: bool = False) -> float:
     """The negative binomial dispersion of ``window``-row sums around their expectation (moments): of
-    the sums at or below it (``side`` -1), at or above it (1), or all of them (0)."""
+    all of them, or of those at or below it (``shortfall``)."""
     seen = np.isfinite(counts)
     x = trailing_sums(np.where(seen, counts, 0.0), window)[seen]
     mean = trailing_sums(np.where(seen, expected, 0.0), window)[seen]
-    on_side = side * (x - mean) >= 0
-    x, mean = x[on_side], mean[on_side]
+    if shortfall:
+        x, mean = x[x <= mean], mean[x <= mean]
     return float(np.clip(((x - mean) ** 2 - mean).sum() / max((mean**2).sum(), 1e-12), 1e-6, 1.0))
 
 
 def _sided(overdispersion: np.ndarray) -> np.ndarray:
-    """A count model's overdispersions (``SIDES`` × windows); a model saved before a shortfall had
-    its own has one for both."""
-    return np.broadcast_to(overdispersion, (len(SIDES), len(COUNT_WINDOWS)))
+    """A count model's overdispersions, a shortfall's and every sum's × windows; a model saved before
+    a shortfall had its own has one for both."""
+    return np.broadcast_to(overdispersion, (2, len(COUNT_WINDOWS)))
 
 
 class ConstantDetector(Detector):

@@ -62,15 +62,10 @@ class Drivers:
         return next((window for window in self.baselines if window[0] >= day_span(day)[0]), None)
 
     @property
-    def clients(self) -> set[str]:
-        """The few clients that made any of the changes explained."""
-        return {client for explanation in self.explanations for client in explanation.clients}
-
-    @property
     def sentences(self) -> list[str]:
         found = [explanation.sentence for explanation in self.explanations]
         if self.beside_clients is not None:
-            clients = drv.clients_named(sorted(self.clients))
+            clients = drv.clients_named(sorted(_clients(self.explanations)))
             found.append(f"Without the requests of {clients}: {self.beside_clients.sentence}")
         if self.movements:
             found.append(drv.co_movement_sentence(self.movements))
@@ -103,7 +98,12 @@ def incident_drivers(
         return Drivers(note=f"no cdn_logs for {day}: the logs cannot say what drove it")
     if not metrics:
         return Drivers(note="none of its series is computed from the CDN logs")
-    decisive = _explainable(incident.events.loc[enough_alone(incident.events), "series"])
+    # The rates and latencies of its events that are enough alone: what may have changed beside a crawler.
+    decisive = [
+        metric
+        for metric in _explainable(incident.events.loc[enough_alone(incident.events), "series"])
+        if drv.MEASURES[metric].kind != "volume"
+    ]
     start = incident.start if since is None else since
     previous_day = lake.has_partition(datasets.CDN_LOGS, (start - pd.Timedelta(days=1)).date())
     windows = {
@@ -152,9 +152,9 @@ def set_clients_apart(
 ) -> tuple[tuple[drv.Explanation, ...], drv.Explanation | None]:
     """``explanations`` with the few clients that made some of their changes set apart: the others
     explained again from the other rows (``causes.explain_rows`` over ``span`` and their baseline of
-    ``windows``), and the first change of the ``decisive`` metrics those clients did not make that
-    the other rows still show, made by no few other clients, in a slice holding none of their
-    requests: a rate's or a latency's. Unchanged and None without such clients.
+    ``windows``), and the first change of the ``decisive`` metrics (rates and latencies) those
+    clients did not make that the other rows still show, made by no few other clients, in a slice
+    holding none of their requests. Unchanged and None without such clients.
 
     A crawler walks one edge most days; an origin that slows down one folder while it does is news
     all the same, and its requests are no part of it. A change the logs still show without the
@@ -163,7 +163,7 @@ def set_clients_apart(
     slice it never asked for (the folder that slowed) does not. Volumes are left to the crawler: they
     wander, and are compared with the day before, whose crawlers and downloads are other clients.
     """
-    clients = {client for explanation in explanations for client in explanation.clients}
+    clients = _clients(explanations)
     if not clients:
         return tuple(explanations), None
     made = {explanation.metric for explanation in explanations if explanation.clients}
@@ -177,13 +177,18 @@ def set_clients_apart(
 
     again = {e.metric: e if e.metric in made else explain(e.metric) for e in explanations}
     for metric in decisive:
-        if metric in made or drv.MEASURES[metric].kind == "volume":
+        if metric in made:
             continue
         explanation = again.get(metric) or explain(metric)
         apart = any(not theirs[part.dimension].isin(part.values).any() for part in explanation.slices)
         if explanation.changed and not explanation.clients and apart:
             return tuple(again.values()), explanation
     return tuple(again.values()), None
+
+
+def _clients(explanations: Iterable[drv.Explanation]) -> set[str]:
+    """The few clients that made any of the changes of ``explanations``."""
+    return {client for explanation in explanations for client in explanation.clients}
 
 
 def _explainable(series: Iterable[str]) -> list[str]:

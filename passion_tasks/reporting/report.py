@@ -96,7 +96,7 @@ def day_report_html(
     )
     # Only an explained incident's cause can say it is routine: the others' names their lead series.
     routine = [item for item in explained if item.cause.routine]
-    news = [item.incident for item in explained[sections:]]
+    unexplained = [item.incident for item in explained[sections:]]
     shown = [
         _incident_section(number, item.incident, item.drivers, by_series, day)
         for number, item in enumerate(
@@ -108,13 +108,13 @@ def day_report_html(
         summary={
             "series_scored": scores["series"].nunique(),
             "anomalous_minutes": sum(row["anomalous_minutes"] for row in series_rows),
-            "incidents": len(shown) + len(news),
+            "incidents": len(shown) + len(unexplained),
             "routine": len(routine),
             "events": sum(len(item.incident.events) for item in explained),
         },
         quality=[_quality_view(source) for source in quality],
         sections=shown,
-        others=[_overview_row(n, incident) for n, incident in enumerate(news, start=len(shown) + 1)],
+        others=[_overview_row(n, incident) for n, incident in enumerate(unexplained, start=len(shown) + 1)],
         routine=[_routine_row(item) for item in routine],
         anomalous_series=anomalous,
         quiet_series=len(series_rows) - len(anomalous),
@@ -203,21 +203,27 @@ def _series_row(keys: tuple[str, str], rows: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _overview_row(number: int, incident: Incident) -> dict[str, Any]:
+def _span_view(incident: Incident) -> dict[str, Any]:
     return {
-        "number": number,
         "start": incident.start.strftime("%H:%M"),
         "end": incident.end.strftime("%H:%M"),
         "duration": _duration(incident.minutes),
+        "series": incident.events["series"].nunique(),
+    }
+
+
+def _overview_row(number: int, incident: Incident) -> dict[str, Any]:
+    return {
+        "number": number,
+        **_span_view(incident),
         "severity": _severity(incident.severity),
         "lead": incident.lead["series"],
-        "series": incident.events["series"].nunique(),
     }
 
 
 def _routine_row(explained: ExplainedIncident) -> dict[str, Any]:
     return {
-        **_overview_row(0, explained.incident),
+        **_span_view(explained.incident),
         "sentences": [explained.cause.text, *([explained.cause.usual] if explained.cause.usual else [])],
     }
 
