@@ -760,3 +760,18 @@ def test_the_threshold_is_fitted_on_training_scores_only(name: str) -> None:
     # The day's flags come from that threshold, not from one recomputed on the day's own scores.
     assert (wild["is_anomaly"] == (wild["score"] >= calm_model.threshold_)).all()
     assert wild["is_anomaly"].sum() > calm["is_anomaly"].sum()
+
+
+def test_a_crawlers_surge_on_a_thin_edge_does_not_echo_in_the_hour_after_it() -> None:
+    # One request a minute; a crawler adds five a minute for 20 minutes; eleven minutes after it
+    # left, minutes of two and four requests, as minutes of a thin edge are. The half hour and the
+    # hour still hold the crawler's requests (they scored that minute 17 times its threshold): they
+    # judge shortfalls only.
+    requests = requests_per_minute(1)
+    surge = slice(TRAIN + 600, TRAIN + 620)
+    requests[surge] += np.random.default_rng(6).poisson(5.0, 20)
+    requests[TRAIN + 620 : TRAIN + 640] = 1.0
+    requests[TRAIN + 631 : TRAIN + 633] = (2.0, 4.0)
+    result = fitted("count", pd.DataFrame({"cdn_requests": requests}, index=grid(len(requests))))[1]
+    flagged = np.flatnonzero(result["is_anomaly"].to_numpy())
+    assert flagged.size >= 10 and 600 <= flagged.min() < 610 and flagged.max() < 620

@@ -16,8 +16,8 @@ from passion_tasks.incidents.day import Drivers, cause_of, usual_departure
 from passion_tasks.incidents.model import group_incidents, with_severity
 from passion_tasks.lake import Lake
 from passion_tasks.models import registry
-from passion_tasks.models.families import USUAL_DEPARTURE, departures, usual_departures
-from passion_tasks.models.scoring import group_events
+from passion_tasks.models.families import USUAL_DEPARTURE, departures, longest_typical, usual_departures
+from passion_tasks.models.scoring import enough_alone, group_events
 from passion_tasks.models.training import live_model, train_each
 
 DAY = 1440
@@ -28,22 +28,24 @@ EDGE_RATES = [f"cdn_5xx_rate{{edge=E{number}}}" for number in range(12)]
 TOTAL = "cdn_5xx_rate"
 
 
-def hiccuping_edges(training_days: tuple[int, ...], seed: int = 3) -> pd.DataFrame:
+def hiccuping_edges(
+    training_days: tuple[int, ...], seed: int = 3, minutes: int = 2, errors: int | None = None
+) -> pd.DataFrame:
     """A week of twelve edges of 60 requests a minute and no 5xx but in hiccups: three on each of
-    ``training_days``, each two minutes in which a twentieth to a fifth of one edge's requests fail,
-    the edge drawn anew each time; each edge's rate beside its requests."""
+    ``training_days``, each ``minutes`` in which a twentieth to a fifth of one edge's requests fail
+    (or ``errors`` of them a minute), the edge drawn anew each time; each edge's rate beside its
+    requests."""
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame(index=pd.date_range(START, periods=TRAIN, freq="min"))
     for name in EDGE_RATES:
         frame[name] = 0.0
         frame[volume_series(name)] = rng.poisson(60, TRAIN).astype(float)
     for day in training_days:
-        for start in day * DAY + rng.choice(DAY - 2, 3, replace=False):
+        for start in day * DAY + rng.choice(DAY - minutes, 3, replace=False):
             name = str(rng.choice(EDGE_RATES))
-            requests = frame[volume_series(name)].to_numpy()[start : start + 2]
-            frame.iloc[start : start + 2, frame.columns.get_loc(name)] = (
-                np.round(requests * rng.uniform(0.05, 0.2)) / requests
-            )
+            requests = frame[volume_series(name)].to_numpy()[start : start + minutes]
+            failed = np.round(requests * rng.uniform(0.05, 0.2)) if errors is None else errors
+            frame.iloc[start : start + minutes, frame.columns.get_loc(name)] = failed / requests
     return frame
 
 
@@ -69,6 +71,26 @@ def test_a_breakdown_family_that_departs_on_most_days_has_a_usual_departure() ->
     assert usual_departures(edges | devices, index) == dict.fromkeys(edges | devices, 2)
     # Requests depart both ways: a habit of surges says nothing of a drop.
     assert usual_departures({volume_series(name): model for name, model in models.items()}, index) == {}
+
+
+def test_departures_too_weak_to_make_an_incident_alone_still_make_the_familys_habit() -> None:
+    # Two errors in a minute among sixty cross an edge's threshold but make no incident alone:
+    # whether a hiccup of a handful of errors does is chance, the family's habit is not.
+    frame = hiccuping_edges(tuple(range(7)), minutes=1, errors=2)
+    models = fitted_edges(frame)
+    found = pd.concat([departures(name, model, frame.index) for name, model in models.items()])
+    severities = found["peak_score"] / found["series"].map({n: m.threshold_ for n, m in models.items()})
+    assert len(found) == 21 and not enough_alone(found.assign(severity=severities)).any()
+    assert usual_departures(models, frame.index) == dict.fromkeys(EDGE_RATES, 1)
+
+
+def test_the_usual_departure_is_the_longest_of_a_typical_day() -> None:
+    # The median day's longest would be a knife edge: half the days depart for longer, by chance.
+    assert longest_typical(pd.Series([1, 2, 3, 1, 1, 1, 1])) == 3
+    assert longest_typical(pd.Series([20, 25, 24, 32, 13, 26, 22])) == 32
+    # A day of half an hour among days of two minutes held the week's incident, not its habit.
+    assert longest_typical(pd.Series([2, 2, 1, 2, 30, 2, 2])) == 2
+    assert longest_typical(pd.Series([10, 12, 9, 11, 25, 10, 12])) == 12
 
 
 def test_a_familys_departures_on_a_few_days_are_the_weeks_incidents() -> None:

@@ -69,6 +69,7 @@ MINUTES_TOGETHER = (5, 15)
 #: lost two thirds of them is twelve against thirty in a quarter of an hour (no surprise worth a page),
 #: 25 against 80 in an hour; and a drop of half an hour (18 requests against 68 on an edge of two a
 #: minute that lost 80 % of them), diluted in the hour by as many normal minutes, needs its own window.
+#: For shortfalls only: a surge shows within the quarter of an hour.
 COUNT_WINDOWS = (*WINDOWS, 30, 60)
 #: The surprise of the last quarter of an hour that lets the hour's window speak.
 LATELY = 2.0
@@ -739,10 +740,13 @@ class CountDetector(CountAwareDetector):
             # departed with it, for the longer windows). The half hour and the hour speak for a row
             # only while its last quarter of an hour is unusual too (one chance in a hundred): else a
             # ten-minute drop would colour the hour after it.
+            # They judge shortfalls only, which is what they are for: a surge shows within a quarter
+            # of an hour, and in the longer windows a crawler's would echo after it left. One side
+            # chosen beforehand pays nothing for the other.
             quarter = surprises[COUNT_WINDOWS.index(WINDOWS[-1])] if window > WINDOWS[-1] else None
-            side = lasting if quarter is None else np.where(quarter >= LATELY, lasting, 0.0)
+            side = lasting if quarter is None else np.where(quarter >= LATELY, np.minimum(lasting, 0.0), 0.0)
             tail = np.where(side < 0, low, np.where(side > 0, high, 1.0))
-            surprises.append(surprise(np.minimum(1.0, 2 * tail)))
+            surprises.append(surprise(np.minimum(1.0, (2 if quarter is None else 1) * tail)))
         scores = combined(surprises)
         scores[~seen] = np.nan
         return scores, expected

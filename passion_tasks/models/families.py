@@ -4,11 +4,13 @@ The 5xx rate of each edge, device and live channel is one family: a metric's bre
 whose fetches fail for two minutes every day, on some edge, departs on each edge only now and then,
 too rarely for one series to show it (``on_most_days``), while the family plainly does it every
 day, on that edge and on the devices and channels it served. ``usual_departures`` says, of each
-family that departs on most training days, how long its departures last on a day it departs; an
-incident made only of departures of such families, none longer, is their habit
-(``incidents.day.usual_departure``): reported, not paged. A change that lasts longer is news
-whatever its size. Durations, not scores: a surprise grows with a slice's requests, and a busy
-edge's hiccup outscores a thin edge's outage. A total has no family: its departure is the whole
+family that departs on most training days, how long its departures last: the longest of a typical
+day's (``longest_typical``); an incident made only of departures of such families, none longer, is
+their habit (``incidents.day.usual_departure``): reported, not paged. A change that lasts longer is
+news whatever its size. Every departure counts, not only those that would make an incident alone:
+whether a hiccup of a handful of errors crosses that bar is chance, its habit is not. Durations,
+not scores: a surprise grows with a slice's requests, and a busy edge's hiccup outscores a thin
+edge's outage. A total has no family: its departure is the whole
 service's, news whatever the week did, and its detector keeps seeing it (``counts.RateDetector``
 leaves the week's departures out of the rate it learns, on most days or not).
 """
@@ -17,12 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
 import pandas as pd
 
 from passion_tasks.detectors import Detector
 from passion_tasks.features.policy import metric_kind, metric_of, series_dim
-from passion_tasks.models.scoring import enough_alone, group_events
+from passion_tasks.models.scoring import MIN_MINUTES, group_events
 
 #: Departures on more than this share of the training days are how a family behaves, not the
 #: week's incidents: an incident is rare, an origin whose fetches fail every day is not.
@@ -33,6 +34,10 @@ USUAL_DEPARTURE = "usual_departure_minutes"
 #: fewer hits, slower requests): their habit says what the next departure is. Requests and bytes
 #: depart both ways, and a crawler's daily surge on some edge says nothing of an edge that empties.
 ONE_SIDED = ("rate", "percentile", "geometric_mean")
+#: How many times longer than the median day's a day's longest departure is, at most, for the day to
+#: be typical of the family: habits vary in length from day to day, but a departure of half an hour
+#: in a family whose days depart for two minutes is the week's incident, not its habit.
+INCIDENT_FACTOR = 2.0
 
 
 def on_most_days(days: pd.DatetimeIndex, index: pd.DatetimeIndex) -> bool:
@@ -42,8 +47,8 @@ def on_most_days(days: pd.DatetimeIndex, index: pd.DatetimeIndex) -> bool:
 
 
 def departures(series: str, model: Detector, index: pd.DatetimeIndex) -> pd.DataFrame:
-    """The events of a fitted model's training rows (``index``) that are ``enough`` alone to make an
-    incident, as scoring groups them (``scoring.group_events``)."""
+    """The events of a fitted model's training rows (``index``), as scoring groups them
+    (``scoring.group_events``)."""
     scores = pd.DataFrame(
         {
             "series": series,
@@ -55,14 +60,23 @@ def departures(series: str, model: Detector, index: pd.DatetimeIndex) -> pd.Data
     )
     if not scores["is_anomaly"].any():
         return pd.DataFrame(columns=["start", "minutes"])
-    events = group_events(scores).assign(severity=lambda events: events["peak_score"] / model.threshold_)
-    return events[enough_alone(events)]
+    return group_events(scores)
+
+
+def longest_typical(longest: pd.Series) -> int:
+    """Of the longest departure of each day a family departs (minutes), the longest of a typical
+    day: a day whose longest is beyond ``INCIDENT_FACTOR`` times the median day's, and beyond it by
+    more than an incident's ``MIN_MINUTES``, held one of the week's incidents and is left out. The
+    median day's alone would be a knife edge: half the days depart for longer, by chance."""
+    median = float(longest.median())
+    typical = longest[longest <= max(INCIDENT_FACTOR * median, median + MIN_MINUTES)]
+    return int(typical.max())
 
 
 def usual_departures(models: Mapping[str, Detector], index: pd.DatetimeIndex) -> dict[str, int]:
     """Of the fitted ``models`` (series -> detector, fitted on the rows ``index``), the breakdowns of
     ``ONE_SIDED`` metrics whose family departs on most training days, each with how long the
-    family's departures last on such a day: the median over those days of the day's longest."""
+    family's departures last (``longest_typical``)."""
     families: dict[str, list[str]] = {}
     for series in models:
         if series_dim(series) and metric_kind(series) in ONE_SIDED:
@@ -74,6 +88,5 @@ def usual_departures(models: Mapping[str, Detector], index: pd.DatetimeIndex) ->
             continue
         days = pd.DatetimeIndex(found["start"]).normalize()
         if on_most_days(days, index):
-            longest = found.groupby(days)["minutes"].max()
-            usual |= dict.fromkeys(members, int(np.median(longest)))
+            usual |= dict.fromkeys(members, longest_typical(found.groupby(days)["minutes"].max()))
     return usual
