@@ -17,7 +17,7 @@ from passion_tasks.incidents.model import group_incidents, with_severity
 from passion_tasks.lake import Lake
 from passion_tasks.models import registry
 from passion_tasks.models.families import USUAL_DEPARTURE, departures, longest_typical, usual_departures
-from passion_tasks.models.scoring import enough_alone, group_events
+from passion_tasks.models.scoring import MIN_MINUTES, enough_alone, group_events
 from passion_tasks.models.training import live_model, train_each
 
 DAY = 1440
@@ -59,7 +59,7 @@ def test_a_breakdown_family_that_departs_on_most_days_has_a_usual_departure() ->
     models = fitted_edges(hiccuping_edges(tuple(range(7))))
     index = hiccuping_edges(()).index
     assert not any(model.overdispersion_ for model in models.values())
-    assert usual_departures(models, index) == dict.fromkeys(EDGE_RATES, 2)
+    assert usual_departures(models, index) == dict.fromkeys(EDGE_RATES, 2 + MIN_MINUTES)
     # A metric's breakdowns by edge and by device are one family: the edges hiccup on three days,
     # the devices on three others, neither on most days alone.
     edges = fitted_edges(hiccuping_edges((0, 2, 4)))
@@ -68,7 +68,7 @@ def test_a_breakdown_family_that_departs_on_most_days_has_a_usual_departure() ->
         for name, model in fitted_edges(hiccuping_edges((1, 3, 5))).items()
     }
     assert usual_departures(edges, index) == usual_departures(devices, index) == {}
-    assert usual_departures(edges | devices, index) == dict.fromkeys(edges | devices, 2)
+    assert usual_departures(edges | devices, index) == dict.fromkeys(edges | devices, 2 + MIN_MINUTES)
     # Requests depart both ways: a habit of surges says nothing of a drop.
     assert usual_departures({volume_series(name): model for name, model in models.items()}, index) == {}
 
@@ -81,16 +81,18 @@ def test_departures_too_weak_to_make_an_incident_alone_still_make_the_familys_ha
     found = pd.concat([departures(name, model, frame.index) for name, model in models.items()])
     severities = found["peak_score"] / found["series"].map({n: m.threshold_ for n, m in models.items()})
     assert len(found) == 21 and not enough_alone(found.assign(severity=severities)).any()
-    assert usual_departures(models, frame.index) == dict.fromkeys(EDGE_RATES, 1)
+    assert usual_departures(models, frame.index) == dict.fromkeys(EDGE_RATES, 1 + MIN_MINUTES)
 
 
 def test_the_usual_departure_is_the_longest_of_a_typical_day() -> None:
     # The median day's longest would be a knife edge: half the days depart for longer, by chance.
-    assert longest_typical(pd.Series([1, 2, 3, 1, 1, 1, 1])) == 3
     assert longest_typical(pd.Series([20, 25, 24, 32, 13, 26, 22])) == 32
+    # Nor is the longest of a week enough: a hiccup of three minutes among days of one or two
+    # comes once a week, and the next week's may be the one.
+    assert longest_typical(pd.Series([1, 1, 1, 2, 1, 1, 1])) == 1 + MIN_MINUTES
     # A day of half an hour among days of two minutes held the week's incident, not its habit.
-    assert longest_typical(pd.Series([2, 2, 1, 2, 30, 2, 2])) == 2
-    assert longest_typical(pd.Series([10, 12, 9, 11, 25, 10, 12])) == 12
+    assert longest_typical(pd.Series([2, 2, 1, 2, 30, 2, 2])) == 2 + MIN_MINUTES
+    assert longest_typical(pd.Series([10, 12, 9, 11, 25, 10, 12])) == 11 + MIN_MINUTES
 
 
 def test_a_familys_departures_on_a_few_days_are_the_weeks_incidents() -> None:
@@ -131,8 +133,8 @@ def test_a_departure_no_longer_than_its_familys_habit_is_reported_and_pages_nobo
     plan = {name: ("rate",) for name in EDGE_RATES}
     trained = train_each(lake, frame, plan, params={}, live_from=scored_day)
 
-    assert trained.usual_departures == dict.fromkeys(EDGE_RATES, 2)
-    assert registry.live(lake, EDGE_RATES[4], on=scored_day).metrics[USUAL_DEPARTURE] == 2
+    assert trained.usual_departures == dict.fromkeys(EDGE_RATES, 2 + MIN_MINUTES)
+    assert registry.live(lake, EDGE_RATES[4], on=scored_day).metrics[USUAL_DEPARTURE] == 2 + MIN_MINUTES
     incident = edge_incident(EDGE_RATES[4], START + pd.Timedelta(days=7, hours=10), minutes)
     usual = usual_departure(lake, scored_day, incident)
     assert bool(usual) is (level == "info")

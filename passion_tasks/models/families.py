@@ -10,9 +10,9 @@ their habit (``incidents.day.usual_departure``): reported, not paged. A change t
 news whatever its size. Every departure counts, not only those that would make an incident alone:
 whether a hiccup of a handful of errors crosses that bar is chance, its habit is not. Durations,
 not scores: a surprise grows with a slice's requests, and a busy edge's hiccup outscores a thin
-edge's outage. A total has no family: its departure is the whole
-service's, news whatever the week did, and its detector keeps seeing it (``counts.RateDetector``
-leaves the week's departures out of the rate it learns, on most days or not).
+edge's outage. A total has no family: its departure is the whole service's, news whatever the week
+did, and its detector keeps seeing it (``counts.RateDetector`` leaves the week's departures out of
+the rate it learns, on most days or not).
 """
 
 from __future__ import annotations
@@ -65,12 +65,14 @@ def departures(series: str, model: Detector, index: pd.DatetimeIndex) -> pd.Data
 
 def longest_typical(longest: pd.Series) -> int:
     """Of the longest departure of each day a family departs (minutes), the longest of a typical
-    day: a day whose longest is beyond ``INCIDENT_FACTOR`` times the median day's, and beyond it by
-    more than an incident's ``MIN_MINUTES``, held one of the week's incidents and is left out. The
-    median day's alone would be a knife edge: half the days depart for longer, by chance."""
+    day, and at least an incident's ``MIN_MINUTES`` past the median day's: a day whose longest is
+    beyond ``INCIDENT_FACTOR`` times the median day's, and beyond that margin, held one of the
+    week's incidents and is left out. The median day's alone would be a knife edge (half the days
+    depart for longer, by chance), and the longest of a week is outlasted one day in eight."""
     median = float(longest.median())
-    typical = longest[longest <= max(INCIDENT_FACTOR * median, median + MIN_MINUTES)]
-    return int(typical.max())
+    margin = median + MIN_MINUTES
+    typical = longest[longest <= max(INCIDENT_FACTOR * median, margin)]
+    return int(max(typical.max(), margin))
 
 
 def usual_departures(models: Mapping[str, Detector], index: pd.DatetimeIndex) -> dict[str, int]:
