@@ -845,6 +845,34 @@ def test_a_slowdown_beside_a_crawler_is_the_services_incident(lake: Lake) -> Non
     assert html.index("<h2>Routine</h2>") < html.index(alone.cause.text) < html.index("<h2>Series</h2>")
 
 
+def test_a_change_beside_a_crawler_counts_only_where_its_detector_saw_it(lake: Lake) -> None:
+    # A crawler walks FRA2 while LHR3 slows down. The detectors flagged the 4xx rate of FRA2 and of the
+    # whole CDN, and the latency of FRA2 alone: without the crawler's requests FRA2 is as fast as ever,
+    # and LHR3's slowdown, which no detector of LHR3 saw, is no reason to take the crawler's incident
+    # for the service's (on a thin CDN, a few requests of some edge always show one by chance).
+    def lhr3(edge: str, stem: str, device: str) -> bool:
+        return edge == "LHR3"
+
+    walk = crawl(at("11:00"), 120, lambda number: "198.51.100.7")
+    write_logs(lake, pd.concat([incident_logs(slow=lhr3), walk], ignore_index=True), {})
+
+    def explained(*flagged: str) -> ExplainedIncident:
+        scores = pd.concat([day_scores(name, list(range(660, 690))) for name in flagged], ignore_index=True)
+        (incident,) = day_incidents(lake, DAY, scores, group_events(scores))
+        return incident
+
+    crawler = explained("cdn_4xx_rate{edge=FRA2}", "cdn_4xx_rate", "cdn_ttfb_gmean{edge=FRA2}")
+    assert crawler.drivers.beside_clients is None
+    assert crawler.cause.clients == ("198.51.100.7",)
+    # Flagged on LHR3 too, the slowdown is the service's, named where its detector saw it.
+    both = explained(
+        "cdn_4xx_rate{edge=FRA2}", "cdn_4xx_rate", "cdn_ttfb_gmean{edge=FRA2}", "cdn_ttfb_gmean{edge=LHR3}"
+    )
+    assert both.drivers.beside_clients is not None
+    assert both.drivers.beside_clients.slices[0].values == ("LHR3",)
+    assert both.cause.clients == ()
+
+
 def test_a_change_the_logs_explain_beside_a_crawler_comes_before_one_found_without_it(lake: Lake) -> None:
     # A crawler on FRA2 while FRA2 fails and channel 8 slows down: the 5xx rate, explained among the
     # incident's first metrics, is its cause, on the crawler's edge as it is; the slowdown, which only a

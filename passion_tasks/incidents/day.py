@@ -98,17 +98,12 @@ def incident_drivers(
         return Drivers(note=f"no cdn_logs for {day}: the logs cannot say what drove it")
     if not metrics:
         return Drivers(note="none of its series is computed from the CDN logs")
-    # The rates and latencies of its events that are enough alone: what may have changed beside a crawler.
-    decisive = [
-        metric
-        for metric in _explainable(incident.events.loc[enough_alone(incident.events), "series"])
-        if drv.MEASURES[metric].kind != "volume"
-    ]
+    decisive = _decisive_slices(incident.events.loc[enough_alone(incident.events), "series"])
     start = incident.start if since is None else since
     previous_day = lake.has_partition(datasets.CDN_LOGS, (start - pd.Timedelta(days=1)).date())
     windows = {
         metric: drv.comparison_window(metric, start, incident.stop, bounds, previous_day=previous_day)
-        for metric in dict.fromkeys([*metrics, *decisive])
+        for metric in dict.fromkeys([*metrics, *(metric for metric, _ in decisive)])
     }
     spans = [(start, incident.stop), *windows.values()]
     rows = drv.log_slices(read_logs(lake, min(first for first, _ in spans), max(end for _, end in spans)))
@@ -140,10 +135,22 @@ def incident_drivers(
     )
 
 
+def _decisive_slices(series: Iterable[str]) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+    """The rates and latencies of ``series`` (an incident's events that are enough alone), causes
+    first, each with the slice its series breaks down to (``flagged_slice``; nothing for a total):
+    what may have changed beside a crawler, and where its detector saw it."""
+    found = dict.fromkeys(
+        (metric, flagged_slice([name]))
+        for name in series
+        if (metric := drv.metric_of(name)) in drv.MEASURES and drv.MEASURES[metric].kind != "volume"
+    )
+    return sorted(found, key=lambda pair: _cause_first(pair[0]))
+
+
 def set_clients_apart(
     rows: pd.DataFrame,
     explanations: Sequence[drv.Explanation],
-    decisive: Sequence[str],
+    decisive: Sequence[tuple[str, tuple[tuple[str, str], ...]]],
     span: drv.Window,
     windows: Mapping[str, drv.Window],
     elsewhere: Sequence[drv.Window] = (),
@@ -152,16 +159,19 @@ def set_clients_apart(
 ) -> tuple[tuple[drv.Explanation, ...], drv.Explanation | None]:
     """``explanations`` with the few clients that made some of their changes set apart: the others
     explained again from the other rows (``causes.explain_rows`` over ``span`` and their baseline of
-    ``windows``), and the first change of the ``decisive`` metrics (rates and latencies) those
-    clients did not make that the other rows still show, made by no few other clients, in a slice
-    holding none of their requests. Unchanged and None without such clients.
+    ``windows``), and the first change of the ``decisive`` metrics (rates and latencies, each with the
+    slice its detector flagged) those clients did not make that the other rows still show inside that
+    slice, made by no few other clients, in a slice holding none of their requests. Unchanged and None
+    without such clients.
 
     A crawler walks one edge most days; an origin that slows down one folder while it does is news
     all the same, and its requests are no part of it. A change the logs still show without the
     crawler's requests is not enough to say so: the crawler's edge and the other bots at work carry
     the rest of its footprint, and show a 4xx rate or a hit ratio beside it on most crawling days. A
-    slice it never asked for (the folder that slowed) does not. Volumes are left to the crawler: they
-    wander, and are compared with the day before, whose crawlers and downloads are other clients.
+    slice it never asked for (the folder that slowed) does not. Nor is a change a detector did not see:
+    the crawler's misses slow its edge's p95, and another edge's few requests, searched for a change
+    without its detector's flag, show one by chance. Volumes are left to the crawler: they wander, and
+    are compared with the day before, whose crawlers and downloads are other clients.
     """
     clients = _clients(explanations)
     if not clients:
@@ -170,16 +180,17 @@ def set_clients_apart(
     others = rows[~rows[drv.CLIENT].isin(clients)]
     theirs = rows[rows[drv.CLIENT].isin(clients) & (rows["ts"] >= span[0]) & (rows["ts"] < span[1])]
 
-    def explain(metric: str) -> drv.Explanation:
+    def explain(metric: str, inside: Sequence[tuple[str, str]] = within) -> drv.Explanation:
         return drv.explain_rows(
-            others, *span, windows[metric], metric, elsewhere=elsewhere, within=within, witnessed=witnessed
+            others, *span, windows[metric], metric, elsewhere=elsewhere, within=inside, witnessed=witnessed
         )
 
     again = {e.metric: e if e.metric in made else explain(e.metric) for e in explanations}
-    for metric in decisive:
+    for metric, flagged in decisive:
         if metric in made:
             continue
-        explanation = again.get(metric) or explain(metric)
+        reused = metric in again and flagged == tuple(within)
+        explanation = again[metric] if reused else explain(metric, flagged)
         apart = any(not theirs[part.dimension].isin(part.values).any() for part in explanation.slices)
         if explanation.changed and not explanation.clients and apart:
             return tuple(again.values()), explanation
