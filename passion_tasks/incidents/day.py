@@ -160,9 +160,9 @@ def set_clients_apart(
     """``explanations`` with the few clients that made some of their changes set apart: the others
     explained again from the other rows (``causes.explain_rows`` over ``span`` and their baseline of
     ``windows``), and the first change of the ``decisive`` metrics (rates and latencies, each with the
-    slice its detector flagged) those clients did not make that the other rows still show inside that
-    slice, made by no few other clients, in a slice holding none of their requests. Unchanged and None
-    without such clients.
+    slice its detector flagged, a total's or one that none of their requests fell in) those clients
+    did not make that the other rows still show inside that slice, made by no few other clients, in a
+    slice holding none of their requests. Unchanged and None without such clients.
 
     A crawler walks one edge most days; an origin that slows down one folder while it does is news
     all the same, and its requests are no part of it. A change the logs still show without the
@@ -170,8 +170,10 @@ def set_clients_apart(
     the rest of its footprint, and show a 4xx rate or a hit ratio beside it on most crawling days. A
     slice it never asked for (the folder that slowed) does not. Nor is a change a detector did not see:
     the crawler's misses slow its edge's p95, and another edge's few requests, searched for a change
-    without its detector's flag, show one by chance. Volumes are left to the crawler: they wander, and
-    are compared with the day before, whose crawlers and downloads are other clients.
+    without its detector's flag, show one by chance; a breakdown of the crawler's own edge is its
+    doing, and a search of that edge's few other requests finds a path that changed by chance too.
+    Volumes are left to the crawler: they wander, and are compared with the day before, whose
+    crawlers and downloads are other clients.
     """
     clients = _clients(explanations)
     if not clients:
@@ -187,7 +189,10 @@ def set_clients_apart(
 
     again = {e.metric: e if e.metric in made else explain(e.metric) for e in explanations}
     for metric, flagged in decisive:
-        if metric in made:
+        # A breakdown of a slice they walked read their requests: its departure is theirs, whatever
+        # a search of the slice's few other requests finds.
+        walked = bool(flagged) and all(theirs[column].eq(value).any() for column, value in flagged)
+        if metric in made or walked:
             continue
         reused = metric in again and flagged == tuple(within)
         explanation = again[metric] if reused else explain(metric, flagged)
