@@ -578,8 +578,8 @@ class CountDetector(CountAwareDetector):
     of it alone (``overdispersion_`` is a shortfall's × every sum's, by window): a crawler that
     triples a thin edge's requests for twenty minutes most days says nothing of how far its viewers'
     requests fall short, and measured with it the noise hid an edge that lost three quarters of them
-    for half an hour.
-    More requests are judged against all of it, as they were.
+    for half an hour. More requests are judged against all of it (the half hour's and the hour's
+    surplus noise is measured but unread: those windows judge shortfalls only, ``COUNT_WINDOWS``).
 
     The level follows only blocks within ``LEVEL_REACH`` times the range of levels training saw (its
     minutes' but ``profiles.RANGE_TAIL`` at each end: ``level_range_``), and only while they are at
@@ -730,23 +730,23 @@ class CountDetector(CountAwareDetector):
             lasting = direction
             if (before := gate(COUNT_WINDOWS, window)) is not None:
                 lasting = np.where(_poisson_departed(*sums[before], x, mean), direction, 0.0)
-            shortfall, surplus = (
-                1.0 / overdispersions[:, 0, column, None],
-                1.0 / overdispersions[:, 1, column, None],
-            )
+            shortfall = 1.0 / overdispersions[:, 0, column, None]
             low = stats.nbinom.cdf(x, shortfall, shortfall / (shortfall + np.maximum(mean, 1e-9)))
-            high = stats.nbinom.sf(x - 1, surplus, surplus / (surplus + np.maximum(mean, 1e-9)))
-            # The row's own side decides which tail its window is judged on (while its ``gate`` has
-            # departed with it, for the longer windows). The half hour and the hour speak for a row
-            # only while its last quarter of an hour is unusual too (one chance in a hundred): else a
-            # ten-minute drop would colour the hour after it.
-            # They judge shortfalls only, which is what they are for: a surge shows within a quarter
-            # of an hour, and in the longer windows a crawler's would echo after it left. One side
-            # chosen beforehand pays nothing for the other.
-            quarter = surprises[COUNT_WINDOWS.index(WINDOWS[-1])] if window > WINDOWS[-1] else None
-            side = lasting if quarter is None else np.where(quarter >= LATELY, np.minimum(lasting, 0.0), 0.0)
-            tail = np.where(side < 0, low, np.where(side > 0, high, 1.0))
-            surprises.append(surprise(np.minimum(1.0, (2 if quarter is None else 1) * tail)))
+            if window > WINDOWS[-1]:
+                # The half hour and the hour judge shortfalls only, which is what they are for (a
+                # surge shows within a quarter of an hour, and in them a crawler's echoed after it
+                # left), and only while the last quarter of an hour is unusual too (one chance in a
+                # hundred): else a ten-minute drop would colour the hour after it. A side chosen
+                # beforehand pays nothing for the other.
+                quarter = surprises[COUNT_WINDOWS.index(WINDOWS[-1])]
+                tail = np.where((quarter >= LATELY) & (lasting < 0), low, 1.0)
+            else:
+                # The row's own side decides which tail its window is judged on (while its ``gate``
+                # has departed with it), and looking at both costs a factor of two.
+                surplus = 1.0 / overdispersions[:, 1, column, None]
+                high = stats.nbinom.sf(x - 1, surplus, surplus / (surplus + np.maximum(mean, 1e-9)))
+                tail = 2 * np.where(lasting < 0, low, np.where(lasting > 0, high, 0.5))
+            surprises.append(surprise(np.minimum(1.0, tail)))
         scores = combined(surprises)
         scores[~seen] = np.nan
         return scores, expected

@@ -139,12 +139,10 @@ def _decisive_slices(series: Iterable[str]) -> list[tuple[str, tuple[tuple[str, 
     """The rates and latencies of ``series`` (an incident's events that are enough alone), causes
     first, each with the slice its series breaks down to (``flagged_slice``; nothing for a total):
     what may have changed beside a crawler, and where its detector saw it."""
-    found = dict.fromkeys(
-        (metric, flagged_slice([name]))
-        for name in series
-        if (metric := drv.metric_of(name)) in drv.MEASURES and drv.MEASURES[metric].kind != "volume"
-    )
-    return sorted(found, key=lambda pair: _cause_first(pair[0]))
+    series = list(series)
+    metrics = [metric for metric in _explainable(series) if drv.MEASURES[metric].kind != "volume"]
+    found = dict.fromkeys((drv.metric_of(name), flagged_slice([name])) for name in series)
+    return sorted((pair for pair in found if pair[0] in metrics), key=lambda pair: metrics.index(pair[0]))
 
 
 def set_clients_apart(
