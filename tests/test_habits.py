@@ -12,6 +12,7 @@ from passion_tasks.alerting.rules import Incident as Alerted
 from passion_tasks.alerting.rules import Rules, anomalies, severity
 from passion_tasks.detectors import Detector, make_detector
 from passion_tasks.features.policy import volume_series
+from passion_tasks.incidents.causes import MEASURES, Explanation, Slice
 from passion_tasks.incidents.day import Drivers, cause_of, usual_departure
 from passion_tasks.incidents.model import group_incidents, with_severity
 from passion_tasks.lake import Lake
@@ -105,10 +106,10 @@ def test_a_familys_departures_on_a_few_days_are_the_weeks_incidents() -> None:
     assert usual_departures({TOTAL: total}, frame.index) == {}
 
 
-def edge_incident(name: str, start: pd.Timestamp, minutes: int, ratio: float = 20.0):
-    """The incident of one event of ``name`` (threshold 5), ``minutes`` long from ``start``."""
+def edge_events(name: str, start: pd.Timestamp, minutes: int, ratio: float = 20.0) -> pd.DataFrame:
+    """One event of ``name`` (threshold 5), ``minutes`` long from ``start``."""
     end = start + pd.Timedelta(minutes=minutes - 1)
-    events = pd.DataFrame(
+    return pd.DataFrame(
         {
             "start": [start],
             "end": [end],
@@ -121,7 +122,11 @@ def edge_incident(name: str, start: pd.Timestamp, minutes: int, ratio: float = 2
             "severity": [ratio],
         }
     )
-    return group_incidents(events)[0]
+
+
+def edge_incident(name: str, start: pd.Timestamp, minutes: int, ratio: float = 20.0):
+    """The incident of one event of ``name`` (threshold 5), ``minutes`` long from ``start``."""
+    return group_incidents(edge_events(name, start, minutes, ratio))[0]
 
 
 @pytest.mark.parametrize(("minutes", "level"), [(2, "info"), (20, "critical")])
@@ -189,3 +194,35 @@ def test_a_total_that_hiccups_hard_on_most_days_still_sees_an_outage(lake: Lake)
         alerted = Alerted(tuple(anomalies(incident.events, scores)), cause)
         levels[f"{incident.start:%H:%M}"] = severity(alerted, Rules().levels)
     assert levels == {"10:00": "warning", "15:00": "critical"}
+
+
+def errors_at(*slices: Slice) -> Explanation:
+    """The logs' explanation of a 5xx rate that rose from 0 to 5% inside ``slices``."""
+    measure = MEASURES[TOTAL]
+    return Explanation(TOTAL, measure, 0.0, 0.05, 0.0, 0.01, slices, (), None, 1.0, True, 600)
+
+
+@pytest.mark.parametrize(("minutes", "edge_too"), [(2, False), (2, True), (20, True)])
+def test_a_total_that_one_edges_hiccup_moved_is_that_edges_habit(
+    lake: Lake, minutes: int, edge_too: bool
+) -> None:
+    # The whole CDN's 5xx rate is 0 but when an origin hiccups on some edge: a hiccup moves it with the
+    # edge, or alone where the edge's own requests are too few to show it. Placed on one edge by
+    # the logs, the total's departure is that edge's, and the family's habit speaks for it; placed
+    # everywhere, or nowhere, it is the whole service's.
+    frame = hiccuping_edges(tuple(range(7)))
+    scored_day = (START + pd.Timedelta(days=7)).date()
+    train_each(lake, frame, {name: ("rate",) for name in EDGE_RATES}, params={}, live_from=scored_day)
+    start = START + pd.Timedelta(days=7, hours=10)
+    names = [TOTAL, EDGE_RATES[4]] if edge_too else [TOTAL]
+    (incident,) = group_incidents(pd.concat([edge_events(name, start, minutes) for name in names]))
+
+    def usual(*explanations: Explanation) -> bool:
+        return bool(usual_departure(lake, scored_day, incident, explanations=explanations))
+
+    on_e4 = Slice("edge_location", ("E4",), 1.0, 0.08)
+    assert usual(errors_at(on_e4)) is (minutes <= 2 + MIN_MINUTES)
+    assert usual(errors_at(Slice("path_group", ("/api",), 1.0, 0.1), on_e4)) is (minutes <= 2 + MIN_MINUTES)
+    assert not usual(errors_at())
+    assert not usual(errors_at(Slice("edge_location", ("E4", "E5"), 1.0, 0.16)))
+    assert not usual()

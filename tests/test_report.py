@@ -898,6 +898,53 @@ def test_a_change_the_logs_explain_beside_a_crawler_comes_before_one_found_witho
     assert incident.drivers.beside_clients.metric == "cdn_ttfb_gmean"
 
 
+def test_two_crawlers_on_two_edges_make_a_routine_incident_of_both(lake: Lake) -> None:
+    # A crawler walks FRA2 from 11:00 to 11:30 while a second one, from another address, walks AMS1
+    # for five minutes: one incident, whose 4xx rate the first one's 404s explain. AMS1's departure is
+    # the second one's doing, not the service's.
+    walks = [
+        crawl(at("11:00"), 120, lambda number: "198.51.100.7"),
+        crawl(at("11:10"), 20, lambda number: "198.51.100.8", edge="AMS1"),
+    ]
+    write_logs(lake, pd.concat([incident_logs(), *walks], ignore_index=True), {})
+    flagged = ["cdn_4xx_rate{edge=FRA2}", "cdn_4xx_rate", "cdn_4xx_rate{edge=AMS1}"]
+    scores = pd.concat([day_scores(name, list(range(660, 690))) for name in flagged], ignore_index=True)
+
+    (incident,) = day_incidents(lake, DAY, scores, group_events(scores))
+
+    assert incident.drivers.explanations[0].clients == ("198.51.100.7",)
+    assert incident.drivers.beside_clients is None
+    assert incident.cause.clients == ("198.51.100.7", "198.51.100.8")
+    assert incident.drivers.sentences[-1] == (
+        "4xx rate n/a → 100% at edge AMS1, path /wp-content/plugins (overall 0% → 4.0%), "
+        "made by one client 198.51.100.8"
+    )
+
+
+def test_an_edge_that_empties_beside_a_crawler_is_the_cause(lake: Lake) -> None:
+    # A crawler doubles FRA2's requests while AMS1 serves nothing: the requests the CDN gained are the
+    # crawler's, and the edge that emptied, which its detector flagged, is the cause.
+    def not_ams1(edge: str, stem: str, device: str) -> bool:
+        return edge != "AMS1"
+
+    walk = crawl(at("11:00"), 120, lambda number: "198.51.100.7")
+    logs = pd.concat([incident_logs(served=not_ams1), walk], ignore_index=True)
+    write_logs(lake, logs, {})
+    flagged = ["cdn_4xx_rate{edge=FRA2}", "cdn_requests{edge=FRA2}", "cdn_requests{edge=AMS1}"]
+    scores = pd.concat([day_scores(name, list(range(660, 690))) for name in flagged], ignore_index=True)
+
+    (incident,) = day_incidents(lake, DAY, scores, group_events(scores))
+
+    assert [explanation.clients for explanation in incident.drivers.explanations[:2]] == [
+        ("198.51.100.7",),
+        ("198.51.100.7",),
+    ]
+    assert incident.cause == Cause(
+        "requests 3.7/min → 0/min at edge AMS1, all paths, all devices (overall 15/min → 12/min)",
+        {"edge": "AMS1"},
+    )
+
+
 def report_of(lake: Lake) -> str:
     uri = render_day_report(lake, DAY)
     assert uri == lake.uri("reports/dt=2026-11-21/index.html")

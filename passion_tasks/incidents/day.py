@@ -10,7 +10,7 @@ incident's ``cause`` is what an alert carries: a sentence and the slice it names
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,7 +24,7 @@ from passion_tasks.features.policy import is_input_only, metric_of, series_dim, 
 from passion_tasks.figures import day_span
 from passion_tasks.incidents import causes as drv
 from passion_tasks.incidents.model import Incident, group_incidents, with_severity
-from passion_tasks.lake import Lake, PartitionNotFound, datasets
+from passion_tasks.lake import Lake, PartitionNotFound, datasets, schemas
 from passion_tasks.models import registry
 from passion_tasks.models.families import USUAL_DEPARTURE
 from passion_tasks.models.scoring import enough_alone
@@ -136,13 +136,22 @@ def incident_drivers(
 
 
 def _decisive_slices(series: Iterable[str]) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
-    """The rates and latencies of ``series`` (an incident's events that are enough alone), causes
-    first, each with the slice its series breaks down to (``flagged_slice``; nothing for a total):
-    what may have changed beside a crawler, and where its detector saw it."""
+    """The metrics of ``series`` (an incident's events that are enough alone) that the logs explain,
+    causes first, each with the slice its series breaks down to (``flagged_slice``; nothing for a
+    total): what may have changed beside a crawler, and where its detector saw it. A volume only
+    where a breakdown of it moved: the whole CDN's requests wander with the hour, and are compared
+    with the day before, whose crawlers and downloads were other clients."""
     series = list(series)
-    metrics = [metric for metric in _explainable(series) if drv.MEASURES[metric].kind != "volume"]
+    metrics = _explainable(series)
     found = dict.fromkeys((drv.metric_of(name), flagged_slice([name])) for name in series)
-    return sorted((pair for pair in found if pair[0] in metrics), key=lambda pair: metrics.index(pair[0]))
+    return sorted(
+        (
+            (metric, flagged)
+            for metric, flagged in found
+            if metric in metrics and (flagged or drv.MEASURES[metric].kind != "volume")
+        ),
+        key=lambda pair: metrics.index(pair[0]),
+    )
 
 
 def set_clients_apart(
@@ -157,10 +166,12 @@ def set_clients_apart(
 ) -> tuple[tuple[drv.Explanation, ...], drv.Explanation | None]:
     """``explanations`` with the few clients that made some of their changes set apart: the others
     explained again from the other rows (``causes.explain_rows`` over ``span`` and their baseline of
-    ``windows``), and the first change of the ``decisive`` metrics (rates and latencies, each with the
-    slice its detector flagged, a total's or one that none of their requests fell in) those clients
-    did not make that the other rows still show inside that slice, made by no few other clients, in a
-    slice holding none of their requests. Unchanged and None without such clients.
+    ``windows``), then each of the ``decisive`` metrics in the slice its detector flagged
+    (``_decisive_slices``: a total's rate, or a breakdown none of their requests fell in, or one on an
+    edge that never served them of a metric they made). A change there made by other few clients (a
+    second crawler on another edge) joins the explanations, theirs too; the first made by none, in a
+    slice holding none of their requests, is returned beside them. Unchanged and None without such
+    clients.
 
     A crawler walks one edge most days; an origin that slows down one folder while it does is news
     all the same, and its requests are no part of it. A change the logs still show without the
@@ -170,15 +181,18 @@ def set_clients_apart(
     the crawler's misses slow its edge's p95, and another edge's few requests, searched for a change
     without its detector's flag, show one by chance; a breakdown of the crawler's own edge is its
     doing, and a search of that edge's few other requests finds a path that changed by chance too.
-    Volumes are left to the crawler: they wander, and are compared with the day before, whose
-    crawlers and downloads are other clients.
+    An edge's requests that fell while the crawler's made up for them in the whole CDN's are the
+    edge's, as its detector saw them.
     """
     clients = _clients(explanations)
     if not clients:
         return tuple(explanations), None
     made = {explanation.metric for explanation in explanations if explanation.clients}
+    served = {edge for explanation in explanations for edge in explanation.client_edges}
     others = rows[~rows[drv.CLIENT].isin(clients)]
-    theirs = rows[rows[drv.CLIENT].isin(clients) & (rows["ts"] >= span[0]) & (rows["ts"] < span[1])]
+
+    def requests_of(few: Collection[str]) -> pd.DataFrame:
+        return rows[rows[drv.CLIENT].isin(few) & (rows["ts"] >= span[0]) & (rows["ts"] < span[1])]
 
     def explain(metric: str, inside: Sequence[tuple[str, str]] = within) -> drv.Explanation:
         return drv.explain_rows(
@@ -186,18 +200,33 @@ def set_clients_apart(
         )
 
     again = {e.metric: e if e.metric in made else explain(e.metric) for e in explanations}
+    also: list[drv.Explanation] = []
+    theirs = requests_of(clients)
     for metric, flagged in decisive:
         # A breakdown of a slice they walked read their requests: its departure is theirs, whatever
-        # a search of the slice's few other requests finds.
+        # a search of the slice's few other requests finds. A metric they made is theirs but on an
+        # edge that never served them.
         walked = bool(flagged) and all(theirs[column].eq(value).any() for column, value in flagged)
-        if metric in made or walked:
+        if walked or (metric in made and not _off(flagged, served)):
             continue
-        reused = metric in again and flagged == tuple(within)
+        reused = metric in again and metric not in made and flagged == tuple(within)
         explanation = again[metric] if reused else explain(metric, flagged)
+        if explanation.changed and explanation.clients:
+            # Other few clients made it (a second crawler, on another edge): routine as theirs is.
+            also.append(explanation)
+            served |= set(explanation.client_edges)
+            clients |= set(explanation.clients)
+            theirs = requests_of(clients)
+            continue
         apart = any(not theirs[part.dimension].isin(part.values).any() for part in explanation.slices)
-        if explanation.changed and not explanation.clients and apart:
-            return tuple(again.values()), explanation
-    return tuple(again.values()), None
+        if explanation.changed and apart:
+            return (*again.values(), *also), explanation
+    return (*again.values(), *also), None
+
+
+def _off(flagged: Sequence[tuple[str, str]], edges: Collection[str]) -> bool:
+    """Whether the slice ``flagged`` lies on an edge other than ``edges``."""
+    return any(column == BREAKDOWN_COLUMNS["edge"] and value not in edges for column, value in flagged)
 
 
 def _clients(explanations: Iterable[drv.Explanation]) -> set[str]:
@@ -234,6 +263,8 @@ def began(lake: Lake, day: dt.date, incident: Incident) -> pd.Timestamp:
 
 #: The log column of each watched breakdown of the CDN series.
 BREAKDOWN_COLUMNS = {"edge": "edge_location", "channel": "live_channel", "device": "device_family"}
+#: The breakdown of each log column an explanation's slice may name (a channel it names by its path).
+BREAKDOWN_DIMS = {"edge_location": "edge", "device_family": "device"}
 
 
 def flagged_slice(series: Iterable[str]) -> tuple[tuple[str, str], ...]:
@@ -344,8 +375,9 @@ def _cause(incident: Incident, drivers: Drivers) -> Cause:
         services = [explanation for explanation in changed if not explanation.clients]
         theirs = next((explanation for explanation in changed if explanation.clients), None)
         beside = [drivers.beside_clients] if drivers.beside_clients is not None else []
-        if theirs is not None and not beside and not _elsewhere(incident, theirs.client_edges):
-            explanation, clients = theirs, theirs.clients
+        served = [edge for explanation in changed for edge in explanation.client_edges]
+        if theirs is not None and not beside and not _elsewhere(incident, served):
+            explanation, clients = theirs, tuple(dict.fromkeys(c for e in changed for c in e.clients))
         else:
             explanation, clients = (services or beside or changed)[0], ()
         names = {part.dimension: ", ".join(part.values) for part in explanation.slices}
@@ -382,19 +414,30 @@ def _elsewhere(incident: Incident, edges: Sequence[str]) -> bool:
     )
 
 
-def usual_departure(lake: Lake, day: dt.date, incident: Incident, since: pd.Timestamp | None = None) -> str:
+def usual_departure(
+    lake: Lake,
+    day: dt.date,
+    incident: Incident,
+    since: pd.Timestamp | None = None,
+    explanations: Sequence[drv.Explanation] = (),
+) -> str:
     """Why a CDN incident is how its breakdowns behave on most days, or "" when it is not: each of its
     events that is ``enough`` alone is a breakdown's whose family departs on most training days
     (``families.usual_departures``, in the manifest of the model live on ``day``), and lasts no
     longer than the family's departures usually do; an event that opens the day lasts from ``since``,
-    when its incident ``began`` (default: its start)."""
+    when its incident ``began`` (default: its start).
+
+    A total's event is the breakdown's that its ``explanations`` place the change in (``_holding``):
+    an origin's two minutes of errors on one edge move a 5xx rate of 0 for the whole CDN, and are
+    that edge's habit. A total whose change the logs place in no one edge or device is the whole
+    service's departure, news whatever the week did."""
     decisive = incident.events[enough_alone(incident.events)]
-    # A total has no family: an incident that moved one is no habit, whatever the manifests say.
-    if incident.family != datasets.CDN or decisive.empty or not all(map(series_dim, decisive["series"])):
+    if incident.family != datasets.CDN or decisive.empty:
         return ""
     usual = {}
     for series in decisive["series"].unique():
-        model = registry.live(lake, series, on=day)
+        breakdown = series if series_dim(series) else _holding(series, explanations)
+        model = registry.live(lake, breakdown, on=day) if breakdown else None
         if model is None or (minutes := model.metrics.get(USUAL_DEPARTURE)) is None:
             return ""
         usual[series] = minutes
@@ -408,6 +451,19 @@ def usual_departure(lake: Lake, day: dt.date, incident: Incident, since: pd.Time
         f"As on most training days: the breakdowns of {' and '.join(families)} departed on them for up "
         f"to {max(usual.values())} minutes at a time; a departure as short is their habit, not news."
     )
+
+
+def _holding(total: str, explanations: Sequence[drv.Explanation]) -> str:
+    """The series of ``total``'s metric on the one edge or device that its explanation's slices name
+    first, or "" when they name none."""
+    metric = metric_of(total)
+    for explanation in explanations:
+        if explanation.metric == metric and explanation.changed:
+            for part in explanation.slices:
+                if part.dimension in BREAKDOWN_DIMS and len(part.values) == 1:
+                    return schemas.series_name(metric, BREAKDOWN_DIMS[part.dimension], part.values[0])
+            return ""
+    return ""
 
 
 def _slice_names(within: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -445,10 +501,9 @@ def day_incidents(
         elsewhere = [span for span in spans if span != (incident.start, incident.stop)]
         if number < explained:
             since = began(lake, day, incident)
-            drivers = replace(
-                incident_drivers(lake, day, incident, services, elsewhere, since),
-                usual=usual_departure(lake, day, incident, since),
-            )
+            drivers = incident_drivers(lake, day, incident, services, elsewhere, since)
+            usual = usual_departure(lake, day, incident, since, drivers.explanations)
+            drivers = replace(drivers, usual=usual)
         else:
             drivers = Drivers(note="not explained: the day has more important incidents")
         found.append(ExplainedIncident(incident, drivers, cause_of(incident, drivers)))

@@ -12,7 +12,8 @@ whether a hiccup of a handful of errors crosses that bar is chance, its habit is
 not scores: a surprise grows with a slice's requests, and a busy edge's hiccup outscores a thin
 edge's outage. A total has no family: its departure is the whole service's, news whatever the week
 did, and its detector keeps seeing it (``counts.RateDetector`` leaves the week's departures out of
-the rate it learns, on most days or not).
+the rate it learns, on most days or not), unless the logs place its change on one edge or device,
+whose departure it then is (``incidents.day.usual_departure``).
 """
 
 from __future__ import annotations
