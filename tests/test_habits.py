@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -226,3 +227,31 @@ def test_a_total_that_one_edges_hiccup_moved_is_that_edges_habit(
     assert not usual(errors_at())
     assert not usual(errors_at(Slice("edge_location", ("E4", "E5"), 1.0, 0.16)))
     assert not usual()
+
+
+def test_a_hiccup_beside_a_crawler_is_as_much_a_habit_as_alone(lake: Lake) -> None:
+    # A crawler walks E1 for 25 minutes, its 404s flagging E1's 4xx rate and the whole CDN's, while E4
+    # hiccups for two minutes: one incident, routine in both its parts.
+    frame = hiccuping_edges(tuple(range(7)))
+    scored_day = (START + pd.Timedelta(days=7)).date()
+    train_each(lake, frame, {name: ("rate",) for name in EDGE_RATES}, params={}, live_from=scored_day)
+    start = START + pd.Timedelta(days=7, hours=10)
+    crawled = ["cdn_4xx_rate", "cdn_4xx_rate{edge=E1}", "cdn_4xx_rate{edge=E7}"]
+
+    def usual(crawler: Explanation, *flagged: str) -> bool:
+        events = [edge_events(name, start + pd.Timedelta(minutes=3), 25) for name in flagged]
+        (incident,) = group_incidents(pd.concat([edge_events(EDGE_RATES[4], start, 2), *events]))
+        hiccup = errors_at(Slice("edge_location", ("E4",), 1.0, 0.08))
+        return bool(usual_departure(lake, scored_day, incident, explanations=(hiccup, crawler)))
+
+    crawler = replace(
+        errors_at(),
+        metric="cdn_4xx_rate",
+        measure=MEASURES["cdn_4xx_rate"],
+        clients=("198.51.100.7",),
+        client_edges=("E1",),
+    )
+    assert usual(crawler, *crawled[:2])
+    # Unless its metric moved on an edge that never served it, or no few clients made it.
+    assert not usual(crawler, *crawled)
+    assert not usual(replace(crawler, clients=(), client_edges=()), *crawled[:2])

@@ -430,8 +430,10 @@ def usual_departure(
     A total's event is the breakdown's that its ``explanations`` place the change in (``_holding``):
     an origin's two minutes of errors on one edge move a 5xx rate of 0 for the whole CDN, and are
     that edge's habit. A total whose change the logs place in no one edge or device is the whole
-    service's departure, news whatever the week did."""
+    service's departure, news whatever the week did. The events few clients made (``_made_by_few``)
+    are theirs, and routine: a hiccup beside a crawler is as much a habit as alone."""
     decisive = incident.events[enough_alone(incident.events)]
+    decisive = decisive[~decisive["series"].map(lambda series: _made_by_few(series, explanations))]
     if incident.family != datasets.CDN or decisive.empty:
         return ""
     usual = {}
@@ -451,6 +453,15 @@ def usual_departure(
         f"As on most training days: the breakdowns of {' and '.join(families)} departed on them for up "
         f"to {max(usual.values())} minutes at a time; a departure as short is their habit, not news."
     )
+
+
+def _made_by_few(series: str, explanations: Sequence[drv.Explanation]) -> bool:
+    """Whether few clients made the change of ``series``'s metric (``explanations``), and ``series``
+    is no edge that none of them was served by."""
+    theirs = [explanation for explanation in explanations if explanation.changed and explanation.clients]
+    served = {edge for explanation in theirs for edge in explanation.client_edges}
+    elsewhere = series_dim(series) == "edge" and series_dim_value(series) not in served
+    return not elsewhere and any(explanation.metric == metric_of(series) for explanation in theirs)
 
 
 def _holding(total: str, explanations: Sequence[drv.Explanation]) -> str:
