@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -188,7 +189,7 @@ def set_clients_apart(
     if not clients:
         return tuple(explanations), None
     made = {explanation.metric for explanation in explanations if explanation.clients}
-    served = {edge for explanation in explanations for edge in explanation.client_edges}
+    served = _served(explanations)
     others = rows[~rows[drv.CLIENT].isin(clients)]
 
     def requests_of(few: Collection[str]) -> pd.DataFrame:
@@ -375,8 +376,7 @@ def _cause(incident: Incident, drivers: Drivers) -> Cause:
         services = [explanation for explanation in changed if not explanation.clients]
         theirs = next((explanation for explanation in changed if explanation.clients), None)
         beside = [drivers.beside_clients] if drivers.beside_clients is not None else []
-        served = [edge for explanation in changed for edge in explanation.client_edges]
-        if theirs is not None and not beside and not _elsewhere(incident, served):
+        if theirs is not None and not beside and not _elsewhere(incident, _served(changed)):
             explanation, clients = theirs, tuple(dict.fromkeys(c for e in changed for c in e.clients))
         else:
             explanation, clients = (services or beside or changed)[0], ()
@@ -406,12 +406,19 @@ def _cause(incident: Incident, drivers: Drivers) -> Cause:
     return Cause(text, where)
 
 
-def _elsewhere(incident: Incident, edges: Sequence[str]) -> bool:
+def _elsewhere(incident: Incident, edges: Collection[str]) -> bool:
     """Whether an event of ``incident`` that is ``enough`` alone is on an edge other than ``edges``."""
-    return any(
-        series_dim(series) == "edge" and series_dim_value(series) not in edges
-        for series in incident.events.loc[enough_alone(incident.events), "series"]
-    )
+    return any(map(_off_edges, incident.events.loc[enough_alone(incident.events), "series"], repeat(edges)))
+
+
+def _served(explanations: Iterable[drv.Explanation]) -> set[str]:
+    """The edges that served the few clients who made a change of ``explanations``."""
+    return {edge for e in explanations if e.changed and e.clients for edge in e.client_edges}
+
+
+def _off_edges(series: str, edges: Collection[str]) -> bool:
+    """Whether ``series`` is an edge's other than ``edges``."""
+    return series_dim(series) == "edge" and series_dim_value(series) not in edges
 
 
 def usual_departure(
@@ -458,10 +465,8 @@ def usual_departure(
 def _made_by_few(series: str, explanations: Sequence[drv.Explanation]) -> bool:
     """Whether few clients made the change of ``series``'s metric (``explanations``), and ``series``
     is no edge that none of them was served by."""
-    theirs = [explanation for explanation in explanations if explanation.changed and explanation.clients]
-    served = {edge for explanation in theirs for edge in explanation.client_edges}
-    elsewhere = series_dim(series) == "edge" and series_dim_value(series) not in served
-    return not elsewhere and any(explanation.metric == metric_of(series) for explanation in theirs)
+    made = {explanation.metric for explanation in explanations if explanation.changed and explanation.clients}
+    return metric_of(series) in made and not _off_edges(series, _served(explanations))
 
 
 def _holding(total: str, explanations: Sequence[drv.Explanation]) -> str:
