@@ -33,8 +33,12 @@ busiest 19 % of the traffic, the thinnest 0.16 %), more than a day's features gi
 own (``features.cdn.BREAKDOWNS``: the 64 busiest of the day, the rest one ``(other)`` edge), so which
 edges are named changes from day to day; its incidents hit one of the 20 busiest.
 
-    python bench/other_traffic.py [--shape web|second|many] [--seeds 0,1,2] [--rates 30,300] [--verbose]
-        [--keep DIR]
+``--shape second-bursty`` and ``--shape many-bursty`` are those shapes with the bursts of ``bursty``:
+crawlers and hiccups on other edges and URLs (a crawler of its own device family on one of 120 edges,
+a hiccup on an edge that serves half the requests).
+
+    python bench/other_traffic.py [--shape web|second|bursty|many|second-bursty|many-bursty]
+        [--seeds 0,1,2] [--rates 30,300] [--verbose] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -251,6 +255,8 @@ SHAPES = {
         busiest=20,
     ),
 }
+#: Each other shape with the bursts of ``bursty``: crawlers and hiccups on other edges and URLs.
+SHAPES |= {f"{name}-bursty": replace(SHAPES[name], background=Background()) for name in ("second", "many")}
 
 
 @dataclass(frozen=True)
