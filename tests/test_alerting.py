@@ -779,6 +779,18 @@ def test_a_departure_as_short_as_its_breakdowns_make_on_most_days_is_the_mildest
     assert severity(Incident(hiccup, cause), Rules().levels) == "warning"
 
 
+def test_where_few_clients_made_part_of_an_incident_its_size_is_the_services_part() -> None:
+    crawl = anomaly("cdn_4xx_rate{edge=FRA2}", "2026-11-21 10:00", "2026-11-21 10:29", 40.0)
+    hiccup = anomaly("cdn_5xx_rate{edge=LHR3}", "2026-11-21 10:10", "2026-11-21 10:11", 2.5)
+    cause = Cause("5xx rate 0% → 4.0% at edge LHR3", {"edge": "LHR3"})
+    both = Incident((crawl, hiccup), replace(cause, news=("cdn_5xx_rate{edge=LHR3}",)))
+    assert severity(both, Rules().levels) == "info"
+    assert severity(replace(both, cause=cause), Rules().levels) == "critical"
+    # A longer burst of errors beside the crawler is as severe as it would be alone.
+    longer = replace(hiccup, end=hiccup.start + pd.Timedelta(minutes=4), minutes=5)
+    assert severity(replace(both, anomalies=(crawl, longer)), Rules().levels) == "warning"
+
+
 def test_the_ratio_is_the_peak_score_over_the_threshold_at_the_peak() -> None:
     scaled, unscaled, zero = (
         day_scores(P95, [(600, 610)]),

@@ -6,12 +6,14 @@ import base64
 import datetime as dt
 import re
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 
+from passion_tasks.alerting.rules import Rules, decide, severity
 from passion_tasks.incidents.causes import (
     baseline_window,
     co_movement_sentence,
@@ -28,6 +30,7 @@ from passion_tasks.incidents.day import (
     day_incidents,
     flagged_slice,
     starting_slices,
+    witnessed_slice,
 )
 from passion_tasks.incidents.model import Incident, group_incidents, with_severity
 from passion_tasks.lake import Lake, schemas
@@ -572,6 +575,31 @@ def test_a_few_requests_that_all_turned_slow_are_no_certain_concentration() -> N
     assert explanation.sentence.endswith("over 69 requests: within noise, not attributed")
 
 
+def test_a_slice_with_fewer_baseline_requests_than_the_incident_is_judged_against_the_place_around_it() -> (
+    None
+):
+    # A crawler of its own device family walks FRA2: the detectors flagged FRA2 and the family, whose
+    # baseline on FRA2 is two requests (one a 404). Against them its 404s are no change beyond noise;
+    # against FRA2's they are its.
+    spider = {"device_family": "Spider", "c_ip": "198.51.100.9"}
+    baseline = crawl(at("10:20"), 2, lambda number: "198.51.100.9").assign(**spider)
+    baseline.loc[0, "sc_status"] = 200
+    walk = crawl(at("11:00"), 40, lambda number: "198.51.100.7").assign(device_family="Spider")
+    logs = pd.concat([incident_logs(), baseline, walk], ignore_index=True)
+    within = flagged_slice(["cdn_4xx_rate{edge=FRA2}", "cdn_4xx_rate{device=Spider}"])
+
+    explanation = explain_rows(
+        log_slices(logs), at("11:00"), at("11:30"), BASELINE, "cdn_4xx_rate", within=within
+    )
+
+    assert explanation.changed
+    assert explanation.clients == ("198.51.100.7",)
+    assert explanation.sentence == (
+        "4xx rate 0.41% → 100% at edge FRA2, device Spider, all paths (overall 0.10% → 7.7%), "
+        "made by one client 198.51.100.7"
+    )
+
+
 def test_an_incident_the_logs_cannot_explain_still_names_the_slice_the_detectors_flagged() -> None:
     def cause(*series: str) -> Cause:
         scores = pd.concat([day_scores(name, list(range(600, 605))) for name in series], ignore_index=True)
@@ -829,6 +857,8 @@ def test_a_slowdown_beside_a_crawler_is_the_services_incident(lake: Lake) -> Non
         "ttfb geometric mean 100 ms → 2.0 s at path /live/ch8, all edges, all devices "
         "(overall 100 ms → 447 ms)",
         {"path": "/live/ch8"},
+        # The crawler's 4xx rate, requests and bytes are no part of how severe it is.
+        news=("cdn_cache_hit_ratio{edge=FRA2}", "cdn_ttfb_gmean"),
     )
     assert both.drivers.sentences[-1] == "Without the requests of one client 198.51.100.7: " + both.cause.text
 
@@ -892,7 +922,9 @@ def test_a_change_the_logs_explain_beside_a_crawler_comes_before_one_found_witho
     (incident,) = day_incidents(lake, DAY, scores, group_events(scores))
 
     assert incident.cause == Cause(
-        "5xx rate 0% → 100% at edge FRA2, all paths, all devices (overall 0.68% → 26%)", {"edge": "FRA2"}
+        "5xx rate 0% → 100% at edge FRA2, all paths, all devices (overall 0.68% → 26%)",
+        {"edge": "FRA2"},
+        news=("cdn_5xx_rate{edge=FRA2}", "cdn_ttfb_gmean"),
     )
     assert incident.drivers.beside_clients is not None
     assert incident.drivers.beside_clients.metric == "cdn_ttfb_gmean"
@@ -942,6 +974,56 @@ def test_an_edge_that_empties_beside_a_crawler_is_the_cause(lake: Lake) -> None:
     assert incident.cause == Cause(
         "requests 3.7/min → 0/min at edge AMS1, all paths, all devices (overall 15/min → 12/min)",
         {"edge": "AMS1"},
+        news=("cdn_requests{edge=AMS1}",),
+    )
+
+
+def test_a_burst_of_errors_beside_a_crawler_on_another_edge_is_where_its_own_detectors_saw_it(
+    lake: Lake,
+) -> None:
+    # A service without errors. A crawler walks FRA2 from 11:00 to 11:30; at 11:10 LHR3, which serves
+    # half the requests, fails six in three minutes. Too few errors for the logs alone to place them
+    # on one edge, the 5xx rate's detectors flagged LHR3, though the incident's breakdowns name two
+    # edges. The incident is the service's, its cause the burst, its size the burst's.
+    def lhr3(edge: str, stem: str, device: str) -> bool:
+        return edge == "LHR3"
+
+    def lhr3_iphone(edge: str, stem: str, device: str) -> bool:
+        return lhr3(edge, stem, device) and device == "iPhone"
+
+    logs = pd.concat(
+        [
+            *(requests(at("10:00"), 90, served=lhr3) for _ in range(3)),
+            requests(at("10:00"), 70).assign(sc_status=200),
+            requests(at("11:10"), 3, fails=lhr3_iphone),
+            requests(at("11:13"), 17).assign(sc_status=200),
+            crawl(at("11:00"), 120, lambda number: "198.51.100.7"),
+        ],
+        ignore_index=True,
+    )
+    write_logs(lake, logs, {})
+    crawler = [
+        day_scores(name, list(range(660, 690))) for name in ("cdn_4xx_rate{edge=FRA2}", "cdn_4xx_rate")
+    ]
+    burst = [
+        day_scores(name, [670, 671], threshold=6.0) for name in ("cdn_5xx_rate{edge=LHR3}", "cdn_5xx_rate")
+    ]
+    scores = pd.concat([*crawler, *burst], ignore_index=True)
+
+    (incident,) = day_incidents(lake, DAY, scores, group_events(scores))
+
+    assert incident.cause == Cause(
+        "5xx rate 0% → 1.2% at edge LHR3, all paths, all devices (overall 0% → 0.83%)",
+        {"edge": "LHR3"},
+        news=("cdn_5xx_rate", "cdn_5xx_rate{edge=LHR3}"),
+    )
+    assert witnessed_slice(incident.incident.events, "cdn_5xx_rate") == (("edge_location", "LHR3"),)
+    (alert,) = decide(DAY, [incident], scores, Rules()).alerts
+    assert alert.severity == "info"
+    # Sized whole, the crawler's half hour would have made it critical.
+    assert (
+        severity(replace(alert.incident, cause=replace(incident.cause, news=())), Rules().levels)
+        == "critical"
     )
 
 

@@ -7,7 +7,8 @@ Pure functions of the day's incidents (``incidents.day``: the report's, with the
 2. Events below ``min_ratio``, or with less evidence than ``min_minutes`` at ``min_ratio``, and those of
    snoozed series, do not alert; an incident alerts when one of its events does, and then as the
    report has it, whole.
-3. An incident's severity is the highest level whose minimums it meets, the same way.
+3. An incident's severity is the highest level whose minimums it meets, the same way: a routine one's
+   the first, and where few clients made part of it, that of the service's part (``Cause.news``).
 4. An incident is held back when each of its series already alerted less than ``cooldown`` before it.
 
 Evidence (``models.scoring.evidence``) is minutes times ``log2(1 + ratio)``: a minimum duration is
@@ -312,9 +313,12 @@ def severity(incident: Incident, levels: Sequence[SeverityLevel]) -> str:
     """The most severe level whose minimums the incident's peak ratio and span meet; at least the first.
 
     A routine incident (``Cause.routine``: a change a few clients made, a departure as short as its
-    breakdowns make on most days) is not the service's: the first level, whatever its size."""
+    breakdowns make on most days) is not the service's: the first level, whatever its size. Where few
+    clients made only some of its changes, its size is that of the service's part (``Cause.news``)."""
     if incident.cause is not None and incident.cause.routine:
         return levels[0].name
+    if incident.cause is not None and incident.cause.news:
+        incident = Incident(tuple(a for a in incident.anomalies if a.series in incident.cause.news))
     ratio, minutes = incident.peak.ratio, incident.minutes
     reached = [level.name for level in levels if level.reached(ratio, minutes)]
     return reached[-1] if reached else levels[0].name

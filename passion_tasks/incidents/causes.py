@@ -399,7 +399,12 @@ def explain_rows(
     flagged = _flagged_slices(during, within)
     for part in flagged:
         during = during[during[part.dimension].isin(part.values)]
-        before = before[before[part.dimension].isin(part.values)]
+        inside = before[before[part.dimension].isin(part.values)]
+        # A share in a slice whose baseline holds fewer requests than the incident's (a crawler's
+        # device on a thin edge) is known worse from them than the incident shows it: it is judged
+        # against the place around it, as ``_contributions`` judges a value without any.
+        if measure.kind != "share" or len(inside) >= len(during):
+            before = inside
         places = _without(places, part.dimension)
     if flagged:
         tables = {

@@ -109,6 +109,8 @@ def incident_drivers(
     spans = [(start, incident.stop), *windows.values()]
     rows = drv.log_slices(read_logs(lake, min(first for first, _ in spans), max(end for _, end in spans)))
     starts = starting_slices(incident.events["series"])
+    # Where the logs are too thin to say which edge, the detectors' flag says it.
+    witnessed = {metric: witnessed_slice(incident.events, metric) for metric in windows}
     for within in starts:
         explanations = tuple(
             drv.explain_rows(
@@ -119,15 +121,14 @@ def incident_drivers(
                 metric,
                 elsewhere=elsewhere,
                 within=within,
-                # Where the logs are too thin to say which edge, the detectors' flag says it.
-                witnessed=starts[-1],
+                witnessed=witnessed[metric],
             )
             for metric in metrics
         )
         if any(explanation.changed for explanation in explanations):
             break
     explanations, beside = set_clients_apart(
-        rows, explanations, decisive, (start, incident.stop), windows, elsewhere, within, starts[-1]
+        rows, explanations, decisive, (start, incident.stop), windows, elsewhere, within, witnessed
     )
     return Drivers(
         explanations=explanations,
@@ -163,7 +164,7 @@ def set_clients_apart(
     windows: Mapping[str, drv.Window],
     elsewhere: Sequence[drv.Window] = (),
     within: Sequence[tuple[str, str]] = (),
-    witnessed: Sequence[tuple[str, str]] = (),
+    witnessed: Mapping[str, Sequence[tuple[str, str]]] | None = None,
 ) -> tuple[tuple[drv.Explanation, ...], drv.Explanation | None]:
     """``explanations`` with the few clients that made some of their changes set apart: the others
     explained again from the other rows (``causes.explain_rows`` over ``span`` and their baseline of
@@ -172,7 +173,7 @@ def set_clients_apart(
     edge that never served them of a metric they made). A change there made by other few clients (a
     second crawler on another edge) joins the explanations, theirs too; the first made by none, in a
     slice holding none of their requests, is returned beside them. Unchanged and None without such
-    clients.
+    clients. ``witnessed``: where the detectors place each metric's change (``witnessed_slice``).
 
     A crawler walks one edge most days; an origin that slows down one folder while it does is news
     all the same, and its requests are no part of it. A change the logs still show without the
@@ -197,7 +198,13 @@ def set_clients_apart(
 
     def explain(metric: str, inside: Sequence[tuple[str, str]] = within) -> drv.Explanation:
         return drv.explain_rows(
-            others, *span, windows[metric], metric, elsewhere=elsewhere, within=inside, witnessed=witnessed
+            others,
+            *span,
+            windows[metric],
+            metric,
+            elsewhere=elsewhere,
+            within=inside,
+            witnessed=(witnessed or {}).get(metric, ()),
         )
 
     again = {e.metric: e if e.metric in made else explain(e.metric) for e in explanations}
@@ -295,6 +302,17 @@ def starting_slices(series: Iterable[str]) -> list[tuple[tuple[str, str], ...]]:
     return [(), inside] if inside else [()]
 
 
+def witnessed_slice(events: pd.DataFrame, metric: str) -> tuple[tuple[str, str], ...]:
+    """Where the detectors place the change of ``metric`` in an incident of ``events``: the slice its
+    own breakdowns' events that are ``enough`` alone break down to (``starting_slices``), else the
+    one all the incident's do. Two changes at once (an origin's hiccup on one edge while a crawler
+    walks another) are each where its own detectors saw it; a minute grazing its threshold places
+    nothing."""
+    decisive = events.loc[enough_alone(events), "series"]
+    own = starting_slices([name for name in decisive if drv.metric_of(name) == metric])[-1]
+    return own or starting_slices(events["series"])[-1]
+
+
 def _cause_first(metric: str) -> int:
     return CAUSES_FIRST.index(metric) if metric in CAUSES_FIRST else len(CAUSES_FIRST)
 
@@ -342,6 +360,9 @@ class Cause:
     clients: tuple[str, ...] = ()
     #: Why it is how its breakdowns behave on most days (``usual_departure``), if it is.
     usual: str = ""
+    #: Where few clients made some of its changes and another is its cause: the series of the events
+    #: that are the service's (``_news``), which alone say how severe it is. Empty: every series.
+    news: tuple[str, ...] = ()
 
     @property
     def routine(self) -> bool:
@@ -355,12 +376,20 @@ class Cause:
             "slice": dict(self.slice),
             "clients": list(self.clients),
             "usual": self.usual,
+            "news": list(self.news),
         }
 
 
 def cause_of(incident: Incident, drivers: Drivers) -> Cause:
-    """``_cause``, and whether the incident is its breakdowns' habit (``Drivers.usual``)."""
-    return replace(_cause(incident, drivers), usual=drivers.usual)
+    """``_cause``, whether the incident is its breakdowns' habit (``Drivers.usual``), and which of its
+    series are the service's where few clients made the rest (``Cause.news``)."""
+    cause = replace(_cause(incident, drivers), usual=drivers.usual)
+    if cause.routine or incident.family != datasets.CDN:
+        return cause
+    news = _news(incident, drivers.explanations)
+    if len(news) == enough_alone(incident.events).sum():
+        return cause
+    return replace(cause, news=tuple(sorted(set(news["series"]))))
 
 
 def _cause(incident: Incident, drivers: Drivers) -> Cause:
@@ -439,8 +468,7 @@ def usual_departure(
     that edge's habit. A total whose change the logs place in no one edge or device is the whole
     service's departure, news whatever the week did. The events few clients made (``_made_by_few``)
     are theirs, and routine: a hiccup beside a crawler is as much a habit as alone."""
-    decisive = incident.events[enough_alone(incident.events)]
-    decisive = decisive[~decisive["series"].map(lambda series: _made_by_few(series, explanations))]
+    decisive = _news(incident, explanations)
     if incident.family != datasets.CDN or decisive.empty:
         return ""
     usual = {}
@@ -460,6 +488,14 @@ def usual_departure(
         f"As on most training days: the breakdowns of {' and '.join(families)} departed on them for up "
         f"to {max(usual.values())} minutes at a time; a departure as short is their habit, not news."
     )
+
+
+def _news(incident: Incident, explanations: Sequence[drv.Explanation]) -> pd.DataFrame:
+    """The events of ``incident`` that are ``enough`` alone and that no few clients made
+    (``_made_by_few``): the service's part of it. A crawler's 4xx beside an origin's two minutes of
+    errors make the incident no longer nor more severe than those two minutes are."""
+    decisive = incident.events[enough_alone(incident.events)]
+    return decisive[~decisive["series"].map(lambda series: _made_by_few(series, explanations))]
 
 
 def _made_by_few(series: str, explanations: Sequence[drv.Explanation]) -> bool:
