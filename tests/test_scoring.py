@@ -210,6 +210,20 @@ def test_group_events_joins_the_errors_of_a_rate_within_its_longest_window() -> 
     ]
 
 
+def test_group_events_joins_a_drop_of_requests_across_a_clump_of_them() -> None:
+    # A thin edge that lost its viewers: its requests anomalous from minute 4 to 12, then a minute of
+    # four requests and a few ordinary ones (scored 0), then anomalous again at 19 and 20. The
+    # requests' 15-minute window reads both runs: one drop. Six minutes apart, a detector whose score
+    # reads one minute sees two events.
+    drop = {minute: 7.0 for minute in range(4, 13)} | {19: 11.0, 20: 9.0}
+    requests = group_events(scores_rows("a", drop, detector="count", quiet=0.0))
+    assert requests[["start", "end", "minutes", "peak_score"]].values.tolist() == [
+        [minute(4), minute(20), 17, 11.0]
+    ]
+    alone = group_events(scores_rows("a", drop, quiet=0.0))
+    assert alone[["start", "end"]].values.tolist() == [[minute(4), minute(12)], [minute(19), minute(20)]]
+
+
 def test_group_events_counts_minutes_on_a_coarser_grid() -> None:
     every_fifth_minute = scores_rows("a", {}).iloc[::5]
     scores = every_fifth_minute.assign(is_anomaly=[False, True, True, False, False, False])

@@ -600,6 +600,10 @@ class CountDetector(CountAwareDetector):
 
     name = "count"
     _learned_attributes = ("profile_", "overdispersion_", "level_range_")
+    #: A thin edge that lost its viewers still serves a few of them, and traffic comes in clumps: a
+    #: minute of four requests in a drop breaks its windows' run for a few minutes, and the drop is
+    #: one event on either side of them, not two that each fall short of a page.
+    event_window_rows: ClassVar[int | None] = max(WINDOWS)
     #: Requests the trailing level starts from, at the profile's level.
     LEVEL_PRIOR: ClassVar[float] = 10.0
     #: The trailing window is cut into this many blocks; the level is the median of theirs.
