@@ -904,6 +904,25 @@ def test_a_change_beside_a_crawler_counts_only_where_its_detector_saw_it(lake: L
     assert both.cause.clients == ()
 
 
+def test_a_latency_that_fell_beside_a_crawler_is_no_slowdown(lake: Lake) -> None:
+    # A crawler walks FRA2 while LHR3 answers ten times faster; the whole CDN's typical latency was
+    # flagged (the crawler's misses). Without the crawler's requests the logs show LHR3's change, the
+    # wrong way for a latency: the incident stays the crawler's.
+    walk = crawl(at("11:00"), 120, lambda number: "198.51.100.7")
+    logs = pd.concat([incident_logs(), walk], ignore_index=True)
+    # Half the requests take 50 ms, half 150 ms; LHR3's take 10 ms from 11:00.
+    typical = np.where(logs.index % 2, 0.05, 0.15)
+    faster = (logs["edge_location"] == "LHR3") & (logs["ts"] >= at("11:00"))
+    write_logs(lake, logs.assign(time_to_first_byte=np.where(faster, 0.01, typical)), {})
+    flagged = ["cdn_4xx_rate{edge=FRA2}", "cdn_4xx_rate", "cdn_ttfb_gmean"]
+    scores = pd.concat([day_scores(name, list(range(660, 690))) for name in flagged], ignore_index=True)
+
+    (incident,) = day_incidents(lake, DAY, scores, group_events(scores))
+
+    assert incident.drivers.beside_clients is None
+    assert incident.cause.clients == ("198.51.100.7",)
+
+
 def test_a_change_the_logs_explain_beside_a_crawler_comes_before_one_found_without_it(lake: Lake) -> None:
     # A crawler on FRA2 while FRA2 fails and channel 8 slows down: the 5xx rate, explained among the
     # incident's first metrics, is its cause, on the crawler's edge as it is; the slowdown, which only a

@@ -21,13 +21,20 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from passion_tasks.features import read_series, ts_within
-from passion_tasks.features.policy import is_input_only, metric_of, series_dim, series_dim_value
+from passion_tasks.features.policy import (
+    RATES,
+    is_input_only,
+    metric_kind,
+    metric_of,
+    series_dim,
+    series_dim_value,
+)
 from passion_tasks.figures import day_span
 from passion_tasks.incidents import causes as drv
 from passion_tasks.incidents.model import Incident, group_incidents, with_severity
 from passion_tasks.lake import Lake, PartitionNotFound, datasets, schemas
 from passion_tasks.models import registry
-from passion_tasks.models.families import USUAL_DEPARTURE
+from passion_tasks.models.families import ONE_SIDED, USUAL_DEPARTURE
 from passion_tasks.models.scoring import enough_alone
 
 #: Incidents of a day that are explained (their causes read from the logs), most important first: the
@@ -227,9 +234,21 @@ def set_clients_apart(
             theirs = requests_of(clients)
             continue
         apart = any(not theirs[part.dimension].isin(part.values).any() for part in explanation.slices)
-        if explanation.changed and apart:
+        if explanation.changed and apart and _the_bad_way(explanation):
             return (*again.values(), *also), explanation
     return (*again.values(), *also), None
+
+
+def _the_bad_way(explanation: drv.Explanation) -> bool:
+    """Whether the change of ``explanation`` goes the way its detectors judge bad where they judge one
+    way only (``families.ONE_SIDED``: more errors, fewer hits, slower requests); a volume's either way.
+    Without a crawler's slow misses, a thin edge's median that fell by chance is no slowdown beside it."""
+    if metric_kind(explanation.metric) not in ONE_SIDED:
+        return True
+    worse = explanation.during - explanation.before
+    if not np.isfinite(worse):
+        return True
+    return bool(worse < 0 if RATES.get(explanation.metric) == "down" else worse > 0)
 
 
 def _off(flagged: Sequence[tuple[str, str]], edges: Collection[str]) -> bool:
