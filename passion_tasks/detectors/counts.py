@@ -48,7 +48,7 @@ from passion_tasks.detectors.surprise import (
     z_surprise,
 )
 from passion_tasks.detectors.thresholds import robust_spread
-from passion_tasks.features.policy import RATES, hit_ratio_series, metric_of, volume_series
+from passion_tasks.features.policy import goes_bad_downwards, hit_ratio_series, volume_series
 
 #: Rows of an hour of day that training needs to learn that hour's own level.
 MIN_ROWS_PER_HOUR = 30
@@ -777,8 +777,7 @@ def _matrix_columns(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _goes_down(models: Sequence[Detector]) -> np.ndarray:
     """Whether each model's rate goes bad downwards (a hit ratio), as a column."""
-    names = [metric_of(str(model.feature_names_in_[0])) for model in models]
-    return np.array([RATES.get(name, "up") == "down" for name in names])[:, None]
+    return np.array([goes_bad_downwards(str(model.feature_names_in_[0])) for model in models])[:, None]
 
 
 def _binomial_departed(

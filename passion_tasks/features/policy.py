@@ -90,6 +90,11 @@ def hit_ratio_series(name: str) -> str:
     return same_slice(HIT_RATIO, name)
 
 
+def goes_bad_downwards(name: str) -> bool:
+    """Whether the metric of series ``name`` goes bad as it falls (a hit ratio), not as it rises."""
+    return RATES.get(metric_of(name), "up") == "down"
+
+
 def metric_kind(name: str) -> str:
     """What a series measures: ``rate``, ``percentile`` and ``geometric_mean`` (of a slice's requests),
     ``count`` (the requests themselves), ``volume`` (bytes) for the CDN; ``metric`` for a server

@@ -22,7 +22,7 @@ import pyarrow.dataset as pads
 
 from passion_tasks.features import read_series, ts_within
 from passion_tasks.features.policy import (
-    RATES,
+    goes_bad_downwards,
     is_input_only,
     metric_kind,
     metric_of,
@@ -196,7 +196,7 @@ def set_clients_apart(
     clients = _clients(explanations)
     if not clients:
         return tuple(explanations), None
-    made = {explanation.metric for explanation in explanations if explanation.clients}
+    made = _made(explanations)
     served = _served(explanations)
     others = rows[~rows[drv.CLIENT].isin(clients)]
 
@@ -248,7 +248,7 @@ def _the_bad_way(explanation: drv.Explanation) -> bool:
     worse = explanation.during - explanation.before
     if not np.isfinite(worse):
         return True
-    return bool(worse < 0 if RATES.get(explanation.metric) == "down" else worse > 0)
+    return bool(worse < 0 if goes_bad_downwards(explanation.metric) else worse > 0)
 
 
 def _off(flagged: Sequence[tuple[str, str]], edges: Collection[str]) -> bool:
@@ -485,7 +485,7 @@ def usual_departure(
     A total's event is the breakdown's that its ``explanations`` place the change in (``_holding``):
     an origin's two minutes of errors on one edge move a 5xx rate of 0 for the whole CDN, and are
     that edge's habit. A total whose change the logs place in no one edge or device is the whole
-    service's departure, news whatever the week did. The events few clients made (``_made_by_few``)
+    service's departure, news whatever the week did. The events few clients made (``_news``)
     are theirs, and routine: a hiccup beside a crawler is as much a habit as alone."""
     decisive = _news(incident, explanations)
     if incident.family != datasets.CDN or decisive.empty:
@@ -510,18 +510,19 @@ def usual_departure(
 
 
 def _news(incident: Incident, explanations: Sequence[drv.Explanation]) -> pd.DataFrame:
-    """The events of ``incident`` that are ``enough`` alone and that no few clients made
-    (``_made_by_few``): the service's part of it. A crawler's 4xx beside an origin's two minutes of
-    errors make the incident no longer nor more severe than those two minutes are."""
+    """The events of ``incident`` that are ``enough`` alone and that no few clients made: of a metric
+    whose change few clients made (``explanations``), unless on an edge that none of them was served
+    by. The service's part of it: a crawler's 4xx beside an origin's two minutes of errors make the
+    incident no longer nor more severe than those two minutes are."""
+    made, served = _made(explanations), _served(explanations)
     decisive = incident.events[enough_alone(incident.events)]
-    return decisive[~decisive["series"].map(lambda series: _made_by_few(series, explanations))]
+    theirs = decisive["series"].map(lambda name: metric_of(name) in made and not _off_edges(name, served))
+    return decisive[~theirs]
 
 
-def _made_by_few(series: str, explanations: Sequence[drv.Explanation]) -> bool:
-    """Whether few clients made the change of ``series``'s metric (``explanations``), and ``series``
-    is no edge that none of them was served by."""
-    made = {explanation.metric for explanation in explanations if explanation.changed and explanation.clients}
-    return metric_of(series) in made and not _off_edges(series, _served(explanations))
+def _made(explanations: Iterable[drv.Explanation]) -> set[str]:
+    """The metrics whose change few clients made."""
+    return {explanation.metric for explanation in explanations if explanation.changed and explanation.clients}
 
 
 def _holding(total: str, explanations: Sequence[drv.Explanation]) -> str:
