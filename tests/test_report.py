@@ -1046,6 +1046,50 @@ def test_a_burst_of_errors_beside_a_crawler_on_another_edge_is_where_its_own_det
     )
 
 
+def test_a_flag_on_the_crawlers_edge_witnesses_nothing_without_its_requests(lake: Lake) -> None:
+    # A crawler walks FRA2 from 11:00 to 11:30 while ch8 slows down on every edge. Every ten minutes
+    # each edge sends one large response; at 11:05 FRA2 sends one more, within the noise of bytes.
+    # FRA2's bytes departed, its detector reading the crawler's pages too: without them its flag
+    # places no change at FRA2, and the slowdown is the incident's cause.
+    def ch8(edge: str, stem: str, device: str) -> bool:
+        return stem == STEMS[1]
+
+    def fra2_ch7_iphone(edge: str, stem: str, device: str) -> bool:
+        return (edge, stem, device) == ("FRA2", STEMS[0], "iPhone")
+
+    logs = pd.concat([incident_logs(slow=ch8), requests(at("11:05"), 1, served=fra2_ch7_iphone)])
+    large = (
+        (logs["ts"].dt.minute % 10 == 0)
+        & (logs["cs_uri_stem"] == STEMS[0])
+        & (logs["device_family"] == "iPhone")
+    )
+    logs.loc[large | (logs["ts"] == at("11:05:10")), "sc_bytes"] = 200_000
+    write_logs(
+        lake, pd.concat([logs, crawl(at("11:00"), 120, lambda number: "198.51.100.7")], ignore_index=True), {}
+    )
+    crawler = [
+        day_scores(name, list(range(660, 690))) for name in ("cdn_4xx_rate{edge=FRA2}", "cdn_4xx_rate")
+    ]
+    scores = pd.concat(
+        [
+            *crawler,
+            day_scores("cdn_bytes{edge=FRA2}", list(range(665, 685))),
+            day_scores("cdn_ttfb_p95", list(range(660, 690))),
+        ],
+        ignore_index=True,
+    )
+
+    (incident,) = day_incidents(lake, DAY, scores, group_events(scores))
+
+    bytes_sent = next(e for e in incident.drivers.explanations if e.metric == "cdn_bytes")
+    assert not bytes_sent.changed
+    assert incident.cause == Cause(
+        "ttfb p95 100 ms → 2.0 s at path /live/ch8, all edges, all devices (overall 100 ms → 2.0 s)",
+        {"path": "/live/ch8"},
+        news=("cdn_bytes{edge=FRA2}", "cdn_ttfb_p95"),
+    )
+
+
 def report_of(lake: Lake) -> str:
     uri = render_day_report(lake, DAY)
     assert uri == lake.uri("reports/dt=2026-11-21/index.html")

@@ -203,7 +203,12 @@ def set_clients_apart(
     def requests_of(few: Collection[str]) -> pd.DataFrame:
         return rows[rows[drv.CLIENT].isin(few) & (rows["ts"] >= span[0]) & (rows["ts"] < span[1])]
 
+    def walked(flagged: Sequence[tuple[str, str]]) -> bool:
+        return bool(flagged) and all(theirs[column].eq(value).any() for column, value in flagged)
+
     def explain(metric: str, inside: Sequence[tuple[str, str]] = within) -> drv.Explanation:
+        # A flag on a slice they walked read their requests: without them, it witnesses nothing.
+        witness = (witnessed or {}).get(metric, ())
         return drv.explain_rows(
             others,
             *span,
@@ -211,18 +216,17 @@ def set_clients_apart(
             metric,
             elsewhere=elsewhere,
             within=inside,
-            witnessed=(witnessed or {}).get(metric, ()),
+            witnessed=() if walked(witness) else witness,
         )
 
+    theirs = requests_of(clients)
     again = {e.metric: e if e.metric in made else explain(e.metric) for e in explanations}
     also: list[drv.Explanation] = []
-    theirs = requests_of(clients)
     for metric, flagged in decisive:
         # A breakdown of a slice they walked read their requests: its departure is theirs, whatever
         # a search of the slice's few other requests finds. A metric they made is theirs but on an
         # edge that never served them.
-        walked = bool(flagged) and all(theirs[column].eq(value).any() for column, value in flagged)
-        if walked or (metric in made and not _off(flagged, served)):
+        if walked(flagged) or (metric in made and not _off(flagged, served)):
             continue
         reused = metric in again and metric not in made and flagged == tuple(within)
         explanation = again[metric] if reused else explain(metric, flagged)
