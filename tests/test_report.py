@@ -178,16 +178,34 @@ def test_a_change_a_few_clients_made_is_named_with_them() -> None:
     clients, sentence = explained(lambda number: f"198.51.100.{number % 2}")
     assert clients == ("198.51.100.0", "198.51.100.1")
     assert sentence.endswith("made by clients 198.51.100.0 and 198.51.100.1")
-    # The same 404s from 120 clients are the service's; logged without an address, no one's; on an edge
-    # that only the crawler asked, nothing says the edge served anyone else well.
-    for addresses, edge in (
-        (lambda number: f"198.51.100.{number}", "FRA2"),
-        (lambda number: None, "FRA2"),
-        (lambda number: "198.51.100.7", "NEW1"),
-    ):
-        clients, sentence = explained(addresses, edge)
+    # On an edge that served nobody before, its requests are new traffic: the edge failed no viewer.
+    clients, sentence = explained(lambda number: "198.51.100.7", "NEW1")
+    assert clients == ("198.51.100.7",)
+    assert sentence.endswith("made by one client 198.51.100.7")
+    # The same 404s from 120 clients are the service's; logged without an address, no one's.
+    for addresses in (lambda number: f"198.51.100.{number}", lambda number: None):
+        clients, sentence = explained(addresses)
         assert clients == ()
         assert sentence.endswith("(overall 0% → 20%)")
+
+
+def test_an_edge_that_fails_its_only_viewer_is_the_edges_incident() -> None:
+    # THIN serves one viewer four requests a minute; from 11:00 every one of them fails. Its requests
+    # are no new traffic there and nobody else's show the edge served anyone well.
+    viewer = "198.51.100.9"
+    logs = pd.concat(
+        [
+            incident_logs(),
+            crawl(at("10:00"), 240, lambda number: viewer, "THIN").assign(sc_status=200),
+            crawl(at("11:00"), 120, lambda number: viewer, "THIN"),
+        ],
+        ignore_index=True,
+    )
+
+    explanation = explain_incident(logs, at("11:00"), at("11:30"), BASELINE, "cdn_4xx_rate")
+
+    assert explanation.clients == ()
+    assert explanation.sentence == "4xx rate 0% → 100% at edge THIN (overall 0% → 20%)"
 
 
 def test_a_cause_on_every_edge_says_all_edges() -> None:

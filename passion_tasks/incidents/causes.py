@@ -766,8 +766,10 @@ def _clients_who_made_it(
     ``everywhere``, the incident's and the baseline's rows: a crawler's made-up paths are its slice
     alone) fared otherwise: a volume's did not change beyond their noise; a share's or a latency's
     rate departed not a fifth as far as those clients', and they were enough to have shown the change
-    had they fared alike. A thin edge whose only viewers all failed is the edge's outage, not theirs;
-    so is an outage whose heaviest viewer made most of its errors while the others failed as often."""
+    had they fared alike; or those clients' requests are new traffic there, more a minute than their
+    edges served in the baseline beyond the noise of requests (``_new_traffic``). A thin edge whose
+    only viewers all failed is the edge's outage, not theirs; so is an outage whose heaviest viewer
+    made most of its errors while the others failed as often."""
     weight = _weight(measure)
     if measure.kind == "volume":
         now = during.groupby(CLIENT)[weight].sum() / minutes[0]
@@ -801,7 +803,19 @@ def _clients_who_made_it(
         spared = abs(others[weight].mean() - baseline) <= (1 - EXPLAINED_SHARE) * abs(
             their_rate - baseline
         ) and _overall_change(measure, fared_alike, others_before, minutes)
+        served_before = everywhere[1][everywhere[1]["edge_location"].isin(edges)]
+        spared = spared or _new_traffic(theirs, served_before, minutes)
     return (clients, edges) if spared else ((), ())
+
+
+def _new_traffic(theirs: pd.DataFrame, served_before: pd.DataFrame, minutes: tuple[float, float]) -> bool:
+    """Whether the requests ``theirs`` outnumber, a minute and by ``SIGNIFICANCE_Z`` times the noise of
+    counts, all that their edges served in the baseline (``served_before``): a crawler on an edge its
+    viewers leave nearly idle. Its 404s are its session's: no viewer the edge served before is seen
+    failing, and an edge that fails its own viewers fails no more requests than they make."""
+    now, usual = len(theirs) / minutes[0], len(served_before) / minutes[1]
+    noise = np.sqrt(len(theirs) / minutes[0] ** 2 + len(served_before) / minutes[1] ** 2)
+    return bool(now - usual >= SIGNIFICANCE_Z * noise)
 
 
 def _holds_the_change(change_share: float, traffic_share: float) -> bool:
