@@ -1108,6 +1108,22 @@ def test_a_flag_on_the_crawlers_edge_witnesses_nothing_without_its_requests(lake
     )
 
 
+def test_a_crawler_on_an_edge_without_series_of_its_own_departs_the_other_edges_series(lake: Lake) -> None:
+    # NEW1 is not among the edges the day's breakdowns name: the crawler's 404s there depart the
+    # (other) edge's series, and that edge served the crawler. The incident is its, routine.
+    write_logs(lake, crawled(lambda number: "198.51.100.7", "NEW1"), {})
+    crawler = [
+        day_scores(name, list(range(660, 690)))
+        for name in ("cdn_4xx_rate{edge=(other)}", "cdn_4xx_rate", "cdn_requests{edge=(other)}")
+    ]
+    scores = pd.concat([*crawler, *(day_scores(f"cdn_4xx_rate{{edge={edge}}}", []) for edge in EDGES)])
+
+    (incident,) = day_incidents(lake, DAY, scores, group_events(scores))
+
+    assert incident.cause.clients == ("198.51.100.7",)
+    assert incident.cause.routine
+
+
 def report_of(lake: Lake) -> str:
     uri = render_day_report(lake, DAY)
     assert uri == lake.uri("reports/dt=2026-11-21/index.html")

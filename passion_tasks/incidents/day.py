@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from passion_tasks.features import read_series, ts_within
+from passion_tasks.features.cdn import OTHER
 from passion_tasks.features.policy import (
     goes_bad_downwards,
     is_input_only,
@@ -87,10 +88,12 @@ def incident_drivers(
     services: pd.DataFrame | None,
     elsewhere: Sequence[drv.Window] = (),
     since: pd.Timestamp | None = None,
+    named_edges: Collection[str] | None = None,
 ) -> Drivers:
     """Explain a CDN incident from the logs (never against the requests of the day's other incidents,
     ``elsewhere``) from ``since``, when it ``began`` (default: its start), a metrics incident from how
-    the services moved."""
+    the services moved. ``named_edges``: the edges with series of their own that day (``_day_edges``);
+    the others' requests are the ``(other)`` edge's."""
     bounds = day_span(day)
     if incident.family == datasets.SERVER_METRICS:
         if services is None or services.empty:
@@ -135,7 +138,15 @@ def incident_drivers(
         if any(explanation.changed for explanation in explanations):
             break
     explanations, beside = set_clients_apart(
-        rows, explanations, decisive, (start, incident.stop), windows, elsewhere, within, witnessed
+        rows,
+        explanations,
+        decisive,
+        (start, incident.stop),
+        windows,
+        elsewhere,
+        within,
+        witnessed,
+        named_edges,
     )
     return Drivers(
         explanations=explanations,
@@ -172,6 +183,7 @@ def set_clients_apart(
     elsewhere: Sequence[drv.Window] = (),
     within: Sequence[tuple[str, str]] = (),
     witnessed: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    named_edges: Collection[str] | None = None,
 ) -> tuple[tuple[drv.Explanation, ...], drv.Explanation | None]:
     """``explanations`` with the few clients that made some of their changes set apart: the others
     explained again from the other rows (``causes.explain_rows`` over ``span`` and their baseline of
@@ -180,7 +192,9 @@ def set_clients_apart(
     edge that never served them of a metric they made). A change there made by other few clients (a
     second crawler on another edge) joins the explanations, theirs too; the first made by none, in a
     slice holding none of their requests, is returned beside them. Unchanged and None without such
-    clients. ``witnessed``: where the detectors place each metric's change (``witnessed_slice``).
+    clients. ``witnessed``: where the detectors place each metric's change (``witnessed_slice``);
+    ``named_edges``: as for ``incident_drivers``, so that the edges that served them are named as the
+    series name them (``_as_series_name_them``).
 
     A crawler walks one edge most days; an origin that slows down one folder while it does is news
     all the same, and its requests are no part of it. A change the logs still show without the
@@ -196,6 +210,7 @@ def set_clients_apart(
     clients = _clients(explanations)
     if not clients:
         return tuple(explanations), None
+    explanations = [_as_series_name_them(e, named_edges) for e in explanations]
     made = _made(explanations)
     served = _served(explanations)
     others = rows[~rows[drv.CLIENT].isin(clients)]
@@ -232,6 +247,7 @@ def set_clients_apart(
         explanation = again[metric] if reused else explain(metric, flagged)
         if explanation.changed and explanation.clients:
             # Other few clients made it (a second crawler, on another edge): routine as theirs is.
+            explanation = _as_series_name_them(explanation, named_edges)
             also.append(explanation)
             served |= set(explanation.client_edges)
             clients |= set(explanation.clients)
@@ -241,6 +257,17 @@ def set_clients_apart(
         if explanation.changed and apart and _the_bad_way(explanation):
             return (*again.values(), *also), explanation
     return (*again.values(), *also), None
+
+
+def _as_series_name_them(
+    explanation: drv.Explanation, named_edges: Collection[str] | None
+) -> drv.Explanation:
+    """``explanation`` whose clients' edges include ``(other)`` when one of them has no series of its
+    own (not in ``named_edges``; None: unknown): a crawler on a thin edge departs the ``(other)`` edge's
+    series, and that edge served them too."""
+    if named_edges is None or set(explanation.client_edges) <= set(named_edges):
+        return explanation
+    return replace(explanation, client_edges=(*explanation.client_edges, OTHER))
 
 
 def _the_bad_way(explanation: drv.Explanation) -> bool:
@@ -550,6 +577,11 @@ def _slice_names(within: Iterable[tuple[str, str]]) -> dict[str, str]:
     )
 
 
+def _day_edges(series: Iterable[str]) -> set[str]:
+    """The edges that ``series`` (a day's) name, ``(other)`` left out: those with series of their own."""
+    return {series_dim_value(name) for name in set(series) if series_dim(name) == "edge"} - {OTHER}
+
+
 @dataclass(frozen=True)
 class ExplainedIncident:
     """An incident of the day, what drove it and its cause."""
@@ -570,6 +602,7 @@ def day_incidents(
     """The day's incidents, most important first; the first ``explained`` are explained (finding a
     cause reads the logs), the others get a cause that names their lead series."""
     incidents = group_incidents(with_severity(events, scores))
+    named_edges = _day_edges(scores["series"])
     services = _services(lake, day) if any(i.family == datasets.SERVER_METRICS for i in incidents) else None
     found = []
     spans = [(incident.start, incident.stop) for incident in incidents if incident.family == datasets.CDN]
@@ -577,7 +610,7 @@ def day_incidents(
         elsewhere = [span for span in spans if span != (incident.start, incident.stop)]
         if number < explained:
             since = began(lake, day, incident)
-            drivers = incident_drivers(lake, day, incident, services, elsewhere, since)
+            drivers = incident_drivers(lake, day, incident, services, elsewhere, since, named_edges)
             usual = usual_departure(lake, day, incident, since, drivers.explanations)
             drivers = replace(drivers, usual=usual)
         else:
