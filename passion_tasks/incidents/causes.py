@@ -224,7 +224,8 @@ class Explanation:
     changed: bool
     requests: int
     breakdown: tuple[Contribution, ...] = ()
-    #: The few clients that made the change (``_clients_who_made_it``), and the edges that served them.
+    #: The few clients that made the change (``_clients_who_made_it``), and the edges that served them
+    #: (``incidents.day`` adds ``(other)`` where one of those has no series of its own that day).
     clients: tuple[str, ...] = ()
     client_edges: tuple[str, ...] = ()
 

@@ -218,6 +218,8 @@ def set_clients_apart(
     def requests_of(few: Collection[str]) -> pd.DataFrame:
         return rows[rows[drv.CLIENT].isin(few) & (rows["ts"] >= span[0]) & (rows["ts"] < span[1])]
 
+    theirs = requests_of(clients)
+
     def walked(flagged: Sequence[tuple[str, str]]) -> bool:
         return bool(flagged) and all(theirs[column].eq(value).any() for column, value in flagged)
 
@@ -234,7 +236,6 @@ def set_clients_apart(
             witnessed=() if walked(witness) else witness,
         )
 
-    theirs = requests_of(clients)
     again = {e.metric: e if e.metric in made else explain(e.metric) for e in explanations}
     also: list[drv.Explanation] = []
     for metric, flagged in decisive:
@@ -579,7 +580,7 @@ def _slice_names(within: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 def _day_edges(series: Iterable[str]) -> set[str]:
     """The edges that ``series`` (a day's) name, ``(other)`` left out: those with series of their own."""
-    return {series_dim_value(name) for name in set(series) if series_dim(name) == "edge"} - {OTHER}
+    return {series_dim_value(name) for name in series if series_dim(name) == "edge"} - {OTHER}
 
 
 @dataclass(frozen=True)
@@ -602,7 +603,7 @@ def day_incidents(
     """The day's incidents, most important first; the first ``explained`` are explained (finding a
     cause reads the logs), the others get a cause that names their lead series."""
     incidents = group_incidents(with_severity(events, scores))
-    named_edges = _day_edges(scores["series"])
+    named_edges = _day_edges(scores["series"].unique())
     services = _services(lake, day) if any(i.family == datasets.SERVER_METRICS for i in incidents) else None
     found = []
     spans = [(incident.start, incident.stop) for incident in incidents if incident.family == datasets.CDN]
