@@ -12,6 +12,7 @@ import pytest
 
 from passion_tasks.detectors.thresholds import robust_spread
 from passion_tasks.errors import PassionError, UsageError
+from passion_tasks.evaluation import metrics
 from passion_tasks.evaluation.selection import INJECTED, LABELLED, inject_anomalies, select_detector
 from passion_tasks.lake import Lake, schemas
 from passion_tasks.models import registry
@@ -80,37 +81,49 @@ def test_labelled_holdout_picks_the_detector_that_finds_the_anomaly(featured: La
 
 def test_without_labels_candidates_are_judged_on_planted_anomalies(featured: Lake) -> None:
     chosen = select_detector(
-        featured, "cif", CANDIDATES, train_from=START, train_to=END, params=BLIND, promote=False
+        featured, "cif", [*CANDIDATES, "profile"], train_from=START, train_to=END, params=BLIND, promote=False
     )
     assert chosen.criterion == INJECTED
-    assert chosen.winner == "rolling_mad"
     figures = {candidate.detector: candidate.figures for candidate in chosen.candidates}
-    # A spike and a level shift on each of the two holdout days.
-    assert figures["rolling_mad"]["segments"] == 4
+    # A spike, a level shift and a stall on each of the two holdout days: a rolling median follows a
+    # metric that stopped moving, the daily profile does not.
+    assert figures["rolling_mad"]["segments"] == 6
     assert figures["rolling_mad"]["detected_segments"] == 4
+    assert figures["profile"]["detected_segments"] == 6
     assert figures["windowed_gaussian"]["detected_segments"] == 0
+    assert chosen.winner == "profile"
     assert figures["rolling_mad"]["nab_standard"] > figures["windowed_gaussian"]["nab_standard"] == 0.0
     assert chosen.promotion is None
     assert registry.live(featured, "cif", on=END + dt.timedelta(days=1)) is None
     assert chosen.model.metrics["selection"]["criterion"] == INJECTED
+    assert "stall (30 rows)" in chosen.model.metrics["selection"]["explanation"]
 
 
 def test_planted_anomalies_are_sized_by_the_training_noise() -> None:
-    index = pd.date_range("2026-01-01", periods=4 * 100, freq="min", tz="UTC")
+    index = pd.date_range("2026-01-01", periods=4 * 150, freq="min", tz="UTC")
     values = np.random.default_rng(0).normal(50, 2, len(index))
-    values[250:260] = np.nan
+    # Inside the first holdout day's slot for a level shift, leaving no 30 rows clear of it.
+    values[360:380] = np.nan
     frame = pd.DataFrame({"x": values}, index=index)
-    injected, labels = inject_anomalies(frame, train_rows=200, holdout_days=2)
-    sigma = robust_spread(np.diff(values[:200]))
-    change = (injected["x"] - frame["x"]).to_numpy()
-    planted = np.flatnonzero(labels)
-    assert labels[:200].sum() == 0
-    # Per day: a 5-row spike of +8 sigma, then a 30-row level shift of -6 sigma, clear of the gap.
-    assert len(planted) == 2 * (5 + 30)
-    assert sorted(np.round(change[planted] / sigma, 9).tolist()) == [-6.0] * 60 + [8.0] * 10
-    assert np.isnan(injected["x"].iloc[250:260]).all()
-    assert (change[~labels & ~np.isnan(change)] == 0).all()
-    again, _ = inject_anomalies(frame, train_rows=200, holdout_days=2)
+    injected, labels = inject_anomalies(frame, train_rows=300, holdout_days=2)
+    sigma = robust_spread(np.diff(values[:300]))
+    planted = injected["x"].to_numpy()
+    kinds = []
+    for first, last in metrics.label_runs(labels):
+        change = np.round((planted - values)[first : last + 1] / sigma, 9)
+        if (change == 8.0).all() and last - first + 1 == 5:
+            kinds.append("spike")
+        elif (change == -6.0).all() and last - first + 1 == 30:
+            kinds.append("level_shift")
+        elif (planted[first : last + 1] == values[first - 1]).all() and last - first + 1 == 30:
+            kinds.append("stall")
+    # Per day: a 5-row spike of +8 sigma, a 30-row level shift of -6 sigma and a 30-row stall holding
+    # the row before it, each in its third of the day; the first day's shift has no place clear of the gap.
+    assert kinds == ["spike", "stall", "spike", "level_shift", "stall"]
+    assert labels[:300].sum() == 0
+    assert np.isnan(injected["x"].iloc[360:380]).all()
+    assert (planted[~labels & ~np.isnan(values)] == values[~labels & ~np.isnan(values)]).all()
+    again, _ = inject_anomalies(frame, train_rows=300, holdout_days=2)
     pd.testing.assert_frame_equal(again, injected)
 
 

@@ -11,7 +11,8 @@ detector's own threshold, the one it will alert with. The criterion:
   segment;
 - **injected** (no labels in the holdout): the NAB standard score on the holdout after planting
   synthetic anomalies in it, one window per planted anomaly. Each holdout day gets an upward spike
-  (+8 sigma for 5 rows) and a downward level shift (-6 sigma for 30 rows) at seeded random places,
+  (+8 sigma for 5 rows), a downward level shift (-6 sigma for 30 rows) and a stall (the value of the
+  row before held for 30 rows: an exporter or a counter that stopped) at seeded random places,
   sigma being the robust spread (1.4826 MAD) of the training days' step-to-step changes. The NAB
   score rewards finding them early and charges every flagged row elsewhere, so it weighs detection
   against false alarms; each candidate's false-alarm rate on the untouched holdout is reported too.
@@ -46,8 +47,9 @@ from passion_tasks.models.training import training_labels
 
 LABELLED = "labelled"
 INJECTED = "injected"
-#: Planted per holdout day: (kind, rows, size in sigmas of the training step-to-step changes).
-INJECTIONS = (("spike", 5, 8.0), ("level_shift", 30, -6.0))
+#: Planted per holdout day: (kind, rows, size in sigmas of the training step-to-step changes). A stall
+#: holds the value of the row before it: a metric's third way to fail, beside a spike and a shift.
+INJECTIONS = (("spike", 5, 8.0), ("level_shift", 30, -6.0), ("stall", 30, 0.0))
 INJECTION_SEED = 0
 #: Without --train-from: this many days up to train_to, as ``passion train``.
 
@@ -181,7 +183,10 @@ def _explanation(criterion: str, segments: int) -> str:
             f"NAB standard score on the holdout against the lake's {segments} labelled segment(s) in it, "
             "at each detector's own threshold"
         )
-    kinds = ", ".join(f"{kind} ({size:+g} sigma, {rows} rows)" for kind, rows, size in INJECTIONS)
+    kinds = ", ".join(
+        f"{kind} ({rows} rows)" if kind == "stall" else f"{kind} ({size:+g} sigma, {rows} rows)"
+        for kind, rows, size in INJECTIONS
+    )
     return (
         f"no labels in the holdout: NAB standard score on the holdout after planting {segments} synthetic "
         f"anomalies in it (per day: {kinds}), at each detector's own threshold"
@@ -202,12 +207,16 @@ def inject_anomalies(
     labels = np.zeros(len(values), dtype=bool)
     observed = np.concatenate([[0], np.cumsum(~np.isnan(values))])
     for day in np.array_split(np.arange(train_rows, len(values)), holdout_days):
-        for slot, (_, rows, size) in zip(np.array_split(day, len(INJECTIONS)), INJECTIONS, strict=True):
+        for slot, (kind, rows, size) in zip(np.array_split(day, len(INJECTIONS)), INJECTIONS, strict=True):
             starts = slot[: max(len(slot) - rows + 1, 0)]
-            starts = starts[observed[starts + rows] - observed[starts] == rows]
+            # Every row of the anomaly holds a value, and the row a stall holds does too.
+            starts = starts[observed[starts + rows] - observed[starts - 1] == rows + 1]
             if len(starts):
                 first = int(rng.choice(starts))
-                values[first : first + rows] += size * sigma
+                if kind == "stall":
+                    values[first : first + rows] = values[first - 1]
+                else:
+                    values[first : first + rows] += size * sigma
                 labels[first : first + rows] = True
     injected = frame.copy()
     injected.iloc[:, 0] = values
