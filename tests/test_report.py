@@ -416,6 +416,31 @@ def test_a_slice_that_lost_its_viewers_is_named_though_the_whole_barely_moved() 
     )
 
 
+def test_an_edge_that_served_nothing_the_day_before_is_named_for_the_traffic_it_took() -> None:
+    # A standby edge takes FRA2's share of the viewers (a failover, a new edge): its requests were
+    # 0 a minute the day before, not an undefined value, and its series is the one flagged.
+    yesterday = DAY - dt.timedelta(days=1)
+    logs = pd.concat(
+        3
+        * [
+            requests(at("11:00", yesterday), 30, served=lambda edge, stem, device: edge != "FRA2"),
+            requests(at("11:00"), 30),
+        ],
+        ignore_index=True,
+    )
+    window = (at("11:00", yesterday), at("11:30", yesterday))
+    within = flagged_slice(["cdn_requests{edge=FRA2}"])
+
+    explanation = explain_rows(
+        log_slices(logs), at("11:00"), at("11:30"), window, "cdn_requests", within=within
+    )
+
+    assert explanation.changed
+    assert explanation.sentence == (
+        "requests 0/min → 12/min at edge FRA2, all paths, all devices (overall 36/min → 48/min)"
+    )
+
+
 def test_a_slice_the_detectors_flagged_alone_is_where_the_explanation_starts() -> None:
     # One failing request a minute on FRA2's ch7 among 16: flagged on those two series only.
     logs = incident_logs(

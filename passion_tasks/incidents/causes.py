@@ -576,8 +576,10 @@ def _value(measure: Measure, rows: pd.DataFrame, minutes: float) -> float:
 def _overall_change(
     measure: Measure, during: pd.DataFrame, before: pd.DataFrame, minutes: tuple[float, float]
 ) -> bool:
-    """Whether the measure changed over all of ``during`` by more than its noise (``SIGNIFICANCE_Z``)."""
-    if during.empty or before.empty:
+    """Whether the measure changed over all of ``during`` by more than its noise (``SIGNIFICANCE_Z``).
+
+    A rate or a latency over no requests is undefined, so no change; a volume over none is 0 a minute."""
+    if measure.kind != "volume" and (during.empty or before.empty):
         return False
     weight = during[_weight(measure)].astype(float), before[_weight(measure)].astype(float)
     if measure.kind == "volume":
@@ -810,13 +812,12 @@ def _clients_who_made_it(
 
 
 def _new_traffic(theirs: pd.DataFrame, served_before: pd.DataFrame, minutes: tuple[float, float]) -> bool:
-    """Whether the requests ``theirs`` outnumber, a minute and by ``SIGNIFICANCE_Z`` times the noise of
-    counts, all that their edges served in the baseline (``served_before``): a crawler on an edge its
-    viewers leave nearly idle. Its 404s are its session's: no viewer the edge served before is seen
-    failing, and an edge that fails its own viewers fails no more requests than they make."""
-    now, usual = len(theirs) / minutes[0], len(served_before) / minutes[1]
-    noise = np.sqrt(len(theirs) / minutes[0] ** 2 + len(served_before) / minutes[1] ** 2)
-    return bool(now - usual >= SIGNIFICANCE_Z * noise)
+    """Whether the requests ``theirs`` outnumber, a minute and beyond their noise, all that their edges
+    served in the baseline (``served_before``): a crawler on an edge its viewers leave nearly idle.
+    Its 404s are its session's: no viewer the edge served before is seen failing, and an edge that
+    fails its own viewers fails no more requests than they make."""
+    more = len(theirs) / minutes[0] > len(served_before) / minutes[1]
+    return more and _overall_change(MEASURES["cdn_requests"], theirs, served_before, minutes)
 
 
 def _holds_the_change(change_share: float, traffic_share: float) -> bool:
