@@ -244,6 +244,35 @@ def test_a_thin_slices_latency_is_judged_against_its_minutes_mix_of_hits_and_mis
     assert blind.size and 600 <= blind.min() < 610
 
 
+def test_an_hour_too_thin_to_learn_keeps_the_slices_usual_mix_of_hits_and_misses() -> None:
+    # One request in twenty minutes (21 in a week's hour: no hour learns a level of its own), four in
+    # five hits around 10 ms, misses around 150 ms; in training every 7 a.m. request missed the
+    # cache. The scored day's 7 a.m. has ten times its usual requests, all hits: the slice's usual
+    # hits, not fifteen times too slow for a 7 a.m. that only ever missed.
+    rng = np.random.default_rng(5)
+    rows = TRAIN + DAY
+    at_seven = grid(rows).hour.to_numpy() == 7
+    requests = (rng.random(rows) < (0.05 + 0.45 * at_seven * (np.arange(rows) >= TRAIN))).astype(float)
+    miss = (rng.random(rows) < 0.2) & ~(at_seven & (np.arange(rows) >= TRAIN))
+    miss[:TRAIN] |= at_seven[:TRAIN]
+    latency = np.where(miss, 0.15 * np.exp(rng.normal(0, 0.5, rows)), 0.01 * np.exp(rng.normal(0, 0.3, rows)))
+    served = requests > 0
+    frame = pd.DataFrame(
+        {
+            "cdn_ttfb_gmean": np.where(served, latency, np.nan),
+            "cdn_requests": requests,
+            "cdn_cache_hit_ratio": np.where(served, 1.0 - miss, np.nan),
+        },
+        index=grid(rows),
+    )
+
+    detector, result = fitted("geometric_mean", frame)
+
+    trained = served[:TRAIN]
+    assert detector.hour_miss_shares_[7] == pytest.approx(miss[:TRAIN][trained].mean())
+    assert not result["is_anomaly"].any()
+
+
 def test_a_traffic_drop_is_flagged_against_the_time_of_day() -> None:
     # Not seed 0: its scored day holds half an hour 4.9 sigma above the Poisson mean that drew it (724
     # requests for 603 from 17:24), a one in 20,000 days chance that the half hour's window is right

@@ -453,7 +453,12 @@ class GeometricMeanDetector(SizeDetector):
         its spread is the mix. A minute's mean log latency is the hour's level plus the penalty times
         how far its share of misses lies from the hour's; the penalty is the slope of that, within
         each hour of day, over the training minutes weighted by their requests. A slice whose logs name
-        no cache result (its misses' share never moves) keeps a penalty of 0."""
+        no cache result (its misses' share never moves) keeps a penalty of 0.
+
+        An hour with too few minutes to learn its level from (``MIN_ROWS_PER_HOUR``) is judged at the
+        level of all hours (``_fit``), so its usual share of misses is theirs too: a thin edge's few
+        training minutes at 7 a.m., all misses, do not make a 7 a.m. hit fifteen times faster than
+        the edge's typical request."""
         if values.shape[1] < 3:
             return
         totals, requests = (column[0] for column in self._matrix_totals(values))
@@ -462,11 +467,14 @@ class GeometricMeanDetector(SizeDetector):
         weights = np.where(known, requests, 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             in_hour = np.bincount(hours, weights, minlength=24)
-            shares = np.bincount(hours, weights * np.nan_to_num(misses), minlength=24) / in_hour
+            missed = np.bincount(hours, weights * np.nan_to_num(misses), minlength=24)
+            shares = np.nan_to_num(missed / in_hour)
             levels = np.bincount(hours, np.where(known, totals, 0.0), minlength=24) / in_hour
             logs = totals / requests
-        self.hour_miss_shares_ = np.nan_to_num(shares)
-        apart = np.where(known, misses - self.hour_miss_shares_[hours], 0.0)
+            overall = missed.sum() / in_hour.sum()
+        learned = np.bincount(hours[seen], minlength=24) >= MIN_ROWS_PER_HOUR
+        self.hour_miss_shares_ = np.where(learned, shares, np.nan_to_num(overall))
+        apart = np.where(known, misses - shares[hours], 0.0)
         spread = float(np.sum(weights * apart**2))
         slope = float(np.sum(weights * apart * np.where(known, logs - np.nan_to_num(levels)[hours], 0.0)))
         # A mix that barely moved says nothing of the penalty (to one part in a million of the requests).
