@@ -273,6 +273,21 @@ def test_an_hour_too_thin_to_learn_keeps_the_slices_usual_mix_of_hits_and_misses
     assert not result["is_anomaly"].any()
 
 
+def test_requests_named_on_one_training_day_are_refused_a_daily_profile() -> None:
+    # A thin edge has a series of its own only on the days it is among the busiest: here one day of
+    # the week, the day a crawler made it so. That day is no profile of the edge's days.
+    requests = requests_per_minute(4)[:TRAIN]
+    requests[: 3 * DAY] = np.nan
+    requests[4 * DAY :] = np.nan
+    frame = pd.DataFrame({"cdn_requests": requests}, index=grid(TRAIN))
+    with pytest.raises(
+        DetectorError, match="count: a daily profile needs at least 2 training days with values, got 1"
+    ):
+        make_detector("count").fit(frame)
+    requests[4 * DAY : 5 * DAY] = requests_per_minute(4)[4 * DAY : 5 * DAY]
+    make_detector("count").fit(frame.assign(cdn_requests=requests))
+
+
 def test_a_traffic_drop_is_flagged_against_the_time_of_day() -> None:
     # Not seed 0: its scored day holds half an hour 4.9 sigma above the Poisson mean that drew it (724
     # requests for 603 from 17:24), a one in 20,000 days chance that the half hour's window is right

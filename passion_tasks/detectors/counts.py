@@ -36,7 +36,7 @@ from scipy import stats
 
 from passion_tasks.detectors.base import Detector, DetectorError, learned_column, matrix_of
 from passion_tasks.detectors.baselines import median_of_rows
-from passion_tasks.detectors.profiles import RANGE_TAIL, daily_profile, minute_of_day
+from passion_tasks.detectors.profiles import RANGE_TAIL, check_profile_days, daily_profile, minute_of_day
 from passion_tasks.detectors.surprise import (
     WINDOWS,
     SurpriseScores,
@@ -697,6 +697,9 @@ class CountDetector(CountAwareDetector):
         counts = frame.iloc[:, 0]
         if counts.notna().sum() < 2 * self.window:
             raise DetectorError(f"{self.name}: window={self.window} needs {2 * self.window} training minutes")
+        # One day is no daily profile: an edge that has a series of its own only on the day a crawler
+        # made it one of the busiest would expect the crawler at that hour every day.
+        check_profile_days(self.name, counts.dropna().index)
         self.profile_ = np.nan_to_num(daily_profile(counts, self.smoothing), nan=0.0)
         seasonal = self.profile_[minute_of_day(frame.index)]
         # Each row's block just before it: every block training saw, once.
