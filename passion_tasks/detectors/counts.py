@@ -233,13 +233,9 @@ class PercentileDetector(CountAwareDetector):
             raise DetectorError(f"{self.name}: {int(seen.sum())} training minutes with requests, too few")
         self.level_ = float(np.median(logs[seen]))
         hours = frame.index.hour.to_numpy()
+        learned = learned_hours(hours, seen)
         self.hour_levels_ = np.array(
-            [
-                np.median(logs[seen & (hours == hour)])
-                if (seen & (hours == hour)).sum() >= MIN_ROWS_PER_HOUR
-                else self.level_
-                for hour in range(24)
-            ]
+            [np.median(logs[seen & (hours == hour)]) if learned[hour] else self.level_ for hour in range(24)]
         )
         self.resolution_ = _resolution(values[seen])
         residuals = logs[seen] - hourly_at(self.hour_levels_, frame.index)[seen]
@@ -358,9 +354,10 @@ class SizeDetector(CountAwareDetector):
         self._fit_mix(matrix, hours, seen)
         values = values - requests * np.ravel(self._mix_shift([self], matrix, frame.index))
         overall = _size_moments(values[seen], requests[seen])
+        learned = learned_hours(hours, seen)
         moments = [
             _size_moments(values[seen & (hours == hour)], requests[seen & (hours == hour)])
-            if (seen & (hours == hour)).sum() >= MIN_ROWS_PER_HOUR
+            if learned[hour]
             else overall
             for hour in range(24)
         ]
@@ -472,8 +469,7 @@ class GeometricMeanDetector(SizeDetector):
             levels = np.bincount(hours, np.where(known, totals, 0.0), minlength=24) / in_hour
             logs = totals / requests
             overall = missed.sum() / in_hour.sum()
-        learned = np.bincount(hours[seen], minlength=24) >= MIN_ROWS_PER_HOUR
-        self.hour_miss_shares_ = np.where(learned, shares, np.nan_to_num(overall))
+        self.hour_miss_shares_ = np.where(learned_hours(hours, seen), shares, np.nan_to_num(overall))
         apart = np.where(known, misses - shares[hours], 0.0)
         spread = float(np.sum(weights * apart**2))
         slope = float(np.sum(weights * apart * np.where(known, logs - np.nan_to_num(levels)[hours], 0.0)))
@@ -496,6 +492,12 @@ class GeometricMeanDetector(SizeDetector):
     def _expected_column(cls, values: np.ndarray, per_request: np.ndarray) -> np.ndarray:
         """The expected column: the typical request's latency, the geometric mean's own scale."""
         return np.exp(per_request)
+
+
+def learned_hours(hours: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Which hours of day (24) hold the ``MIN_ROWS_PER_HOUR`` training minutes with values (``seen``)
+    that learn an hour's own level; the others are judged at the level of all hours."""
+    return np.bincount(hours[seen], minlength=24) >= MIN_ROWS_PER_HOUR
 
 
 def hourly_at(hourly: np.ndarray, index: pd.DatetimeIndex) -> np.ndarray:

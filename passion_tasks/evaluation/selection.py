@@ -47,9 +47,13 @@ from passion_tasks.models.training import training_labels
 
 LABELLED = "labelled"
 INJECTED = "injected"
-#: Planted per holdout day: (kind, rows, size in sigmas of the training step-to-step changes). A stall
-#: holds the value of the row before it: a metric's third way to fail, beside a spike and a shift.
-INJECTIONS = (("spike", 5, 8.0), ("level_shift", 30, -6.0), ("stall", 30, 0.0))
+#: Planted per holdout day: (kind, rows, size in sigmas of the training step-to-step changes, or None
+#: for a stall, which holds the value of the row before it: a metric's third way to fail).
+INJECTIONS: tuple[tuple[str, int, float | None], ...] = (
+    ("spike", 5, 8.0),
+    ("level_shift", 30, -6.0),
+    ("stall", 30, None),
+)
 INJECTION_SEED = 0
 #: Without --train-from: this many days up to train_to, as ``passion train``.
 
@@ -184,7 +188,7 @@ def _explanation(criterion: str, segments: int) -> str:
             "at each detector's own threshold"
         )
     kinds = ", ".join(
-        f"{kind} ({rows} rows)" if kind == "stall" else f"{kind} ({size:+g} sigma, {rows} rows)"
+        f"{kind} ({rows} rows)" if size is None else f"{kind} ({size:+g} sigma, {rows} rows)"
         for kind, rows, size in INJECTIONS
     )
     return (
@@ -199,7 +203,8 @@ def inject_anomalies(
     """The frame with ``INJECTIONS`` planted in each holdout day, and the planted rows as labels.
 
     Each holdout day is cut into one slot per kind; an anomaly starts at a seeded random row of its
-    slot where all its rows hold a value (a slot without such a place gets none).
+    slot where all its rows and the row before them hold a value (a slot without such a place gets
+    none).
     """
     values = frame.iloc[:, 0].to_numpy(copy=True)
     sigma = robust_spread(np.diff(values[:train_rows]))
@@ -207,13 +212,12 @@ def inject_anomalies(
     labels = np.zeros(len(values), dtype=bool)
     observed = np.concatenate([[0], np.cumsum(~np.isnan(values))])
     for day in np.array_split(np.arange(train_rows, len(values)), holdout_days):
-        for slot, (kind, rows, size) in zip(np.array_split(day, len(INJECTIONS)), INJECTIONS, strict=True):
+        for slot, (_, rows, size) in zip(np.array_split(day, len(INJECTIONS)), INJECTIONS, strict=True):
             starts = slot[: max(len(slot) - rows + 1, 0)]
-            # Every row of the anomaly holds a value, and the row a stall holds does too.
             starts = starts[observed[starts + rows] - observed[starts - 1] == rows + 1]
             if len(starts):
                 first = int(rng.choice(starts))
-                if kind == "stall":
+                if size is None:
                     values[first : first + rows] = values[first - 1]
                 else:
                     values[first : first + rows] += size * sigma
