@@ -200,7 +200,7 @@ def test_a_total_that_hiccups_hard_on_most_days_still_sees_an_outage(lake: Lake)
 def errors_at(*slices: Slice) -> Explanation:
     """The logs' explanation of a 5xx rate that rose from 0 to 5% inside ``slices``."""
     measure = MEASURES[TOTAL]
-    return Explanation(TOTAL, measure, 0.0, 0.05, 0.0, 0.01, slices, (), None, 1.0, True, 600)
+    return Explanation(TOTAL, measure, 0.0, 0.05, 0.0, 0.01, slices, (), None, 1.0, True, True, 600)
 
 
 @pytest.mark.parametrize(("minutes", "edge_too"), [(2, False), (2, True), (20, True)])
@@ -227,6 +227,39 @@ def test_a_total_that_one_edges_hiccup_moved_is_that_edges_habit(
     assert not usual(errors_at())
     assert not usual(errors_at(Slice("edge_location", ("E4", "E5"), 1.0, 0.16)))
     assert not usual()
+
+
+@pytest.mark.parametrize(
+    ("edges_flagged", "on_iphone", "habit"), [(2, False, True), (1, False, False), (2, True, False)]
+)
+def test_a_device_that_joins_two_edges_hiccups_into_one_departure_lasts_as_long_as_theirs(
+    lake: Lake, edges_flagged: int, on_iphone: bool, habit: bool
+) -> None:
+    # E4's origin hiccups for two minutes at 10:00 and E5's at 10:10, for every device: the iPhones'
+    # 5xx rate, served by both, departs from 10:00 to 10:11, its windows joining the two hiccups.
+    # Where the logs place the change on E4 and E5, each flagged with its own two minutes, the
+    # iPhones' twelve minutes are theirs: the family's habit. Not where E5's detector saw nothing, nor
+    # where the logs place the change on the iPhones too.
+    frame = hiccuping_edges(tuple(range(7)))
+    iphone = "cdn_5xx_rate{device=iPhone}"
+    frame[iphone], frame[volume_series(iphone)] = frame[EDGE_RATES[0]], frame[volume_series(EDGE_RATES[0])]
+    scored_day = (START + pd.Timedelta(days=7)).date()
+    plan = {name: ("rate",) for name in [*EDGE_RATES, iphone]}
+    trained = train_each(lake, frame, plan, params={}, live_from=scored_day)
+    assert trained.usual_departures[iphone] == 2 + MIN_MINUTES
+    start = START + pd.Timedelta(days=7, hours=10)
+    hiccups = [
+        edge_events(EDGE_RATES[4], start, 2),
+        edge_events(EDGE_RATES[5], start + pd.Timedelta(minutes=10), 2),
+    ]
+    (incident,) = group_incidents(pd.concat([*hiccups[:edges_flagged], edge_events(iphone, start, 12)]))
+    places = [Slice("edge_location", ("E4", "E5"), 1.0, 0.16)]
+    if on_iphone:
+        places.append(Slice("device_family", ("iPhone",), 1.0, 0.5))
+
+    usual = usual_departure(lake, scored_day, incident, explanations=(errors_at(*places),))
+
+    assert bool(usual) is habit
 
 
 def test_a_hiccup_beside_a_crawler_is_as_much_a_habit_as_alone(lake: Lake) -> None:

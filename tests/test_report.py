@@ -947,6 +947,79 @@ def test_a_change_beside_a_crawler_counts_only_where_its_detector_saw_it(lake: L
     assert both.cause.clients == ()
 
 
+@pytest.mark.parametrize(
+    ("lhr3_requests", "lhr3_watched", "services"), [(1, True, False), (1, False, True), (16, True, True)]
+)
+def test_a_total_flagged_beside_a_crawler_places_no_change_where_the_slices_own_detector_saw_none(
+    lake: Lake, lhr3_requests: int, lhr3_watched: bool, services: bool
+) -> None:
+    # A crawler walks FRA2 from 11:00 to 11:30; its 404s are no cache hits, and the detectors flagged
+    # FRA2's requests, bytes, 4xx and hit ratios, and the whole CDN's hit ratio. One request in five
+    # misses, and every request of LHR3 from 11:00. On a thin LHR3 (one request a minute) the whole
+    # CDN's hit ratio without the crawler barely moves (80% → 74%, within its noise): a search of its
+    # slices finds LHR3, and where LHR3's hit ratio has a detector of its own that flagged nothing, that
+    # is the search's chance (one edge of a hundred shows a change so); an edge no detector watches is
+    # where the whole's flag places it. When LHR3 serves a quarter of the requests, the whole CDN's hit
+    # ratio falls without the crawler too: the service's, whatever LHR3's own detector said.
+    def served(edge: str, stem: str, device: str) -> bool:
+        return edge != "LHR3" or lhr3_requests == 16 or (stem, device) == (STEMS[1], "Roku")
+
+    logs = pd.concat(
+        [requests(at("10:00"), 60, served=served), requests(at("11:00"), 30, served=served)],
+        ignore_index=True,
+    )
+    lhr3_from_11 = (logs["edge_location"] == "LHR3") & (logs["ts"] >= at("11:00"))
+    misses = (np.arange(len(logs)) % 5 == 0) | lhr3_from_11
+    logs["edge_result_type"] = np.where(misses, "Miss", "Hit")
+    walk = crawl(at("11:00"), 120, lambda number: "198.51.100.7")
+    write_logs(lake, pd.concat([logs, walk], ignore_index=True), {})
+    flagged = [
+        *(f"cdn_{metric}{{edge=FRA2}}" for metric in ("4xx_rate", "requests", "bytes", "cache_hit_ratio")),
+        "cdn_cache_hit_ratio",
+    ]
+    quiet = ["cdn_cache_hit_ratio{edge=LHR3}"] if lhr3_watched else []
+    days = [day_scores(name, list(range(660, 690))) for name in flagged]
+    scores = pd.concat(days + [day_scores(name, []) for name in quiet], ignore_index=True)
+
+    (incident,) = day_incidents(lake, DAY, scores, group_events(scores))
+
+    # The crawler's own metrics are the ones explained first; the hit ratio is searched beside them.
+    assert "cdn_cache_hit_ratio" not in [e.metric for e in incident.drivers.explanations]
+    beside = incident.drivers.beside_clients
+    if services:
+        assert beside is not None
+        assert beside.slices[0].values == ("LHR3",)
+        assert incident.cause.clients == ()
+    else:
+        assert beside is None
+        assert incident.cause.clients == ("198.51.100.7",)
+
+
+def test_a_purge_beside_a_crawler_is_the_whole_services_incident(lake: Lake) -> None:
+    # A crawler walks FRA2 from 11:00 to 11:30 while a purge empties every edge's cache: one request in
+    # five misses, then three in five. The detectors flagged the crawler's metrics of FRA2, the hit
+    # ratio of each device and of the whole CDN. Without the crawler's requests the whole CDN's hit
+    # ratio fell alike everywhere: the cause is the whole service's, not the first device that fell
+    # with it.
+    logs = incident_logs()
+    purged = logs["ts"] >= at("11:00")
+    misses = np.arange(len(logs)) % 5 < np.where(purged, 3, 1)
+    logs["edge_result_type"] = np.where(misses, "Miss", "Hit")
+    walk = crawl(at("11:00"), 120, lambda number: "198.51.100.7")
+    write_logs(lake, pd.concat([logs, walk], ignore_index=True), {})
+    flagged = [
+        *(f"cdn_{metric}{{edge=FRA2}}" for metric in ("4xx_rate", "requests", "bytes", "cache_hit_ratio")),
+        *(f"cdn_cache_hit_ratio{{device={device}}}" for device in DEVICES),
+        "cdn_cache_hit_ratio",
+    ]
+    scores = pd.concat([day_scores(name, list(range(660, 690))) for name in flagged], ignore_index=True)
+
+    (incident,) = day_incidents(lake, DAY, scores, group_events(scores))
+
+    assert incident.cause.text == "cache hit ratio 80% → 40% at all edges, all paths, all devices"
+    assert (incident.cause.slice, incident.cause.clients) == ({}, ())
+
+
 def test_a_latency_that_fell_beside_a_crawler_is_no_slowdown(lake: Lake) -> None:
     # A crawler walks FRA2 while LHR3 answers ten times faster; the whole CDN's typical latency was
     # flagged (the crawler's misses). Without the crawler's requests the logs show LHR3's change, the

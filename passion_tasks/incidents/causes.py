@@ -207,7 +207,8 @@ class Explanation:
     none), ``overall_*`` over all rows. ``spread`` names the dimensions the change covers evenly;
     ``mechanism`` the status classes that carry it inside the slices, when they concentrate it.
     ``explained_share`` is the share of the whole change inside the slices. ``changed`` is False
-    when the logs show too small a change to attribute. ``requests`` counts the incident window's
+    when the logs show too small a change to attribute; ``overall_changed`` whether all rows changed
+    beyond their noise, wherever the change lies. ``requests`` counts the incident window's
     requests; ``breakdown`` holds the top values of every dimension over all rows.
     """
 
@@ -222,6 +223,7 @@ class Explanation:
     mechanism: Slice | None
     explained_share: float
     changed: bool
+    overall_changed: bool
     requests: int
     breakdown: tuple[Contribution, ...] = ()
     #: The few clients that made the change (``_clients_who_made_it``), and the edges that served them
@@ -460,6 +462,7 @@ def explain_rows(
         mechanism=mechanism,
         explained_share=explained if changed else 0.0,
         changed=changed,
+        overall_changed=_overall_change(measure, *everywhere, minutes),
         requests=requests,
         breakdown=breakdown,
         clients=clients,

@@ -88,12 +88,12 @@ def incident_drivers(
     services: pd.DataFrame | None,
     elsewhere: Sequence[drv.Window] = (),
     since: pd.Timestamp | None = None,
-    named_edges: Collection[str] | None = None,
+    watched: Collection[str] | None = None,
 ) -> Drivers:
     """Explain a CDN incident from the logs (never against the requests of the day's other incidents,
     ``elsewhere``) from ``since``, when it ``began`` (default: its start), a metrics incident from how
-    the services moved. ``named_edges``: the edges with series of their own that day (``_day_edges``);
-    the others' requests are the ``(other)`` edge's."""
+    the services moved. ``watched``: the series scored that day (None: unknown); the edges they name
+    have series of their own (``_day_edges``), the others' requests are the ``(other)`` edge's."""
     bounds = day_span(day)
     if incident.family == datasets.SERVER_METRICS:
         if services is None or services.empty:
@@ -146,7 +146,8 @@ def incident_drivers(
         elsewhere,
         within,
         witnessed,
-        named_edges,
+        None if watched is None else _day_edges(watched),
+        set() if watched is None else set(watched) - set(incident.events["series"]),
     )
     return Drivers(
         explanations=explanations,
@@ -158,7 +159,8 @@ def incident_drivers(
 def _decisive_slices(series: Iterable[str]) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
     """The metrics of ``series`` (an incident's events that are enough alone) that the logs explain,
     causes first, each with the slice its series breaks down to (``flagged_slice``; nothing for a
-    total): what may have changed beside a crawler, and where its detector saw it. A volume only
+    total, which comes before its breakdowns): what may have changed beside a crawler, and where its
+    detector saw it. A volume only
     where a breakdown of it moved: the whole CDN's requests wander with the hour, and are compared
     with the day before, whose crawlers and downloads were other clients."""
     series = list(series)
@@ -170,7 +172,7 @@ def _decisive_slices(series: Iterable[str]) -> list[tuple[str, tuple[tuple[str, 
             for metric, flagged in found
             if metric in metrics and (flagged or drv.MEASURES[metric].kind != "volume")
         ),
-        key=lambda pair: metrics.index(pair[0]),
+        key=lambda pair: (metrics.index(pair[0]), bool(pair[1])),
     )
 
 
@@ -184,6 +186,7 @@ def set_clients_apart(
     within: Sequence[tuple[str, str]] = (),
     witnessed: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     named_edges: Collection[str] | None = None,
+    quiet: Collection[str] = (),
 ) -> tuple[tuple[drv.Explanation, ...], drv.Explanation | None]:
     """``explanations`` with the few clients that made some of their changes set apart: the others
     explained again from the other rows (``causes.explain_rows`` over ``span`` and their baseline of
@@ -191,10 +194,12 @@ def set_clients_apart(
     (``_decisive_slices``: a total's rate, or a breakdown none of their requests fell in, or one on an
     edge that never served them of a metric they made). A change there made by other few clients (a
     second crawler on another edge) joins the explanations, theirs too; the first made by none, in a
-    slice holding none of their requests, is returned beside them. Unchanged and None without such
-    clients. ``witnessed``: where the detectors place each metric's change (``witnessed_slice``);
-    ``named_edges``: as for ``incident_drivers``, so that the edges that served them are named as the
-    series name them (``_as_series_name_them``).
+    slice holding none of their requests or over every place alike, is returned beside them.
+    Unchanged and None without such clients. ``witnessed``: where the detectors place each metric's
+    change (``witnessed_slice``); ``named_edges``: the edges with series of their own that day
+    (``_day_edges``; None: unknown), so that the edges that served them are named as the series name
+    them (``_as_series_name_them``); ``quiet``: the series scored that day that flagged nothing in the
+    incident.
 
     A crawler walks one edge most days; an origin that slows down one folder while it does is news
     all the same, and its requests are no part of it. A change the logs still show without the
@@ -204,8 +209,14 @@ def set_clients_apart(
     the crawler's misses slow its edge's p95, and another edge's few requests, searched for a change
     without its detector's flag, show one by chance; a breakdown of the crawler's own edge is its
     doing, and a search of that edge's few other requests finds a path that changed by chance too.
+    A total's flag read their requests as well: without them, a slice the search finds while the
+    whole no longer moves is what its detector saw only where no detector of its own watched it (a
+    folder that slowed); one whose own breakdowns stayed ``quiet`` (one edge's hit ratio among a
+    hundred) is the search's chance.
     An edge's requests that fell while the crawler's made up for them in the whole CDN's are the
-    edge's, as its detector saw them.
+    edge's, as its detector saw them. A change spread over every edge, path and device holds their few
+    requests no more than anyone's: a purge while a crawler walks one edge is the whole service's, and
+    the whole CDN's flag is read before its breakdowns', which fell with it.
     """
     clients = _clients(explanations)
     if not clients:
@@ -254,8 +265,13 @@ def set_clients_apart(
             clients |= set(explanation.clients)
             theirs = requests_of(clients)
             continue
-        apart = any(not theirs[part.dimension].isin(part.values).any() for part in explanation.slices)
-        if explanation.changed and apart and _the_bad_way(explanation):
+        apart = not explanation.slices or any(
+            not theirs[part.dimension].isin(part.values).any() for part in explanation.slices
+        )
+        # A total read their requests too: without them, its flag places no change in a slice whose
+        # own detectors saw none.
+        seen = bool(flagged) or explanation.overall_changed or not _watched_in(explanation, quiet)
+        if explanation.changed and apart and seen and _the_bad_way(explanation):
             return (*again.values(), *also), explanation
     return (*again.values(), *also), None
 
@@ -281,6 +297,19 @@ def _the_bad_way(explanation: drv.Explanation) -> bool:
     if not np.isfinite(worse):
         return True
     return bool(worse < 0 if goes_bad_downwards(explanation.metric) else worse > 0)
+
+
+def _watched_in(explanation: drv.Explanation, series: Collection[str]) -> bool:
+    """Whether a slice of ``explanation`` is edges or devices whose breakdowns of its metric are all
+    among ``series``."""
+    return any(
+        part.dimension in BREAKDOWN_DIMS
+        and all(
+            schemas.series_name(explanation.metric, BREAKDOWN_DIMS[part.dimension], value) in series
+            for value in part.values
+        )
+        for part in explanation.slices
+    )
 
 
 def _off(flagged: Sequence[tuple[str, str]], edges: Collection[str]) -> bool:
@@ -517,8 +546,12 @@ def usual_departure(
     A total's event is the breakdown's that its ``explanations`` place the change in (``_holding``):
     an origin's two minutes of errors on one edge move a 5xx rate of 0 for the whole CDN, and are
     that edge's habit. A total whose change the logs place in no one edge or device is the whole
-    service's departure, news whatever the week did. The events few clients made (``_news``)
-    are theirs, and routine: a hiccup beside a crawler is as much a habit as alone."""
+    service's departure, news whatever the week did. A breakdown by device or channel whose change
+    the logs place on edges, and not in its own slice, lasts as long as those edges' events
+    (``_held_by_edges``): an iPhone's 5xx rate while two edges' origins hiccup, ten minutes apart,
+    for every device, joins both hiccups into one departure of its own that no origin made. The
+    events few clients made (``_news``) are theirs, and routine: a hiccup beside a crawler is as much
+    a habit as alone."""
     decisive = _news(incident, explanations)
     if incident.family != datasets.CDN or decisive.empty:
         return ""
@@ -531,8 +564,15 @@ def usual_departure(
         usual[series] = minutes
     first = day_span(day)[0]
     before = ((first - since) / pd.Timedelta(minutes=1)) if since is not None and since < first else 0.0
-    lasted = decisive["minutes"] + np.where(decisive["start"] == first, before, 0.0)
-    if (lasted > decisive["series"].map(usual)).any():
+
+    def lasted(events: pd.DataFrame) -> np.ndarray:
+        return events["minutes"].to_numpy(float) + np.where(events["start"] == first, before, 0.0)
+
+    longest = lasted(decisive)
+    for position, series in enumerate(decisive["series"]):
+        if (held := _held_by_edges(series, incident.events, explanations)) is not None:
+            longest[position] = lasted(held).max()
+    if (longest > decisive["series"].map(usual).to_numpy(float)).any():
         return ""
     families = sorted({metric_of(series) for series in usual})
     return (
@@ -570,6 +610,28 @@ def _holding(total: str, explanations: Sequence[drv.Explanation]) -> str:
     return ""
 
 
+def _held_by_edges(
+    series: str, events: pd.DataFrame, explanations: Sequence[drv.Explanation]
+) -> pd.DataFrame | None:
+    """The ``events`` of the edges that hold the change of ``series``, a breakdown by device or
+    channel: those its metric's explanation places the change on, when it does not place it in the
+    slice of ``series`` too and each of them has events; else None."""
+    dim = series_dim(series)
+    if dim not in BREAKDOWN_COLUMNS or dim == "edge":
+        return None
+    metric = metric_of(series)
+    column, value = drv.slice_dimension(BREAKDOWN_COLUMNS[dim], series_dim_value(series))
+    explanation = next((e for e in explanations if e.metric == metric and e.changed), None)
+    if explanation is None:
+        return None
+    places = {part.dimension: part.values for part in explanation.slices}
+    edges = [schemas.series_name(metric, "edge", edge) for edge in places.get(BREAKDOWN_COLUMNS["edge"], ())]
+    held = events[events["series"].isin(edges)]
+    if not edges or value in places.get(column, ()) or held["series"].nunique() < len(edges):
+        return None
+    return held
+
+
 def _slice_names(within: Iterable[tuple[str, str]]) -> dict[str, str]:
     """A flagged slice as a cause names it (``edge``, ``path``, ``device``): a live channel by its path."""
     return dict(
@@ -603,7 +665,7 @@ def day_incidents(
     """The day's incidents, most important first; the first ``explained`` are explained (finding a
     cause reads the logs), the others get a cause that names their lead series."""
     incidents = group_incidents(with_severity(events, scores))
-    named_edges = _day_edges(scores["series"].unique())
+    watched = set(scores["series"].unique())
     services = _services(lake, day) if any(i.family == datasets.SERVER_METRICS for i in incidents) else None
     found = []
     spans = [(incident.start, incident.stop) for incident in incidents if incident.family == datasets.CDN]
@@ -611,7 +673,7 @@ def day_incidents(
         elsewhere = [span for span in spans if span != (incident.start, incident.stop)]
         if number < explained:
             since = began(lake, day, incident)
-            drivers = incident_drivers(lake, day, incident, services, elsewhere, since, named_edges)
+            drivers = incident_drivers(lake, day, incident, services, elsewhere, since, watched)
             usual = usual_departure(lake, day, incident, since, drivers.explanations)
             drivers = replace(drivers, usual=usual)
         else:
