@@ -303,13 +303,21 @@ def _watched_in(explanation: drv.Explanation, series: Collection[str]) -> bool:
     """Whether a slice of ``explanation`` is edges or devices whose breakdowns of its metric are all
     among ``series``."""
     return any(
-        part.dimension in BREAKDOWN_DIMS
-        and all(
-            schemas.series_name(explanation.metric, BREAKDOWN_DIMS[part.dimension], value) in series
-            for value in part.values
-        )
+        (named := _breakdowns(explanation.metric, part)) and set(named) <= set(series)
         for part in explanation.slices
     )
+
+
+def _breakdowns(metric: str, part: drv.Slice) -> list[str]:
+    """The series of ``metric`` that break it down to each value of ``part``, an edge or device
+    slice; none for a slice no series breaks down to (a path)."""
+    dim = BREAKDOWN_DIMS.get(part.dimension)
+    return [schemas.series_name(metric, dim, value) for value in part.values] if dim else []
+
+
+def _explained(metric: str, explanations: Iterable[drv.Explanation]) -> drv.Explanation | None:
+    """The explanation of ``metric`` among ``explanations`` that found a change, if any."""
+    return next((e for e in explanations if e.metric == metric and e.changed), None)
 
 
 def _off(flagged: Sequence[tuple[str, str]], edges: Collection[str]) -> bool:
@@ -600,13 +608,10 @@ def _made(explanations: Iterable[drv.Explanation]) -> set[str]:
 def _holding(total: str, explanations: Sequence[drv.Explanation]) -> str:
     """The series of ``total``'s metric on the one edge or device that its explanation's slices name
     first, or "" when they name none."""
-    metric = metric_of(total)
-    for explanation in explanations:
-        if explanation.metric == metric and explanation.changed:
-            for part in explanation.slices:
-                if part.dimension in BREAKDOWN_DIMS and len(part.values) == 1:
-                    return schemas.series_name(metric, BREAKDOWN_DIMS[part.dimension], part.values[0])
-            return ""
+    explanation = _explained(metric_of(total), explanations)
+    for part in explanation.slices if explanation is not None else ():
+        if len(named := _breakdowns(explanation.metric, part)) == 1:
+            return named[0]
     return ""
 
 
@@ -619,17 +624,20 @@ def _held_by_edges(
     dim = series_dim(series)
     if dim not in BREAKDOWN_COLUMNS or dim == "edge":
         return None
-    metric = metric_of(series)
-    column, value = drv.slice_dimension(BREAKDOWN_COLUMNS[dim], series_dim_value(series))
-    explanation = next((e for e in explanations if e.metric == metric and e.changed), None)
+    explanation = _explained(metric_of(series), explanations)
     if explanation is None:
         return None
-    places = {part.dimension: part.values for part in explanation.slices}
-    edges = [schemas.series_name(metric, "edge", edge) for edge in places.get(BREAKDOWN_COLUMNS["edge"], ())]
-    held = events[events["series"].isin(edges)]
-    if not edges or value in places.get(column, ()) or held["series"].nunique() < len(edges):
+    column, value = drv.slice_dimension(BREAKDOWN_COLUMNS[dim], series_dim_value(series))
+    if any(part.dimension == column and value in part.values for part in explanation.slices):
         return None
-    return held
+    edges = [
+        name
+        for part in explanation.slices
+        if part.dimension == BREAKDOWN_COLUMNS["edge"]
+        for name in _breakdowns(explanation.metric, part)
+    ]
+    held = events[events["series"].isin(edges)]
+    return held if edges and held["series"].nunique() == len(edges) else None
 
 
 def _slice_names(within: Iterable[tuple[str, str]]) -> dict[str, str]:
