@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import time
 
 import pyarrow as pa
 import pytest
@@ -95,6 +96,11 @@ def test_two_writers_and_a_reader_racing_see_one_whole_run_at_a_time(lake: Lake)
     def write(run: str) -> None:
         try:
             for _ in range(15):
+                # Each write waits for a read after the last one, so the race is run however the
+                # threads are scheduled (counting reads after the fact failed on a busy machine).
+                reads_before = len(seen)
+                while len(seen) == reads_before and not errors:
+                    time.sleep(0.0005)
                 lake.write_partition("scores", DAY, run_rows(run, sizes[run]), key=KEY)
         except BaseException as error:
             errors.append(error)
@@ -118,7 +124,7 @@ def test_two_writers_and_a_reader_racing_see_one_whole_run_at_a_time(lake: Lake)
     reader.join()
 
     assert errors == []
-    assert len(seen) > 10
+    assert len(seen) >= 15
     # Every read is one run's complete rows: never a mix, never a half.
     for rows in seen:
         assert len(set(rows)) == 1 and len(rows) == sizes[rows[0]], rows
