@@ -11,8 +11,13 @@ crawlers, downloads and habits, are counted apart). Then a week with no incident
 send nothing.
 
     python bench/incidents.py [--seeds 0,1,2] [--rates 30,300] [--days 14] [--train-days 7]
+    python bench/incidents.py --judge-kept DIR
 
 Prints one row per seed and rate, the totals, and the labelled incidents that were missed.
+``--keep DIR`` keeps each week's sources, lake and labels; ``--judge-kept DIR`` judges those scored
+days again with the code as it is now (the report's incidents, causes and alerts are made again from
+the kept lake; models, scores and events are not), which is how a change to the incident rules is compared
+with the code before it on the same weeks.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ from passion_tasks.synthetic import INJECTED
 START = dt.date(2026, 10, 1)
 #: The default route's minimum severity (``alerting.config``): what reaches a channel.
 ROUTED = "warning"
+#: A kept week's labels, beside its ``sources`` and ``lake``.
+LABELS = "labels.json"
 
 
 #: Where a bench's days come from: given a folder, seed, rate, days, training days and whether to put
@@ -76,6 +83,7 @@ def week(
         where = keep / f"seed{seed}-rate{rate:g}{'' if anomalies else '-quiet'}" if keep else Path(tmp)
         began = time.perf_counter()
         start, labels, kinds = sources(where / "sources", seed, rate, days, train_days, anomalies)
+        (where / LABELS).write_text(json.dumps([label.to_json() for label in labels], indent=1))
         outcomes, trained = nightly(
             where, start, days, train_days, labels, echo=echo, verbose=verbose, sources=kinds
         )
@@ -110,12 +118,21 @@ def nightly(
         steps.build_features(lake, day)
     last_train = start + dt.timedelta(days=train_days - 1)
     trained = steps.train(lake, train_from=start, train_to=last_train, promote=True)
+    scored = [start + dt.timedelta(days=offset) for offset in range(train_days, days)]
+    for day in scored:
+        steps.score_day(lake, day)
+    return judged(lake, scored, labels, echo=echo, verbose=verbose), trained
+
+
+def judged(
+    lake: Lake, scored: list[dt.date], labels: list[Label], *, echo, verbose: bool = False
+) -> list[DayOutcome]:
+    """Each scored day's report incidents and routed alerts, in order (an alert holds back the same
+    series' next ones as the score DAG's do), judged against ``labels``."""
     rules = Rules()
     earlier: list = []
     outcomes = []
-    for offset in range(train_days, days):
-        day = start + dt.timedelta(days=offset)
-        steps.score_day(lake, day)
+    for day in scored:
         scores = lake.read_partition(datasets.SCORES, day).to_pandas()
         events = lake.read_partition(datasets.EVENTS, day).to_pandas()
         explained = day_incidents(lake, day, scores, events)
@@ -144,7 +161,22 @@ def nightly(
         outcomes.append(judge_day(day, on_day, incidents, alerts, routine))
         if verbose:
             echo_day(day, on_day, explained, decisions.alerts, echo)
-    return outcomes, trained
+    return outcomes
+
+
+def judge_kept(keep: Path, echo, verbose: bool = False) -> tuple[list[dict], list[DayOutcome]]:
+    """Every week kept under ``keep`` (``--keep``) judged again with the code as it is now: a row each,
+    and every day's outcome."""
+    rows, everything = [], []
+    for labels_file in sorted(keep.glob(f"*/{LABELS}")):
+        lake = Lake((labels_file.parent / "lake").as_uri())
+        labels = [Label.from_json(entry) for entry in json.loads(labels_file.read_text())]
+        outcomes = judged(lake, lake.partitions(datasets.SCORES), labels, echo=echo, verbose=verbose)
+        echo(f"  {labels_file.parent.name}")
+        echo_misses(outcomes, echo)
+        rows.append({"week": labels_file.parent.name, **summarise(outcomes).row()})
+        everything += outcomes
+    return rows, everything
 
 
 def echo_misses(outcomes: list[DayOutcome], echo) -> None:
@@ -195,7 +227,13 @@ def main(sources: Sources | dict[str, Sources] = generated, description: str = _
     parser.add_argument("--verbose", action="store_true", help="print every label, incident and alert")
     parser.add_argument("--no-quiet-week", dest="quiet_week", action="store_false")
     parser.add_argument("--keep", type=Path, help="write the sources and lakes here, and keep them")
+    parser.add_argument("--judge-kept", type=Path, help="judge the weeks kept here again, and stop")
     args = parser.parse_args()
+    if args.judge_kept:
+        rows, everything = judge_kept(args.judge_kept, print, args.verbose)
+        print(pd.DataFrame(rows).to_string(index=False))
+        print("\nall:", summarise(everything).row())
+        return
     if isinstance(sources, dict):
         sources = sources[args.shape]
     # Production signs its models; so does the benchmark, with a key of its own.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pandas as pd
 
@@ -24,6 +25,13 @@ def label(dim: str, value: str, start: str = "10:00", minutes: int = 20, **extra
 
 def found(start: str, stop: str, cause: dict[str, str] | None = None, family: str = "cdn") -> Found:
     return Found(at(start), at(stop), family, cause or {}, "cdn_5xx_rate")
+
+
+def test_a_label_written_as_json_reads_back_the_same() -> None:
+    burst = label("edge", "FRA2", "23:55", minutes=12, channel="/live/ch3")
+    entry = burst.to_json()
+    assert entry["start"] == "2026-10-08T23:55:00" and entry["minutes"] == 12
+    assert Label.from_json(json.loads(json.dumps(entry))) == burst
 
 
 def test_an_incident_finds_a_label_it_overlaps_or_follows_within_the_grace() -> None:

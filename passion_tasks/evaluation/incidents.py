@@ -51,6 +51,19 @@ class Label:
             channel=entry.get("channel", ""),
         )
 
+    def to_json(self) -> dict[str, Any]:
+        """The entry ``from_json`` reads back."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "source": self.family,
+            "dim": self.dim,
+            "value": self.value,
+            "start": self.start.tz_convert(None).isoformat(),
+            "minutes": int((self.stop - self.start) / pd.Timedelta(minutes=1)),
+            "channel": self.channel,
+        }
+
 
 @dataclass(frozen=True)
 class Found:
