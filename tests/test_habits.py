@@ -13,7 +13,7 @@ from passion_tasks.alerting.rules import Incident as Alerted
 from passion_tasks.alerting.rules import Rules, anomalies, severity
 from passion_tasks.detectors import Detector, make_detector
 from passion_tasks.features.policy import volume_series
-from passion_tasks.incidents.causes import MEASURES, Explanation, Slice
+from passion_tasks.incidents.causes import MEASURES, Contribution, Explanation, Slice
 from passion_tasks.incidents.day import Drivers, cause_of, usual_departure
 from passion_tasks.incidents.model import group_incidents, with_severity
 from passion_tasks.lake import Lake
@@ -258,6 +258,52 @@ def test_a_device_that_joins_two_edges_hiccups_into_one_departure_lasts_as_long_
         places.append(Slice("device_family", ("iPhone",), 1.0, 0.5))
 
     usual = usual_departure(lake, scored_day, incident, explanations=(errors_at(*places),))
+
+    assert bool(usual) is habit
+
+
+def edges_carrying(*shares: float) -> tuple[Contribution, ...]:
+    """An explanation's breakdown by edge: E4, E5, E1... carrying these shares of the change."""
+    edges = ("E4", "E5", "E1")
+    return tuple(
+        Contribution("edge_location", edge, 0.0, share / 10, share, 0.1)
+        for edge, share in zip(edges[: len(shares)], shares, strict=True)
+    )
+
+
+@pytest.mark.parametrize(
+    ("breakdown", "habit"),
+    [
+        ((0.8, 0.2, 0.0), True),
+        # E1 carries part of it too, with no event of its own; ...
+        ((0.7, 0.2, 0.1), False),
+        # ... or the logs do not say which edges carry it.
+        ((), False),
+    ],
+)
+def test_a_device_that_joins_two_edges_hiccups_on_one_path_lasts_as_long_as_theirs(
+    lake: Lake, breakdown: tuple[float, ...], habit: bool
+) -> None:
+    # As above, but the hiccups failed the misses of /api, the path the logs place the change on, on
+    # every edge they fell on: the edges are those of the breakdown that carry part of the change,
+    # when it lists every one that does (the last it lists carries none).
+    frame = hiccuping_edges(tuple(range(7)))
+    iphone = "cdn_5xx_rate{device=iPhone}"
+    frame[iphone], frame[volume_series(iphone)] = frame[EDGE_RATES[0]], frame[volume_series(EDGE_RATES[0])]
+    scored_day = (START + pd.Timedelta(days=7)).date()
+    plan = {name: ("rate",) for name in [*EDGE_RATES, iphone]}
+    train_each(lake, frame, plan, params={}, live_from=scored_day)
+    start = START + pd.Timedelta(days=7, hours=10)
+    hiccups = [
+        edge_events(EDGE_RATES[4], start, 2),
+        edge_events(EDGE_RATES[5], start + pd.Timedelta(minutes=10), 2),
+    ]
+    (incident,) = group_incidents(pd.concat([*hiccups, edge_events(iphone, start, 12)]))
+    on_api = replace(
+        errors_at(Slice("path_group", ("/api",), 1.0, 0.1)), breakdown=edges_carrying(*breakdown)
+    )
+
+    usual = usual_departure(lake, scored_day, incident, explanations=(on_api,))
 
     assert bool(usual) is habit
 

@@ -555,9 +555,10 @@ def usual_departure(
     an origin's two minutes of errors on one edge move a 5xx rate of 0 for the whole CDN, and are
     that edge's habit. A total whose change the logs place in no one edge or device is the whole
     service's departure, news whatever the week did. A breakdown by device or channel whose change
-    the logs place on edges, and not in its own slice, lasts as long as those edges' events
-    (``_held_by_edges``): an iPhone's 5xx rate while two edges' origins hiccup, ten minutes apart,
-    for every device, joins both hiccups into one departure of its own that no origin made. The
+    the logs place on edges (those they name, or those that carry part of a change they place on a
+    path), and not in its own slice, lasts as long as those edges' events (``_held_by_edges``): an
+    iPhone's 5xx rate while two edges' origins hiccup, ten minutes apart, for every device, joins
+    both hiccups into one departure of its own that no origin made. The
     events few clients made (``_news``) are theirs, and routine: a hiccup beside a crawler is as much
     a habit as alone."""
     decisive = _news(incident, explanations)
@@ -619,8 +620,8 @@ def _held_by_edges(
     series: str, events: pd.DataFrame, explanations: Sequence[drv.Explanation]
 ) -> pd.DataFrame | None:
     """The ``events`` of the edges that hold the change of ``series``, a breakdown by device or
-    channel: those its metric's explanation places the change on, when it does not place it in the
-    slice of ``series`` too and each of them has events; else None."""
+    channel (``_edges_holding`` its metric's explanation), when the explanation does not place the
+    change in the slice of ``series`` too and each of them has events; else None."""
     dim = series_dim(series)
     if dim not in BREAKDOWN_COLUMNS or dim == "edge":
         return None
@@ -630,14 +631,33 @@ def _held_by_edges(
     column, value = drv.slice_dimension(BREAKDOWN_COLUMNS[dim], series_dim_value(series))
     if any(part.dimension == column and value in part.values for part in explanation.slices):
         return None
-    edges = [
-        name
-        for part in explanation.slices
-        if part.dimension == BREAKDOWN_COLUMNS["edge"]
-        for name in _breakdowns(explanation.metric, part)
-    ]
+    edges = _edges_holding(explanation)
     held = events[events["series"].isin(edges)]
     return held if edges and held["series"].nunique() == len(edges) else None
+
+
+def _edges_holding(explanation: drv.Explanation) -> list[str]:
+    """The series of ``explanation``'s metric on each edge its change lies on: the edges its slices
+    name; where they name none (a path, spread over every edge it is served by), each edge of its
+    breakdown that carries part of the change, when the breakdown lists them all (its last edge
+    carries none). Nothing when neither says."""
+    edge = BREAKDOWN_COLUMNS["edge"]
+    named = [
+        name
+        for part in explanation.slices
+        if part.dimension == edge
+        for name in _breakdowns(explanation.metric, part)
+    ]
+    if named:
+        return named
+    listed = [part for part in explanation.breakdown if part.dimension == edge]
+    if not listed or listed[-1].change_share > 0:
+        return []
+    return [
+        schemas.series_name(explanation.metric, "edge", part.value)
+        for part in listed
+        if part.change_share > 0
+    ]
 
 
 def _slice_names(within: Iterable[tuple[str, str]]) -> dict[str, str]:
