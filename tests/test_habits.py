@@ -229,37 +229,43 @@ def test_a_total_that_one_edges_hiccup_moved_is_that_edges_habit(
     assert not usual()
 
 
+IPHONE = "cdn_5xx_rate{device=iPhone}"
+
+
+def iphone_joining_two_hiccups(lake: Lake, explanation: Explanation, edges_flagged: int = 2) -> bool:
+    """Whether the iPhones' twelve minutes of 5xx from 10:00, their windows joining E4's two-minute
+    hiccup at 10:00 and E5's at 10:10 (flagged on the first ``edges_flagged`` of the two), are the
+    family's habit, the logs explaining the 5xx rate as ``explanation``."""
+    frame = hiccuping_edges(tuple(range(7)))
+    frame[IPHONE], frame[volume_series(IPHONE)] = frame[EDGE_RATES[0]], frame[volume_series(EDGE_RATES[0])]
+    scored_day = (START + pd.Timedelta(days=7)).date()
+    plan = {name: ("rate",) for name in [*EDGE_RATES, IPHONE]}
+    trained = train_each(lake, frame, plan, params={}, live_from=scored_day)
+    assert trained.usual_departures[IPHONE] == 2 + MIN_MINUTES
+    start = START + pd.Timedelta(days=7, hours=10)
+    hiccups = [
+        edge_events(EDGE_RATES[4], start, 2),
+        edge_events(EDGE_RATES[5], start + pd.Timedelta(minutes=10), 2),
+    ]
+    (incident,) = group_incidents(pd.concat([*hiccups[:edges_flagged], edge_events(IPHONE, start, 12)]))
+    return bool(usual_departure(lake, scored_day, incident, explanations=(explanation,)))
+
+
 @pytest.mark.parametrize(
     ("edges_flagged", "on_iphone", "habit"), [(2, False, True), (1, False, False), (2, True, False)]
 )
 def test_a_device_that_joins_two_edges_hiccups_into_one_departure_lasts_as_long_as_theirs(
     lake: Lake, edges_flagged: int, on_iphone: bool, habit: bool
 ) -> None:
-    # E4's origin hiccups for two minutes at 10:00 and E5's at 10:10, for every device: the iPhones'
-    # 5xx rate, served by both, departs from 10:00 to 10:11, its windows joining the two hiccups.
-    # Where the logs place the change on E4 and E5, each flagged with its own two minutes, the
-    # iPhones' twelve minutes are theirs: the family's habit. Not where E5's detector saw nothing, nor
-    # where the logs place the change on the iPhones too.
-    frame = hiccuping_edges(tuple(range(7)))
-    iphone = "cdn_5xx_rate{device=iPhone}"
-    frame[iphone], frame[volume_series(iphone)] = frame[EDGE_RATES[0]], frame[volume_series(EDGE_RATES[0])]
-    scored_day = (START + pd.Timedelta(days=7)).date()
-    plan = {name: ("rate",) for name in [*EDGE_RATES, iphone]}
-    trained = train_each(lake, frame, plan, params={}, live_from=scored_day)
-    assert trained.usual_departures[iphone] == 2 + MIN_MINUTES
-    start = START + pd.Timedelta(days=7, hours=10)
-    hiccups = [
-        edge_events(EDGE_RATES[4], start, 2),
-        edge_events(EDGE_RATES[5], start + pd.Timedelta(minutes=10), 2),
-    ]
-    (incident,) = group_incidents(pd.concat([*hiccups[:edges_flagged], edge_events(iphone, start, 12)]))
+    # E4's and E5's origins hiccup ten minutes apart, for every device. Where the logs place the
+    # change on E4 and E5, each flagged with its own two minutes, the iPhones' twelve minutes are
+    # theirs: the family's habit. Not where E5's detector saw nothing, nor where the logs place the
+    # change on the iPhones too.
     places = [Slice("edge_location", ("E4", "E5"), 1.0, 0.16)]
     if on_iphone:
         places.append(Slice("device_family", ("iPhone",), 1.0, 0.5))
 
-    usual = usual_departure(lake, scored_day, incident, explanations=(errors_at(*places),))
-
-    assert bool(usual) is habit
+    assert iphone_joining_two_hiccups(lake, errors_at(*places), edges_flagged) is habit
 
 
 def edges_carrying(*shares: float) -> tuple[Contribution, ...]:
@@ -287,25 +293,11 @@ def test_a_device_that_joins_two_edges_hiccups_on_one_path_lasts_as_long_as_thei
     # As above, but the hiccups failed the misses of /api, the path the logs place the change on, on
     # every edge they fell on: the edges are those of the breakdown that carry part of the change,
     # when it lists every one that does (the last it lists carries none).
-    frame = hiccuping_edges(tuple(range(7)))
-    iphone = "cdn_5xx_rate{device=iPhone}"
-    frame[iphone], frame[volume_series(iphone)] = frame[EDGE_RATES[0]], frame[volume_series(EDGE_RATES[0])]
-    scored_day = (START + pd.Timedelta(days=7)).date()
-    plan = {name: ("rate",) for name in [*EDGE_RATES, iphone]}
-    train_each(lake, frame, plan, params={}, live_from=scored_day)
-    start = START + pd.Timedelta(days=7, hours=10)
-    hiccups = [
-        edge_events(EDGE_RATES[4], start, 2),
-        edge_events(EDGE_RATES[5], start + pd.Timedelta(minutes=10), 2),
-    ]
-    (incident,) = group_incidents(pd.concat([*hiccups, edge_events(iphone, start, 12)]))
     on_api = replace(
         errors_at(Slice("path_group", ("/api",), 1.0, 0.1)), breakdown=edges_carrying(*breakdown)
     )
 
-    usual = usual_departure(lake, scored_day, incident, explanations=(on_api,))
-
-    assert bool(usual) is habit
+    assert iphone_joining_two_hiccups(lake, on_api) is habit
 
 
 def test_a_hiccup_beside_a_crawler_is_as_much_a_habit_as_alone(lake: Lake) -> None:
