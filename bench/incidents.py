@@ -16,8 +16,8 @@ send nothing.
 Prints one row per seed and rate, the totals, and the labelled incidents that were missed.
 ``--keep DIR`` keeps each week's sources, lake and labels; ``--judge-kept DIR`` judges those scored
 days again with the code as it is now (the report's incidents, causes and alerts are made again from
-the kept lake; models, scores and events are not), which is how a change to the incident rules is compared
-with the code before it on the same weeks.
+the kept lake; models, scores and events are not), which is how a change to the incident rules is
+compared with the code before it on the same weeks.
 """
 
 from __future__ import annotations

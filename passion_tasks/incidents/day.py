@@ -303,16 +303,16 @@ def _watched_in(explanation: drv.Explanation, series: Collection[str]) -> bool:
     """Whether a slice of ``explanation`` is edges or devices whose breakdowns of its metric are all
     among ``series``."""
     return any(
-        (named := _breakdowns(explanation.metric, part)) and set(named) <= set(series)
+        (named := _breakdowns(explanation.metric, part.dimension, part.values)) and set(named) <= set(series)
         for part in explanation.slices
     )
 
 
-def _breakdowns(metric: str, part: drv.Slice) -> list[str]:
-    """The series of ``metric`` that break it down to each value of ``part``, an edge or device
-    slice; none for a slice no series breaks down to (a path)."""
-    dim = BREAKDOWN_DIMS.get(part.dimension)
-    return [schemas.series_name(metric, dim, value) for value in part.values] if dim else []
+def _breakdowns(metric: str, column: str, values: Iterable[str]) -> list[str]:
+    """The series of ``metric`` that break it down to each of ``values`` of the log ``column``, edges
+    or devices; none for a column no series breaks down by (a path)."""
+    dim = BREAKDOWN_DIMS.get(column)
+    return [schemas.series_name(metric, dim, value) for value in values] if dim else []
 
 
 def _explained(metric: str, explanations: Iterable[drv.Explanation]) -> drv.Explanation | None:
@@ -611,7 +611,7 @@ def _holding(total: str, explanations: Sequence[drv.Explanation]) -> str:
     first, or "" when they name none."""
     explanation = _explained(metric_of(total), explanations)
     for part in explanation.slices if explanation is not None else ():
-        if len(named := _breakdowns(explanation.metric, part)) == 1:
+        if len(named := _breakdowns(explanation.metric, part.dimension, part.values)) == 1:
             return named[0]
     return ""
 
@@ -642,22 +642,12 @@ def _edges_holding(explanation: drv.Explanation) -> list[str]:
     breakdown that carries part of the change, when the breakdown lists them all (its last edge
     carries none). Nothing when neither says."""
     edge = BREAKDOWN_COLUMNS["edge"]
-    named = [
-        name
-        for part in explanation.slices
-        if part.dimension == edge
-        for name in _breakdowns(explanation.metric, part)
-    ]
-    if named:
-        return named
+    if named := [value for part in explanation.slices if part.dimension == edge for value in part.values]:
+        return _breakdowns(explanation.metric, edge, named)
     listed = [part for part in explanation.breakdown if part.dimension == edge]
     if not listed or listed[-1].change_share > 0:
         return []
-    return [
-        schemas.series_name(explanation.metric, "edge", part.value)
-        for part in listed
-        if part.change_share > 0
-    ]
+    return _breakdowns(explanation.metric, edge, [part.value for part in listed if part.change_share > 0])
 
 
 def _slice_names(within: Iterable[tuple[str, str]]) -> dict[str, str]:
