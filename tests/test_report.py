@@ -348,6 +348,35 @@ def test_an_edge_that_failed_over_is_named_though_the_busiest_gained_more_reques
     )
 
 
+def test_an_edge_that_lost_its_viewers_is_named_though_a_thin_device_family_grew_more_for_its_share() -> None:
+    # FRA2 keeps a sixth of its viewers and the other edges take them; meanwhile Macs, a fiftieth of
+    # the requests the day before, ask for five a minute instead of one: more change for their share
+    # of the traffic than FRA2's, but FRA2's 120 requests where 720 were expected are far less likely
+    # than the Macs' 150 where 30 were.
+    yesterday = DAY - dt.timedelta(days=1)
+
+    def copies(start: pd.Timestamp, fra2: int, others: int, macs: int) -> list[pd.DataFrame]:
+        mac = requests(
+            start, 30, served=lambda edge, stem, device: (edge, stem, device) == ("AMS1", STEMS[0], "iPhone")
+        )
+        return (
+            fra2 * [requests(start, 30, served=lambda edge, stem, device: edge == "FRA2")]
+            + others * [requests(start, 30, served=lambda edge, stem, device: edge != "FRA2")]
+            + macs * [mac.assign(device_family="Mac")]
+        )
+
+    logs = pd.concat(
+        [*copies(at("11:00", yesterday), 6, 2, 1), *copies(at("11:00"), 1, 4, 5)], ignore_index=True
+    )
+    window = (at("11:00", yesterday), at("11:30", yesterday))
+
+    explanation = explain_incident(logs, at("11:00"), at("11:30"), window, "cdn_requests")
+
+    assert explanation.sentence == (
+        "requests 24/min → 4.0/min at edge FRA2, all paths, all devices (overall 49/min → 57/min)"
+    )
+
+
 def test_the_small_bodies_of_errors_do_not_turn_a_drop_of_bytes_into_a_rise() -> None:
     # Every third minute every response fails with a small body: the bytes drop by a third, while
     # the 5xx class's bytes rise, further beyond their noise than the drop: they are how the bytes
