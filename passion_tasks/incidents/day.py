@@ -41,11 +41,13 @@ from passion_tasks.models.scoring import enough_alone
 #: Incidents of a day that are explained (their causes read from the logs), most important first: the
 #: report gives each a section, and only they can alert.
 EXPLAINED_INCIDENTS = 20
-#: Metrics of one CDN incident explained from the logs: causes first, then the most severe.
-MAX_EXPLAINED = 3
 #: The metrics of an incident are explained causes first: failing requests are slow and small, a
 #: traffic drop moves the cache, not the reverse; latencies come last.
 CAUSES_FIRST = ("cdn_5xx_rate", "cdn_4xx_rate", "cdn_requests", "cdn_bytes", "cdn_cache_hit_ratio")
+#: Metrics of one CDN incident explained from the logs: causes first, then the most severe. As many
+#: as there are causes: a crawler's 404s, requests, bytes and misses are all its own, and a hit ratio
+#: left unexplained beside them would be the service's news.
+MAX_EXPLAINED = len(CAUSES_FIRST)
 
 
 @dataclass(frozen=True)
@@ -192,9 +194,10 @@ def set_clients_apart(
     explained again from the other rows (``causes.explain_rows`` over ``span`` and their baseline of
     ``windows``), then each of the ``decisive`` metrics in the slice its detector flagged
     (``_decisive_slices``: a total's rate, or a breakdown none of their requests fell in, or one on an
-    edge that never served them of a metric they made). A change there made by other few clients (a
-    second crawler on another edge) joins the explanations, theirs too; the first made by none, in a
-    slice holding none of their requests or over every place alike, is returned beside them.
+    edge that never served them of a metric they made), a total of a metric they made last. A change
+    there made by other few clients (a second crawler on another edge) joins the explanations, theirs
+    too, and the rest is searched without their requests either; the first made by none, in a slice
+    holding none of their requests or over every place alike, is returned beside them.
     Unchanged and None without such clients. ``witnessed``: where the detectors place each metric's
     change (``witnessed_slice``); ``named_edges``: the edges with series of their own that day
     (``_day_edges``; None: unknown), so that the edges that served them are named as the series name
@@ -249,11 +252,13 @@ def set_clients_apart(
 
     again = {e.metric: e if e.metric in made else explain(e.metric) for e in explanations}
     also: list[drv.Explanation] = []
-    for metric, flagged in decisive:
+    # A total of a metric they made is searched without them last: a change there is on a slice
+    # whose own flag, searched first, names it better (a second crawler's edge).
+    for metric, flagged in sorted(decisive, key=lambda pair: not pair[1] and pair[0] in made):
         # A breakdown of a slice they walked read their requests: its departure is theirs, whatever
-        # a search of the slice's few other requests finds. A metric they made is theirs but on an
-        # edge that never served them.
-        if walked(flagged) or (metric in made and not _off(flagged, served)):
+        # a search of the slice's few other requests finds. A breakdown of a metric they made is
+        # theirs but on an edge that never served them; its total read their requests and others'.
+        if walked(flagged) or (metric in made and flagged and not _off(flagged, served)):
             continue
         reused = metric in again and metric not in made and flagged == tuple(within)
         explanation = again[metric] if reused else explain(metric, flagged)
@@ -264,6 +269,7 @@ def set_clients_apart(
             served |= set(explanation.client_edges)
             clients |= set(explanation.clients)
             theirs = requests_of(clients)
+            others = rows[~rows[drv.CLIENT].isin(clients)]
             continue
         apart = not explanation.slices or any(
             not theirs[part.dimension].isin(part.values).any() for part in explanation.slices
@@ -474,7 +480,7 @@ def cause_of(incident: Incident, drivers: Drivers) -> Cause:
     cause = replace(_cause(incident, drivers), usual=drivers.usual)
     if cause.routine or incident.family != datasets.CDN:
         return cause
-    news = _news(incident, drivers.explanations)
+    news = _news(incident, drivers.explanations, drivers.beside_clients)
     if len(news) == enough_alone(incident.events).sum():
         return cause
     return replace(cause, news=tuple(sorted(set(news["series"]))))
@@ -544,6 +550,7 @@ def usual_departure(
     incident: Incident,
     since: pd.Timestamp | None = None,
     explanations: Sequence[drv.Explanation] = (),
+    beside_clients: drv.Explanation | None = None,
 ) -> str:
     """Why a CDN incident is how its breakdowns behave on most days, or "" when it is not: each of its
     events that is ``enough`` alone is a breakdown's whose family departs on most training days
@@ -551,7 +558,8 @@ def usual_departure(
     longer than the family's departures usually do; an event that opens the day lasts from ``since``,
     when its incident ``began`` (default: its start).
 
-    A total's event is the breakdown's that its ``explanations`` place the change in (``_holding``):
+    A total's event is the breakdown's that its ``explanations`` place the change in (``_holding``;
+    the change it still shows without few clients' requests first, ``beside_clients``):
     an origin's two minutes of errors on one edge move a 5xx rate of 0 for the whole CDN, and are
     that edge's habit. A total whose change the logs place in no one edge or device is the whole
     service's departure, news whatever the week did. A breakdown by device or channel whose change
@@ -561,12 +569,13 @@ def usual_departure(
     both hiccups into one departure of its own that no origin made. The
     events few clients made (``_news``) are theirs, and routine: a hiccup beside a crawler is as much
     a habit as alone."""
-    decisive = _news(incident, explanations)
+    decisive = _news(incident, explanations, beside_clients)
     if incident.family != datasets.CDN or decisive.empty:
         return ""
+    placed = [beside_clients, *explanations] if beside_clients is not None else explanations
     usual = {}
     for series in decisive["series"].unique():
-        breakdown = series if series_dim(series) else _holding(series, explanations)
+        breakdown = series if series_dim(series) else _holding(series, placed)
         model = registry.live(lake, breakdown, on=day) if breakdown else None
         if model is None or (minutes := model.metrics.get(USUAL_DEPARTURE)) is None:
             return ""
@@ -590,15 +599,26 @@ def usual_departure(
     )
 
 
-def _news(incident: Incident, explanations: Sequence[drv.Explanation]) -> pd.DataFrame:
+def _news(
+    incident: Incident,
+    explanations: Sequence[drv.Explanation],
+    beside_clients: drv.Explanation | None = None,
+) -> pd.DataFrame:
     """The events of ``incident`` that are ``enough`` alone and that no few clients made: of a metric
     whose change few clients made (``explanations``), unless on an edge that none of them was served
-    by. The service's part of it: a crawler's 4xx beside an origin's two minutes of errors make the
-    incident no longer nor more severe than those two minutes are."""
+    by, or a total whose change the logs still show without their requests (``beside_clients``). The
+    service's part of it: a crawler's 4xx beside an origin's two minutes of errors make the incident
+    no longer nor more severe than those two minutes are."""
     made, served = _made(explanations), _served(explanations)
+    still = beside_clients.metric if beside_clients is not None else None
+
+    def theirs(name: str) -> bool:
+        if metric_of(name) not in made or _off_edges(name, served):
+            return False
+        return bool(series_dim(name)) or metric_of(name) != still
+
     decisive = incident.events[enough_alone(incident.events)]
-    theirs = decisive["series"].map(lambda name: metric_of(name) in made and not _off_edges(name, served))
-    return decisive[~theirs]
+    return decisive[~decisive["series"].map(theirs)]
 
 
 def _made(explanations: Iterable[drv.Explanation]) -> set[str]:
@@ -692,7 +712,7 @@ def day_incidents(
         if number < explained:
             since = began(lake, day, incident)
             drivers = incident_drivers(lake, day, incident, services, elsewhere, since, watched)
-            usual = usual_departure(lake, day, incident, since, drivers.explanations)
+            usual = usual_departure(lake, day, incident, since, drivers.explanations, drivers.beside_clients)
             drivers = replace(drivers, usual=usual)
         else:
             drivers = Drivers(note="not explained: the day has more important incidents")
