@@ -1149,6 +1149,39 @@ def test_an_edge_that_empties_beside_a_crawler_is_the_cause(lake: Lake) -> None:
     )
 
 
+def test_an_edge_whose_viewers_left_while_a_crawler_made_up_their_requests_is_the_cause(lake: Lake) -> None:
+    # FRA2 serves 20 requests a minute, then 4 from 11:00, while a crawler asks it for 16 small 404s a
+    # minute: its requests do not move, its bytes fall (their detector flagged it) and its 4xx rate
+    # rises. A crawler only adds requests: the bytes that fell on the edge it walked are the
+    # viewers'. With the viewers staying, the same crawler's bytes rise there, and it is its own.
+    def fra2(edge: str, stem: str, device: str) -> bool:
+        return edge == "FRA2"
+
+    def explained(viewers_leave: bool) -> ExplainedIncident:
+        walk = [
+            crawl(at("11:00") + pd.Timedelta(seconds=offset), 120, lambda number: "198.51.100.7")
+            for offset in (0, 4, 8, 12)
+        ]
+        stay = 4 * [requests(at("10:00"), 90 if not viewers_leave else 60, served=fra2)]
+        write_logs(lake, pd.concat([requests(at("10:00"), 90), *stay, *walk], ignore_index=True), {})
+        flagged = ["cdn_4xx_rate{edge=FRA2}", "cdn_bytes{edge=FRA2}"]
+        scores = pd.concat([day_scores(name, list(range(660, 690))) for name in flagged], ignore_index=True)
+        (incident,) = day_incidents(lake, DAY, scores, group_events(scores))
+        return incident
+
+    left = explained(viewers_leave=True)
+    assert left.cause == Cause(
+        "bytes sent 0.018 MB/min → 0.0040 MB/min at edge FRA2, all paths, all devices "
+        "(overall 0.029 MB/min → 0.016 MB/min)",
+        {"edge": "FRA2"},
+        news=("cdn_bytes{edge=FRA2}",),
+    )
+    assert left.drivers.beside_clients is not None
+    stayed = explained(viewers_leave=False)
+    assert stayed.drivers.beside_clients is None
+    assert stayed.cause.clients == ("198.51.100.7",)
+
+
 def test_a_burst_of_errors_beside_a_crawler_on_another_edge_is_where_its_own_detectors_saw_it(
     lake: Lake,
 ) -> None:

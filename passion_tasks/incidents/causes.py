@@ -471,6 +471,29 @@ def explain_rows(
     )
 
 
+def fell(
+    rows: pd.DataFrame,
+    start: pd.Timestamp,
+    stop: pd.Timestamp,
+    baseline: Window,
+    metric: str,
+    within: Sequence[tuple[str, str]],
+) -> bool:
+    """Whether the volume ``metric`` fell beyond its noise (``_overall_change``) in the slice ``within``
+    of ``rows`` (through ``log_slices``) from ``baseline`` to ``[start, stop)``; False for a rate or
+    a latency."""
+    measure = MEASURES[metric]
+    if measure.kind != "volume":
+        return False
+    for column, value in within:
+        rows = rows[rows[column] == value]
+    during = rows[(rows["ts"] >= start) & (rows["ts"] < stop)]
+    before = rows[(rows["ts"] >= baseline[0]) & (rows["ts"] < baseline[1])]
+    minutes = (_minutes(stop - start), _minutes(baseline[1] - baseline[0]))
+    lower = _value(measure, during, minutes[0]) < _value(measure, before, minutes[1])
+    return lower and _overall_change(measure, during, before, minutes)
+
+
 def _flagged_slices(during: pd.DataFrame, within: Sequence[tuple[str, str]]) -> list[Slice]:
     """The slices of ``within`` as the incident's rows name them (a live channel by its path)."""
     slices = []

@@ -211,7 +211,9 @@ def set_clients_apart(
     slice it never asked for (the folder that slowed) does not. Nor is a change a detector did not see:
     the crawler's misses slow its edge's p95, and another edge's few requests, searched for a change
     without its detector's flag, show one by chance; a breakdown of the crawler's own edge is its
-    doing, and a search of that edge's few other requests finds a path that changed by chance too.
+    doing, and a search of that edge's few other requests finds a path that changed by chance too,
+    but for a volume that fell there, their requests and all (``causes.fell``): few clients only add
+    requests, and an edge whose viewers left while a crawler made up their count is the edge's.
     A total's flag read their requests as well: without them, a slice the search finds while the
     whole no longer moves is what its detector saw only where no detector of its own watched it (a
     folder that slowed); one whose own breakdowns stayed ``quiet`` (one edge's hit ratio among a
@@ -256,9 +258,11 @@ def set_clients_apart(
     # whose own flag, searched first, names it better (a second crawler's edge).
     for metric, flagged in sorted(decisive, key=lambda pair: not pair[1] and pair[0] in made):
         # A breakdown of a slice they walked read their requests: its departure is theirs, whatever
-        # a search of the slice's few other requests finds. A breakdown of a metric they made is
+        # a search of the slice's few other requests finds, but for a volume that fell there with
+        # their requests in it: few clients only add requests. A breakdown of a metric they made is
         # theirs but on an edge that never served them; its total read their requests and others'.
-        if walked(flagged) or (metric in made and flagged and not _off(flagged, served)):
+        lost = walked(flagged) and drv.fell(rows, *span, windows[metric], metric, flagged)
+        if (walked(flagged) and not lost) or (metric in made and flagged and not _off(flagged, served)):
             continue
         reused = metric in again and metric not in made and flagged == tuple(within)
         explanation = again[metric] if reused else explain(metric, flagged)
@@ -271,8 +275,10 @@ def set_clients_apart(
             theirs = requests_of(clients)
             others = rows[~rows[drv.CLIENT].isin(clients)]
             continue
-        apart = not explanation.slices or any(
-            not theirs[part.dimension].isin(part.values).any() for part in explanation.slices
+        apart = (
+            lost
+            or not explanation.slices
+            or any(not theirs[part.dimension].isin(part.values).any() for part in explanation.slices)
         )
         # A total read their requests too: without them, its flag places no change in a slice whose
         # own detectors saw none.
