@@ -380,12 +380,10 @@ def explain_rows(
     traffic (three errors, all on the edge whose 5xx rate its detector flagged, a third of the requests
     there, is that edge's burst, not noise spread over all edges)."""
     measure = MEASURES[metric]
-    during = rows[(rows["ts"] >= start) & (rows["ts"] < stop)]
-    before = rows[(rows["ts"] >= baseline[0]) & (rows["ts"] < baseline[1])]
+    during, before, minutes = _windows(rows, start, stop, baseline)
     if measure.kind != "volume":
         for other in elsewhere:
             before = before[(before["ts"] < other[0]) | (before["ts"] >= other[1])]
-    minutes = (_minutes(stop - start), _minutes(baseline[1] - baseline[0]))
     # The same minutes of another day have the day's rhythm already.
     same_clock = (start - baseline[0]) % pd.Timedelta(days=1) == pd.Timedelta(0) and minutes[0] == minutes[1]
     if measure.latency:
@@ -487,9 +485,7 @@ def fell(
         return False
     for column, value in within:
         rows = rows[rows[column] == value]
-    during = rows[(rows["ts"] >= start) & (rows["ts"] < stop)]
-    before = rows[(rows["ts"] >= baseline[0]) & (rows["ts"] < baseline[1])]
-    minutes = (_minutes(stop - start), _minutes(baseline[1] - baseline[0]))
+    during, before, minutes = _windows(rows, start, stop, baseline)
     lower = _value(measure, during, minutes[0]) < _value(measure, before, minutes[1])
     return lower and _overall_change(measure, during, before, minutes)
 
@@ -549,8 +545,15 @@ def _surprise(measure: Measure, chosen: pd.DataFrame) -> float:
     for its share; traffic from nowhere (a crawler's device) is the least likely of all."""
     if measure.column != REQUESTS:
         return abs(float(chosen["delta"].sum())) / max(float(chosen["traffic_share"].sum()), 1e-12)
-    count, expected = float(chosen["sum_during"].sum()), max(float(chosen["expected"].sum()), 1e-12)
-    return 2 * (float(xlogy(count, count / expected)) - (count - expected))
+    return float(_poisson_deviance(chosen["sum_during"].sum(), chosen["expected"].sum()))
+
+
+def _poisson_deviance(count: float | pd.Series, expected: float | pd.Series) -> float | pd.Series:
+    """The Poisson deviance of ``count`` requests where ``expected`` were (numbers or arrays): the
+    statistic of a likelihood ratio test, how unlikely the count is. ``xlogy`` takes a count of 0; an
+    expected count of 0 is floored, so that traffic from nowhere is the least likely of all."""
+    expected = np.maximum(expected, 1e-12)
+    return 2 * (xlogy(count, count / expected) - (count - expected))
 
 
 def _broadest(best: Slice, candidates: Sequence[Slice]) -> Slice:
@@ -592,6 +595,15 @@ def _spread(places: list[str], during: pd.DataFrame, before: pd.DataFrame) -> tu
 
 def _varies(during: pd.DataFrame, before: pd.DataFrame, column: str) -> bool:
     return pd.concat([during[column], before[column]]).nunique() > 1
+
+
+def _windows(
+    rows: pd.DataFrame, start: pd.Timestamp, stop: pd.Timestamp, baseline: Window
+) -> tuple[pd.DataFrame, pd.DataFrame, tuple[float, float]]:
+    """The ``rows`` of the incident ``[start, stop)`` and of its ``baseline``, and the minutes of each."""
+    during = rows[(rows["ts"] >= start) & (rows["ts"] < stop)]
+    before = rows[(rows["ts"] >= baseline[0]) & (rows["ts"] < baseline[1])]
+    return during, before, (_minutes(stop - start), _minutes(baseline[1] - baseline[0]))
 
 
 def _minutes(span: pd.Timedelta) -> float:
@@ -790,14 +802,19 @@ def _made(measure: Measure, table: pd.DataFrame) -> float:
     A volume's parts may cancel: the viewers an edge lost went to the others, and the whole barely
     moved, or rose as their players retried, its sign left to chance. Its change is the side of its
     leading part, that side's parts summed: the edge that lost them, not the edges that took a share
-    each. For requests, the leading part is the one furthest beyond its noise, its own count: the
-    busiest edge may gain more requests than another lost, but fewer of its own noise's worth. For
+    each. For requests, the leading part is the least likely count (``_poisson_deviance``, as the
+    drill-down ranks slices, ``_surprise``): the busiest edge may gain more requests than another
+    lost, but fewer of its own noise's worth. For
     bytes it is the largest: their noise is that of the sizes, and a class of small bodies (the 5xx
     pages of an outage) is far beyond it for kilobytes a minute beside a drop of megabytes."""
     deviations = table["delta"].abs() / np.sqrt(table["noise"])
     parts = table["delta"].where(deviations >= SIGNIFICANCE_Z, 0.0)
     if measure.kind == "volume" and parts.any():
-        size = deviations if measure.column == REQUESTS else parts.abs()
+        size = (
+            _poisson_deviance(table["sum_during"], table["expected"])
+            if measure.column == REQUESTS
+            else parts.abs()
+        )
         leading = size.where(parts.ne(0)).idxmax()
         parts = parts[np.sign(parts) == np.sign(parts.loc[leading])]
     return float(parts.sum())

@@ -261,8 +261,9 @@ def set_clients_apart(
         # a search of the slice's few other requests finds, but for a volume that fell there with
         # their requests in it: few clients only add requests. A breakdown of a metric they made is
         # theirs but on an edge that never served them; its total read their requests and others'.
-        lost = walked(flagged) and drv.fell(rows, *span, windows[metric], metric, flagged)
-        if (walked(flagged) and not lost) or (metric in made and flagged and not _off(flagged, served)):
+        theirs_there = walked(flagged)
+        lost = theirs_there and drv.fell(rows, *span, windows[metric], metric, flagged)
+        if (theirs_there and not lost) or (metric in made and flagged and not _off(flagged, served)):
             continue
         reused = metric in again and metric not in made and flagged == tuple(within)
         explanation = again[metric] if reused else explain(metric, flagged)
