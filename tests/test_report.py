@@ -1154,10 +1154,12 @@ def test_an_edge_whose_viewers_left_while_a_crawler_made_up_their_requests_is_th
     # minute: its requests do not move, its bytes fall (their detector flagged it) and its 4xx rate
     # rises. A crawler only adds requests: the bytes that fell on the edge it walked are the
     # viewers'. With the viewers staying, the same crawler's bytes rise there, and it is its own.
+    # The crawler's device family flagged too narrows the slice the incident's series share to its
+    # device on FRA2; the bytes are still those of the edge's viewers, every device's.
     def fra2(edge: str, stem: str, device: str) -> bool:
         return edge == "FRA2"
 
-    def explained(viewers_leave: bool) -> ExplainedIncident:
+    def explained(viewers_leave: bool, crawlers_device_flagged: bool = False) -> ExplainedIncident:
         walk = [
             crawl(at("11:00") + pd.Timedelta(seconds=offset), 120, lambda number: "198.51.100.7")
             for offset in (0, 4, 8, 12)
@@ -1165,6 +1167,7 @@ def test_an_edge_whose_viewers_left_while_a_crawler_made_up_their_requests_is_th
         stay = 4 * [requests(at("10:00"), 90 if not viewers_leave else 60, served=fra2)]
         write_logs(lake, pd.concat([requests(at("10:00"), 90), *stay, *walk], ignore_index=True), {})
         flagged = ["cdn_4xx_rate{edge=FRA2}", "cdn_bytes{edge=FRA2}"]
+        flagged += ["cdn_4xx_rate{device=Other}"] if crawlers_device_flagged else []
         scores = pd.concat([day_scores(name, list(range(660, 690))) for name in flagged], ignore_index=True)
         (incident,) = day_incidents(lake, DAY, scores, group_events(scores))
         return incident
@@ -1177,6 +1180,7 @@ def test_an_edge_whose_viewers_left_while_a_crawler_made_up_their_requests_is_th
         news=("cdn_bytes{edge=FRA2}",),
     )
     assert left.drivers.beside_clients is not None
+    assert explained(viewers_leave=True, crawlers_device_flagged=True).cause == left.cause
     stayed = explained(viewers_leave=False)
     assert stayed.drivers.beside_clients is None
     assert stayed.cause.clients == ("198.51.100.7",)

@@ -418,6 +418,15 @@ def _cause_first(metric: str) -> int:
     return CAUSES_FIRST.index(metric) if metric in CAUSES_FIRST else len(CAUSES_FIRST)
 
 
+def _beside_first(services: list[drv.Explanation], beside: list[drv.Explanation]) -> list[drv.Explanation]:
+    """The explanations no few clients made, the one searched without their requests first where it
+    explains the same metric as the first: that one was searched in its detector's slice, the other in
+    the slice the incident's series share, which the few clients' own device or path may narrow."""
+    if services and beside and services[0].metric == beside[0].metric:
+        return [*beside, *services]
+    return services or beside
+
+
 def read_logs(lake: Lake, start: pd.Timestamp, stop: pd.Timestamp) -> pd.DataFrame:
     """The ``drivers.LOG_COLUMNS`` of the cdn_logs rows in ``[start, stop)``, from every day it touches."""
     within = ts_within(start.to_pydatetime(), stop.to_pydatetime())
@@ -498,9 +507,9 @@ def _cause(incident: Incident, drivers: Drivers) -> Cause:
 
     A change a few clients made (a crawler's 404s) is the incident's cause, and theirs, when no event
     of it that is ``enough`` alone lies on an edge that did not serve them and nothing changed
-    beside them (``Drivers.beside_clients``); else the first change that no few clients made is,
-    and the incident the service's: a crawler at work on one edge while another slows down, or while
-    the origin of one folder does, does not explain the other."""
+    beside them (``Drivers.beside_clients``); else the first change that no few clients made is
+    (``_beside_first``), and the incident the service's: a crawler at work on one edge while another
+    slows down, or while the origin of one folder does, does not explain the other."""
     changed = [explanation for explanation in drivers.explanations if explanation.changed]
     if changed:
         services = [explanation for explanation in changed if not explanation.clients]
@@ -509,7 +518,7 @@ def _cause(incident: Incident, drivers: Drivers) -> Cause:
         if theirs is not None and not beside and not _elsewhere(incident, _served(changed)):
             explanation, clients = theirs, tuple(dict.fromkeys(c for e in changed for c in e.clients))
         else:
-            explanation, clients = (services or beside or changed)[0], ()
+            explanation, clients = (_beside_first(services, beside) or changed)[0], ()
         names = {part.dimension: ", ".join(part.values) for part in explanation.slices}
         return Cause(
             explanation.sentence,
