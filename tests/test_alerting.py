@@ -763,6 +763,26 @@ def test_severity_needs_the_ratio_of_a_level_and_its_evidence(
     assert severity(incident, Rules().levels) == expected
 
 
+def test_an_incident_is_as_severe_as_the_minutes_it_was_anomalous() -> None:
+    # An origin's errors at 10:00-10:02 and again at 10:09-10:11, at eight times the threshold: the
+    # rate's 15-minute window joins them into one event of 12 minutes across six minutes back to
+    # normal, anomalous for six of them, as an incident is of 12 minutes that fail throughout.
+    def errors(*bursts: tuple[int, int]) -> pd.DataFrame:
+        scores = day_scores(ERRORS, list(bursts), peak=32.0).assign(detector="rate")
+        return scores.assign(score=scores["score"].where(scores["is_anomaly"], 0.0))
+
+    twice, throughout = errors((600, 603), (609, 612)), errors((600, 612))
+    (event,) = group_events(twice).itertuples()
+    assert event.minutes == 12
+
+    def alerted(scores: pd.DataFrame) -> tuple[int, int, str]:
+        (alert,) = decide(DAY, explained(scores), scores, Rules()).alerts
+        return alert.incident.minutes, alert.incident.anomalous_minutes, alert.severity
+
+    assert alerted(twice) == (12, 6, "warning")
+    assert alerted(throughout) == (12, 12, "critical")
+
+
 def test_a_change_a_few_clients_made_is_the_mildest_level_however_strong() -> None:
     crawl = (anomaly(ERRORS, "2026-11-21 10:00", "2026-11-21 10:29", 8.0),)
     theirs = Cause("4xx rate 2.0% → 40% at edge FRA2, made by one client 198.51.100.7", {}, ("198.51.100.7",))

@@ -7,8 +7,9 @@ Pure functions of the day's incidents (``incidents.day``: the report's, with the
 2. Events below ``min_ratio``, or with less evidence than ``min_minutes`` at ``min_ratio``, and those of
    snoozed series, do not alert; an incident alerts when one of its events does, and then as the
    report has it, whole.
-3. An incident's severity is the highest level whose minimums it meets, the same way: a routine one's
-   the first, and where few clients made part of it, that of the service's part (``Cause.news``).
+3. An incident's severity is the highest level whose minimums it meets, the same way, over the minutes
+   it was anomalous (``Incident.anomalous_minutes``): a routine one's the first, and where few clients
+   made part of it, that of the service's part (``Cause.news``).
 4. An incident is held back when each of its series already alerted less than ``cooldown`` before it.
 
 Evidence (``models.scoring.evidence``) is minutes times ``log2(1 + ratio)``: a minimum duration is
@@ -26,12 +27,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from passion_tasks.errors import UsageError
 from passion_tasks.incidents.day import Cause, ExplainedIncident
 from passion_tasks.lake import datasets
-from passion_tasks.models.scoring import MIN_MINUTES, MIN_RATIO, enough
+from passion_tasks.models.scoring import MAX_GAP, MIN_MINUTES, MIN_RATIO, enough
 
 ANOMALY = "anomaly"
 NO_DATA = "no_data"
@@ -151,6 +153,8 @@ class Anomaly:
     peak_ts: pd.Timestamp
     threshold: float | None
     ratio: float
+    #: The times of its anomalous rows (``anomalies``); empty where the scores were not read.
+    flagged: tuple[pd.Timestamp, ...] = ()
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -187,6 +191,23 @@ class Incident:
         """The span from the first anomalous minute to the end of the last one."""
         until = max(anomaly.start + pd.Timedelta(minutes=anomaly.minutes) for anomaly in self.anomalies)
         return round((until - self.start) / pd.Timedelta(minutes=1))
+
+    @property
+    def anomalous_minutes(self) -> int:
+        """The span's minutes less the stretches longer than an event's gap (``scoring.MAX_GAP``) in
+        which none of its anomalies had an anomalous row: a detector whose window still reads an
+        earlier burst joins the next one to it across minutes back to normal
+        (``Detector.event_window_rows``), and an origin's two three-minute hiccups ten minutes apart
+        were anomalous for six minutes, not sixteen. The span where an anomaly's rows are unknown."""
+        if not all(anomaly.flagged for anomaly in self.anomalies):
+            return self.minutes
+        stamps = pd.DatetimeIndex(
+            sorted({ts for anomaly in self.anomalies for ts in anomaly.flagged})
+        ).as_unit("ns")
+        apart = np.diff(stamps.asi8)
+        step = apart.min(initial=pd.Timedelta(MAX_GAP).value)
+        back_to_normal = apart[apart > pd.Timedelta(MAX_GAP).value] - step
+        return self.minutes - round(back_to_normal.sum() / pd.Timedelta(minutes=1).value)
 
     @property
     def series(self) -> tuple[str, ...]:
@@ -275,17 +296,32 @@ class Decisions:
 
 
 def anomalies(events: pd.DataFrame, scores: pd.DataFrame) -> list[Anomaly]:
-    """The events with the threshold of the score row at their peak, and their ratio to it."""
-    events = events.drop(columns=["threshold", "severity"], errors="ignore")
+    """The events with the threshold of the score row at their peak, their ratio to it, and the times
+    of their anomalous rows."""
+    events = events.drop(columns=["threshold", "severity"], errors="ignore").reset_index(drop=True)
     # Scores written before thresholds were stored per row have no threshold column.
     peaks = scores.reindex(columns=["series", "detector", "ts", "threshold"]).rename(
         columns={"ts": "peak_ts"}
     )
     rows = events.merge(peaks, on=["series", "detector", "peak_ts"], how="left")
-    return [_anomaly(row) for row in rows.to_dict("records")]
+    return [
+        _anomaly(row, flagged)
+        for row, flagged in zip(rows.to_dict("records"), _flagged(events, scores), strict=True)
+    ]
 
 
-def _anomaly(row: Mapping[str, Any]) -> Anomaly:
+def _flagged(events: pd.DataFrame, scores: pd.DataFrame) -> list[tuple[pd.Timestamp, ...]]:
+    """The times of each event's anomalous rows among ``scores``."""
+    anomalous = scores.loc[scores["is_anomaly"].astype(bool), ["series", "detector", "ts"]]
+    rows = events.reset_index(names="event")[["event", "series", "detector", "start", "end"]].merge(
+        anomalous, on=["series", "detector"]
+    )
+    within = rows[(rows["ts"] >= rows["start"]) & (rows["ts"] <= rows["end"])]
+    times = within.groupby("event")["ts"].agg(tuple)
+    return [times.get(event, ()) for event in range(len(events))]
+
+
+def _anomaly(row: Mapping[str, Any], flagged: tuple[pd.Timestamp, ...]) -> Anomaly:
     threshold = None if pd.isna(row["threshold"]) else float(row["threshold"])
     peak = float(row["peak_score"])
     return Anomaly(
@@ -298,6 +334,7 @@ def _anomaly(row: Mapping[str, Any]) -> Anomaly:
         peak_ts=row["peak_ts"],
         threshold=threshold,
         ratio=peak / threshold if threshold is not None and threshold > 0 else 1.0,
+        flagged=flagged,
     )
 
 
@@ -310,7 +347,8 @@ def snoozed(anomaly: Anomaly, snoozes: Iterable[Snooze]) -> bool:
 
 
 def severity(incident: Incident, levels: Sequence[SeverityLevel]) -> str:
-    """The most severe level whose minimums the incident's peak ratio and span meet; at least the first.
+    """The most severe level whose minimums the incident's peak ratio and the minutes it was anomalous
+    (``Incident.anomalous_minutes``) meet; at least the first.
 
     A routine incident (``Cause.routine``: a change a few clients made, a departure as short as its
     breakdowns make on most days) is not the service's: the first level, whatever its size. Where few
@@ -319,7 +357,7 @@ def severity(incident: Incident, levels: Sequence[SeverityLevel]) -> str:
         return levels[0].name
     if incident.cause is not None and incident.cause.news:
         incident = Incident(tuple(a for a in incident.anomalies if a.series in incident.cause.news))
-    ratio, minutes = incident.peak.ratio, incident.minutes
+    ratio, minutes = incident.peak.ratio, incident.anomalous_minutes
     reached = [level.name for level in levels if level.reached(ratio, minutes)]
     return reached[-1] if reached else levels[0].name
 

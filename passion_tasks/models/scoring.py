@@ -31,6 +31,9 @@ MIN_RATIO = 1.0
 #: grazes its threshold is the false-alarm budget at work (a few a day among hundreds of series), not
 #: news. Weaker events belong to the incident they overlap, or to none.
 MIN_MINUTES = 3
+#: Anomalous rows of one series at most this far apart are one event (``group_events``): a minute or
+#: a few back to normal within an incident are part of it.
+MAX_GAP = "5min"
 
 #: A model loaded to score a series, and the registry's version of it.
 Loaded = tuple[Detector, ModelVersion]
@@ -151,7 +154,7 @@ def scoring_rows(
     return pd.DataFrame(frame.to_numpy()[first:, positions], index=frame.index[first:], columns=named)
 
 
-def group_events(scores: pd.DataFrame, max_gap: str = "5min") -> pd.DataFrame:
+def group_events(scores: pd.DataFrame, max_gap: str = MAX_GAP) -> pd.DataFrame:
     """Incidents in the columns of ``schemas.EVENTS``: runs of anomalous rows of one series and detector.
 
     Two anomalous rows at most ``max_gap`` apart belong to the same event; so do two further apart
