@@ -37,7 +37,12 @@ edges are named changes from day to day; its incidents hit one of the 20 busiest
 crawlers and hiccups on other edges and URLs (a crawler of its own device family on one of 120 edges,
 a hiccup on an edge that serves half the requests).
 
-    python bench/other_traffic.py [--shape web|second|bursty|many|second-bursty|many-bursty]
+``--shape web-mild``, ``second-mild`` and ``many-mild`` plant the same incidents, milder
+(``STRENGTHS``): 12 % of requests failing in the outage, 25 % of the API's in the burst, an edge 2.5
+times slower, half its viewers lost, 30 % of hits purged, an origin twice as slow: whether the nightly
+path still finds changes an on-call engineer would still want to hear of.
+
+    python bench/other_traffic.py [--shape web|second|bursty|many|second-bursty|many-bursty|web-mild|...]
         [--seeds 0,1,2] [--rates 30,300] [--verbose] [--keep DIR]
 """
 
@@ -151,6 +156,8 @@ class Shape:
     #: Incidents on an edge hit one of this many busiest (the first ``edges``); 0: any edge.
     busiest: int = 0
     background: Background | None = None
+    #: How strong its incidents are (``STRENGTHS``).
+    strength: str = "plain"
 
 
 def web_paths(rng: np.random.Generator) -> PathDraws:
@@ -257,6 +264,8 @@ SHAPES = {
 }
 #: Each other shape with the bursts of ``bursty``: crawlers and hiccups on other edges and URLs.
 SHAPES |= {f"{name}-bursty": replace(SHAPES[name], background=Background()) for name in ("second", "many")}
+#: The quiet shapes with milder incidents.
+SHAPES |= {f"{name}-mild": replace(SHAPES[name], strength="mild") for name in ("web", "second", "many")}
 
 
 @dataclass(frozen=True)
@@ -287,6 +296,29 @@ class Incident:
         )
 
 
+#: Each incident's size, plain and mild: the share of requests failing in the outage and in the 503
+#: burst, how many times slower the edge and the origin answer, the share of the edge's viewers lost,
+#: and the share of hits the purge turns into misses.
+STRENGTHS = {
+    "plain": {
+        "outage": 0.35,
+        "slice_5xx": 0.6,
+        "latency_spike": 6.0,
+        "traffic_drop": 0.8,
+        "cache_purge": 0.6,
+        "origin_slow": 5.0,
+    },
+    "mild": {
+        "outage": 0.12,
+        "slice_5xx": 0.25,
+        "latency_spike": 2.5,
+        "traffic_drop": 0.5,
+        "cache_purge": 0.3,
+        "origin_slow": 2.0,
+    },
+}
+
+
 def planned(rng: np.random.Generator, shape: Shape) -> list[Incident | None]:
     """The scored days' incidents, in order (``None``: a quiet day)."""
 
@@ -294,14 +326,17 @@ def planned(rng: np.random.Generator, shape: Shape) -> list[Incident | None]:
         return shape.edges[int(rng.integers(shape.busiest or len(shape.edges)))]
 
     api, slow, lost = edge(), edge(), edge()
+    size = STRENGTHS[shape.strength]
     return [
-        Incident("outage", 10, share=0.35, codes=(502, 503, 504)),
-        Incident("slice_5xx", 20, "edge", api, edge=api, prefix=shape.api, share=0.6, codes=(503,)),
+        Incident("outage", 10, share=size["outage"], codes=(502, 503, 504)),
+        Incident(
+            "slice_5xx", 20, "edge", api, edge=api, prefix=shape.api, share=size["slice_5xx"], codes=(503,)
+        ),
         None,
-        Incident("latency_spike", 25, "edge", slow, edge=slow, factor=6.0),
-        Incident("traffic_drop", 30, "edge", lost, edge=lost, share=0.8),
-        Incident("cache_purge", 15, share=0.6),
-        Incident("origin_slow", 20, "path", shape.vod, prefix=shape.vod, factor=5.0),
+        Incident("latency_spike", 25, "edge", slow, edge=slow, factor=size["latency_spike"]),
+        Incident("traffic_drop", 30, "edge", lost, edge=lost, share=size["traffic_drop"]),
+        Incident("cache_purge", 15, share=size["cache_purge"]),
+        Incident("origin_slow", 20, "path", shape.vod, prefix=shape.vod, factor=size["origin_slow"]),
     ]
 
 
