@@ -705,6 +705,11 @@ def test_a_total_that_echoes_one_slice_is_explained_inside_the_slice_when_the_wh
     edge_and_total = ["cdn_bytes{channel=ch7}", "cdn_bytes"]
     assert starting_slices(edge_and_total) == [(), (("live_channel", "ch7"),)]
     assert starting_slices(["cdn_bytes{channel=ch7}"]) == [(("live_channel", "ch7"),)]
+    # The edge first, then the device inside it.
+    assert starting_slices(["cdn_5xx_rate{device=iPhone}", "cdn_5xx_rate{edge=FRA2}"]) == [
+        (("edge_location", "FRA2"),),
+        (("edge_location", "FRA2"), ("device_family", "iPhone")),
+    ]
     assert starting_slices(["cdn_bytes", "cdn_5xx_rate"]) == [()]
     assert starting_slices(["cdn_bytes", "cdn_bytes{edge=FRA2}", "cdn_bytes{edge=AMS1}"]) == [()]
 
@@ -1184,6 +1189,39 @@ def test_an_edge_whose_viewers_left_while_a_crawler_made_up_their_requests_is_th
     stayed = explained(viewers_leave=False)
     assert stayed.drivers.beside_clients is None
     assert stayed.cause.clients == ("198.51.100.7",)
+
+
+def test_a_device_flagged_in_an_edges_failure_is_named_only_where_the_logs_place_the_change_in_it(
+    lake: Lake,
+) -> None:
+    # FRA2 fails every request from 11:00 to 11:30, every device's; its 5xx rate is anomalous all
+    # along. The iPhones' is too: for one minute at 2.5 times its threshold (too little to be an
+    # incident alone, which places nothing), or all along (the iPhones sent half the errors). Either
+    # way the Rokus failed as much: the cause is the edge's. Where only the iPhones failed, it is theirs.
+    def fra2(edge: str, stem: str, device: str) -> bool:
+        return edge == "FRA2"
+
+    def fra2_iphones(edge: str, stem: str, device: str) -> bool:
+        return edge == "FRA2" and device == "iPhone"
+
+    def cause(fails: Callable[[str, str, str], bool], iphones: list[int]) -> Cause:
+        write_logs(lake, pd.concat([requests(at("10:00"), 60), requests(at("11:00"), 30, fails=fails)]), {})
+        scores = pd.concat(
+            [
+                day_scores("cdn_5xx_rate{edge=FRA2}", list(range(660, 690))),
+                day_scores("cdn_5xx_rate{device=iPhone}", iphones),
+            ],
+            ignore_index=True,
+        )
+        (incident,) = day_incidents(lake, DAY, scores, group_events(scores))
+        return incident.cause
+
+    edge = Cause(
+        "5xx rate 0% → 100% at edge FRA2, all paths, all devices (overall 0.68% → 26%)", {"edge": "FRA2"}
+    )
+    assert cause(fra2, [670]) == edge
+    assert cause(fra2, list(range(660, 690))) == edge
+    assert cause(fra2_iphones, list(range(660, 690))).slice == {"edge": "FRA2", "device": "iPhone"}
 
 
 def test_a_burst_of_errors_beside_a_crawler_on_another_edge_is_where_its_own_detectors_saw_it(

@@ -111,7 +111,7 @@ def incident_drivers(
         return Drivers(note=f"no cdn_logs for {day}: the logs cannot say what drove it")
     if not metrics:
         return Drivers(note="none of its series is computed from the CDN logs")
-    decisive = _decisive_slices(incident.events.loc[enough_alone(incident.events), "series"])
+    decisive = _decisive_slices(_decisive_series(incident.events))
     start = incident.start if since is None else since
     previous_day = lake.has_partition(datasets.CDN_LOGS, (start - pd.Timedelta(days=1)).date())
     windows = {
@@ -120,7 +120,8 @@ def incident_drivers(
     }
     spans = [(start, incident.stop), *windows.values()]
     rows = drv.log_slices(read_logs(lake, min(first for first, _ in spans), max(end for _, end in spans)))
-    starts = starting_slices(incident.events["series"])
+    # Where the detectors flagged it: a minute grazing its threshold places nothing (``witnessed_slice``).
+    starts = starting_slices(_decisive_series(incident.events))
     # Where the logs are too thin to say which edge, the detectors' flag says it.
     witnessed = {metric: witnessed_slice(incident.events, metric) for metric in windows}
     for within in starts:
@@ -388,30 +389,46 @@ def flagged_slice(series: Iterable[str]) -> tuple[tuple[str, str], ...]:
         values.setdefault(dim, set()).add(series_dim_value(name))
     if not values or any(len(found) > 1 for found in values.values()):
         return ()
-    return tuple((BREAKDOWN_COLUMNS[dim], found.pop()) for dim, found in values.items())
+    return tuple((column, values[dim].pop()) for dim, column in BREAKDOWN_COLUMNS.items() if dim in values)
 
 
 def starting_slices(series: Iterable[str]) -> list[tuple[tuple[str, str], ...]]:
     """Where the explanation of a CDN incident starts, in the order to try: the slice every series
-    breaks down to (``flagged_slice``); else the whole CDN, then the slice its breakdown series alone
-    break down to. A total that left its noise for two minutes of a channel's twenty is the channel's
-    echo, and the channel's change may be plain inside it while the whole CDN's is within its noise."""
+    breaks down to (``flagged_slice``), its edge first, then with its channel and device too; else
+    the whole CDN, then the slice its breakdown series alone break down to. A total that left its
+    noise for two minutes of a channel's twenty is the channel's echo, and the channel's change may
+    be plain inside it while the whole CDN's is within its noise. The broader first: an origin that
+    fails an edge's misses for every device flags the device that happened to send most of them too,
+    and a search inside that device alone would name it."""
     series = list(series)
     if alone := flagged_slice(series):
-        return [alone]
-    inside = flagged_slice([name for name in series if series_dim(name)])
+        return [alone[:parts] for parts in range(1, len(alone) + 1)]
+    inside = placed_slice(series)
     return [(), inside] if inside else [()]
+
+
+def placed_slice(series: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """Where a CDN incident's ``series`` place it: the slice they all break down to
+    (``flagged_slice``), else the one their breakdowns do; nothing where they disagree."""
+    series = list(series)
+    return flagged_slice(series) or flagged_slice([name for name in series if series_dim(name)])
+
+
+def _decisive_series(events: pd.DataFrame) -> pd.Series:
+    """The series of ``events`` that are ``enough`` alone: those that make an incident."""
+    return events.loc[enough_alone(events), "series"]
 
 
 def witnessed_slice(events: pd.DataFrame, metric: str) -> tuple[tuple[str, str], ...]:
     """Where the detectors place the change of ``metric`` in an incident of ``events``: the slice its
-    own breakdowns' events that are ``enough`` alone break down to (``starting_slices``), else the
-    one all the incident's do. Two changes at once (an origin's hiccup on one edge while a crawler
-    walks another) are each where its own detectors saw it; a minute grazing its threshold places
-    nothing."""
-    decisive = events.loc[enough_alone(events), "series"]
-    own = starting_slices([name for name in decisive if drv.metric_of(name) == metric])[-1]
-    return own or starting_slices(events["series"])[-1]
+    own breakdowns' events that are ``enough`` alone break down to (``placed_slice``), else the
+    one all the incident's that are do. Two changes at once (an origin's hiccup on one edge while a
+    crawler walks another) are each where its own detectors saw it; a minute grazing its threshold
+    places nothing."""
+    decisive = list(_decisive_series(events))
+    return placed_slice([name for name in decisive if drv.metric_of(name) == metric]) or placed_slice(
+        decisive
+    )
 
 
 def _cause_first(metric: str) -> int:
@@ -536,7 +553,7 @@ def _cause(incident: Incident, drivers: Drivers) -> Cause:
     # The logs did not show the change beyond their noise; the slice the detectors flagged alone is
     # still where it happened.
     where = (
-        _slice_names(starting_slices(incident.events["series"])[-1])
+        _slice_names(placed_slice(_decisive_series(incident.events)))
         if incident.family == datasets.CDN
         else {}
     )
@@ -547,7 +564,7 @@ def _cause(incident: Incident, drivers: Drivers) -> Cause:
 
 def _elsewhere(incident: Incident, edges: Collection[str]) -> bool:
     """Whether an event of ``incident`` that is ``enough`` alone is on an edge other than ``edges``."""
-    return any(map(_off_edges, incident.events.loc[enough_alone(incident.events), "series"], repeat(edges)))
+    return any(map(_off_edges, _decisive_series(incident.events), repeat(edges)))
 
 
 def _served(explanations: Iterable[drv.Explanation]) -> set[str]:
