@@ -311,7 +311,10 @@ def anomalies(events: pd.DataFrame, scores: pd.DataFrame) -> list[Anomaly]:
 
 
 def _flagged(events: pd.DataFrame, scores: pd.DataFrame) -> list[tuple[pd.Timestamp, ...]]:
-    """The times of each event's anomalous rows among ``scores``."""
+    """The times of each event's anomalous rows among ``scores``; none known where the scores do not
+    say which rows were anomalous."""
+    if "is_anomaly" not in scores:
+        return [()] * len(events)
     anomalous = scores.loc[scores["is_anomaly"].astype(bool), ["series", "detector", "ts"]]
     rows = events.reset_index(names="event")[["event", "series", "detector", "start", "end"]].merge(
         anomalous, on=["series", "detector"]
