@@ -53,6 +53,17 @@ DEVICES = ("iPhone", "Roku")
 Rule = Callable[[str, str, str], bool]
 
 
+def only(edge: str | None = None, stem: str | None = None, device: str | None = None) -> Rule:
+    """The rule of the requests on ``edge``, for ``stem`` and from ``device`` (each: any, when None)."""
+    wanted = {"edge": edge, "stem": stem, "device": device}
+
+    def rule(edge: str, stem: str, device: str) -> bool:
+        found = {"edge": edge, "stem": stem, "device": device}
+        return all(value is None or found[part] == value for part, value in wanted.items())
+
+    return rule
+
+
 def at(clock: str, day: dt.date = DAY) -> pd.Timestamp:
     return pd.Timestamp(f"{day} {clock}", tz="UTC")
 
@@ -220,11 +231,8 @@ def test_a_cause_on_every_edge_says_all_edges() -> None:
 
 
 def test_a_latency_spike_on_one_edge() -> None:
-    def fra2(edge: str, stem: str, device: str) -> bool:
-        return edge == "FRA2"
-
     explanation = explain_incident(
-        incident_logs(slow=fra2), at("11:00"), at("11:30"), BASELINE, "cdn_ttfb_p95"
+        incident_logs(slow=only(edge="FRA2")), at("11:00"), at("11:30"), BASELINE, "cdn_ttfb_p95"
     )
 
     assert explanation.sentence == (
@@ -906,9 +914,6 @@ def test_a_slowdown_beside_a_crawler_is_the_services_incident(lake: Lake) -> Non
     # From 11:00 to 11:30 a crawler walks FRA2 while channel 8 slows down on every edge: one incident
     # (they overlap), whose 4xx rate, requests and bytes are the crawler's (its 404s are cache hits
     # here: the hit ratio did not move).
-    def ch8(edge: str, stem: str, device: str) -> bool:
-        return stem == STEMS[1]
-
     walk = crawl(at("11:00"), 120, lambda number: "198.51.100.7")
     flagged = [
         "cdn_4xx_rate{edge=FRA2}",
@@ -924,7 +929,7 @@ def test_a_slowdown_beside_a_crawler_is_the_services_incident(lake: Lake) -> Non
         (incident,) = day_incidents(lake, DAY, scores, group_events(scores))
         return incident
 
-    both = explained(ch8)
+    both = explained(only(stem=STEMS[1]))
     assert [(e.metric, e.clients) for e in both.drivers.explanations] == [
         ("cdn_4xx_rate", ("198.51.100.7",)),
         ("cdn_requests", ("198.51.100.7",)),
@@ -1084,16 +1089,16 @@ def test_a_change_the_logs_explain_beside_a_crawler_comes_before_one_found_witho
     # A crawler on FRA2 while FRA2 fails and channel 8 slows down: the 5xx rate, explained among the
     # incident's first metrics, is its cause, on the crawler's edge as it is; the slowdown, which only a
     # slice the crawler never asked for tells apart, is reported beside it.
-    def fra2(edge: str, stem: str, device: str) -> bool:
-        return edge == "FRA2"
-
-    def ch8(edge: str, stem: str, device: str) -> bool:
-        return stem == STEMS[1]
-
     flagged = ["cdn_4xx_rate{edge=FRA2}", "cdn_5xx_rate{edge=FRA2}", "cdn_ttfb_gmean"]
     scores = pd.concat([day_scores(name, list(range(660, 690))) for name in flagged], ignore_index=True)
     walk = crawl(at("11:00"), 120, lambda number: "198.51.100.7")
-    write_logs(lake, pd.concat([incident_logs(fails=fra2, slow=ch8), walk], ignore_index=True), {})
+    write_logs(
+        lake,
+        pd.concat(
+            [incident_logs(fails=only(edge="FRA2"), slow=only(stem=STEMS[1])), walk], ignore_index=True
+        ),
+        {},
+    )
 
     (incident,) = day_incidents(lake, DAY, scores, group_events(scores))
 
@@ -1161,15 +1166,12 @@ def test_an_edge_whose_viewers_left_while_a_crawler_made_up_their_requests_is_th
     # viewers'. With the viewers staying, the same crawler's bytes rise there, and it is its own.
     # The crawler's device family flagged too narrows the slice the incident's series share to its
     # device on FRA2; the bytes are still those of the edge's viewers, every device's.
-    def fra2(edge: str, stem: str, device: str) -> bool:
-        return edge == "FRA2"
-
     def explained(viewers_leave: bool, crawlers_device_flagged: bool = False) -> ExplainedIncident:
         walk = [
             crawl(at("11:00") + pd.Timedelta(seconds=offset), 120, lambda number: "198.51.100.7")
             for offset in (0, 4, 8, 12)
         ]
-        stay = 4 * [requests(at("10:00"), 90 if not viewers_leave else 60, served=fra2)]
+        stay = 4 * [requests(at("10:00"), 90 if not viewers_leave else 60, served=only(edge="FRA2"))]
         write_logs(lake, pd.concat([requests(at("10:00"), 90), *stay, *walk], ignore_index=True), {})
         flagged = ["cdn_4xx_rate{edge=FRA2}", "cdn_bytes{edge=FRA2}"]
         flagged += ["cdn_4xx_rate{device=Other}"] if crawlers_device_flagged else []
@@ -1198,12 +1200,6 @@ def test_a_device_flagged_in_an_edges_failure_is_named_only_where_the_logs_place
     # along. The iPhones' is too: for one minute at 2.5 times its threshold (too little to be an
     # incident alone, which places nothing), or all along (the iPhones sent half the errors). Either
     # way the Rokus failed as much: the cause is the edge's. Where only the iPhones failed, it is theirs.
-    def fra2(edge: str, stem: str, device: str) -> bool:
-        return edge == "FRA2"
-
-    def fra2_iphones(edge: str, stem: str, device: str) -> bool:
-        return edge == "FRA2" and device == "iPhone"
-
     def cause(fails: Callable[[str, str, str], bool], iphones: list[int]) -> Cause:
         write_logs(lake, pd.concat([requests(at("10:00"), 60), requests(at("11:00"), 30, fails=fails)]), {})
         scores = pd.concat(
@@ -1219,9 +1215,12 @@ def test_a_device_flagged_in_an_edges_failure_is_named_only_where_the_logs_place
     edge = Cause(
         "5xx rate 0% → 100% at edge FRA2, all paths, all devices (overall 0.68% → 26%)", {"edge": "FRA2"}
     )
-    assert cause(fra2, [670]) == edge
-    assert cause(fra2, list(range(660, 690))) == edge
-    assert cause(fra2_iphones, list(range(660, 690))).slice == {"edge": "FRA2", "device": "iPhone"}
+    assert cause(only(edge="FRA2"), [670]) == edge
+    assert cause(only(edge="FRA2"), list(range(660, 690))) == edge
+    assert cause(only(edge="FRA2", device="iPhone"), list(range(660, 690))).slice == {
+        "edge": "FRA2",
+        "device": "iPhone",
+    }
 
 
 def test_a_burst_of_errors_beside_a_crawler_on_another_edge_is_where_its_own_detectors_saw_it(
@@ -1231,17 +1230,11 @@ def test_a_burst_of_errors_beside_a_crawler_on_another_edge_is_where_its_own_det
     # half the requests, fails six in three minutes. Too few errors for the logs alone to place them
     # on one edge, the 5xx rate's detectors flagged LHR3, though the incident's breakdowns name two
     # edges. The incident is the service's, its cause the burst, its size the burst's.
-    def lhr3(edge: str, stem: str, device: str) -> bool:
-        return edge == "LHR3"
-
-    def lhr3_iphone(edge: str, stem: str, device: str) -> bool:
-        return lhr3(edge, stem, device) and device == "iPhone"
-
     logs = pd.concat(
         [
-            *(requests(at("10:00"), 90, served=lhr3) for _ in range(3)),
+            *(requests(at("10:00"), 90, served=only(edge="LHR3")) for _ in range(3)),
             requests(at("10:00"), 70).assign(sc_status=200),
-            requests(at("11:10"), 3, fails=lhr3_iphone),
+            requests(at("11:10"), 3, fails=only(edge="LHR3", device="iPhone")),
             requests(at("11:13"), 17).assign(sc_status=200),
             crawl(at("11:00"), 120, lambda number: "198.51.100.7"),
         ],
@@ -1278,13 +1271,12 @@ def test_a_flag_on_the_crawlers_edge_witnesses_nothing_without_its_requests(lake
     # each edge sends one large response; at 11:05 FRA2 sends one more, within the noise of bytes.
     # FRA2's bytes departed, its detector reading the crawler's pages too: without them its flag
     # places no change at FRA2, and the slowdown is the incident's cause.
-    def ch8(edge: str, stem: str, device: str) -> bool:
-        return stem == STEMS[1]
-
-    def fra2_ch7_iphone(edge: str, stem: str, device: str) -> bool:
-        return (edge, stem, device) == ("FRA2", STEMS[0], "iPhone")
-
-    logs = pd.concat([incident_logs(slow=ch8), requests(at("11:05"), 1, served=fra2_ch7_iphone)])
+    logs = pd.concat(
+        [
+            incident_logs(slow=only(stem=STEMS[1])),
+            requests(at("11:05"), 1, served=only(edge="FRA2", stem=STEMS[0], device="iPhone")),
+        ]
+    )
     large = (
         (logs["ts"].dt.minute % 10 == 0)
         & (logs["cs_uri_stem"] == STEMS[0])
